@@ -1,0 +1,1 @@
+"""Pure models and scoring over batches. Nothing here imports Beam."""

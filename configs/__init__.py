@@ -1,0 +1,1 @@
+"""Packaged YAML configs (default, per runner, mixtures, benchmarks)."""

@@ -1,0 +1,1 @@
+"""Assembly of stages from a config, the CLI, runner options and funnel reports."""

@@ -1,0 +1,232 @@
+"""Assemble the stages from a config into one Beam pipeline, run it, publish.
+
+Output layout of a finished run (``OUTPUT``):
+  kept/part-SSSSS-of-NNNNN.parquet        documents that passed every stage
+  rejects/<stage>/part-*.parquet          documents each stage dropped, with stage and reason
+  funnel.json, funnel.md                  the funnel (deterministic: no timestamps)
+  run.json                                when, where and with what the run happened
+  _SUCCESS                                written last
+
+The pipeline writes into ``OUTPUT/_tmp-<run id>/``; only after it finished and
+the conservation check passed are the files moved into place, so a killed run
+never leaves output that looks complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import os
+import re
+import time
+import uuid
+from importlib import resources
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import curate
+from curate.pipelines import funnel as funnel_mod
+from curate.pipelines.config import Config, config_to_dict
+from curate.transforms.exact_dedup import ExactDedup
+from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
+from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
+from curate.transforms.validate import InputCheck
+
+TMP_PREFIX = "_tmp-"
+STATS_FILE = "_stats.json"
+WRITTEN_FILE = "_written.json"
+
+
+class OutputExistsError(Exception):
+    pass
+
+
+def sample_corpus_path() -> str:
+    return str(resources.files("curate.sample").joinpath("sample.parquet"))
+
+
+def make_stages(cfg: Config, columns: Columns, schema):
+    stages = [InputCheck(columns)]
+    if cfg.stages.exact_dedup.enabled:
+        stages.append(ExactDedup(columns, schema, cfg.input.batch_size))
+    return stages
+
+
+def _write_json(path: str, payload):
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(json.dumps(payload, sort_keys=True).encode("utf-8"))
+
+
+def _read_json(path: str):
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        return json.loads(handle.read().decode("utf-8"))
+
+
+def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str) -> list[str]:
+    """Add the whole curation graph to ``p``; returns the names of the stages run."""
+    columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
+    batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size)
+    stats = [batches | CountDocs("raw", KEPT, columns.text)]
+    written = []
+    current = batches
+    ran = []
+    for stage in make_stages(cfg, columns, schema):
+        result = current | stage
+        stats += [
+            current | CountDocs(stage.name, IN, columns.text),
+            result.kept | CountDocs(stage.name, KEPT, columns.text),
+            result.rejected | CountDocs(stage.name, REJECTED, columns.text),
+        ]
+        written.append(
+            result.rejected
+            | f"WriteRejects[{stage.name}]" >> WriteParquetShards(
+                FileSystems.join(staging, "rejects", stage.name), stage.reject_schema(schema),
+                cfg.output.reject_shards, columns, _compression(cfg))
+            | f"Label[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"rejects/{name}", w.rows))
+        )
+        schema = stage.output_schema(schema)
+        current = result.kept
+        ran.append(stage.name)
+    written.append(
+        current
+        | "WriteKept" >> WriteParquetShards(FileSystems.join(staging, "kept"), schema,
+                                            cfg.output.num_shards, columns, _compression(cfg))
+        | "LabelKept" >> beam.Map(lambda w: ("kept", w.rows))
+    )
+    stats_path = FileSystems.join(staging, STATS_FILE)
+    written_path = FileSystems.join(staging, WRITTEN_FILE)
+    (
+        stats
+        | "FlattenStats" >> beam.Flatten()
+        | "SumStats" >> beam.CombinePerKey(sum_pairs)
+        | "StatRows" >> beam.MapTuple(lambda k, v: [*k, *v])
+        | "AllStats" >> beam.combiners.ToList()
+        | "WriteStats" >> beam.Map(lambda rows: _write_json(stats_path, sorted(rows)))
+    )
+    (
+        written
+        | "FlattenWritten" >> beam.Flatten()
+        | "SumWritten" >> beam.CombinePerKey(sum)
+        | "AllWritten" >> beam.combiners.ToDict()
+        | "WriteWritten" >> beam.Map(lambda d: _write_json(written_path, d))
+    )
+    return ran
+
+
+def _compression(cfg: Config) -> str:
+    return "NONE" if cfg.output.compression == "none" else cfg.output.compression
+
+
+def _listing(directory: str) -> list[str]:
+    try:
+        return [m.path for r in FileSystems.match([FileSystems.join(directory, "**")]) for m in r.metadata_list]
+    except Exception:
+        return []
+
+
+def prepare_output(output: str, overwrite: bool) -> None:
+    """Refuse a non-empty output unless ``overwrite``; leftovers of killed runs do not count."""
+    existing = [p for p in _listing(output) if f"/{TMP_PREFIX}" not in p.replace(os.sep, "/")]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"output {output} exists and is not empty ({len(existing)} files); "
+            "pass --overwrite to replace it or choose another --output"
+        )
+
+
+def publish(staging: str, output: str) -> None:
+    """Move the staged files into ``output`` (replacing an earlier run's), then drop staging."""
+    for sub in ("kept", "rejects"):
+        old = [p for p in _listing(FileSystems.join(output, sub))]
+        if old:
+            FileSystems.delete(old)
+    for name in ("funnel.json", "funnel.md", "run.json", "_SUCCESS"):
+        path = FileSystems.join(output, name)
+        if FileSystems.exists(path):
+            FileSystems.delete([path])
+    staged = [p for p in _listing(staging) if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE)]
+    prefix = staging.rstrip("/")
+    targets = [output.rstrip("/") + p[len(prefix):] for p in staged]
+    for target in targets:
+        if "://" not in target:  # local renames need the parent folder
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+    if staged:
+        FileSystems.rename(staged, targets)
+    FileSystems.delete([staging])
+
+
+def clean_stale_staging(output: str) -> None:
+    """Remove staging folders left by killed runs."""
+    marker = re.compile(r"^(.*/" + re.escape(TMP_PREFIX) + r"[^/]+)/")
+    stale = sorted({m.group(1) for p in _listing(output) if (m := marker.match(p.replace(os.sep, "/")))})
+    if stale:
+        FileSystems.delete(stale)
+
+
+@dataclasses.dataclass
+class RunResult:
+    output: str
+    funnel: dict
+    seconds: float
+
+
+def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrite: bool = False,
+        beam_args: list[str] | None = None, log=print) -> RunResult:
+    """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure."""
+    started = time.time()
+    columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
+    patterns = input_paths or cfg.input.paths or [sample_corpus_path()]
+    paths = expand_inputs(patterns)
+    schema, input_rows = inspect_inputs(paths, columns)
+    prepare_output(output, overwrite)
+    clean_stale_staging(output)
+    staging = FileSystems.join(output, TMP_PREFIX + uuid.uuid4().hex[:12])
+    log(f"[curate] {len(paths)} input file(s), {input_rows:,} rows -> {output}")
+
+    options = PipelineOptions(beam_args or [])
+    p = beam.Pipeline(options=options)
+    ran = build_pipeline(p, cfg, paths, schema, staging)
+    p.run().wait_until_finish()
+
+    stats = _read_json(FileSystems.join(staging, STATS_FILE))
+    written_path = FileSystems.join(staging, WRITTEN_FILE)
+    written = _read_json(written_path) if FileSystems.exists(written_path) else {}
+    funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows)
+    if not funnel["conservation"]["ok"]:
+        raise ConservationError("; ".join(funnel["conservation"]["problems"]) + f" (staged output kept in {staging})")
+    _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
+    _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
+    seconds = time.time() - started
+    run_info = {
+        "curate_version": curate.__version__,
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "inputs": paths,
+        "input_rows": input_rows,
+        "beam_args": beam_args or [],
+        "config": config_to_dict(cfg),
+        "stages_run": ran,
+    }
+    _write_text(FileSystems.join(staging, "run.json"), json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+    publish(staging, output)
+    _write_text(FileSystems.join(output, "_SUCCESS"), "")
+    return RunResult(output, funnel, seconds)
+
+
+class ConservationError(Exception):
+    pass
+
+
+def _write_text(path: str, text: str):
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def read_funnel(output: str) -> dict:
+    path = FileSystems.join(output, "funnel.json")
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {output} the output of a finished `curate run`?")
+    return _read_json(path)

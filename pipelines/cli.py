@@ -1,0 +1,69 @@
+"""The ``curate`` command.
+
+  curate run [--config FILE] [--input GLOB ...] [--output DIR] [--overwrite] [BEAM OPTIONS...]
+  curate funnel DIR
+
+Unknown options after ``run`` are passed to Beam as pipeline options
+(``--runner``, ``--direct_num_workers``, ``--project`` ...).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="curate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the curation pipeline (default: the bundled sample corpus)")
+    run.add_argument("--config", help="YAML config (default: the packaged configs/default.yaml)")
+    run.add_argument("--input", action="append", help="Parquet glob or path; repeatable (overrides input.paths)")
+    run.add_argument("--output", default="out", help="output folder or URL (default: ./out)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
+    funnel.add_argument("output", help="output folder of a finished run")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"curate: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = _parser().parse_known_args(argv)
+    if args.command != "run" and beam_args:
+        return _error(f"unrecognized arguments: {' '.join(beam_args)}")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+
+    from curate.pipelines import build, funnel
+    from curate.pipelines.config import ConfigError, load_config
+    from curate.transforms.io import InputError
+
+    if args.command == "funnel":
+        try:
+            print(funnel.render_markdown(build.read_funnel(args.output)))
+        except (FileNotFoundError, ValueError) as exc:
+            return _error(str(exc))
+        return 0
+
+    try:
+        cfg = load_config(args.config)
+        result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
+                           beam_args=beam_args, log=lambda m: print(m, file=sys.stderr))
+    except (ConfigError, InputError, build.OutputExistsError) as exc:
+        return _error(str(exc))
+    except build.ConservationError as exc:
+        print(f"curate: conservation check failed: {exc}", file=sys.stderr)
+        return 1
+    print(funnel.render_markdown(result.funnel))
+    print(f"[curate] done in {result.seconds:.1f}s: kept and rejects written to {result.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

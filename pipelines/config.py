@@ -1,0 +1,185 @@
+"""Typed configuration loaded from YAML (``yaml.safe_load`` only).
+
+Every key is checked against the dataclasses below at load time; an unknown
+key, a wrong type or an out-of-range value raises ``ConfigError`` naming the
+key path (``stages.exact_dedup.enabled``) and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class InputConfig:
+    # Globs or paths of Parquet shards (any FileSystems scheme: local, gs://, s3://,
+    # hdfs://).  Empty means the bundled sample corpus.
+    paths: list[str] = dataclasses.field(default_factory=list)
+    id_column: str = "id"
+    text_column: str = "text"
+    # Rows per Arrow record batch read from a shard: big enough to amortize the
+    # ~1 us per-element Beam cost and batch model calls, small enough (~2 MB of
+    # 1 KB documents) to keep worker memory flat.
+    batch_size: int = 2048
+
+    def validate(self, at: str):
+        _check(self.batch_size >= 1, f"{at}.batch_size", "must be >= 1")
+        _check(bool(self.id_column), f"{at}.id_column", "must not be empty")
+        _check(bool(self.text_column), f"{at}.text_column", "must not be empty")
+        _check(self.id_column != self.text_column, f"{at}.text_column", "must differ from id_column")
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    # Kept documents are written as this many Parquet shards, rows assigned by
+    # a hash of the id (deterministic on any runner).
+    num_shards: int = 4
+    # Shards per stage for rejects.
+    reject_shards: int = 1
+    compression: str = "zstd"
+
+    def validate(self, at: str):
+        _check(1 <= self.num_shards <= 1_000_000, f"{at}.num_shards", "must be in [1, 1000000]")
+        _check(1 <= self.reject_shards <= 1_000_000, f"{at}.reject_shards", "must be in [1, 1000000]")
+        _check(self.compression in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"),
+               f"{at}.compression", "must be one of zstd, snappy, gzip, lz4, brotli, none")
+
+
+@dataclasses.dataclass
+class ExactDedupConfig:
+    enabled: bool = True
+
+    def validate(self, at: str):
+        pass
+
+
+@dataclasses.dataclass
+class StagesConfig:
+    exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
+
+    def validate(self, at: str):
+        pass
+
+
+@dataclasses.dataclass
+class Config:
+    input: InputConfig = dataclasses.field(default_factory=InputConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    stages: StagesConfig = dataclasses.field(default_factory=StagesConfig)
+    # Estimated tokens per character (English BPE ~0.26); used for token counts
+    # in the funnel and, later, for token budgets.
+    tokens_per_char: float = 0.26
+
+    def validate(self, at: str):
+        _check(0 < self.tokens_per_char <= 4, f"{at}tokens_per_char", "must be in (0, 4]")
+
+
+def _check(ok: bool, key: str, message: str):
+    if not ok:
+        raise ConfigError(f"config key {key.lstrip('.')}: {message}")
+
+
+def _build(cls, data, at: str):
+    """Recursively turn a mapping into dataclass ``cls``, checking keys and types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key {at or '<root>'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{at}." if at else ""
+        raise ConfigError(
+            f"config key {where}{unknown[0]}: unknown key (allowed here: {', '.join(sorted(names))})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{at}.{name}" if at else name
+        kwargs[name] = _coerce(hints[name], value, key)
+    obj = cls(**kwargs)
+    obj.validate(at if at else "")
+    return obj
+
+
+def _coerce(tp, value, key: str):
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"config key {key}: expected a list, got {type(value).__name__}")
+        return [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        k_tp, v_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a mapping, got {type(value).__name__}")
+        return {_coerce(k_tp, k, key): _coerce(v_tp, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key {key}: unsupported type {tp}")
+
+
+def config_from_dict(data: dict | None) -> Config:
+    return _build(Config, data, "")
+
+
+def load_config(path: str | None = None) -> Config:
+    """Load a YAML config; ``None`` loads the packaged ``default.yaml``."""
+    if path is None:
+        text = resources.files("curate.configs").joinpath("default.yaml").read_text()
+        source = "default.yaml"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            packaged = resources.files("curate.configs").joinpath(p.name)
+            if p.parent == Path("configs") and packaged.is_file():
+                text, source = packaged.read_text(), str(p)
+            else:
+                raise ConfigError(f"config file {path}: not found")
+        else:
+            text, source = p.read_text(), str(p)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {source}: not valid YAML ({exc})") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,178 @@
+"""The funnel: documents, characters and estimated tokens through every stage.
+
+Built on the driver from the per-key sums the pipeline wrote (``_stats.json``)
+and the row counts of the files it wrote; the conservation check compares them.
+"""
+from __future__ import annotations
+
+import json
+
+# The recipe's stages in order.  A stage that is not configured or not built
+# yet is listed as "not run", never given numbers.
+STAGE_ORDER = [
+    "input_check",
+    "exact_dedup",
+    "near_dedup",
+    "language",
+    "quality>=0.5",
+    "quality>=0.8",
+    "decontamination",
+    "mixing",
+]
+
+# Phi recipe reference funnel (documents): raw 1,000M -> dedup 400M ->
+# language 200M -> quality>=0.5 20M -> quality>=0.8 5M.
+REFERENCE = [
+    ("raw", 1_000_000_000, ["raw"]),
+    ("after dedup", 400_000_000, ["near_dedup", "exact_dedup"]),
+    ("after language filter", 200_000_000, ["language"]),
+    ("quality >= 0.5", 20_000_000, ["quality>=0.5"]),
+    ("quality >= 0.8", 5_000_000, ["quality>=0.8"]),
+]
+PROJECTION_RAW = 1_000_000_000
+
+
+def _size(docs: int, chars: int, tokens_per_char: float) -> dict:
+    return {"docs": docs, "chars": chars, "tokens_est": int(round(chars * tokens_per_char))}
+
+
+def _pct(part: int, whole: int):
+    return None if not whole else round(100.0 * part / whole, 4)
+
+
+def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
+                 written: dict | None = None, input_rows: int | None = None) -> dict:
+    """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline."""
+    sums: dict[tuple, tuple[int, int]] = {}
+    for stage, kind, reason, docs, chars in stats:
+        sums[(stage, kind, reason)] = (docs, chars)
+
+    def get(stage, kind, reason=""):
+        return sums.get((stage, kind, reason), (0, 0))
+
+    raw_docs, raw_chars = get("raw", "kept")
+    stages, problems = [], []
+    previous, previous_chars = raw_docs, raw_chars
+    for name in STAGE_ORDER:
+        if name not in ran:
+            stages.append({"name": name, "status": "not run"})
+            continue
+        in_d, in_c = get(name, "in")
+        kept_d, kept_c = get(name, "kept")
+        by_reason = {
+            reason: _size(d, c, tokens_per_char)
+            for (s, kind, reason), (d, c) in sorted(sums.items())
+            if s == name and kind == "rejected"
+        }
+        rej_d = sum(r["docs"] for r in by_reason.values())
+        rej_c = sum(r["chars"] for r in by_reason.values())
+        if in_d != kept_d + rej_d or in_c != kept_c + rej_c:
+            problems.append(f"{name}: in {in_d} docs != kept {kept_d} + rejected {rej_d}")
+        if in_d != previous:
+            problems.append(f"{name}: in {in_d} docs != {previous} docs left by the previous stage")
+        stages.append({
+            "name": name,
+            "status": "run",
+            "in": _size(in_d, in_c, tokens_per_char),
+            "kept": _size(kept_d, kept_c, tokens_per_char),
+            "rejected": _size(rej_d, rej_c, tokens_per_char),
+            "rejected_by_reason": by_reason,
+            "pct_of_previous": _pct(kept_d, in_d),
+            "pct_of_raw": _pct(kept_d, raw_docs),
+            "projected_per_1B_raw": None if not raw_docs else int(round(PROJECTION_RAW * kept_d / raw_docs)),
+        })
+        previous, previous_chars = kept_d, kept_c
+
+    if input_rows is not None and input_rows != raw_docs:
+        problems.append(f"raw: {raw_docs} docs read != {input_rows} rows in the input files")
+    if written is not None:
+        final = previous
+        if written.get("kept", 0) != final:
+            problems.append(f"output: {written.get('kept', 0)} kept rows written != {final} kept")
+        for s in stages:
+            if s["status"] == "run":
+                w = written.get(f"rejects/{s['name']}", 0)
+                if w != s["rejected"]["docs"]:
+                    problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
+
+    run_stages = {s["name"]: s for s in stages if s["status"] == "run"}
+    reference = []
+    for label, ref_docs, measured_from in REFERENCE:
+        row = {"step": label, "reference_docs": ref_docs,
+               "reference_pct_of_raw": _pct(ref_docs, REFERENCE[0][1]),
+               "measured_stage": None, "measured_docs": None, "measured_pct_of_raw": None,
+               "projected_per_1B_raw": None}
+        if measured_from == ["raw"]:
+            row.update(measured_stage="raw", measured_docs=raw_docs,
+                       measured_pct_of_raw=100.0 if raw_docs else None, projected_per_1B_raw=PROJECTION_RAW)
+        else:
+            for name in measured_from:
+                if name in run_stages:
+                    s = run_stages[name]
+                    row.update(measured_stage=name, measured_docs=s["kept"]["docs"],
+                               measured_pct_of_raw=s["pct_of_raw"], projected_per_1B_raw=s["projected_per_1B_raw"])
+                    break
+        reference.append(row)
+
+    return {
+        "tokens_per_char": tokens_per_char,
+        "raw": _size(raw_docs, raw_chars, tokens_per_char),
+        "stages": stages,
+        "final": _size(previous, previous_chars, tokens_per_char),
+        "reference_phi": reference,
+        "written_rows": written or {},
+        "conservation": {"ok": not problems, "problems": problems},
+    }
+
+
+def _fmt_int(n):
+    return "-" if n is None else f"{n:,}"
+
+
+def _fmt_pct(p):
+    return "-" if p is None else f"{p:.2f}%"
+
+
+def render_markdown(funnel: dict) -> str:
+    raw = funnel["raw"]
+    lines = [
+        "# Funnel",
+        "",
+        f"Tokens are estimated at {funnel['tokens_per_char']} tokens per character.",
+        "",
+        "| stage | in | kept | dropped | % of previous | % of raw | chars kept | est. tokens kept | per 1B raw |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| raw | | {_fmt_int(raw['docs'])} | | | 100.00% | {_fmt_int(raw['chars'])} | {_fmt_int(raw['tokens_est'])} | {_fmt_int(PROJECTION_RAW)} |",
+    ]
+    for s in funnel["stages"]:
+        if s["status"] != "run":
+            lines.append(f"| {s['name']} | not run | | | | | | | |")
+            continue
+        lines.append(
+            f"| {s['name']} | {_fmt_int(s['in']['docs'])} | {_fmt_int(s['kept']['docs'])} | "
+            f"{_fmt_int(s['rejected']['docs'])} | {_fmt_pct(s['pct_of_previous'])} | {_fmt_pct(s['pct_of_raw'])} | "
+            f"{_fmt_int(s['kept']['chars'])} | {_fmt_int(s['kept']['tokens_est'])} | {_fmt_int(s['projected_per_1B_raw'])} |"
+        )
+    lines += ["", "## Dropped, by reason", "", "| stage | reason | docs | chars | est. tokens |", "|---|---|---:|---:|---:|"]
+    for s in funnel["stages"]:
+        if s["status"] != "run":
+            continue
+        for reason, size in s["rejected_by_reason"].items():
+            lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
+    lines += ["", "## Beside the Phi reference funnel", "",
+              "| step | reference docs | reference % of raw | measured after | measured docs | measured % of raw | projected per 1B raw |",
+              "|---|---:|---:|---|---:|---:|---:|"]
+    for r in funnel["reference_phi"]:
+        lines.append(
+            f"| {r['step']} | {_fmt_int(r['reference_docs'])} | {_fmt_pct(r['reference_pct_of_raw'])} | "
+            f"{r['measured_stage'] or 'not run'} | {_fmt_int(r['measured_docs'])} | {_fmt_pct(r['measured_pct_of_raw'])} | "
+            f"{_fmt_int(r['projected_per_1B_raw'])} |"
+        )
+    cons = funnel["conservation"]
+    lines += ["", "Conservation check: " + ("passed (every document is kept or rejected with a reason)." if cons["ok"]
+                                           else "FAILED: " + "; ".join(cons["problems"])), ""]
+    return "\n".join(lines)
+
+
+def dumps(funnel: dict) -> str:
+    return json.dumps(funnel, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,1 @@
+"""The bundled sample corpus (``sample.parquet``) and the script that makes it."""

@@ -1,0 +1,175 @@
+"""The contract every stage follows, and the accounting around it.
+
+Element shapes used throughout:
+  * ``pa.RecordBatch``: a batch of documents (the usual element between stages);
+  * ``dict``: one document row, only around shuffles (dedup, output sharding);
+  * ``StatKey -> (docs, chars)``: funnel accounting, summed per key.
+
+A stage is a composite ``PTransform`` taking batches and returning a
+``StageResult(kept, rejected)``.  Rejected batches carry the input columns plus
+``stage``, ``reason`` and any stage-specific columns, so nothing is lost: every
+input document ends in exactly one of the two.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.classifiers.text import char_lengths
+
+STAGE_FIELD = pa.field("stage", pa.string())
+REASON_FIELD = pa.field("reason", pa.string())
+
+# Stat kinds: documents entering a stage, leaving it kept, leaving it rejected.
+IN, KEPT, REJECTED = "in", "kept", "rejected"
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Names of the two required columns; every other column passes through."""
+
+    id: str = "id"
+    text: str = "text"
+
+
+class StageResult(NamedTuple):
+    kept: beam.PCollection
+    rejected: beam.PCollection
+
+
+class Stage(beam.PTransform):
+    """Base class: a named stage with a known output and reject schema.
+
+    Subclasses set ``name`` (the funnel label), may add columns to kept
+    documents (``added_fields``) and to rejects (``reject_fields``), and
+    implement ``expand(batches) -> StageResult``.
+    """
+
+    name: str = "stage"
+    added_fields: tuple[pa.Field, ...] = ()
+    reject_fields: tuple[pa.Field, ...] = ()
+
+    def __init__(self, columns: Columns):
+        super().__init__(label=self.name)
+        self.columns = columns
+
+    def output_schema(self, schema: pa.Schema) -> pa.Schema:
+        return append_fields(schema, self.added_fields)
+
+    def reject_schema(self, schema: pa.Schema) -> pa.Schema:
+        return append_fields(
+            self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields)
+        )
+
+
+def append_fields(schema: pa.Schema, fields) -> pa.Schema:
+    for field in fields:
+        if schema.get_field_index(field.name) >= 0:
+            raise ValueError(
+                f"input column {field.name!r} clashes with a column the pipeline adds; "
+                "rename it in the input"
+            )
+        schema = schema.append(field)
+    return schema
+
+
+def with_columns(batch: pa.RecordBatch, columns: dict[str, pa.Array]) -> pa.RecordBatch:
+    """Return ``batch`` with extra columns appended (same row count)."""
+    arrays = list(batch.columns) + list(columns.values())
+    names = list(batch.schema.names) + list(columns.keys())
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def reject_batch(
+    batch: pa.RecordBatch, stage: str, reasons, extra: dict[str, pa.Array] | None = None
+) -> pa.RecordBatch:
+    """Mark every row of ``batch`` as rejected by ``stage`` with per-row ``reasons``."""
+    n = batch.num_rows
+    reason_array = pa.array([reasons] * n, pa.string()) if isinstance(reasons, str) else pa.array(reasons, pa.string())
+    cols = {"stage": pa.array([stage] * n, pa.string()), "reason": reason_array}
+    cols.update(extra or {})
+    return with_columns(batch, cols)
+
+
+def rows_to_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=schema)
+
+
+class CountDocs(beam.PTransform):
+    """Sum documents and characters of a batch PCollection under stat keys.
+
+    ``kind`` is IN or KEPT (one key) or REJECTED (one key per reason).
+    Output: ``((stage, kind, reason), (docs, chars))`` per bundle, summed later.
+    """
+
+    def __init__(self, stage: str, kind: str, text_column: str):
+        super().__init__(label=f"Count[{stage}/{kind}]")
+        self.stage, self.kind, self.text_column = stage, kind, text_column
+
+    def expand(self, batches):
+        stage, kind, text_column = self.stage, self.kind, self.text_column
+
+        def count(batch: pa.RecordBatch):
+            if batch.num_rows == 0:
+                return
+            chars = char_lengths(batch.column(text_column))
+            if kind != REJECTED:
+                yield (stage, kind, ""), (batch.num_rows, pc.sum(chars).as_py() or 0)
+                return
+            reasons = batch.column("reason").to_numpy(zero_copy_only=False)
+            chars_np = chars.to_numpy(zero_copy_only=False)
+            for reason in np.unique(reasons):
+                mask = reasons == reason
+                yield (stage, kind, str(reason)), (int(mask.sum()), int(chars_np[mask].sum()))
+
+        return batches | "Count" >> beam.FlatMap(count)
+
+
+def sum_pairs(pairs):
+    docs = chars = 0
+    for d, c in pairs:
+        docs += d
+        chars += c
+    return docs, chars
+
+
+class SplitByMask(beam.DoFn):
+    """Generic filter body: ``decide(batch) -> (keep_mask, reasons, kept_extra, reject_extra)``.
+
+    ``keep_mask`` is a numpy bool array; ``reasons`` a list of reason strings
+    for rejected rows (aligned with ``~keep_mask``); ``kept_extra`` and
+    ``reject_extra`` are dicts of full-length arrays added to each side.
+    Emits kept batches on the main output and rejects on ``"rejected"``.
+    """
+
+    REJECTED_TAG = "rejected"
+
+    def __init__(self, stage_name: str, decide):
+        self.stage_name = stage_name
+        self.decide = decide
+
+    def process(self, batch: pa.RecordBatch):
+        keep, reasons, kept_extra, reject_extra = self.decide(batch)
+        keep = pa.array(keep, pa.bool_())
+        drop = pc.invert(keep)
+        full_kept = with_columns(batch, kept_extra)
+        if pc.any(keep).as_py():
+            yield full_kept.filter(keep)
+        if pc.any(drop).as_py():
+            dropped = full_kept.filter(drop)
+            extra = {k: v.filter(drop) for k, v in reject_extra.items()}
+            yield beam.pvalue.TaggedOutput(
+                self.REJECTED_TAG, reject_batch(dropped, self.stage_name, reasons, extra)
+            )
+
+
+def split_by_mask(batches, stage_name: str, decide) -> StageResult:
+    out = batches | "Split" >> beam.ParDo(SplitByMask(stage_name, decide)).with_outputs(
+        SplitByMask.REJECTED_TAG, main="kept"
+    )
+    return StageResult(out.kept, out[SplitByMask.REJECTED_TAG])
