@@ -1,0 +1,33 @@
+import pytest
+
+from curate.pipelines.config import ConfigError, config_from_dict, load_config
+
+
+def test_packaged_default_loads():
+    cfg = load_config()
+    assert cfg.input.text_column == "text" and cfg.output.compression == "zstd"
+    assert cfg.stages.exact_dedup.enabled is True
+
+
+@pytest.mark.parametrize("data,key", [
+    ({"inputs": {}}, "inputs"),
+    ({"input": {"batchsize": 3}}, "input.batchsize"),
+    ({"input": {"batch_size": "big"}}, "input.batch_size"),
+    ({"input": {"batch_size": 0}}, "input.batch_size"),
+    ({"output": {"num_shards": 1.5}}, "output.num_shards"),
+    ({"stages": {"exact_dedup": {"enabled": "yes"}}}, "stages.exact_dedup.enabled"),
+    ({"tokens_per_char": -1}, "tokens_per_char"),
+    ({"output": {"compression": "rar"}}, "output.compression"),
+])
+def test_bad_config_names_the_key(data, key):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert f"config key {key}:" in str(err.value)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("input: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(evil))
+    assert "not valid YAML" in str(err.value) and str(evil) in str(err.value)
