@@ -31,6 +31,7 @@ import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup
+from curate.transforms.language import LanguageFilter
 from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
 from curate.transforms.validate import InputCheck
@@ -49,9 +50,18 @@ def sample_corpus_path() -> str:
 
 
 def make_stages(cfg: Config, columns: Columns, schema):
+    """The configured stages in recipe order; each checks its files on the driver."""
+    st = cfg.stages
     stages = [InputCheck(columns)]
-    if cfg.stages.exact_dedup.enabled:
+    if st.exact_dedup.enabled:
         stages.append(ExactDedup(columns, schema, cfg.input.batch_size))
+    if st.language.enabled:
+        lang = st.language
+        stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,
+                                     lang.non_target, lang.output_column, lang.score_column))
+    for stage in stages:
+        stage.check()
+        schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
     return stages
 
 
@@ -75,10 +85,13 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     ran = []
     for stage in make_stages(cfg, columns, schema):
         result = current | stage
+        leaving = result.rejected
+        if result.routed is not None:
+            leaving = (result.rejected, result.routed) | f"Leaving[{stage.name}]" >> beam.Flatten()
         stats += [
             current | CountDocs(stage.name, IN, columns.text),
             result.kept | CountDocs(stage.name, KEPT, columns.text),
-            result.rejected | CountDocs(stage.name, REJECTED, columns.text),
+            leaving | CountDocs(stage.name, REJECTED, columns.text),
         ]
         written.append(
             result.rejected
@@ -87,6 +100,16 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                 cfg.output.reject_shards, columns, _compression(cfg))
             | f"Label[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"rejects/{name}", w.rows))
         )
+        if result.routed is not None:
+            written.append(
+                result.routed
+                | f"WriteRouted[{stage.name}]" >> WriteParquetShards(
+                    FileSystems.join(staging, "by_language"), stage.reject_schema(schema),
+                    cfg.output.reject_shards, columns, _compression(cfg), partition_column=stage.group_column)
+                | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
+            )
+        if stage.group_column:
+            stats.append(result.kept | CountDocs(stage.name, "kept_by_lang", columns.text, stage.group_column))
         schema = stage.output_schema(schema)
         current = result.kept
         ran.append(stage.name)
@@ -139,7 +162,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 def publish(staging: str, output: str) -> None:
     """Move the staged files into ``output`` (replacing an earlier run's), then drop staging."""
-    for sub in ("kept", "rejects"):
+    for sub in ("kept", "rejects", "by_language"):
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)

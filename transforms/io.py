@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import sys
 import time
 
@@ -178,6 +179,7 @@ def stable_order(rows: list[dict], columns: Columns) -> list[dict]:
 class WrittenShard:
     path: str
     rows: int
+    partition: str | None = None
 
 
 class WriteParquetShards(beam.PTransform):
@@ -187,21 +189,24 @@ class WriteParquetShards(beam.PTransform):
     worker, sorted by id, so its bytes are the same on any runner.  Memory: one
     shard's rows at a time per worker; choose ``num_shards`` so that a shard
     fits (e.g. 1e9 docs of ~2 KB -> >= 20,000 shards of ~100 MB).
+    With ``partition_column`` rows go to ``directory/<value>/part-...``.
     Output: PCollection[WrittenShard].
     """
 
     def __init__(self, directory: str, schema: pa.Schema, num_shards: int, columns: Columns,
-                 compression: str = "zstd"):
+                 compression: str = "zstd", partition_column: str | None = None):
         super().__init__()
         self.directory, self.schema = directory.rstrip("/"), schema
         self.num_shards, self.columns, self.compression = num_shards, columns, compression
+        self.partition_column = partition_column
 
     def expand(self, batches):
-        num_shards, id_col = self.num_shards, self.columns.id
+        num_shards, id_col, part_col = self.num_shards, self.columns.id, self.partition_column
 
         def key_rows(batch: pa.RecordBatch):
             for row in batch.to_pylist():
-                yield shard_of(row[id_col] or "", num_shards), row
+                shard = shard_of(row[id_col] or "", num_shards)
+                yield (row[part_col] if part_col else None, shard), row
 
         return (
             batches
@@ -210,10 +215,13 @@ class WriteParquetShards(beam.PTransform):
             | "WriteShard" >> beam.MapTuple(self._write)
         )
 
-    def _write(self, shard: int, rows) -> WrittenShard:
+    def _write(self, key, rows) -> WrittenShard:
+        partition, shard = key
         rows = stable_order(list(rows), self.columns)
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        path = FileSystems.join(self.directory, f"part-{shard:05d}-of-{self.num_shards:05d}.parquet")
+        directory = self.directory if partition is None else FileSystems.join(
+            self.directory, re.sub(r"[^A-Za-z0-9_.-]", "_", str(partition)) or "_")
+        path = FileSystems.join(directory, f"part-{shard:05d}-of-{self.num_shards:05d}.parquet")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             pq.write_table(table, handle, compression=self.compression)
-        return WrittenShard(path, table.num_rows)
+        return WrittenShard(path, table.num_rows, partition)

@@ -40,6 +40,10 @@ class Columns:
 class StageResult(NamedTuple):
     kept: beam.PCollection
     rejected: beam.PCollection
+    # Optional: documents that leave the main set but are written to a side
+    # output instead of rejects (e.g. other languages, by language); they carry
+    # ``stage`` and ``reason`` like rejects and count as rejected in the funnel.
+    routed: beam.PCollection | None = None
 
 
 class Stage(beam.PTransform):
@@ -53,13 +57,20 @@ class Stage(beam.PTransform):
     name: str = "stage"
     added_fields: tuple[pa.Field, ...] = ()
     reject_fields: tuple[pa.Field, ...] = ()
+    # Config key naming the added columns, quoted when they clash with input columns.
+    added_fields_key: str = ""
+    # A column of kept documents the funnel breaks counts down by (e.g. language).
+    group_column: str | None = None
 
     def __init__(self, columns: Columns):
         super().__init__(label=self.name)
         self.columns = columns
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        return append_fields(schema, self.added_fields)
+        return append_fields(schema, self.added_fields, self.added_fields_key)
+
+    def check(self) -> None:
+        """Driver-side checks (model files, indexes) run before the pipeline starts."""
 
     def reject_schema(self, schema: pa.Schema) -> pa.Schema:
         return append_fields(
@@ -67,12 +78,16 @@ class Stage(beam.PTransform):
         )
 
 
-def append_fields(schema: pa.Schema, fields) -> pa.Schema:
+class ColumnClashError(ValueError):
+    pass
+
+
+def append_fields(schema: pa.Schema, fields, key: str = "") -> pa.Schema:
     for field in fields:
         if schema.get_field_index(field.name) >= 0:
-            raise ValueError(
-                f"input column {field.name!r} clashes with a column the pipeline adds; "
-                "rename it in the input"
+            hint = f"set {key} to another name or " if key else ""
+            raise ColumnClashError(
+                f"input column {field.name!r} clashes with a column the pipeline adds; {hint}rename it in the input"
             )
         schema = schema.append(field)
     return schema
@@ -103,29 +118,31 @@ def rows_to_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
 class CountDocs(beam.PTransform):
     """Sum documents and characters of a batch PCollection under stat keys.
 
-    ``kind`` is IN or KEPT (one key) or REJECTED (one key per reason).
-    Output: ``((stage, kind, reason), (docs, chars))`` per bundle, summed later.
+    ``kind`` is IN, KEPT or REJECTED.  Rows are grouped by ``group_column``
+    (REJECTED groups by ``reason``; e.g. KEPT can group by ``lang``).
+    Output: ``((stage, kind, group), (docs, chars))`` per batch, summed later.
     """
 
-    def __init__(self, stage: str, kind: str, text_column: str):
-        super().__init__(label=f"Count[{stage}/{kind}]")
+    def __init__(self, stage: str, kind: str, text_column: str, group_column: str | None = None):
+        super().__init__(label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}]")
         self.stage, self.kind, self.text_column = stage, kind, text_column
+        self.group_column = "reason" if kind == REJECTED and group_column is None else group_column
 
     def expand(self, batches):
-        stage, kind, text_column = self.stage, self.kind, self.text_column
+        stage, kind, text_column, group_column = self.stage, self.kind, self.text_column, self.group_column
 
         def count(batch: pa.RecordBatch):
             if batch.num_rows == 0:
                 return
             chars = char_lengths(batch.column(text_column))
-            if kind != REJECTED:
+            if group_column is None:
                 yield (stage, kind, ""), (batch.num_rows, pc.sum(chars).as_py() or 0)
                 return
-            reasons = batch.column("reason").to_numpy(zero_copy_only=False)
+            groups = batch.column(group_column).to_numpy(zero_copy_only=False).astype(str)
             chars_np = chars.to_numpy(zero_copy_only=False)
-            for reason in np.unique(reasons):
-                mask = reasons == reason
-                yield (stage, kind, str(reason)), (int(mask.sum()), int(chars_np[mask].sum()))
+            for group in np.unique(groups):
+                mask = groups == group
+                yield (stage, kind, str(group)), (int(mask.sum()), int(chars_np[mask].sum()))
 
         return batches | "Count" >> beam.FlatMap(count)
 
