@@ -1,0 +1,73 @@
+"""Shared helpers for benchmarks: real data location, machine facts, results."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CURATE_SHARED", ROOT.parent / "shared")) / "data"
+REAL_DOCS = SHARED / "real" / "docs.parquet"
+BENCHMARK_SETS = SHARED / "benchmarks"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def require_shared() -> None:
+    if not REAL_DOCS.is_file():
+        sys.exit(f"benchmark needs {REAL_DOCS} (the shared real documents); not found")
+
+
+def machine_facts() -> dict:
+    import apache_beam
+    import numpy
+    import pyarrow
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "platform": platform.platform(), "apache_beam": apache_beam.__version__,
+        "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+        "git_commit": _git_commit(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except Exception:
+        return ""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn, *args, repeat: int = 1, **kwargs):
+    """Best wall time of ``repeat`` calls and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def write_results(name: str, payload: dict, markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
+    print(markdown)
