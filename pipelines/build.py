@@ -32,6 +32,7 @@ from curate.pipelines import funnel as funnel_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup
 from curate.transforms.language import LanguageFilter
+from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
 from curate.transforms.validate import InputCheck
@@ -59,6 +60,13 @@ def make_stages(cfg: Config, columns: Columns, schema):
         lang = st.language
         stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,
                                      lang.non_target, lang.output_column, lang.score_column))
+    if st.quality.enabled:
+        q = st.quality
+        stages.append(QualityThreshold(columns, q.low, "quality_low", q.model_dir, rescore=True))
+        stages.append(QualityThreshold(columns, q.high, "quality_high", q.model_dir, rescore=False))
+    if st.textbook.enabled:
+        tb = st.textbook
+        stages.append(TextbookHeuristics(columns, tb.min_words, tb.min_markers, tb.check_code))
     for stage in stages:
         stage.check()
         schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
@@ -75,8 +83,8 @@ def _read_json(path: str):
         return json.loads(handle.read().decode("utf-8"))
 
 
-def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str) -> list[str]:
-    """Add the whole curation graph to ``p``; returns the names of the stages run."""
+def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str) -> list[tuple[str, str]]:
+    """Add the whole curation graph to ``p``; returns (slot, name) of the stages run."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size)
     stats = [batches | CountDocs("raw", KEPT, columns.text)]
@@ -112,7 +120,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
             stats.append(result.kept | CountDocs(stage.name, "kept_by_lang", columns.text, stage.group_column))
         schema = stage.output_schema(schema)
         current = result.kept
-        ran.append(stage.name)
+        ran.append((stage.slot, stage.name))
     written.append(
         current
         | "WriteKept" >> WriteParquetShards(FileSystems.join(staging, "kept"), schema,
@@ -231,7 +239,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         "input_rows": input_rows,
         "beam_args": beam_args or [],
         "config": config_to_dict(cfg),
-        "stages_run": ran,
+        "stages_run": [name for _, name in ran],
     }
     _write_text(FileSystems.join(staging, "run.json"), json.dumps(run_info, indent=2, sort_keys=True) + "\n")
     publish(staging, output)

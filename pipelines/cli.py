@@ -25,6 +25,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
+    train = sub.add_parser("train-quality", help="train an educational-quality model from labelled Parquet")
+    train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--label-column", default="label")
+    train.add_argument("--model-type", default="ensemble", choices=["ensemble", "tfidf", "features"])
+    train.add_argument("--holdout", type=float, default=0.2, help="held-out fraction for the report (default 0.2)")
+    train.add_argument("--out", required=True, help="folder to write model.json, weights.npz, MODEL_CARD.md")
     return parser
 
 
@@ -43,8 +50,26 @@ def main(argv: list[str] | None = None) -> int:
     from curate.pipelines import build, funnel
     from curate.pipelines.config import ConfigError, load_config
     from curate.classifiers.langid import ModelFileError
+    from curate.classifiers.quality import ModelFormatError
     from curate.transforms.io import InputError
     from curate.transforms.stage import ColumnClashError
+
+    if args.command == "train-quality":
+        from curate.pipelines.train_quality import TrainingDataError, train_and_report
+
+        if not 0.0 < args.holdout < 1.0:
+            return _error("--holdout must be between 0 and 1")
+        try:
+            metrics = train_and_report(args.data, args.text_column, args.label_column, args.model_type,
+                                       args.out, args.holdout)
+        except TrainingDataError as exc:
+            return _error(str(exc))
+        print(f"held-out ROC AUC {metrics['roc_auc']:.4f} on {metrics['heldout_docs']} documents")
+        for key in ("at_0.5", "at_0.8"):
+            m = metrics[key]
+            print(f"threshold {m['threshold']}: precision {m['precision']:.3f} recall {m['recall']:.3f}")
+        print(f"model written to {args.out}")
+        return 0
 
     if args.command == "funnel":
         try:
@@ -57,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
                            beam_args=beam_args, log=lambda m: print(m, file=sys.stderr))
-    except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError) as exc:
+    except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
+            ModelFormatError) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)

@@ -90,9 +90,41 @@ class LanguageConfig:
 
 
 @dataclasses.dataclass
+class QualityConfig:
+    enabled: bool = True
+    # Folder with model.json + weights.npz (written by `curate train-quality`),
+    # local or any FileSystems URL.  Empty: the shipped default model.
+    model_dir: str | None = None
+    # The recipe's two cuts; each is a funnel stage (quality>=LOW, quality>=HIGH).
+    low: float = 0.5
+    high: float = 0.8
+
+    def validate(self, at: str):
+        _check(0.0 <= self.low <= 1.0, f"{at}.low", "must be in [0, 1]")
+        _check(0.0 <= self.high <= 1.0, f"{at}.high", "must be in [0, 1]")
+        _check(self.low <= self.high, f"{at}.high", "must be >= low")
+
+
+@dataclasses.dataclass
+class TextbookConfig:
+    """The reference recipe's textbook heuristics (off by default)."""
+
+    enabled: bool = False
+    min_words: int = 100
+    min_markers: int = 2
+    check_code: bool = True  # every fenced Python block must parse (ast.parse; never executed)
+
+    def validate(self, at: str):
+        _check(self.min_words >= 0, f"{at}.min_words", "must be >= 0")
+        _check(self.min_markers >= 0, f"{at}.min_markers", "must be >= 0")
+
+
+@dataclasses.dataclass
 class StagesConfig:
     exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
+    quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
+    textbook: TextbookConfig = dataclasses.field(default_factory=TextbookConfig)
 
     def validate(self, at: str):
         pass

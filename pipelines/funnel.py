@@ -9,15 +9,18 @@ import json
 
 # The recipe's stages in order.  A stage that is not configured or not built
 # yet is listed as "not run", never given numbers.
-STAGE_ORDER = [
-    "input_check",
-    "exact_dedup",
-    "near_dedup",
-    "language",
-    "quality>=0.5",
-    "quality>=0.8",
-    "decontamination",
-    "mixing",
+# (slot, name shown when the stage did not run); a run stage shows its own name
+# (e.g. quality>=0.6 when the threshold is configured so).
+STAGE_SLOTS = [
+    ("input_check", "input_check"),
+    ("exact_dedup", "exact_dedup"),
+    ("near_dedup", "near_dedup"),
+    ("language", "language"),
+    ("quality_low", "quality>=0.5"),
+    ("quality_high", "quality>=0.8"),
+    ("textbook", "textbook"),
+    ("decontamination", "decontamination"),
+    ("mixing", "mixing"),
 ]
 
 # Phi recipe reference funnel (documents): raw 1,000M -> dedup 400M ->
@@ -26,8 +29,8 @@ REFERENCE = [
     ("raw", 1_000_000_000, ["raw"]),
     ("after dedup", 400_000_000, ["near_dedup", "exact_dedup"]),
     ("after language filter", 200_000_000, ["language"]),
-    ("quality >= 0.5", 20_000_000, ["quality>=0.5"]),
-    ("quality >= 0.8", 5_000_000, ["quality>=0.8"]),
+    ("quality >= 0.5", 20_000_000, ["quality_low"]),
+    ("quality >= 0.8", 5_000_000, ["quality_high"]),
 ]
 PROJECTION_RAW = 1_000_000_000
 
@@ -40,9 +43,11 @@ def _pct(part: int, whole: int):
     return None if not whole else round(100.0 * part / whole, 4)
 
 
-def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
+def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float,
                  written: dict | None = None, input_rows: int | None = None) -> dict:
-    """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline."""
+    """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline;
+    ``ran``: (slot, name) of the stages run, in order."""
+    ran_by_slot = dict(ran)
     sums: dict[tuple, tuple[int, int]] = {}
     for stage, kind, reason, docs, chars in stats:
         sums[(stage, kind, reason)] = (docs, chars)
@@ -53,10 +58,11 @@ def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
     raw_docs, raw_chars = get("raw", "kept")
     stages, problems = [], []
     previous, previous_chars = raw_docs, raw_chars
-    for name in STAGE_ORDER:
-        if name not in ran:
-            stages.append({"name": name, "status": "not run"})
+    for slot, default_name in STAGE_SLOTS:
+        if slot not in ran_by_slot:
+            stages.append({"name": default_name, "slot": slot, "status": "not run"})
             continue
+        name = ran_by_slot[slot]
         in_d, in_c = get(name, "in")
         kept_d, kept_c = get(name, "kept")
         by_reason = {
@@ -79,6 +85,7 @@ def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
         stages.append({
             **extra,
             "name": name,
+            "slot": slot,
             "status": "run",
             "in": _size(in_d, in_c, tokens_per_char),
             "kept": _size(kept_d, kept_c, tokens_per_char),
@@ -102,7 +109,7 @@ def build_funnel(stats: list, ran: list[str], tokens_per_char: float,
                 if w != s["rejected"]["docs"]:
                     problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
 
-    run_stages = {s["name"]: s for s in stages if s["status"] == "run"}
+    run_stages = {s["slot"]: s for s in stages if s["status"] == "run"}
     reference = []
     for label, ref_docs, measured_from in REFERENCE:
         row = {"step": label, "reference_docs": ref_docs,

@@ -10,8 +10,10 @@ the committed ``sample.parquet`` was made with CPython 3.11):
   standard-library functions shown as markdown with a fenced code block;
 * benchmark-contaminated pages (8): web pages that quote a question of the
   project's own tiny benchmark ``sample_benchmark.jsonl``;
-* English web pages the project writes (about 530 unique): forum chatter,
+* English web pages the project writes (about 470 unique): forum chatter,
   product listings, spam, cookie banners, navigation boilerplate;
+* middling pages (60): chatty forum answers that quote one paragraph of
+  standard-library documentation (the web's continuum between the two);
 * non-English pages the project writes (about 600 unique): French, German,
   Spanish, Portuguese, Russian, Chinese and Japanese, about 85 each;
 * blank pages (10): empty or whitespace-only text;
@@ -77,6 +79,38 @@ def educational_pages(rng: random.Random) -> list[dict]:
                 })
     rng.shuffle(code)
     return pages + code[:15]
+
+
+_ANSWER_OPENERS = [
+    "Had the same question last week, the docs actually explain it pretty well:",
+    "Copy-pasting from the documentation since nobody answered yet:",
+    "Not sure this helps but this is what the manual says:",
+    "ok so I looked it up, here you go:",
+    "From the official docs (took me forever to find):",
+]
+_ANSWER_CLOSERS = [
+    "hope that helps lol", "anyway that fixed it for me, thx all", "upvote if this worked!!",
+    "still confused tbh, anyone got a simpler explanation?", "good luck with your project",
+]
+
+
+def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
+    """Middling pages: chatty forum answers quoting one paragraph of documentation."""
+    quotes = []
+    for name in ("shutil", "os.path", "pathlib", "random", "itertools", "functools", "collections",
+                 "datetime", "re", "math", "json", "csv", "logging", "subprocess"):
+        module = importlib.import_module(name)
+        for member_name, member in sorted(inspect.getmembers(module)):
+            doc = inspect.getdoc(member) if callable(member) and not member_name.startswith("_") else None
+            if doc and 150 <= len(doc) <= 900:
+                quotes.append((f"{name}.{member_name}", doc))
+    pages = []
+    for quote_name, doc in rng.sample(quotes, count):
+        chatter = [_fill(s, rng) for s in rng.sample(_WEB_SENTENCES["chatter"], rng.randint(1, 3))]
+        text = (f"{rng.choice(_NAMES)}: " + " ".join(chatter) + f"\n\nRe: how does {quote_name} work?\n"
+                + rng.choice(_ANSWER_OPENERS) + "\n\n" + doc + "\n\n" + rng.choice(_ANSWER_CLOSERS))
+        pages.append({"text": text, "source": "web_forum_answer", "lang_hint": "en"})
+    return pages
 
 
 BENCHMARK_PAGES_INTRO = [
@@ -319,6 +353,7 @@ def foreign_pages(rng: random.Random, per_language: int) -> list[dict]:
 # How many extra copies a page of each source gets in the crawl: boilerplate and
 # spam are copied across many sites, educational pages rarely.
 _COPIES = {"web_boilerplate": (2, 6), "web_spam": (2, 6), "web_product": (1, 3), "web_chatter": (0, 2),
+           "web_forum_answer": (0, 2),
            "stdlib_docs": (0, 1), "stdlib_code": (0, 1), "web_contaminated": (0, 1)}
 _FOREIGN_COPIES = (0, 3)
 
@@ -351,8 +386,8 @@ def _near_copy(text: str, rng: random.Random) -> str:
 
 def generate() -> pa.Table:
     rng = random.Random(SEED)
-    originals = (educational_pages(rng) + benchmark_pages(rng) + web_pages(rng, 530)
-                 + foreign_pages(rng, 86))
+    originals = (educational_pages(rng) + benchmark_pages(rng) + web_pages(rng, 470)
+                 + forum_answer_pages(rng, 60) + foreign_pages(rng, 86))
     rows = []
     for i, page in enumerate(originals):
         rows.append({**page, "dup_kind": "original", "origin": i})

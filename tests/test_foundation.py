@@ -61,7 +61,7 @@ def test_sample_corpus_conservation_and_funnel_matches_files(tmp_path):
     assert run_stages[-1]["kept"]["chars"] == sum(len(t) for t in kept.column("text").to_pylist())
     # stages not built are reported as not run, with no numbers
     not_run = [s for s in funnel["stages"] if s["status"] == "not run"]
-    assert all(set(s) == {"name", "status"} for s in not_run)
+    assert all(set(s) == {"name", "slot", "status"} for s in not_run)
     assert (out / "_SUCCESS").exists() and not list(out.glob("_tmp-*"))
 
 

@@ -55,6 +55,8 @@ class Stage(beam.PTransform):
     """
 
     name: str = "stage"
+    # Funnel slot this stage fills (see pipelines/funnel.py); defaults to the name.
+    slot: str = ""
     added_fields: tuple[pa.Field, ...] = ()
     reject_fields: tuple[pa.Field, ...] = ()
     # Config key naming the added columns, quoted when they clash with input columns.
@@ -65,6 +67,7 @@ class Stage(beam.PTransform):
     def __init__(self, columns: Columns):
         super().__init__(label=self.name)
         self.columns = columns
+        self.slot = self.slot or self.name
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
         return append_fields(schema, self.added_fields, self.added_fields_key)
@@ -155,34 +158,41 @@ def sum_pairs(pairs):
     return docs, chars
 
 
+REJECTED_TAG = "rejected"
+
+
+def emit_split(batch: pa.RecordBatch, stage: str, keep, reasons, kept_extra=None, reject_extra=None):
+    """Yield the kept part of ``batch`` (main output) and the rest as tagged rejects.
+
+    ``keep``: bool mask; ``reasons``: one string or one per dropped row;
+    ``kept_extra`` / ``reject_extra``: full-length columns added to each side
+    (``kept_extra`` goes to both, as rejects keep the stage's annotations).
+    """
+    keep = pa.array(keep, pa.bool_())
+    full = with_columns(batch, kept_extra or {})
+    if pc.any(keep).as_py():
+        yield full.filter(keep)
+    drop = pc.invert(keep)
+    if pc.any(drop).as_py():
+        extra = {k: v.filter(drop) for k, v in (reject_extra or {}).items()}
+        yield beam.pvalue.TaggedOutput(REJECTED_TAG, reject_batch(full.filter(drop), stage, reasons, extra))
+
+
 class SplitByMask(beam.DoFn):
     """Generic filter body: ``decide(batch) -> (keep_mask, reasons, kept_extra, reject_extra)``.
 
-    ``keep_mask`` is a numpy bool array; ``reasons`` a list of reason strings
-    for rejected rows (aligned with ``~keep_mask``); ``kept_extra`` and
-    ``reject_extra`` are dicts of full-length arrays added to each side.
-    Emits kept batches on the main output and rejects on ``"rejected"``.
+    Emits kept batches on the main output and rejects on ``"rejected"``
+    (see ``emit_split`` for the meaning of the four values).
     """
 
-    REJECTED_TAG = "rejected"
+    REJECTED_TAG = REJECTED_TAG
 
     def __init__(self, stage_name: str, decide):
         self.stage_name = stage_name
         self.decide = decide
 
     def process(self, batch: pa.RecordBatch):
-        keep, reasons, kept_extra, reject_extra = self.decide(batch)
-        keep = pa.array(keep, pa.bool_())
-        drop = pc.invert(keep)
-        full_kept = with_columns(batch, kept_extra)
-        if pc.any(keep).as_py():
-            yield full_kept.filter(keep)
-        if pc.any(drop).as_py():
-            dropped = full_kept.filter(drop)
-            extra = {k: v.filter(drop) for k, v in reject_extra.items()}
-            yield beam.pvalue.TaggedOutput(
-                self.REJECTED_TAG, reject_batch(dropped, self.stage_name, reasons, extra)
-            )
+        yield from emit_split(batch, self.stage_name, *self.decide(batch))
 
 
 def split_by_mask(batches, stage_name: str, decide) -> StageResult:

@@ -1,0 +1,343 @@
+"""Educational-quality scoring: hand features, hashed TF-IDF, a linear model.
+
+What "educational" means here: text written to explain -- textbook sections,
+academic writing, how-to guides, biographies and travel guides (the
+educational genres of the labelled real data) -- as opposed to reviews, email,
+forum answers, newsgroup and weblog posts, conversation and spam/boilerplate.
+It is a genre judgement learned from a few thousand documents, not a judgement
+of truth or of difficulty; see ``MODEL_CARD.md`` of the shipped model.
+
+Two feature families, computed for a whole batch at once:
+* hand features of the reference design (``HAND_FEATURES``): code blocks,
+  headers, list items, worked examples, average sentence length, unique-word
+  ratio, technical-term density, explanation and noise markers, word and
+  paragraph counts.  Marker counts use Arrow's vectorized regex kernels.
+* hashed TF-IDF of words and word bigrams (scikit-learn ``HashingVectorizer``:
+  stateless, so only the IDF vector and the coefficients are stored).
+
+Model types (``model_type``): ``features`` (logistic regression on the
+standardized hand features), ``tfidf`` (logistic regression on TF-IDF), and
+``ensemble`` (one logistic regression over both, the default).  ``predict_proba``
+of the logistic regression is the score in [0, 1].
+
+Models are stored without pickle: ``model.json`` (type, feature names, scaler,
+coefficients, hashing parameters) and ``weights.npz`` (float arrays, loaded
+with ``allow_pickle=False``), plus ``MODEL_CARD.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import re
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+FORMAT_VERSION = 1
+MODEL_TYPES = ("features", "tfidf", "ensemble")
+# Loading refuses files larger than these (a model is a few MB).
+MAX_JSON_BYTES = 5 * 1024**2
+MAX_WEIGHTS_BYTES = 256 * 1024**2
+
+EXPLANATION_MARKERS = [
+    "because", "therefore", "this means", "in other words", "note that", "for example", "for instance",
+    "that is", "thus", "hence", "consequently", "as a result", "in general", "recall that", "suppose",
+    "consider", "is defined as", "refers to", "is called", "we can", "in this section", "the reason",
+]
+NOISE_MARKERS = [
+    "click here", "subscribe", "cookie", "advertisement", "sign up", "buy now", "free shipping",
+    "add to cart", "all rights reserved", "privacy policy", "unsubscribe", "log in", "login", "lol",
+    "omg", "!!!", "limited time", "act now", "terms and conditions", "follow us",
+]
+EXAMPLE_MARKERS = ["example", "e.g.", "for instance", "exercise", "solution", "try it", "suppose"]
+# A short lexicon of academic/technical vocabulary (Academic Word List style,
+# plus common science and computing terms).
+TECHNICAL_TERMS = sorted(set("""
+analysis approach assume assumption concept conclude consist constant context data define definition
+derive distribution element equation estimate evaluate evidence factor formula function hypothesis
+identify indicate interpret method parameter principle procedure process proportion range ratio
+region relationship require research respond significant similar source specific structure
+theory variable variance algorithm argument array attribute boolean class compute condition
+error expression integer iterate loop module object operator output input program return statement
+string syntax value mean median mode probability sample population random standard deviation
+interval confidence frequency correlation regression percentile quartile histogram experiment
+observation measure unit energy force mass temperature pressure cell molecule species system
+period century economy government population culture language process physical chemical
+""".split()))
+
+# The reference design's hand features (the first 11) plus five of ours that
+# separate explaining from chatting (long words, first/second person, !/?,
+# digits, capitals).
+SEED_FEATURES = [
+    "code_blocks", "headers", "list_items", "examples", "avg_sentence_words", "unique_word_ratio",
+    "technical_density", "explanation_per_100w", "noise_per_100w", "log_words", "log_paragraphs",
+]
+HAND_FEATURES = [
+    "code_blocks", "headers", "list_items", "examples", "avg_sentence_words", "unique_word_ratio",
+    "technical_density", "explanation_per_100w", "noise_per_100w", "log_words", "log_paragraphs",
+    "long_word_ratio", "first_second_person_per_100w", "exclaim_question_per_sentence", "digit_ratio",
+    "upper_ratio",
+]
+
+
+def _alternation(phrases) -> str:
+    return r"(?i)\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in phrases) + r")"
+
+
+_EXPLANATION_RE = _alternation(EXPLANATION_MARKERS)
+_NOISE_RE = r"(?i)(?:\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in NOISE_MARKERS if p != "!!!") + r")\b|!!!)"
+_EXAMPLE_RE = _alternation(EXAMPLE_MARKERS)
+_TECH_RE = r"(?i)\b(?:" + "|".join(TECHNICAL_TERMS) + r")s?\b"
+_PERSON_RE = r"(?i)\b(?:i|me|my|you|your|we|us|our|i'm|you're|lol)\b"
+_HEADER_RE = r"(?m)^#{1,6}\s+\S"
+_LIST_RE = r"(?m)^\s*(?:[-*+•]|\d+[.)])\s+\S"
+_FENCE_RE = r"(?m)^\s*```"
+_SENTENCE_RE = r"[.!?]+(?:\s|$)"
+_EXCLAIM_RE = r"[!?]"
+_PARAGRAPH_RE = r"\n\s*\n"
+_LONG_WORD_RE = r"\b[A-Za-z]{9,}\b"
+_DIGIT_RE = r"[0-9]"
+_UPPER_RE = r"[A-Z]"
+
+
+def _count(texts: pa.Array, pattern: str) -> np.ndarray:
+    return pc.count_substring_regex(texts, pattern=pattern).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def hand_features(texts: list[str] | pa.Array) -> np.ndarray:
+    """(n, len(HAND_FEATURES)) float64 matrix for a batch of texts."""
+    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
+    arr = pc.fill_null(arr, "")
+    py = arr.to_pylist()
+    words = np.array([len(t.split()) for t in py], dtype=np.float64)
+    unique = np.array([len(set(t.lower().split())) for t in py], dtype=np.float64)
+    chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
+    safe_words = np.maximum(words, 1.0)
+    safe_chars = np.maximum(chars, 1.0)
+    sentences = np.maximum(_count(arr, _SENTENCE_RE), 1.0)
+    cols = {
+        "code_blocks": np.floor(_count(arr, _FENCE_RE) / 2),
+        "headers": _count(arr, _HEADER_RE),
+        "list_items": _count(arr, _LIST_RE),
+        "examples": _count(arr, _EXAMPLE_RE),
+        "avg_sentence_words": np.minimum(words / sentences, 100.0),
+        # unique-word ratio falls with length; scale by sqrt(words) (Guiraud's index) to compare lengths
+        "unique_word_ratio": unique / np.sqrt(safe_words),
+        "technical_density": _count(arr, _TECH_RE) / safe_words,
+        "explanation_per_100w": 100 * _count(arr, _EXPLANATION_RE) / safe_words,
+        "noise_per_100w": 100 * _count(arr, _NOISE_RE) / safe_words,
+        "log_words": np.log1p(words),
+        "log_paragraphs": np.log1p(_count(arr, _PARAGRAPH_RE) + (chars > 0)),
+        "long_word_ratio": _count(arr, _LONG_WORD_RE) / safe_words,
+        "first_second_person_per_100w": 100 * _count(arr, _PERSON_RE) / safe_words,
+        "exclaim_question_per_sentence": _count(arr, _EXCLAIM_RE) / sentences,
+        "digit_ratio": _count(arr, _DIGIT_RE) / safe_chars,
+        "upper_ratio": _count(arr, _UPPER_RE) / safe_chars,
+    }
+    return np.column_stack([cols[name] for name in HAND_FEATURES])
+
+
+_MARKDOWN_CUES = [
+    (re.compile(r"(?m)^\s*```[^\n]*\n?"), ""),           # code fences (the code stays)
+    (re.compile(r"(?m)^\s*#{1,6}\s+"), ""),               # header marks
+    (re.compile(r"(?m)^\s*(?:[-*+•]|\d+[.)])\s+"), ""),   # list bullets and numbers
+]
+
+
+def strip_markdown(text: str) -> str:
+    """Remove markdown cues (headers, list bullets, code fences), keeping the words."""
+    for pattern, repl in _MARKDOWN_CUES:
+        text = pattern.sub(repl, text)
+    return text
+
+
+@dataclasses.dataclass
+class HashingParams:
+    n_features: int = 2**18
+    ngram_max: int = 2
+
+    def vectorizer(self):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        return HashingVectorizer(n_features=self.n_features, ngram_range=(1, self.ngram_max),
+                                 alternate_sign=False, norm=None, lowercase=True, dtype=np.float32)
+
+
+class QualityModel:
+    """A trained linear quality model; ``score(texts) -> np.ndarray`` in [0, 1]."""
+
+    def __init__(self, model_type: str, coef_hand: np.ndarray | None, coef_tfidf: np.ndarray | None,
+                 intercept: float, scaler_mean: np.ndarray | None, scaler_scale: np.ndarray | None,
+                 idf: np.ndarray | None, hashing: HashingParams, card: dict | None = None):
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type must be one of {MODEL_TYPES}")
+        self.model_type, self.coef_hand, self.coef_tfidf = model_type, coef_hand, coef_tfidf
+        self.intercept, self.scaler_mean, self.scaler_scale = float(intercept), scaler_mean, scaler_scale
+        self.idf, self.hashing, self.card = idf, hashing, card or {}
+        self._vectorizer = hashing.vectorizer() if model_type != "features" else None
+
+    # ---- features -------------------------------------------------------
+    def uses_hand(self) -> bool:
+        return self.model_type in ("features", "ensemble")
+
+    def uses_tfidf(self) -> bool:
+        return self.model_type in ("tfidf", "ensemble")
+
+    def design_matrix(self, texts) -> sp.csr_matrix:
+        return design_matrix(texts, self.model_type, self.hashing, self.idf, self.scaler_mean, self.scaler_scale,
+                             self._vectorizer)
+
+    def decision(self, texts) -> np.ndarray:
+        coef = np.concatenate([c for c in (self.coef_hand if self.uses_hand() else None,
+                                           self.coef_tfidf if self.uses_tfidf() else None) if c is not None])
+        return np.asarray(self.design_matrix(texts) @ coef).ravel() + self.intercept
+
+    def score(self, texts) -> np.ndarray:
+        z = self.decision(texts)
+        return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
+
+    # ---- persistence (no pickle) -----------------------------------------
+    def save(self, directory: str | Path, card_markdown: str | None = None) -> None:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for name in ("coef_hand", "coef_tfidf", "scaler_mean", "scaler_scale", "idf"):
+            value = getattr(self, name)
+            if value is not None:
+                arrays[name] = np.asarray(value, dtype=np.float32 if name in ("coef_tfidf", "idf") else np.float64)
+        np.savez_compressed(d / "weights.npz", **arrays)
+        meta = {
+            "format": "curate-quality-linear", "format_version": FORMAT_VERSION, "model_type": self.model_type,
+            "hand_features": HAND_FEATURES if self.uses_hand() else [],
+            "hashing": dataclasses.asdict(self.hashing), "intercept": self.intercept, "card": self.card,
+        }
+        (d / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        if card_markdown:
+            (d / "MODEL_CARD.md").write_text(card_markdown)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "QualityModel":
+        return load_model(directory)
+
+
+class ModelFormatError(Exception):
+    pass
+
+
+def load_model(directory: str | Path) -> QualityModel:
+    """Load and check a saved model: JSON + float arrays only, never pickle."""
+    d = Path(directory)
+    meta_path, weights_path = d / "model.json", d / "weights.npz"
+    for path, limit in ((meta_path, MAX_JSON_BYTES), (weights_path, MAX_WEIGHTS_BYTES)):
+        if not path.is_file():
+            raise ModelFormatError(f"quality model {d}: {path.name} not found")
+        if path.stat().st_size > limit:
+            raise ModelFormatError(f"quality model {d}: {path.name} is larger than {limit} bytes")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"quality model {d}: model.json is not JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != "curate-quality-linear":
+        raise ModelFormatError(f"quality model {d}: model.json is not a curate quality model")
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("model_type") not in MODEL_TYPES:
+        raise ModelFormatError(f"quality model {d}: unsupported format_version or model_type")
+    if meta.get("hand_features") and meta["hand_features"] != HAND_FEATURES:
+        raise ModelFormatError(f"quality model {d}: trained on other hand features than this version computes")
+    try:
+        with np.load(weights_path, allow_pickle=False) as npz:  # object arrays (pickles) are refused here
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as exc:
+        raise ModelFormatError(f"quality model {d}: weights.npz refused ({exc})") from exc
+    for name, value in arrays.items():
+        if value.dtype.kind != "f" or value.ndim != 1 or not np.all(np.isfinite(value)):
+            raise ModelFormatError(f"quality model {d}: array {name} must be a finite 1-d float array")
+    hashing = HashingParams(**{k: int(v) for k, v in meta.get("hashing", {}).items()
+                               if k in ("n_features", "ngram_max")})
+    model_type = meta["model_type"]
+    expect = {}
+    if model_type in ("features", "ensemble"):
+        expect.update(coef_hand=len(HAND_FEATURES), scaler_mean=len(HAND_FEATURES), scaler_scale=len(HAND_FEATURES))
+    if model_type in ("tfidf", "ensemble"):
+        expect.update(coef_tfidf=hashing.n_features, idf=hashing.n_features)
+    for name, size in expect.items():
+        if name not in arrays or arrays[name].shape != (size,):
+            raise ModelFormatError(f"quality model {d}: array {name} missing or not of length {size}")
+    return QualityModel(model_type, arrays.get("coef_hand"), arrays.get("coef_tfidf"), float(meta["intercept"]),
+                        arrays.get("scaler_mean"), arrays.get("scaler_scale"), arrays.get("idf"), hashing,
+                        meta.get("card"))
+
+
+def default_model_dir() -> str:
+    return str(resources.files("curate.classifiers").joinpath("models", "edu_quality"))
+
+
+def design_matrix(texts, model_type: str, hashing: HashingParams, idf, scaler_mean, scaler_scale,
+                  vectorizer=None) -> sp.csr_matrix:
+    blocks = []
+    if model_type in ("features", "ensemble"):
+        hand = (hand_features(texts) - scaler_mean) / scaler_scale
+        blocks.append(sp.csr_matrix(hand))
+    if model_type in ("tfidf", "ensemble"):
+        vectorizer = vectorizer or hashing.vectorizer()
+        pylist = texts.to_pylist() if isinstance(texts, (pa.Array, pa.ChunkedArray)) else list(texts)
+        counts = vectorizer.transform([t or "" for t in pylist])
+        counts.data = np.log1p(counts.data)  # sublinear tf
+        tfidf = counts.multiply(idf.reshape(1, -1)).tocsr()
+        norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1))).ravel()
+        norms[norms == 0] = 1.0
+        blocks.append(sp.diags(1.0 / norms) @ tfidf)
+    return sp.hstack(blocks, format="csr")
+
+
+def train(texts: list[str], labels: np.ndarray, model_type: str = "ensemble", C: float = 4.0,
+          hashing: HashingParams | None = None, card: dict | None = None) -> QualityModel:
+    """Fit the scaler, IDF and a logistic regression; deterministic (liblinear, fixed data order)."""
+    from sklearn.linear_model import LogisticRegression
+
+    hashing = hashing or HashingParams()
+    labels = np.asarray(labels, dtype=int)
+    scaler_mean = scaler_scale = idf = None
+    if model_type in ("features", "ensemble"):
+        hand = hand_features(texts)
+        scaler_mean = hand.mean(axis=0)
+        scaler_scale = hand.std(axis=0)
+        scaler_scale[scaler_scale == 0] = 1.0
+    if model_type in ("tfidf", "ensemble"):
+        counts = hashing.vectorizer().transform(texts)
+        df = np.bincount(counts.indices, minlength=hashing.n_features)
+        idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)
+    x = design_matrix(texts, model_type, hashing, idf, scaler_mean, scaler_scale)
+    clf = LogisticRegression(C=C, solver="liblinear", max_iter=1000, class_weight="balanced")
+    clf.fit(x, labels)
+    coef = clf.coef_.ravel()
+    n_hand = len(HAND_FEATURES) if model_type in ("features", "ensemble") else 0
+    coef_hand = coef[:n_hand] if n_hand else None
+    coef_tfidf = coef[n_hand:].astype(np.float32) if model_type != "features" else None
+    card = dict(card or {})
+    card.setdefault("trained_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    card.setdefault("train_documents", int(len(texts)))
+    card.setdefault("positives", int(labels.sum()))
+    return QualityModel(model_type, coef_hand, coef_tfidf, float(clf.intercept_[0]), scaler_mean, scaler_scale,
+                        idf, hashing, card)
+
+
+def roc_auc(labels, scores) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores))
+
+
+def precision_recall_at(labels, scores, threshold: float) -> dict:
+    labels = np.asarray(labels, dtype=bool)
+    predicted = np.asarray(scores) >= threshold
+    tp = int((predicted & labels).sum())
+    precision = tp / predicted.sum() if predicted.sum() else math.nan
+    recall = tp / labels.sum() if labels.sum() else math.nan
+    return {"threshold": threshold, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
+            "selected": int(predicted.sum())}

@@ -1,0 +1,157 @@
+"""Educational-quality classifier, its stages, training CLI and safe model loading."""
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+
+from curate.classifiers import quality
+from curate.classifiers.textbook import python_blocks_valid, textbook_reasons
+
+CURATE = str(Path(sys.executable).parent / "curate")
+
+EDU = """# Sorting a list
+
+A list can be sorted in place with `list.sort()`. Note that the method returns None because
+it changes the list itself; in other words, there is no new list. For example:
+
+```python
+numbers = [3, 1, 2]
+numbers.sort()
+print(numbers)
+```
+
+- `sorted()` returns a new list
+- `reverse=True` sorts in descending order
+
+Therefore, use `sorted()` when the original order must be kept. This means the variable still
+refers to the same object, and the function returns a new one.
+"""
+SPAM = "CLICK HERE to subscribe!!! Sign up now, free shipping, accept all cookies. Advertisement. lol omg"
+
+
+def test_hand_features_count_what_they_name():
+    feats = quality.hand_features([EDU, SPAM, ""])
+    col = {name: feats[:, i] for i, name in enumerate(quality.HAND_FEATURES)}
+    assert col["code_blocks"].tolist() == [1, 0, 0]
+    assert col["headers"].tolist() == [1, 0, 0]
+    assert col["list_items"].tolist() == [2, 0, 0]
+    assert col["examples"][0] >= 1
+    assert col["explanation_per_100w"][0] > 0 and col["explanation_per_100w"][1] == 0
+    assert col["noise_per_100w"][1] > col["noise_per_100w"][0] == 0
+    assert np.isfinite(feats).all()
+
+
+def test_default_model_separates_real_genres(real_docs_path):
+    t = pq.read_table(real_docs_path).to_pylist()
+    textbooks = [r["text"] for r in t if r["genre"] == "textbook" and r["source"].startswith("OpenStax")][:60]
+    reviews = [r["text"] for r in t if r["genre"] == "reviews"][:60]
+    model = quality.load_model(quality.default_model_dir())
+    s_edu, s_rev = model.score(textbooks), model.score(reviews)
+    assert quality.roc_auc([1] * len(s_edu) + [0] * len(s_rev), np.concatenate([s_edu, s_rev])) > 0.99
+    assert np.median(s_edu) > 0.8 > 0.5 > np.median(s_rev)
+
+
+def test_save_load_round_trip_gives_identical_scores(tmp_path):
+    texts = [EDU, SPAM, EDU.replace("list", "tuple"), SPAM + " buy now"] * 5
+    labels = np.array([1, 0, 1, 0] * 5)
+    for model_type in quality.MODEL_TYPES:
+        model = quality.train(texts, labels, model_type, hashing=quality.HashingParams(n_features=2**12))
+        model.save(tmp_path / model_type)
+        again = quality.load_model(tmp_path / model_type)
+        np.testing.assert_array_equal(model.score(texts), again.score(texts))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (Path.touch, (Path(__file__).parent / "PWNED_BY_MODEL",))
+
+
+def test_model_crafted_to_execute_code_on_load_is_refused(tmp_path):
+    marker = Path(__file__).parent / "PWNED_BY_MODEL"
+    model = quality.train([EDU, SPAM] * 3, np.array([1, 0] * 3), "features")
+    model.save(tmp_path / "evil")
+    # replace the weights with an object array whose unpickling would create a file
+    evil = np.empty(1, dtype=object)
+    evil[0] = _RunsCode()
+    np.savez(tmp_path / "evil" / "weights.npz", coef_hand=evil, scaler_mean=evil, scaler_scale=evil)
+    with pytest.raises(quality.ModelFormatError, match="refused"):
+        quality.load_model(tmp_path / "evil")
+    assert not marker.exists()
+    # a bare pickle in place of model.json is not JSON and is refused too
+    (tmp_path / "evil" / "model.json").write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(quality.ModelFormatError, match="not JSON"):
+        quality.load_model(tmp_path / "evil")
+    assert not marker.exists()
+    # and the CLI turns it into exit 2 before any output is written
+    write_parquet(tmp_path / "in.parquet", [{"id": "a", "text": EDU}])
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"stages:\n  quality:\n    model_dir: {tmp_path / 'evil'}\n")
+    proc = subprocess.run([CURATE, "run", "--config", str(cfg), "--input", str(tmp_path / "in.parquet"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not JSON" in proc.stderr and not (tmp_path / "out").exists()
+    assert not marker.exists()
+
+
+def test_two_threshold_stages_and_rejects_carry_the_score(tmp_path, real_docs_path):
+    t = pq.read_table(real_docs_path).to_pylist()
+    rows = []
+    for genre, n in (("textbook", 150), ("reviews", 150), ("email", 50), ("whow", 10)):
+        rows += [{"id": r["id"], "text": r["text"], "genre": genre} for r in t if r["genre"] == genre][:n]
+    write_parquet(tmp_path / "in.parquet", rows)
+    out = tmp_path / "out"
+    result = run_pipeline([tmp_path / "in.parquet"], out, only_stages("quality", quality={"low": 0.5, "high": 0.8}))
+    stages = {s["name"]: s for s in result.funnel["stages"] if s["status"] == "run"}
+    assert stages["quality>=0.5"]["in"]["docs"] == len(rows)
+    assert stages["quality>=0.8"]["in"]["docs"] == stages["quality>=0.5"]["kept"]["docs"]
+    kept = read_dir(out / "kept")
+    assert min(kept.column("edu_score").to_pylist()) >= 0.8
+    rejects = read_rejects(out)
+    low = rejects["quality>=0.5"].to_pylist()
+    assert low and all(r["edu_score"] < 0.5 and r["reason"] == "edu_score<0.5" for r in low)
+    if "quality>=0.8" in rejects:
+        assert all(0.5 <= r["edu_score"] < 0.8 for r in rejects["quality>=0.8"].to_pylist())
+    kept_genres = kept.column("genre").to_pylist()
+    assert kept_genres.count("textbook") > 0.9 * sum(r["genre"] == "textbook" for r in rows)
+    assert sum(g == "reviews" for g in kept_genres) <= 0.02 * sum(r["genre"] == "reviews" for r in rows)
+
+
+def test_train_quality_cli_writes_a_usable_model(tmp_path, real_docs_path):
+    t = pq.read_table(real_docs_path).to_pylist()
+    rows = [{"body": r["text"], "is_edu": r["genre"] in ("textbook", "academic", "whow")} for r in t
+            if r["lang"] == "en" and r["genre"] in ("textbook", "academic", "whow", "reviews", "answers", "email")]
+    write_parquet(tmp_path / "labelled.parquet", rows)
+    proc = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"),
+                           "--text-column", "body", "--label-column", "is_edu", "--model-type", "features",
+                           "--out", str(tmp_path / "model")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "held-out ROC AUC" in proc.stdout and "threshold 0.8" in proc.stdout
+    assert {p.name for p in (tmp_path / "model").iterdir()} >= {"model.json", "weights.npz", "MODEL_CARD.md"}
+    auc = float(proc.stdout.split("ROC AUC ")[1].split()[0])
+    assert auc > 0.95
+    model = quality.load_model(tmp_path / "model")
+    assert model.model_type == "features" and model.score([EDU])[0] > model.score([SPAM])[0]
+    bad = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"),
+                          "--text-column", "body", "--label-column", "nope", "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "'nope'" in bad.stderr
+
+
+def test_textbook_heuristics_parse_code_without_running_it(tmp_path):
+    marker = tmp_path / "ran"
+    side_effect = f"open({str(marker)!r}, 'w').write('x')"
+    good = EDU + f"\n```python\n{side_effect}\n```\n" + " because word" * 60
+    broken = EDU + "\n```python\ndef broken(:\n    pass\n```\n" + " because word" * 60
+    short = "Note that this is short because it is."
+    reasons = textbook_reasons(pa.array([good, broken, short, "word " * 150]))
+    assert reasons == ["", "invalid_code_block", "too_few_words", "too_few_educational_markers"]
+    assert python_blocks_valid("```pycon\n>>> x = 1\n>>> print(x)\n1\n```")
+    assert python_blocks_valid("```bash\nls -la (\n```")  # not Python: not checked
+    assert not marker.exists()
