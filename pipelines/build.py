@@ -31,7 +31,9 @@ import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup
+from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
+from curate.transforms.near_dedup import NearDedup
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
@@ -56,6 +58,11 @@ def make_stages(cfg: Config, columns: Columns, schema):
     stages = [InputCheck(columns)]
     if st.exact_dedup.enabled:
         stages.append(ExactDedup(columns, schema, cfg.input.batch_size))
+    if st.near_dedup.enabled:
+        nd = dataclasses.asdict(st.near_dedup)
+        if nd["bands"] is None:
+            nd["bands"], nd["rows"] = optimal_bands(nd["threshold"], nd["num_perm"])
+        stages.append(NearDedup(columns, schema, nd, cfg.input.batch_size))
     if st.language.enabled:
         lang = st.language
         stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,
@@ -116,6 +123,8 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                     cfg.output.reject_shards, columns, _compression(cfg), partition_column=stage.group_column)
                 | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
             )
+        if result.extra_stats is not None:
+            stats.append(result.extra_stats)
         if stage.group_column:
             stats.append(result.kept | CountDocs(stage.name, "kept_by_lang", columns.text, stage.group_column))
         schema = stage.output_schema(schema)

@@ -63,6 +63,41 @@ class ExactDedupConfig:
 
 
 @dataclasses.dataclass
+class NearDedupConfig:
+    enabled: bool = True
+    # Shingle size: word 5-grams (FineWeb); character 5-grams in CJK/Thai documents.
+    ngram: int = 5
+    # 112 permutations = 14 bands x 8 rows, as FineWeb: P(candidate) = 1-(1-J^8)^14,
+    # 0.5 at J~0.72, 0.92 at J=0.8, 0.9995 at J=0.9.
+    num_perm: int = 112
+    bands: int | None = 14
+    rows: int | None = 8
+    # Jaccard threshold of a duplicate; with bands/rows null they are chosen from it
+    # (datasketch's optimal-parameter rule, equal false-positive/negative weights).
+    threshold: float = 0.8
+    bits: int = 32            # 32 (datasketch affine32) or 64 (affine64)
+    seed: int = 1
+    verify: str = "exact"     # exact | signature | none
+    keep: str = "smallest_id" # smallest_id | longest_text
+    max_bucket_pairs: int = 50
+    rounds: int = 6           # label-propagation rounds before the union-find fix-up
+
+    def validate(self, at: str):
+        _check(1 <= self.ngram <= 50, f"{at}.ngram", "must be in [1, 50]")
+        _check(1 <= self.num_perm <= 1024, f"{at}.num_perm", "must be in [1, 1024]")
+        _check(0.0 < self.threshold <= 1.0, f"{at}.threshold", "must be in (0, 1]")
+        _check(self.bits in (32, 64), f"{at}.bits", "must be 32 or 64")
+        _check(self.verify in ("exact", "signature", "none"), f"{at}.verify", "must be exact, signature or none")
+        _check(self.keep in ("smallest_id", "longest_text"), f"{at}.keep", "must be smallest_id or longest_text")
+        _check((self.bands is None) == (self.rows is None), f"{at}.bands", "set both bands and rows, or neither")
+        if self.bands is not None:
+            _check(self.bands >= 1 and self.rows >= 1, f"{at}.bands", "bands and rows must be >= 1")
+            _check(self.bands * self.rows <= self.num_perm, f"{at}.bands", "bands x rows must be <= num_perm")
+        _check(self.max_bucket_pairs >= 2, f"{at}.max_bucket_pairs", "must be >= 2")
+        _check(0 <= self.rounds <= 50, f"{at}.rounds", "must be in [0, 50]")
+
+
+@dataclasses.dataclass
 class LanguageConfig:
     enabled: bool = True
     # Target languages (lid.176 codes: en, fr, de, zh, ...).
@@ -122,6 +157,7 @@ class TextbookConfig:
 @dataclasses.dataclass
 class StagesConfig:
     exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = dataclasses.field(default_factory=NearDedupConfig)
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     textbook: TextbookConfig = dataclasses.field(default_factory=TextbookConfig)

@@ -82,6 +82,15 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
             if s == name and kind == "kept_by_lang"
         }
         extra = {"kept_by_language": kept_by_lang} if kept_by_lang else {}
+        clusters = {int(group): d for (s, kind, group), (d, _) in sums.items()
+                    if s == name and kind == "cluster_size"}
+        if clusters or (name, "unconverged_label_pairs", "") in sums:
+            extra["clusters"] = {
+                "count": sum(clusters.values()),
+                "documents_in_clusters": sum(size * n for size, n in clusters.items()),
+                "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
+                "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
+            }
         stages.append({
             **extra,
             "name": name,
@@ -174,6 +183,14 @@ def render_markdown(funnel: dict) -> str:
         for reason, size in s["rejected_by_reason"].items():
             lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
     for s in funnel["stages"]:
+        if s.get("clusters"):
+            c = s["clusters"]
+            lines += ["", f"## Duplicate clusters ({s['name']})", "",
+                      f"{c['count']:,} clusters of 2 or more documents, {c['documents_in_clusters']:,} documents in them; "
+                      f"{c['label_pairs_finished_by_union_find']} label pairs needed the union-find fix-up.", "",
+                      "| cluster size | clusters |", "|---:|---:|"]
+            for size, n in c["size_histogram"].items():
+                lines.append(f"| {size} | {n:,} |")
         if s.get("kept_by_language"):
             lines += ["", f"## Kept by language ({s['name']})", "", "| lang | docs | chars | est. tokens |",
                       "|---|---:|---:|---:|"]

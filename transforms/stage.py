@@ -44,6 +44,8 @@ class StageResult(NamedTuple):
     # output instead of rejects (e.g. other languages, by language); they carry
     # ``stage`` and ``reason`` like rejects and count as rejected in the funnel.
     routed: beam.PCollection | None = None
+    # Optional: stage-specific funnel stats, ((stage, kind, group), (docs, chars)).
+    extra_stats: beam.PCollection | None = None
 
 
 class Stage(beam.PTransform):

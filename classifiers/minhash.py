@@ -1,0 +1,263 @@
+"""MinHash signatures for a batch of documents, bit-identical to ``datasketch``.
+
+Shingles.  Text is normalized (NFKC, lower-case, punctuation and symbols
+replaced by spaces, whitespace collapsed) and split into tokens: words, or, in
+documents where CJK, kana, Hangul or Thai characters make up at least 30% of
+the letters (scripts written without spaces), single characters.  A shingle is
+``k`` consecutive tokens (default 5: word 5-grams as FineWeb; character
+5-grams for those scripts).  A document with fewer than ``k`` tokens is one
+shingle of all its tokens.
+
+Shingle hash (the "hash function" in datasketch's sense).  Each distinct token
+gets ``xxh3_64``; a shingle's hash is the polynomial ``sum_j t_j * M^j`` mod
+2^64 of its token hashes, folded to 32 bits (``hi ^ lo``) for the 32-bit scheme
+or kept at 64 bits.  ``shingle_hash(tokens)`` computes the same for one shingle
+so datasketch can be handed exactly this function.
+
+Signatures.  datasketch 2.x's ``affine32``/``affine64`` schemes: the shingle
+hash is pre-mixed with the MurmurHash3 finalizer, then permutation ``k`` maps
+``h -> a_k * h + b_k`` in wrapping 32/64-bit arithmetic, and the signature is
+the minimum over the shingles; ``a, b`` come from ``np.random.RandomState(seed)``
+exactly as datasketch draws them.  Here every document of the batch is done in
+one pass of numpy over all its shingles (chunked to bound memory), instead of
+one Python object per document.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+
+_PUNCT_SYMBOLS = r"[\p{P}\p{S}]+"
+_NO_SPACE_SCRIPTS = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}\p{Thai}]"
+_POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the shingle polynomial
+_FMIX = {
+    32: (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16)),
+    64: (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(33), np.uint64(0xC4CEB9FE1A85EC53), np.uint64(33)),
+}
+# Shingles per numpy chunk: num_perm x chunk values in memory (112 x 65536 x 4 B = 29 MB).
+CHUNK_SHINGLES = 65536
+
+
+def normalize_for_shingles(texts: pa.Array) -> pa.Array:
+    """NFKC, lower-case, punctuation and symbols -> space.  Whitespace runs are
+    left alone: ``utf8_split_whitespace`` splits on any Unicode whitespace."""
+    out = pc.utf8_normalize(pc.fill_null(texts, ""), form="NFKC")
+    out = pc.utf8_lower(out)
+    return pc.replace_substring_regex(out, pattern=_PUNCT_SYMBOLS, replacement=" ")
+
+
+def uses_characters(normalized: pa.Array) -> np.ndarray:
+    """Per document: shingle characters (True) or words (False).
+
+    True when CJK/kana/Hangul/Thai characters are >= 30% of the non-space
+    characters (punctuation is already gone, so those are letters and digits).
+    """
+    spaceless = pc.count_substring_regex(normalized, pattern=_NO_SPACE_SCRIPTS).to_numpy(zero_copy_only=False)
+    length = pc.utf8_length(normalized).to_numpy(zero_copy_only=False)
+    spaces = pc.count_substring(normalized, pattern=" ").to_numpy(zero_copy_only=False)
+    return spaceless >= 0.3 * np.maximum(length - spaces, 1)
+
+
+def tokenize(texts: pa.Array) -> pa.ListArray:
+    """Normalized tokens per document (list<string>), words or characters."""
+    normalized = normalize_for_shingles(texts)
+    chars = uses_characters(normalized)
+    if chars.any():
+        # only the documents in space-less scripts pay for the per-character regex
+        mask = pa.array(chars)
+        spaced = pc.replace_substring_regex(normalized.filter(mask), pattern=r"(\S)", replacement=r"\1 ")
+        order = np.concatenate([np.flatnonzero(~chars), np.flatnonzero(chars)])
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        normalized = pa.concat_arrays([normalized.filter(pc.invert(mask)), spaced]).take(pa.array(inverse))
+    # runs of whitespace split once; only leading/trailing whitespace would give empty tokens
+    return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(normalized))
+
+
+def token_hashes(tokens: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 hash per token, offsets per document); each distinct token hashed once."""
+    flat = pc.list_flatten(tokens)
+    offsets = np.asarray(tokens.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    offsets = offsets - offsets[0]
+    if len(flat) == 0:
+        return np.zeros(0, dtype=np.uint64), offsets
+    encoded = pc.dictionary_encode(flat)
+    digest = xxhash.xxh3_64_intdigest
+    unique = np.fromiter((digest(w.encode("utf-8")) for w in encoded.dictionary.to_pylist()),
+                         dtype=np.uint64, count=len(encoded.dictionary))
+    return unique[encoded.indices.to_numpy(zero_copy_only=False)], offsets
+
+
+def _fold(h64: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 64:
+        return h64
+    return ((h64 >> np.uint64(32)) ^ (h64 & np.uint64(0xFFFFFFFF))).astype(np.uint32)
+
+
+def shingle_hash(tokens: list[str], bits: int = 32) -> int:
+    """The shingle hash of one shingle (its tokens), as the batch path computes it."""
+    acc, power = np.uint64(0), np.uint64(1)
+    with np.errstate(over="ignore"):
+        for token in tokens:
+            acc = acc + np.uint64(xxhash.xxh3_64_intdigest(token.encode("utf-8"))) * power
+            power = power * _POLY
+    return int(_fold(np.array([acc], dtype=np.uint64), bits)[0])
+
+
+def shingle_hashes(hashes: np.ndarray, offsets: np.ndarray, k: int, bits: int = 32):
+    """Shingle hashes of every document: (values, per-document offsets into values).
+
+    Document d has tokens ``hashes[offsets[d]:offsets[d+1]]``; it yields
+    ``max(1, n - k + 1)`` shingles (one shingle of all tokens when ``n < k``,
+    none when ``n == 0``).
+    """
+    n_docs = len(offsets) - 1
+    lengths = np.diff(offsets)
+    counts = np.where(lengths >= k, lengths - k + 1, np.minimum(lengths, 1))
+    out_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    np.cumsum(counts, out=out_offsets[1:])
+    total = len(hashes)
+    with np.errstate(over="ignore"):
+        # full k-grams starting at every token position (some cross documents; masked below)
+        m = max(total - k + 1, 0)
+        acc = hashes[:m].copy()
+        tmp = np.empty(m, dtype=np.uint64)
+        power = np.uint64(1)
+        for j in range(1, k):
+            power = power * _POLY
+            np.multiply(hashes[j:j + m], power, out=tmp)
+            acc += tmp
+        # a start is valid unless it is among the last k-1 token positions of its document
+        valid = np.ones(m, dtype=bool)
+        ends, begins = offsets[1:], offsets[:-1]
+        for j in range(1, k):
+            pos = ends - j
+            pos = pos[(pos >= begins) & (pos < m)]
+            valid[pos] = False
+        values = acc[valid]
+        short = np.flatnonzero((lengths > 0) & (lengths < k))
+        if len(short):
+            # documents shorter than k: one shingle of all their tokens, in document order
+            short_vals = np.zeros(len(short), dtype=np.uint64)
+            for i, d in enumerate(short):
+                powers = _POLY ** np.arange(lengths[d], dtype=np.uint64)
+                short_vals[i] = np.sum(hashes[offsets[d]:offsets[d + 1]] * powers, dtype=np.uint64)
+            full_counts = np.where(lengths >= k, lengths - k + 1, 0)
+            insert_at = np.cumsum(full_counts)[short] - full_counts[short]
+            values = np.insert(values, insert_at, short_vals)
+    return _fold(values, bits), out_offsets
+
+
+def _fmix(h: np.ndarray, bits: int) -> np.ndarray:
+    s1, m1, s2, m2, s3 = _FMIX[bits]
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> s1)
+        h = h * m1
+        h = h ^ (h >> s2)
+        h = h * m2
+        return h ^ (h >> s3)
+
+
+def permutations(num_perm: int, seed: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) drawn exactly as datasketch's affine32/affine64 schemes draw them."""
+    gen = np.random.RandomState(seed)
+    dtype = np.uint32 if bits == 32 else np.uint64
+    a = gen.randint(0, 1 << (bits - 1), num_perm, dtype=dtype) * dtype(2) + dtype(1)
+    b = gen.randint(0, 1 << bits, num_perm, dtype=dtype)
+    return a, b
+
+
+@dataclasses.dataclass
+class MinHasher:
+    """Batch MinHash: ``signatures(texts) -> (n_docs, num_perm)`` uint32/uint64 array."""
+
+    num_perm: int = 112
+    seed: int = 1
+    ngram: int = 5
+    bits: int = 32
+
+    def __post_init__(self):
+        if self.bits not in (32, 64):
+            raise ValueError("bits must be 32 or 64")
+        self.dtype = np.uint32 if self.bits == 32 else np.uint64
+        a, b = permutations(self.num_perm, self.seed, self.bits)
+        self.a, self.b = a[:, None], b[:, None]
+        self.empty = np.iinfo(self.dtype).max
+
+    def shingles(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Shingle hashes (values, offsets) of a batch; values per document in token order."""
+        hashes, offsets = token_hashes(tokenize(texts))
+        return shingle_hashes(hashes, offsets, self.ngram, self.bits)
+
+    def signatures_from_shingles(self, values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        n_docs = len(offsets) - 1
+        out = np.full((n_docs, self.num_perm), self.empty, dtype=self.dtype)
+        if len(values) == 0:
+            return out
+        mixed = _fmix(values.astype(self.dtype, copy=False), self.bits)
+        counts = np.diff(offsets)
+        doc_start = 0
+        with np.errstate(over="ignore"):
+            while doc_start < n_docs:
+                # take whole documents until the chunk holds ~CHUNK_SHINGLES shingles
+                lo = offsets[doc_start]
+                doc_end = int(np.searchsorted(offsets, lo + CHUNK_SHINGLES, side="right")) - 1
+                doc_end = max(doc_end, doc_start + 1)
+                hi = offsets[doc_end]
+                nonempty = np.flatnonzero(counts[doc_start:doc_end]) + doc_start
+                if hi > lo and len(nonempty):
+                    permuted = np.multiply(self.a, mixed[lo:hi][None, :])  # (num_perm, chunk)
+                    permuted += self.b
+                    out[nonempty] = np.minimum.reduceat(permuted, offsets[nonempty] - lo, axis=1).T
+                doc_start = doc_end
+        return out
+
+    def signatures(self, texts) -> np.ndarray:
+        texts = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(texts, pa.string())
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        return self.signatures_from_shingles(*self.shingles(texts))
+
+
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(n_docs, bands) uint64 key per band: a polynomial hash of the band's rows,
+    salted with the band index so equal rows in different bands never collide."""
+    n = signatures.shape[0]
+    sig = signatures[:, : bands * rows].astype(np.uint64).reshape(n, bands, rows)
+    with np.errstate(over="ignore"):
+        acc = np.zeros((n, bands), dtype=np.uint64) + (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _POLY
+        for r in range(rows):
+            acc = acc * np.uint64(0x100000001B3) + sig[:, :, r]
+        return _fmix(acc, 64)
+
+
+def _integrate(f, a: float, b: float, steps: int = 1000) -> float:
+    x = np.linspace(a, b, steps + 1)
+    y = f(x)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2)
+
+
+def optimal_bands(threshold: float, num_perm: int, fp_weight: float = 0.5, fn_weight: float = 0.5):
+    """(bands, rows) minimizing the weighted false-positive + false-negative areas,
+    datasketch's ``_optimal_param`` (trapezoid integration instead of scipy quad)."""
+    best, best_err = (1, 1), float("inf")
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = _integrate(lambda s: 1 - (1 - s ** r) ** b, 0.0, threshold)
+            fn = _integrate(lambda s: (1 - s ** r) ** b, threshold, 1.0)
+            err = fp * fp_weight + fn * fn_weight
+            if err < best_err:
+                best, best_err = (b, r), err
+    return best
+
+
+def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard of two sorted unique arrays."""
+    if len(a) == 0 and len(b) == 0:
+        return 1.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)

@@ -1,0 +1,247 @@
+"""Stage ``near_dedup``: MinHash + LSH, verified pairs, connected components in the dataflow.
+
+Element shapes, in order:
+  batches                 pa.RecordBatch
+  band entries            (band_key: int, doc_id)            bands per document
+  buckets -> pairs        (id_a, id_b), id_a < id_b, distinct
+  sets                    (doc_id, (priority, np.ndarray))   sorted unique shingle hashes (or signature)
+  verified edges          (id_a, id_b) with Jaccard >= threshold
+  labels                  (doc_id, (priority, rep_id))       min label over the component
+  rows                    (doc_id, row dict)                 joined with labels at the end
+
+Candidate pairs per bucket: every pair when the bucket holds at most
+``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
+one boilerplate page) pairs every document with the bucket's first 8 documents
+in id order, which keeps it connected without m^2 pairs.
+
+Verification: ``exact`` (default) computes the Jaccard of the two shingle sets,
+as NeMo Curator's false-positive check; ``signature`` uses the MinHash
+estimate (cheaper, less precise); ``none`` keeps every candidate pair.
+
+Connected components: ``rounds`` rounds of min-label propagation over the
+verified edges (each a CoGroupByKey + CombinePerKey over edges, O(1) state per
+document).  A component whose diameter exceeds ``rounds`` is finished by a
+union-find over the label pairs that still disagree; that list is collected on
+one worker, so its memory is O(disagreeing label pairs), which is empty when
+the rounds suffice (they report how many were needed in the funnel).
+
+Representative: the component's minimum label, where the label orders
+documents by the ``keep`` rule: ``smallest_id`` or ``longest_text`` (ties by
+id).  Other members are rejected with ``near_duplicate`` and ``duplicate_of``.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
+from curate.transforms.exact_dedup import DUPLICATE_OF, Rebatch
+from curate.transforms.stage import Stage, StageResult
+
+PAIRS_PER_LARGE_BUCKET = 8
+
+
+class Signatures(beam.DoFn):
+    """batch -> band entries (main), ``sets`` and ``rows`` (tagged)."""
+
+    def __init__(self, cfg: dict, id_col: str, text_col: str):
+        self.cfg, self.id_col, self.text_col = cfg, id_col, text_col
+
+    def setup(self):
+        c = self.cfg
+        self.hasher = MinHasher(num_perm=c["num_perm"], seed=c["seed"], ngram=c["ngram"], bits=c["bits"])
+
+    def process(self, batch: pa.RecordBatch):
+        c = self.cfg
+        texts = batch.column(self.text_col)
+        values, offsets = self.hasher.shingles(texts)
+        sigs = self.hasher.signatures_from_shingles(values, offsets)
+        keys = band_keys(sigs, c["bands"], c["rows"])
+        ids = batch.column(self.id_col).to_pylist()
+        if c["keep"] == "longest_text":
+            lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+            priorities = [(-int(n), i) for n, i in zip(lengths, ids)]
+        else:
+            priorities = [(i,) for i in ids]
+        for d, doc_id in enumerate(ids):
+            for key in keys[d].tolist():
+                yield key, doc_id
+            if c["verify"] == "exact":
+                payload = np.unique(values[offsets[d]:offsets[d + 1]])
+            else:
+                payload = sigs[d]
+            yield beam.pvalue.TaggedOutput("sets", (doc_id, (priorities[d], payload)))
+        for doc_id, row in zip(ids, batch.to_pylist()):
+            yield beam.pvalue.TaggedOutput("rows", (doc_id, row))
+
+
+def bucket_pairs(element, max_bucket_pairs: int):
+    _, ids = element
+    ids = sorted(set(ids))
+    if len(ids) < 2:
+        return
+    if len(ids) <= max_bucket_pairs:
+        for i in range(len(ids)):
+            for j in range(i + 1, len(ids)):
+                yield ids[i], ids[j]
+    else:
+        anchors = ids[:PAIRS_PER_LARGE_BUCKET]
+        for i, a in enumerate(anchors):
+            for b in ids[i + 1:]:
+                yield a, b
+
+
+def similarity(a: np.ndarray, b: np.ndarray, verify: str) -> float:
+    if verify == "exact":
+        return jaccard_sorted(a, b)
+    return float(np.mean(a == b))
+
+
+class NearDedup(Stage):
+    name = "near_dedup"
+    reject_fields = (DUPLICATE_OF,)
+
+    def __init__(self, columns, schema: pa.Schema, cfg: dict, batch_size: int = 2048):
+        super().__init__(columns)
+        self.schema, self.cfg, self.batch_size = schema, dict(cfg), batch_size
+
+    def expand(self, batches) -> StageResult:
+        c = self.cfg
+        out = batches | "Signatures" >> beam.ParDo(
+            Signatures(c, self.columns.id, self.columns.text)).with_outputs("sets", "rows", main="bands")
+        pairs = (
+            out.bands
+            | "GroupBands" >> beam.GroupByKey()
+            | "BucketPairs" >> beam.FlatMap(bucket_pairs, c["max_bucket_pairs"])
+            | "DistinctPairs" >> beam.Distinct()
+        )
+        edges = self._verify(pairs, out.sets) if c["verify"] != "none" else pairs
+        labels, stats = self._components(edges, out.sets)
+        rows = out.rows
+        joined = ({"row": rows, "label": labels}
+                  | "JoinLabels" >> beam.CoGroupByKey()
+                  | "Decide" >> beam.ParDo(_Decide(self.name)).with_outputs("rejected", main="kept"))
+        kept = joined.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size)
+        rejected = joined.rejected | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size)
+        return StageResult(kept, rejected, extra_stats=stats)
+
+    def _verify(self, pairs, sets):
+        verify, threshold = self.cfg["verify"], self.cfg["threshold"]
+
+        def first_half(element):
+            a, grouped = element
+            for _, set_a in grouped["set"]:
+                for b in grouped["pair"]:
+                    yield b, (a, set_a)
+
+        def second_half(element):
+            b, grouped = element
+            for _, set_b in grouped["set"]:
+                for a, set_a in grouped["half"]:
+                    if similarity(set_a, set_b, verify) >= threshold:
+                        yield a, b
+
+        halves = ({"set": sets, "pair": pairs} | "JoinA" >> beam.CoGroupByKey()
+                  | "WithSetA" >> beam.FlatMap(first_half))
+        return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
+                | "Similar" >> beam.FlatMap(second_half))
+
+    def _components(self, edges, sets):
+        rounds = self.cfg["rounds"]
+        adjacency = edges | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
+
+        def initial(element):
+            node, grouped = element
+            if grouped["adj"]:
+                for priority, _ in grouped["set"]:
+                    yield node, (priority, node)
+
+        labels = ({"set": sets, "adj": adjacency} | "Nodes" >> beam.CoGroupByKey()
+                  | "InitialLabels" >> beam.FlatMap(initial))
+
+        def spread(element):
+            node, grouped = element
+            for label in grouped["label"]:
+                yield node, label
+                for other in grouped["adj"]:
+                    yield other, label
+
+        for r in range(rounds):
+            labels = ({"label": labels, "adj": adjacency} | f"Round{r}" >> beam.CoGroupByKey()
+                      | f"Spread{r}" >> beam.FlatMap(spread) | f"Min{r}" >> beam.CombinePerKey(min))
+
+        # label pairs that still disagree across an edge (empty when the rounds sufficed)
+        def label_of_a(element):
+            a, grouped = element
+            for label in grouped["label"]:
+                for b in grouped["edge"]:
+                    yield b, label
+
+        def disagree(element):
+            _, grouped = element
+            for label_b in grouped["label"]:
+                for label_a in grouped["from_a"]:
+                    if label_a != label_b:
+                        yield (min(label_a, label_b), max(label_a, label_b))
+
+        from_a = ({"label": labels, "edge": edges} | "EdgeLabelA" >> beam.CoGroupByKey()
+                  | "LabelToB" >> beam.FlatMap(label_of_a))
+        leftover = ({"label": labels, "from_a": from_a} | "EdgeLabelB" >> beam.CoGroupByKey()
+                    | "Disagree" >> beam.FlatMap(disagree) | "DistinctLeftover" >> beam.Distinct())
+        remap = leftover | "CollectLeftover" >> beam.combiners.ToList() | "UnionFind" >> beam.Map(_union_find)
+        final = labels | "Finish" >> beam.Map(lambda kv, m: (kv[0], m.get(kv[1], kv[1])),
+                                                m=beam.pvalue.AsSingleton(remap))
+
+        name = self.name
+
+        def cluster_stats(sizes_list):
+            hist = {}
+            for size in sizes_list:
+                hist[size] = hist.get(size, 0) + 1
+            for size, count in sorted(hist.items()):
+                yield (name, "cluster_size", str(size)), (count, 0)
+
+        sizes = (final | "ByRep" >> beam.Map(lambda kv: (kv[1][1], 1)) | "ClusterSize" >> beam.CombinePerKey(sum)
+                 | "Sizes" >> beam.Values() | "AllSizes" >> beam.combiners.ToList()
+                 | "Histogram" >> beam.FlatMap(cluster_stats))
+        leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
+                         | "LeftoverStat" >> beam.Map(lambda n: ((name, "unconverged_label_pairs", ""), (n, 0))))
+        stats = (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
+        return final, stats
+
+
+def _union_find(pairs) -> dict:
+    """label -> smallest label of its group, over the few label pairs left disagreeing."""
+    parent: dict = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {x: find(x) for x in list(parent)}
+
+
+class _Decide(beam.DoFn):
+    def __init__(self, stage: str):
+        self.stage = stage
+
+    def process(self, element):
+        doc_id, grouped = element
+        labels = list(grouped["label"])
+        rep = labels[0][1] if labels else doc_id
+        for row in grouped["row"]:
+            if rep == doc_id:
+                yield row
+            else:
+                rejected = dict(row)
+                rejected.update(stage=self.stage, reason="near_duplicate", duplicate_of=rep)
+                yield beam.pvalue.TaggedOutput("rejected", rejected)
