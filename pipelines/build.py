@@ -23,6 +23,7 @@ import uuid
 from importlib import resources
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -33,6 +34,7 @@ from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
+from curate.transforms.decontaminate import Decontaminate
 from curate.transforms.near_dedup import NearDedup
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
@@ -74,10 +76,29 @@ def make_stages(cfg: Config, columns: Columns, schema):
     if st.textbook.enabled:
         tb = st.textbook
         stages.append(TextbookHeuristics(columns, tb.min_words, tb.min_markers, tb.check_code))
+    if st.decontamination.enabled:
+        dc = st.decontamination
+        specs = [dict(dataclasses.asdict(b), path=_resolve_bundled(b.path)) for b in dc.benchmarks]
+        refs = _reference_texts(dc.reference_texts, columns)
+        stages.append(Decontaminate(columns, specs, dc.ngram, dc.max_item_frequency, refs))
     for stage in stages:
         stage.check()
         schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
     return stages
+
+
+def _resolve_bundled(path: str) -> str:
+    if path.startswith("bundled:"):
+        return str(resources.files("curate.sample").joinpath(path.split(":", 1)[1]))
+    return path
+
+
+def _reference_texts(paths: list[str], columns: Columns) -> list[str]:
+    texts: list[str] = []
+    for path in paths:
+        for shard in expand_inputs([path]):
+            texts += [t for t in pq.read_table(shard, columns=[columns.text]).column(0).to_pylist() if t]
+    return texts
 
 
 def _write_json(path: str, payload):
@@ -183,7 +204,7 @@ def publish(staging: str, output: str) -> None:
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)
-    for name in ("funnel.json", "funnel.md", "run.json", "_SUCCESS"):
+    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "_SUCCESS"):
         path = FileSystems.join(output, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
@@ -238,6 +259,9 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     if not funnel["conservation"]["ok"]:
         raise ConservationError("; ".join(funnel["conservation"]["problems"]) + f" (staged output kept in {staging})")
     _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
+    contamination = next((s["contamination"] for s in funnel["stages"] if s.get("contamination")), None)
+    if contamination is not None:
+        _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
     _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
     seconds = time.time() - started
     run_info = {

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from curate.pipelines import build, funnel
     from curate.pipelines.config import ConfigError, load_config
     from curate.classifiers.langid import ModelFileError
+    from curate.classifiers.benchmark_sets import BenchmarkFormatError
     from curate.classifiers.quality import ModelFormatError
     from curate.transforms.io import InputError
     from curate.transforms.stage import ColumnClashError
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
                            beam_args=beam_args, log=lambda m: print(m, file=sys.stderr))
     except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
-            ModelFormatError) as exc:
+            ModelFormatError, BenchmarkFormatError) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)

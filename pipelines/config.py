@@ -155,12 +155,58 @@ class TextbookConfig:
 
 
 @dataclasses.dataclass
+class BenchmarkSpec:
+    name: str = ""
+    # gsm8k | humaneval | mmlu | arc | hellaswag | mbpp | generic (see classifiers/benchmark_sets.py)
+    format: str = "generic"
+    # File (or folder, for mmlu) on any FileSystems path; "bundled:sample_benchmark.jsonl"
+    # names the small benchmark shipped with the sample corpus.
+    path: str = ""
+    fields: list[str] = dataclasses.field(default_factory=list)  # generic: columns to join
+    id_field: str | None = None
+    policy: str = "any"          # any | fraction
+    min_fraction: float = 0.5    # fraction: share of one item's n-grams that must match
+
+    def validate(self, at: str):
+        from curate.classifiers.benchmark_sets import FORMATS
+
+        _check(bool(self.name), f"{at}.name", "must not be empty")
+        _check(bool(self.path), f"{at}.path", "must not be empty")
+        _check(self.format in FORMATS, f"{at}.format", f"must be one of {', '.join(FORMATS)}")
+        _check(self.policy in ("any", "fraction"), f"{at}.policy", "must be any or fraction")
+        _check(0.0 < self.min_fraction <= 1.0, f"{at}.min_fraction", "must be in (0, 1]")
+        _check(self.format != "generic" or bool(self.fields), f"{at}.fields", "the generic format needs fields")
+
+
+@dataclasses.dataclass
+class DecontaminationConfig:
+    enabled: bool = True
+    # 13-grams as GPT-3's decontamination; 8 as Llama's.
+    ngram: int = 13
+    # An n-gram found in more than this many benchmark items is a template
+    # ("which of the following is true ...") and is not indexed.
+    max_item_frequency: int = 2
+    # Optional Parquet/text of clean ordinary text whose n-grams are not indexed.
+    reference_texts: list[str] = dataclasses.field(default_factory=list)
+    benchmarks: list[BenchmarkSpec] = dataclasses.field(default_factory=lambda: [BenchmarkSpec(
+        name="sample_benchmark", format="gsm8k", path="bundled:sample_benchmark.jsonl")])
+
+    def validate(self, at: str):
+        _check(2 <= self.ngram <= 64, f"{at}.ngram", "must be in [2, 64]")
+        _check(self.max_item_frequency >= 1, f"{at}.max_item_frequency", "must be >= 1")
+        names = [b.name for b in self.benchmarks]
+        _check(len(names) == len(set(names)), f"{at}.benchmarks", "benchmark names must be unique")
+        _check(not self.enabled or bool(self.benchmarks), f"{at}.benchmarks", "name at least one benchmark")
+
+
+@dataclasses.dataclass
 class StagesConfig:
     exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = dataclasses.field(default_factory=NearDedupConfig)
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     textbook: TextbookConfig = dataclasses.field(default_factory=TextbookConfig)
+    decontamination: DecontaminationConfig = dataclasses.field(default_factory=DecontaminationConfig)
 
     def validate(self, at: str):
         pass

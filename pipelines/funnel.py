@@ -91,6 +91,20 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
                 "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
             }
+        index_stats = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "index"}
+        if index_stats:
+            found: dict[str, dict[str, int]] = {}
+            for (s, kind, group), (d, _) in sorted(sums.items()):
+                if s == name and kind == "item_found":
+                    bench, item = group.split("\t", 1)
+                    found.setdefault(bench, {})[item] = d
+            benches = sorted(set(found) | {r.split(":", 1)[1] for r in by_reason if r.startswith("contaminated:")})
+            extra["contamination"] = {
+                "index": dict(sorted(index_stats.items())),
+                "benchmarks": {b: {"docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
+                                   "items_found": len(found.get(b, {})),
+                                   "items": found.get(b, {})} for b in benches},
+            }
         stages.append({
             **extra,
             "name": name,
@@ -183,6 +197,17 @@ def render_markdown(funnel: dict) -> str:
         for reason, size in s["rejected_by_reason"].items():
             lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
     for s in funnel["stages"]:
+        if s.get("contamination"):
+            c = s["contamination"]
+            idx = c["index"]
+            lines += ["", f"## Contamination ({s['name']})", "",
+                      f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
+                      f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
+                      f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
+                      f"text; {idx.get('items_too_short', 0):,} items too short to index.", "",
+                      "| benchmark | documents dropped | benchmark items found |", "|---|---:|---:|"]
+            for bench, b in c["benchmarks"].items():
+                lines.append(f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |")
         if s.get("clusters"):
             c = s["clusters"]
             lines += ["", f"## Duplicate clusters ({s['name']})", "",

@@ -8,7 +8,8 @@ the committed ``sample.parquet`` was made with CPython 3.11):
 * educational English (about 60 unique): module docstrings of the Python
   standard library (explanatory prose written by its authors), and
   standard-library functions shown as markdown with a fenced code block;
-* benchmark-contaminated pages (8): web pages that quote a question of the
+* benchmark-contaminated pages (8): worked-solution pages (the usual way test
+  items leak onto the web) quoting a question and its solution from the
   project's own tiny benchmark ``sample_benchmark.jsonl``;
 * English web pages the project writes (about 470 unique): forum chatter,
   product listings, spam, cookie banners, navigation boilerplate;
@@ -114,10 +115,12 @@ def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
 
 
 BENCHMARK_PAGES_INTRO = [
-    "Homework help thread. Can somebody check my work on this one?",
-    "Our class worksheet for Friday had this problem and I am stuck.",
-    "Posting the problem of the day from my tutoring group:",
-    "Study group notes, question 4:",
+    "# Worked example: multi-step word problems\n\nIn this section we solve a word problem step by step. "
+    "Note that each step uses the result of the previous one, because the quantities depend on each other.",
+    "# Practice problem with solution\n\nThe following exercise shows how to translate a story into arithmetic. "
+    "In other words, we identify the quantities first and then combine them.",
+    "# Solving rate and ratio problems\n\nFor example, consider the problem below. Therefore, we write down "
+    "what is known, what is asked, and the operations that connect them.",
 ]
 
 
@@ -126,7 +129,9 @@ def benchmark_pages(rng: random.Random) -> list[dict]:
     pages = []
     for item in items[:8]:
         intro = rng.choice(BENCHMARK_PAGES_INTRO)
-        pages.append({"text": f"{intro}\n\n{item['question']}\n\nThanks in advance, reply below!",
+        solution = item["answer"].split("####")[0].strip()
+        pages.append({"text": f"{intro}\n\n**Problem.** {item['question']}\n\n**Solution.** {solution}\n\n"
+                              "This means the answer can be checked by working backwards from the result.",
                       "source": "web_contaminated", "lang_hint": "en"})
     return pages
 

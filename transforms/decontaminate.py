@@ -1,0 +1,119 @@
+"""Stage ``decontamination``: drop documents that contain benchmark test items.
+
+The n-gram index (``classifiers.ngram_index``) is built once inside the
+pipeline from the benchmark files -- Create(specs) -> load items -> one
+combine -> build -- and broadcast to every worker as a singleton side input
+(a few MB for GSM8K + HumanEval + MMLU).  Batches of documents are normalized
+and hashed with Arrow/numpy and looked up with one ``searchsorted``.
+
+Policies, per benchmark:
+  ``any``       drop on any indexed n-gram of one of its items;
+  ``fraction``  drop when the matched n-grams cover at least ``min_fraction``
+                of one item's indexed n-grams.
+Rejects carry ``contamination_benchmark``, ``contamination_item`` and
+``matched_ngrams``; reason ``contaminated:<benchmark>``.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from curate.classifiers.benchmark_sets import load_items
+from curate.classifiers.ngram_index import NgramIndex
+from curate.transforms.stage import Stage, StageResult, emit_split
+
+BENCHMARK = pa.field("contamination_benchmark", pa.string())
+ITEM = pa.field("contamination_item", pa.string())
+MATCHED = pa.field("matched_ngrams", pa.int32())
+
+
+def load_spec_items(spec: dict):
+    for item_id, text in load_items(spec["format"], spec["path"], spec.get("fields"), spec.get("id_field")):
+        yield spec["name"], item_id, text
+
+
+def decide(matches: list[dict], index: NgramIndex, policies: dict):
+    """Per document: (keep, reason, benchmark, item, matched) for the first triggering item."""
+    keep = np.ones(len(matches), dtype=bool)
+    reasons, benches, items, counts = [], [None] * len(matches), [None] * len(matches), np.zeros(len(matches), np.int32)
+    for d, found in enumerate(matches):
+        best = None
+        for item, count in found.items():
+            if item < 0:
+                continue
+            bench = index.item_benchmarks[item]
+            policy, min_fraction = policies[bench]
+            if policy == "fraction" and count < min_fraction * max(int(index.item_ngrams[item]), 1):
+                continue
+            if best is None or count > best[1]:
+                best = (item, count)
+        if best is not None:
+            item, count = best
+            keep[d] = False
+            benches[d], items[d], counts[d] = index.item_benchmarks[item], index.item_ids[item], count
+            reasons.append(f"contaminated:{benches[d]}")
+    return keep, reasons, benches, items, counts
+
+
+class MatchBenchmarks(beam.DoFn):
+    def __init__(self, stage: str, text_col: str, policies: dict):
+        self.stage, self.text_col, self.policies = stage, text_col, policies
+
+    def process(self, batch: pa.RecordBatch, index: NgramIndex):
+        matches = index.match_batch(batch.column(self.text_col))
+        keep, reasons, benches, items, counts = decide(matches, index, self.policies)
+        extra = {BENCHMARK.name: pa.array(benches, pa.string()), ITEM.name: pa.array(items, pa.string()),
+                 MATCHED.name: pa.array(counts, pa.int32())}
+        yield from emit_split(batch, self.stage, keep, reasons, reject_extra=extra)
+
+
+class Decontaminate(Stage):
+    name = "decontamination"
+    reject_fields = (BENCHMARK, ITEM, MATCHED)
+
+    def __init__(self, columns, specs: list[dict], ngram: int = 13, max_item_frequency: int = 2,
+                 reference_texts: list[str] | None = None):
+        super().__init__(columns)
+        self.specs, self.ngram, self.max_item_frequency = specs, ngram, max_item_frequency
+        self.reference_texts = reference_texts or []
+
+    def check(self):
+        """Parse every benchmark file on the driver: a bad file stops the run before any output."""
+        for spec in self.specs:
+            for _ in load_spec_items(spec):
+                pass
+
+    def expand(self, batches) -> StageResult:
+        n, max_freq, refs = self.ngram, self.max_item_frequency, self.reference_texts
+
+        def build(items):
+            items = sorted(items)  # deterministic item order whatever the runner
+            return NgramIndex.build(items, n=n, max_item_frequency=max_freq, reference_texts=refs or None)
+
+        index = (
+            batches.pipeline
+            | "BenchmarkSpecs" >> beam.Create(self.specs)
+            | "LoadItems" >> beam.FlatMap(load_spec_items)
+            | "AllItems" >> beam.combiners.ToList()
+            | "BuildIndex" >> beam.Map(build)
+        )
+        policies = {s["name"]: (s["policy"], s["min_fraction"]) for s in self.specs}
+        out = batches | "Match" >> beam.ParDo(
+            MatchBenchmarks(self.name, self.columns.text, policies), index=beam.pvalue.AsSingleton(index)
+        ).with_outputs("rejected", main="kept")
+
+        name = self.name
+
+        def index_stats(idx: NgramIndex):
+            for key, value in idx.stats.items():
+                yield (name, "index", key), (int(value), 0)
+            yield (name, "index", "bytes"), (idx.nbytes(), 0)
+
+        def items_found(batch: pa.RecordBatch):
+            for bench, item in zip(batch.column(BENCHMARK.name).to_pylist(), batch.column(ITEM.name).to_pylist()):
+                yield (name, "item_found", f"{bench}\t{item}"), (1, 0)
+
+        stats = ((index | "IndexStats" >> beam.FlatMap(index_stats)),
+                 (out.rejected | "ItemsFound" >> beam.FlatMap(items_found))) | "DecontamStats" >> beam.Flatten()
+        return StageResult(out.kept, out.rejected, extra_stats=stats)
