@@ -35,10 +35,14 @@ def tokenize(texts) -> pa.ListArray:
     return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(out))
 
 
-def ngram_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ngram_hashes(texts, n: int, tokens=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hashes, offsets per text, token count per text); texts shorter than n give no n-gram."""
-    tokens = tokenize(texts)
+    tokens = tokenize(texts) if tokens is None else tokens
     hashes, offsets = token_hashes(tokens)
+    return grams_from_token_hashes(hashes, offsets, n)
+
+
+def grams_from_token_hashes(hashes: np.ndarray, offsets: np.ndarray, n: int):
     lengths = np.diff(offsets)
     values, out_offsets = shingle_hashes(hashes, offsets, n, bits=64)
     # shingle_hashes makes one shingle of a short text; drop those here
@@ -52,14 +56,36 @@ def ngram_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values, out_offsets, lengths
 
 
+# Items shorter than n tokens but at least this long are indexed whole, as one
+# gram of their own length; shorter ones are too generic to match and are counted.
+MIN_SHORT_ITEM_TOKENS = 6
+
+
 @dataclasses.dataclass
 class IndexStats:
     items: int = 0
     items_too_short: int = 0
+    items_indexed_whole: int = 0
     ngrams: int = 0
     excluded_common_across_items: int = 0
+    excluded_mostly_numbers: int = 0
     excluded_in_reference_text: int = 0
 
+
+def _numeric_share(tokens: pa.ListArray, n: int) -> np.ndarray:
+    """Per n-gram (in ngram_hashes order): share of its tokens that are numbers."""
+    flat = pc.list_flatten(tokens)
+    is_num = pc.fill_null(pc.utf8_is_numeric(flat), False).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets = np.asarray(tokens.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    offsets = offsets - offsets[0]
+    csum = np.concatenate([[0], np.cumsum(is_num)])
+    shares = []
+    for d in range(len(offsets) - 1):
+        lo, hi = offsets[d], offsets[d + 1]
+        if hi - lo >= n:
+            starts = np.arange(lo, hi - n + 1)
+            shares.append((csum[starts + n] - csum[starts]) / n)
+    return np.concatenate(shares) if shares else np.zeros(0)
 
 @dataclasses.dataclass
 class NgramIndex:
@@ -70,15 +96,34 @@ class NgramIndex:
     item_benchmarks: list[str]
     item_ngrams: np.ndarray     # int32 indexed n-grams per item
     stats: dict
+    # items shorter than n: length -> (sorted hashes of whole items, owners)
+    short: dict = dataclasses.field(default_factory=dict)
 
     @classmethod
     def build(cls, items: list[tuple[str, str, str]], n: int = 13, max_item_frequency: int = 2,
               reference_texts: list[str] | None = None) -> "NgramIndex":
         """``items``: (benchmark, item_id, text)."""
         stats = IndexStats(items=len(items))
-        values, offsets, lengths = ngram_hashes([t for _, _, t in items], n)
-        stats.items_too_short = int(((lengths < n)).sum())
+        tokens = tokenize([t for _, _, t in items])
+        token_h, token_off = token_hashes(tokens)
+        values, offsets, lengths = grams_from_token_hashes(token_h, token_off, n)
         owner = np.repeat(np.arange(len(items), dtype=np.int32), np.diff(offsets))
+        # n-grams that are mostly numbers ("3 4 5 6 7 8 9 10") match tables, not items
+        numeric = _numeric_share(tokens, n) >= 0.5
+        stats.excluded_mostly_numbers = int(len(np.unique(values[numeric])))
+        values, owner = values[~numeric], owner[~numeric]
+        # whole short items, one gram of their own length
+        short = {}
+        short_items = np.flatnonzero((lengths < n) & (lengths >= MIN_SHORT_ITEM_TOKENS))
+        stats.items_too_short = int(((lengths < MIN_SHORT_ITEM_TOKENS)).sum())
+        stats.items_indexed_whole = int(len(short_items))
+        for length in sorted(set(lengths[short_items].tolist())):
+            members = short_items[lengths[short_items] == length]
+            hashes_l = np.array([grams_from_token_hashes(token_h[token_off[i]:token_off[i + 1]],
+                                                         np.array([0, length]), length)[0][0] for i in members],
+                                dtype=np.uint64)
+            order = np.argsort(hashes_l, kind="stable")
+            short[int(length)] = (hashes_l[order], members[order].astype(np.int32))
         # unique (hash, item) pairs, then how many items share each hash
         pairs = np.unique(np.stack([values, owner.astype(np.uint64)], axis=1), axis=0) if len(values) else \
             np.zeros((0, 2), dtype=np.uint64)
@@ -95,25 +140,31 @@ class NgramIndex:
         owners = pairs[first[keep], 1].astype(np.int32)
         stats.ngrams = int(len(hashes))
         item_ngrams = np.bincount(owners, minlength=len(items)).astype(np.int32)
+        for _, members in short.values():
+            item_ngrams[members] = 1
         return cls(n, hashes, owners, [i for _, i, _ in items], [b for b, _, _ in items], item_ngrams,
-                   dataclasses.asdict(stats))
+                   dataclasses.asdict(stats), short)
 
     def nbytes(self) -> int:
-        return int(self.hashes.nbytes + self.owners.nbytes + self.item_ngrams.nbytes)
+        return int(self.hashes.nbytes + self.owners.nbytes + self.item_ngrams.nbytes
+                   + sum(h.nbytes + o.nbytes for h, o in self.short.values()))
+
+    @staticmethod
+    def _lookup(keys: np.ndarray, owners: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if len(keys) == 0 or len(values) == 0:
+            return np.full(len(values), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+        return np.where(keys[pos] == values, owners[pos], -1)
 
     def lookup(self, values: np.ndarray) -> np.ndarray:
         """Item index per value, -1 when the n-gram is not in the index."""
-        if len(self.hashes) == 0 or len(values) == 0:
-            return np.full(len(values), -1, dtype=np.int64)
-        pos = np.searchsorted(self.hashes, values)
-        pos_c = np.minimum(pos, len(self.hashes) - 1)
-        hit = self.hashes[pos_c] == values
-        return np.where(hit, self.owners[pos_c], -1)
+        return self._lookup(self.hashes, self.owners, values)
 
     def match_batch(self, texts) -> list[dict]:
         """Per text: {item index: matched n-gram count} (empty dict when clean),
-        plus the positions (n-gram start token) of the matches under key -1."""
-        values, offsets, _ = ngram_hashes(texts, self.n)
+        plus the positions (n-gram start token) of the n-gram matches under key -1."""
+        token_h, token_off = token_hashes(tokenize(texts))
+        values, offsets, _ = grams_from_token_hashes(token_h, token_off, self.n)
         owners = self.lookup(values)
         out = []
         for d in range(len(offsets) - 1):
@@ -126,4 +177,11 @@ class NgramIndex:
             result = {int(i): int(c) for i, c in zip(items, counts)}
             result[-1] = hits.tolist()
             out.append(result)
+        for length, (keys, owners_l) in self.short.items():
+            values_l, offsets_l, _ = grams_from_token_hashes(token_h, token_off, length)
+            found = self._lookup(keys, owners_l, values_l)
+            for d in np.unique(np.searchsorted(offsets_l, np.flatnonzero(found >= 0), side="right") - 1):
+                for item in np.unique(found[offsets_l[d]:offsets_l[d + 1]]):
+                    if item >= 0:
+                        out[d][int(item)] = out[d].get(int(item), 0) + 1
         return out

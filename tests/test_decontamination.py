@@ -1,0 +1,82 @@
+"""Decontamination against the real benchmark test sets."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+
+from curate.classifiers.benchmark_sets import BenchmarkFormatError, load_items
+from curate.classifiers.ngram_index import NgramIndex
+
+CURATE = str(Path(sys.executable).parent / "curate")
+HOST = ("The history of the region is long and varied. Farmers grew wheat and barley on the hills, "
+        "and traders carried wool to the coast every spring before the rains.")
+
+
+def _specs(benchmarks_dir):
+    return [{"name": "gsm8k", "format": "gsm8k", "path": str(benchmarks_dir / "gsm8k_test.jsonl")},
+            {"name": "humaneval", "format": "humaneval", "path": str(benchmarks_dir / "HumanEval.jsonl.gz")},
+            {"name": "mmlu", "format": "mmlu", "path": str(benchmarks_dir / "mmlu_test"), "policy": "fraction",
+             "min_fraction": 0.5}]
+
+
+def test_loaders_read_the_real_files(benchmarks_dir):
+    gsm = list(load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl")))
+    he = list(load_items("humaneval", str(benchmarks_dir / "HumanEval.jsonl.gz")))
+    mmlu = list(load_items("mmlu", str(benchmarks_dir / "mmlu_test")))
+    assert (len(gsm), len(he)) == (1319, 164) and len(mmlu) > 14000
+    assert "<<" not in gsm[0][1] and "#### 18" in gsm[0][1]  # calculator annotations removed, answer kept
+    assert he[0][0] == "HumanEval/0" and "def has_close_elements" in he[0][1] and "return False" in he[0][1]
+
+
+def test_normalization_is_robust_to_case_punctuation_and_spacing():
+    item = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning, and bakes muffins."
+    index = NgramIndex.build([("b", "b/1", item)], n=13)
+    variants = [item.upper(), item.replace("'", "").replace(".", "").replace(",", ""),
+                item.replace(" ", "\n  "), "Intro text here. " + item.lower() + " Outro."]
+    assert all(index.match_batch(pa.array([v]))[0].get(0, 0) > 0 for v in variants)
+    assert index.match_batch(pa.array([HOST]))[0] == {}
+
+
+def test_stage_drops_planted_items_and_reports_them(tmp_path, benchmarks_dir):
+    gsm = list(load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl")))
+    he = list(load_items("humaneval", str(benchmarks_dir / "HumanEval.jsonl.gz")))
+    rows = [{"id": "clean", "text": HOST},
+            {"id": "gsm", "text": HOST + "\n\n" + gsm[5][1].upper()},
+            {"id": "code", "text": "Here is my solution:\n" + he[3][1]},
+            {"id": "partial", "text": HOST + " " + " ".join(gsm[7][1].split()[:14])}]
+    write_parquet(tmp_path / "in.parquet", rows)
+    out = tmp_path / "out"
+    cfg = only_stages("decontamination", decontamination={"benchmarks": _specs(benchmarks_dir)})
+    result = run_pipeline([tmp_path / "in.parquet"], out, cfg)
+    assert read_dir(out / "kept").column("id").to_pylist() == ["clean"]
+    rej = {r["id"]: r for r in read_rejects(out)["decontamination"].to_pylist()}
+    assert rej["gsm"]["contamination_benchmark"] == "gsm8k" and rej["gsm"]["contamination_item"] == "gsm8k/6"
+    assert rej["code"]["contamination_item"] == "HumanEval/3" and rej["code"]["reason"] == "contaminated:humaneval"
+    assert rej["partial"]["matched_ngrams"] >= 1
+    report = json.loads((out / "contamination.json").read_text())
+    assert report["benchmarks"]["gsm8k"] == {"docs_dropped": 2, "items_found": 2,
+                                             "items": {"gsm8k/6": 1, "gsm8k/8": 1}}
+    assert report["index"]["items"] > 15000 and report["index"]["excluded_common_across_items"] > 0
+    assert result.funnel["conservation"]["ok"]
+
+
+def test_bad_benchmark_file_stops_before_output(tmp_path):
+    bad = tmp_path / "bench.jsonl"
+    bad.write_text('{"question": "q1", "answer": "a1"}\nnot json at all\n')
+    with pytest.raises(BenchmarkFormatError, match="line 2"):
+        list(load_items("gsm8k", str(bad)))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"stages:\n  decontamination:\n    benchmarks:\n      - name: mine\n        format: gsm8k\n"
+                   f"        path: {bad}\n")
+    write_parquet(tmp_path / "in.parquet", [{"id": "a", "text": HOST}])
+    proc = subprocess.run([CURATE, "run", "--config", str(cfg), "--input", str(tmp_path / "in.parquet"),
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 2 and str(bad) in proc.stderr and "line 2" in proc.stderr
+    assert not (tmp_path / "out").exists()
