@@ -197,12 +197,16 @@ def speed(texts: list[str]) -> dict:
 
 
 def e2e(n_docs: int, base_docs) -> dict:
+    """Scaled corpus: real documents made distinct by 30% word substitutions, of which
+    10% then get a near copy at a low edit rate (as a crawl after exact dedup)."""
     rng = random.Random(1)
     docs = []
     while len(docs) < n_docs:
         d = rng.choice(base_docs)
-        text = d["text"] if rng.random() < 0.7 else plant(d["text"], rng.choice(EDITS), rng.choice(RATES), rng)
+        text = plant(d["text"], "substitute", 0.3, rng) if len(d["text"].split()) >= 20 else d["text"] + f" {len(docs)}"
         docs.append({"id": f"e{len(docs):07d}", "text": text})
+        if rng.random() < 0.1 and len(docs) < n_docs:
+            docs.append({"id": f"e{len(docs):07d}", "text": plant(text, rng.choice(EDITS), 0.01, rng)})
     with tempfile.TemporaryDirectory() as work:
         _, seconds = run_stage(docs, Path(work))
     return {"documents": n_docs, "seconds": round(seconds, 1), "docs_per_s": round(n_docs / seconds, 1),

@@ -23,6 +23,8 @@ import uuid
 from importlib import resources
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -37,7 +39,9 @@ from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import Decontaminate
 from curate.transforms.near_dedup import NearDedup
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
-from curate.transforms.io import ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs
+from curate.transforms.io import (ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
+                                  write_json)
+from curate.transforms.mixing import Mix
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
 from curate.transforms.validate import InputCheck
 
@@ -54,7 +58,10 @@ def sample_corpus_path() -> str:
     return str(resources.files("curate.sample").joinpath("sample.parquet"))
 
 
-def make_stages(cfg: Config, columns: Columns, schema):
+MIXTURE_PLAN_FILE = "_mixture_plan.json"
+
+
+def make_stages(cfg: Config, columns: Columns, schema, staging: str = ""):
     """The configured stages in recipe order; each checks its files on the driver."""
     st = cfg.stages
     stages = [InputCheck(columns)]
@@ -81,10 +88,26 @@ def make_stages(cfg: Config, columns: Columns, schema):
         specs = [dict(dataclasses.asdict(b), path=_resolve_bundled(b.path)) for b in dc.benchmarks]
         refs = _reference_texts(dc.reference_texts, columns)
         stages.append(Decontaminate(columns, specs, dc.ngram, dc.max_item_frequency, refs))
+    if st.mixing.enabled:
+        mx = dataclasses.asdict(st.mixing)
+        stages.append(Mix(columns, mx, cfg.tokens_per_char, FileSystems.join(staging, MIXTURE_PLAN_FILE)))
     for stage in stages:
         stage.check()
         schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
     return stages
+
+
+def source_by_path(cfg: Config, paths: list[str]) -> dict:
+    """input.sources maps globs to source names; each shard takes the first matching glob."""
+    import fnmatch
+
+    out = {}
+    for path in paths:
+        for pattern, name in cfg.input.sources.items():
+            if fnmatch.fnmatch(path, pattern) or path in expand_inputs([pattern]):
+                out[path] = name
+                break
+    return out
 
 
 def _resolve_bundled(path: str) -> str:
@@ -101,9 +124,7 @@ def _reference_texts(paths: list[str], columns: Columns) -> list[str]:
     return texts
 
 
-def _write_json(path: str, payload):
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        handle.write(json.dumps(payload, sort_keys=True).encode("utf-8"))
+_write_json = write_json
 
 
 def _read_json(path: str):
@@ -114,19 +135,30 @@ def _read_json(path: str):
 def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str) -> list[tuple[str, str]]:
     """Add the whole curation graph to ``p``; returns (slot, name) of the stages run."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
-    batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size)
+    source_of = source_by_path(cfg, paths)
+    if source_of and cfg.stages.mixing.source_column not in schema.names:
+        schema = schema.append(pa.field(cfg.stages.mixing.source_column, pa.string()))
+    batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size, source_of,
+                                                    cfg.stages.mixing.source_column)
     stats = [batches | CountDocs("raw", KEPT, columns.text)]
     written = []
     current = batches
     ran = []
-    for stage in make_stages(cfg, columns, schema):
+    for stage in make_stages(cfg, columns, schema, staging):
         result = current | stage
         leaving = result.rejected
         if result.routed is not None:
             leaving = (result.rejected, result.routed) | f"Leaving[{stage.name}]" >> beam.Flatten()
+        kept_once, repeat_column = result.kept, getattr(stage, "repeat_column", None)
+        if repeat_column:  # a repeated document counts once as kept, its copies as repeats
+            kept_once = result.kept | f"FirstCopy[{stage.name}]" >> beam.Map(
+                lambda b, c=repeat_column: b.filter(pc.equal(b.column(c), 0)))
+            repeats = result.kept | f"Repeats[{stage.name}]" >> beam.Map(
+                lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0)))
+            stats.append(repeats | CountDocs(stage.name, "repeats", columns.text))
         stats += [
             current | CountDocs(stage.name, IN, columns.text),
-            result.kept | CountDocs(stage.name, KEPT, columns.text),
+            kept_once | CountDocs(stage.name, KEPT, columns.text),
             leaving | CountDocs(stage.name, REJECTED, columns.text),
         ]
         written.append(
@@ -153,8 +185,10 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         ran.append((stage.slot, stage.name))
     written.append(
         current
-        | "WriteKept" >> WriteParquetShards(FileSystems.join(staging, "kept"), schema,
-                                            cfg.output.num_shards, columns, _compression(cfg))
+        | "WriteKept" >> WriteParquetShards(
+            FileSystems.join(staging, "kept"), schema, cfg.output.num_shards, columns, _compression(cfg),
+            partition_column="mixture_source" if cfg.stages.mixing.enabled and cfg.stages.mixing.folder_per_source
+            else None)
         | "LabelKept" >> beam.Map(lambda w: ("kept", w.rows))
     )
     stats_path = FileSystems.join(staging, STATS_FILE)
@@ -204,11 +238,11 @@ def publish(staging: str, output: str) -> None:
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)
-    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "_SUCCESS"):
+    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "_SUCCESS"):
         path = FileSystems.join(output, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
-    staged = [p for p in _listing(staging) if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE)]
+    staged = [p for p in _listing(staging) if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE, MIXTURE_PLAN_FILE)]
     prefix = staging.rstrip("/")
     targets = [output.rstrip("/") + p[len(prefix):] for p in staged]
     for target in targets:
@@ -258,6 +292,11 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows)
     if not funnel["conservation"]["ok"]:
         raise ConservationError("; ".join(funnel["conservation"]["problems"]) + f" (staged output kept in {staging})")
+    plan_path = FileSystems.join(staging, MIXTURE_PLAN_FILE)
+    if FileSystems.exists(plan_path):
+        mixture = funnel_mod.mixture_report(_read_json(plan_path), funnel)
+        funnel["mixture"] = mixture
+        _write_text(FileSystems.join(staging, "mixture.json"), funnel_mod.dumps(mixture))
     _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
     contamination = next((s["contamination"] for s in funnel["stages"] if s.get("contamination")), None)
     if contamination is not None:

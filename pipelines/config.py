@@ -30,6 +30,9 @@ class InputConfig:
     # ~1 us per-element Beam cost and batch model calls, small enough (~2 MB of
     # 1 KB documents) to keep worker memory flat.
     batch_size: int = 2048
+    # Optional {glob: source name}: shards matching a glob get that source (a
+    # `source` column is added) when the input has no source column.
+    sources: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def validate(self, at: str):
         _check(self.batch_size >= 1, f"{at}.batch_size", "must be >= 1")
@@ -79,7 +82,10 @@ class NearDedupConfig:
     seed: int = 1
     verify: str = "exact"     # exact | signature | none
     keep: str = "smallest_id" # smallest_id | longest_text
-    max_bucket_pairs: int = 50
+    # A band bucket of at most this many documents yields all its pairs; a larger
+    # one pairs each document with the bucket's first 8 ids only (m x 8 pairs, not
+    # m^2/2: a bucket of 10,000 copies of one page must not make 5e7 pairs).
+    max_bucket_pairs: int = 12
     rounds: int = 6           # label-propagation rounds before the union-find fix-up
 
     def validate(self, at: str):
@@ -199,6 +205,34 @@ class DecontaminationConfig:
         _check(not self.enabled or bool(self.benchmarks), f"{at}.benchmarks", "name at least one benchmark")
 
 
+PHI3_MIX = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15,
+            "other": 0.05}
+
+
+@dataclasses.dataclass
+class MixingConfig:
+    enabled: bool = True
+    source_column: str = "source"
+    # Raw source value -> mixture source (unmapped values stand for themselves;
+    # sources without a weight go to `other` when the mixture has it).
+    source_map: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Target token shares (normalized to sum 1); default the Phi-3 mix.
+    weights: dict[str, float] = dataclasses.field(default_factory=lambda: dict(PHI3_MIX))
+    # Total tokens; null = the largest budget no source has to repeat for.
+    token_budget: float | None = None
+    max_epochs: float = 4.0
+    seed: int = 0
+    folder_per_source: bool = False  # kept/<mixture_source>/part-*.parquet
+
+    def validate(self, at: str):
+        _check(bool(self.weights), f"{at}.weights", "name at least one source")
+        for name, weight in self.weights.items():
+            _check(weight >= 0, f"{at}.weights.{name}", "must be >= 0")
+        _check(sum(self.weights.values()) > 0, f"{at}.weights", "must not all be 0")
+        _check(self.token_budget is None or self.token_budget > 0, f"{at}.token_budget", "must be > 0 or null")
+        _check(self.max_epochs >= 1, f"{at}.max_epochs", "must be >= 1")
+
+
 @dataclasses.dataclass
 class StagesConfig:
     exact_dedup: ExactDedupConfig = dataclasses.field(default_factory=ExactDedupConfig)
@@ -207,6 +241,7 @@ class StagesConfig:
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     textbook: TextbookConfig = dataclasses.field(default_factory=TextbookConfig)
     decontamination: DecontaminationConfig = dataclasses.field(default_factory=DecontaminationConfig)
+    mixing: MixingConfig = dataclasses.field(default_factory=MixingConfig)
 
     def validate(self, at: str):
         pass

@@ -91,6 +91,13 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
                 "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
             }
+        repeats = get(name, "repeats")
+        if repeats != (0, 0):
+            extra["repeats"] = _size(*repeats, tokens_per_char)
+        mixed = {group: _size(d, c, tokens_per_char) for (s, kind, group), (d, c) in sorted(sums.items())
+                 if s == name and kind == "mixed_by_source"}
+        if mixed:
+            extra["mixed_by_source"] = mixed
         index_stats = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "index"}
         if index_stats:
             found: dict[str, dict[str, int]] = {}
@@ -123,9 +130,9 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     if input_rows is not None and input_rows != raw_docs:
         problems.append(f"raw: {raw_docs} docs read != {input_rows} rows in the input files")
     if written is not None:
-        final = previous
+        final = previous + sum(s.get("repeats", {}).get("docs", 0) for s in stages)
         if written.get("kept", 0) != final:
-            problems.append(f"output: {written.get('kept', 0)} kept rows written != {final} kept")
+            problems.append(f"output: {written.get('kept', 0)} kept rows written != {final} kept (with repeats)")
         for s in stages:
             if s["status"] == "run":
                 w = written.get(f"rejects/{s['name']}", 0) + written.get(f"routed/{s['name']}", 0)
@@ -162,6 +169,19 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     }
 
 
+def mixture_report(plan: dict, funnel: dict) -> dict:
+    """The plan beside what was achieved: tokens written per source, incl. repeats."""
+    stage = next((s for s in funnel["stages"] if s.get("slot") == "mixing" and s["status"] == "run"), {})
+    mixed = stage.get("mixed_by_source", {})
+    total = sum(v["tokens_est"] for v in mixed.values())
+    sources = {}
+    for name, p in plan["sources"].items():
+        achieved = mixed.get(name, {}).get("tokens_est", 0)
+        sources[name] = {**p, "achieved_tokens": achieved, "achieved_docs_with_repeats": mixed.get(name, {}).get("docs", 0),
+                         "achieved_share": round(achieved / total, 6) if total else 0.0}
+    return {**plan, "sources": sources, "achieved_tokens": total}
+
+
 def _fmt_int(n):
     return "-" if n is None else f"{n:,}"
 
@@ -196,6 +216,19 @@ def render_markdown(funnel: dict) -> str:
             continue
         for reason, size in s["rejected_by_reason"].items():
             lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
+    if funnel.get("mixture"):
+        m = funnel["mixture"]
+        lines += ["", "## Mixture", "",
+                  f"Budget {m['budget_tokens']:,} tokens; planned {m['planned_tokens']:,}; achieved {m['achieved_tokens']:,} "
+                  f"(estimated). Max epochs {m['max_epochs']:g}.", "",
+                  "| source | available tokens | target share | achieved share | sampling rate | epochs | feasible |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for name, v in m["sources"].items():
+            lines.append(f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% | "
+                         f"{100 * v['achieved_share']:.1f}% | {v['sampling_rate']:.3f} | {v['epochs']} | "
+                         f"{'yes' if v['feasible'] else 'NO'} |")
+        if m["infeasible"]:
+            lines += ["", f"Infeasible: {', '.join(m['infeasible'])}. Rule: {m['rule']}."]
     for s in funnel["stages"]:
         if s.get("contamination"):
             c = s["contamination"]

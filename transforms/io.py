@@ -22,6 +22,12 @@ from apache_beam.io.filesystems import FileSystems
 from curate.transforms.stage import Columns
 
 
+def write_json(path: str, payload) -> None:
+    """Write a small JSON report file through FileSystems (sorted keys: deterministic)."""
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        handle.write(json.dumps(payload, sort_keys=True).encode("utf-8"))
+
+
 class InputError(Exception):
     """A whole-input problem (file, column, type): stop before writing output."""
 
@@ -111,11 +117,16 @@ class _Progress:
 
 
 class ReadShardBatches(beam.DoFn):
-    """path -> RecordBatches cast to the common schema."""
+    """path -> RecordBatches cast to the common schema.
 
-    def __init__(self, schema: pa.Schema, batch_size: int):
+    ``source_of`` (path -> name) adds a constant ``source_column`` per shard,
+    for inputs whose source is given by where they come from."""
+
+    def __init__(self, schema: pa.Schema, batch_size: int, source_of: dict | None = None,
+                 source_column: str = "source"):
         self.schema = schema
         self.batch_size = batch_size
+        self.source_of, self.source_column = source_of or {}, source_column
 
     def setup(self):
         self.progress = _Progress("read")
@@ -123,7 +134,11 @@ class ReadShardBatches(beam.DoFn):
     def process(self, path: str):
         try:
             parquet = open_parquet(path)
-            for batch in parquet.iter_batches(batch_size=self.batch_size):
+            read_names = [n for n in self.schema.names if not (self.source_of and n == self.source_column)]
+            for batch in parquet.iter_batches(batch_size=self.batch_size, columns=read_names):
+                if self.source_of:
+                    batch = batch.append_column(self.source_column,
+                                                pa.array([self.source_of.get(path)] * batch.num_rows, pa.string()))
                 batch = batch.select(self.schema.names).cast(self.schema)
                 self.progress.add(batch.num_rows)
                 yield batch
@@ -139,16 +154,18 @@ class ReadParquetShards(beam.PTransform):
     spreads shards over workers.
     """
 
-    def __init__(self, paths: list[str], schema: pa.Schema, batch_size: int = 2048):
+    def __init__(self, paths: list[str], schema: pa.Schema, batch_size: int = 2048, source_of: dict | None = None,
+                 source_column: str = "source"):
         super().__init__()
         self.paths, self.schema, self.batch_size = paths, schema, batch_size
+        self.source_of, self.source_column = source_of, source_column
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Paths" >> beam.Create(self.paths)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadShardBatches(self.schema, self.batch_size))
+            | "Read" >> beam.ParDo(ReadShardBatches(self.schema, self.batch_size, self.source_of, self.source_column))
         )
 
 
