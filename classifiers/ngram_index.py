@@ -185,3 +185,55 @@ class NgramIndex:
                     if item >= 0:
                         out[d][int(item)] = out[d].get(int(item), 0) + 1
         return out
+
+
+def _normalize_token(raw: str) -> list[str]:
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", raw).lower()
+    text = "".join(c for c in text if unicodedata.category(c)[0] not in "PS")
+    return text.split()
+
+
+def token_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Tokens as ``tokenize`` makes them, with the character span each came from."""
+    import re
+
+    tokens, spans = [], []
+    for m in re.finditer(r"\S+", text):
+        for tok in _normalize_token(m.group()):
+            tokens.append(tok)
+            spans.append(m.span())
+    return tokens, spans
+
+
+def cut_matches(text: str, starts: list[int], n: int, window: int = 200, min_piece: int = 200,
+                max_cuts: int = 10):
+    """Remove ``window`` characters around each matched n-gram (NeMo Curator's rule).
+
+    Returns (kept text or None when the document should be dropped, removed spans
+    as strings, number of cuts).  None when the cuts exceed ``max_cuts``, when no
+    piece of at least ``min_piece`` characters remains, or when the span
+    tokenizer disagrees with the batch tokenizer (then cutting would be a guess).
+    """
+    tokens, spans = token_spans(text)
+    arrow_tokens = tokenize([text]).to_pylist()[0]
+    if tokens != arrow_tokens:
+        return None, [], 0
+    ranges = sorted((max(0, spans[p][0] - window), min(len(text), spans[p + n - 1][1] + window)) for p in starts)
+    merged: list[list[int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    if len(merged) > max_cuts:
+        return None, [text[lo:hi] for lo, hi in merged], len(merged)
+    pieces, last = [], 0
+    for lo, hi in merged:
+        pieces.append(text[last:lo])
+        last = hi
+    pieces.append(text[last:])
+    kept = [p.strip() for p in pieces if len(p.strip()) >= min_piece]
+    removed = [text[lo:hi] for lo, hi in merged]
+    return ("\n\n".join(kept) if kept else None), removed, len(merged)

@@ -33,10 +33,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines.config import Config, config_to_dict
-from curate.transforms.exact_dedup import ExactDedup
+from curate.transforms.exact_dedup import ExactDedup, Rebatch
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
-from curate.transforms.decontaminate import Decontaminate
+from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
 from curate.transforms.near_dedup import NearDedup
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import (ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
@@ -176,6 +176,11 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                     cfg.output.reject_shards, columns, _compression(cfg), partition_column=stage.group_column)
                 | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
             )
+        if getattr(stage, "cuts", None) is not None:
+            (stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(CUT_SCHEMA, cfg.input.batch_size)
+             | f"WriteCuts[{stage.name}]" >> WriteParquetShards(
+                 FileSystems.join(staging, "cuts", stage.name), CUT_SCHEMA, 1, Columns(id="id", text="cut_text"),
+                 _compression(cfg)))
         if result.extra_stats is not None:
             stats.append(result.extra_stats)
         if stage.group_column:
@@ -234,7 +239,7 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 def publish(staging: str, output: str) -> None:
     """Move the staged files into ``output`` (replacing an earlier run's), then drop staging."""
-    for sub in ("kept", "rejects", "by_language"):
+    for sub in ("kept", "rejects", "by_language", "cuts"):
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)

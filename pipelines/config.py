@@ -170,8 +170,13 @@ class BenchmarkSpec:
     path: str = ""
     fields: list[str] = dataclasses.field(default_factory=list)  # generic: columns to join
     id_field: str | None = None
-    policy: str = "any"          # any | fraction
+    policy: str = "any"          # any | fraction | cut
     min_fraction: float = 0.5    # fraction: share of one item's n-grams that must match
+    # cut (NeMo Curator's defaults): characters removed around a match, shortest
+    # piece kept, most cuts before the document is dropped instead.
+    cut_window: int = 200
+    min_piece_chars: int = 200
+    max_cuts: int = 10
 
     def validate(self, at: str):
         from curate.classifiers.benchmark_sets import FORMATS
@@ -179,7 +184,9 @@ class BenchmarkSpec:
         _check(bool(self.name), f"{at}.name", "must not be empty")
         _check(bool(self.path), f"{at}.path", "must not be empty")
         _check(self.format in FORMATS, f"{at}.format", f"must be one of {', '.join(FORMATS)}")
-        _check(self.policy in ("any", "fraction"), f"{at}.policy", "must be any or fraction")
+        _check(self.policy in ("any", "fraction", "cut"), f"{at}.policy", "must be any, fraction or cut")
+        _check(self.cut_window >= 0 and self.min_piece_chars >= 0 and self.max_cuts >= 1, f"{at}.max_cuts",
+               "cut_window and min_piece_chars must be >= 0, max_cuts >= 1")
         _check(0.0 < self.min_fraction <= 1.0, f"{at}.min_fraction", "must be in (0, 1]")
         _check(self.format != "generic" or bool(self.fields), f"{at}.fields", "the generic format needs fields")
 

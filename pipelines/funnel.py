@@ -72,7 +72,8 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
         }
         rej_d = sum(r["docs"] for r in by_reason.values())
         rej_c = sum(r["chars"] for r in by_reason.values())
-        if in_d != kept_d + rej_d or in_c != kept_c + rej_c:
+        cut_d, cut_c = get(name, "cut")  # characters cut out of kept documents (decontamination)
+        if in_d != kept_d + rej_d or in_c != kept_c + rej_c + cut_c:
             problems.append(f"{name}: in {in_d} docs != kept {kept_d} + rejected {rej_d}")
         if in_d != previous:
             problems.append(f"{name}: in {in_d} docs != {previous} docs left by the previous stage")
@@ -91,6 +92,8 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
                 "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
             }
+        if cut_d:
+            extra["cut"] = _size(cut_d, cut_c, tokens_per_char)
         repeats = get(name, "repeats")
         if repeats != (0, 0):
             extra["repeats"] = _size(*repeats, tokens_per_char)

@@ -80,3 +80,28 @@ def test_bad_benchmark_file_stops_before_output(tmp_path):
                            "--output", str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 2 and str(bad) in proc.stderr and "line 2" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cut_policy_removes_the_span_and_keeps_the_rest(tmp_path, benchmarks_dir):
+    gsm = list(load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl")))
+    before = " ".join(["The river valley was settled early by farming communities."] * 8)
+    after = " ".join(["Trade routes later connected the towns along the northern coast."] * 8)
+    rows = [{"id": "cut", "text": before + "\n\n" + gsm[10][1] + "\n\n" + after},
+            {"id": "many", "text": "\n\n".join(g[1] + "\n\n" + before for g in gsm[20:35])},
+            {"id": "clean", "text": before}]
+    write_parquet(tmp_path / "in.parquet", rows)
+    specs = [{"name": "gsm8k", "format": "gsm8k", "path": str(benchmarks_dir / "gsm8k_test.jsonl"),
+              "policy": "cut", "cut_window": 50, "min_piece_chars": 100, "max_cuts": 10}]
+    out = tmp_path / "out"
+    result = run_pipeline([tmp_path / "in.parquet"], out,
+                          only_stages("decontamination", decontamination={"benchmarks": specs}))
+    kept = {r["id"]: r for r in read_dir(out / "kept").to_pylist()}
+    assert set(kept) == {"cut", "clean"} and kept["clean"]["contamination_cuts"] == 0
+    assert kept["cut"]["contamination_cuts"] == 1
+    assert gsm[10][1].split("\n")[0][:60] not in kept["cut"]["text"]
+    assert kept["cut"]["text"].startswith("The river valley") and kept["cut"]["text"].endswith("northern coast.")
+    cuts = read_dir(out / "cuts" / "decontamination").to_pylist()
+    assert {c["id"] for c in cuts} >= {"cut", "many"} and any(gsm[10][1][:40] in c["cut_text"] for c in cuts)
+    rej = read_rejects(out)["decontamination"].to_pylist()
+    assert [(r["id"], r["reason"]) for r in rej] == [("many", "contaminated:gsm8k:too_many_cuts")]
+    assert result.funnel["conservation"]["ok"]

@@ -9,7 +9,14 @@ and hashed with Arrow/numpy and looked up with one ``searchsorted``.
 Policies, per benchmark:
   ``any``       drop on any indexed n-gram of one of its items;
   ``fraction``  drop when the matched n-grams cover at least ``min_fraction``
-                of one item's indexed n-grams.
+                of one item's indexed n-grams;
+  ``cut``       as NeMo Curator: remove ``cut_window`` characters around each
+                matched n-gram, keep the document made of the remaining pieces
+                of at least ``min_piece_chars``; drop it past ``max_cuts`` cuts
+                or when nothing long enough remains.  A cut document stays in
+                ``kept/`` with ``contamination_cuts`` > 0, and the removed text
+                is written to ``cuts/decontamination/`` (id, benchmark, item,
+                cut text), so nothing is lost.
 Rejects carry ``contamination_benchmark``, ``contamination_item`` and
 ``matched_ngrams``; reason ``contaminated:<benchmark>``.
 """
@@ -20,12 +27,15 @@ import numpy as np
 import pyarrow as pa
 
 from curate.classifiers.benchmark_sets import load_items
-from curate.classifiers.ngram_index import NgramIndex
+from curate.classifiers.ngram_index import NgramIndex, cut_matches
 from curate.transforms.stage import Stage, StageResult, emit_split
 
 BENCHMARK = pa.field("contamination_benchmark", pa.string())
 ITEM = pa.field("contamination_item", pa.string())
 MATCHED = pa.field("matched_ngrams", pa.int32())
+CUTS = pa.field("contamination_cuts", pa.int32())
+CUT_SCHEMA = pa.schema([("id", pa.string()), ("benchmark", pa.string()), ("item", pa.string()),
+                        ("cut_text", pa.string())])
 
 
 def load_spec_items(spec: dict):
@@ -34,7 +44,9 @@ def load_spec_items(spec: dict):
 
 
 def decide(matches: list[dict], index: NgramIndex, policies: dict):
-    """Per document: (keep, reason, benchmark, item, matched) for the first triggering item."""
+    """Per document: (keep, reason, benchmark, item, matched) for the item with most matches.
+
+    Items of ``cut`` benchmarks are left out here (see ``cut_candidates``)."""
     keep = np.ones(len(matches), dtype=bool)
     reasons, benches, items, counts = [], [None] * len(matches), [None] * len(matches), np.zeros(len(matches), np.int32)
     for d, found in enumerate(matches):
@@ -43,8 +55,8 @@ def decide(matches: list[dict], index: NgramIndex, policies: dict):
             if item < 0:
                 continue
             bench = index.item_benchmarks[item]
-            policy, min_fraction = policies[bench]
-            if policy == "fraction" and count < min_fraction * max(int(index.item_ngrams[item]), 1):
+            policy, min_fraction = policies[bench][:2]
+            if policy == "cut" or (policy == "fraction" and count < min_fraction * max(int(index.item_ngrams[item]), 1)):
                 continue
             if best is None or count > best[1]:
                 best = (item, count)
@@ -57,19 +69,54 @@ def decide(matches: list[dict], index: NgramIndex, policies: dict):
 
 
 class MatchBenchmarks(beam.DoFn):
-    def __init__(self, stage: str, text_col: str, policies: dict):
-        self.stage, self.text_col, self.policies = stage, text_col, policies
+    def __init__(self, stage: str, text_col: str, id_col: str, policies: dict):
+        self.stage, self.text_col, self.id_col, self.policies = stage, text_col, id_col, policies
 
     def process(self, batch: pa.RecordBatch, index: NgramIndex):
         matches = index.match_batch(batch.column(self.text_col))
         keep, reasons, benches, items, counts = decide(matches, index, self.policies)
+        cuts = np.zeros(batch.num_rows, dtype=np.int32)
+        texts = None
+        reasons = list(reasons)
+        drop_order = list(np.flatnonzero(~keep))
+        for d, found in enumerate(matches):
+            if not keep[d] or not found:
+                continue
+            cut_items = [i for i in found if i >= 0 and self.policies[index.item_benchmarks[i]][0] == "cut"]
+            if not cut_items:
+                continue
+            texts = texts if texts is not None else batch.column(self.text_col).to_pylist()
+            item = max(cut_items, key=lambda i: found[i])
+            bench = index.item_benchmarks[item]
+            _, _, window, min_piece, max_cuts = self.policies[bench]
+            new_text, removed, n_cuts = cut_matches(texts[d], found[-1], index.n, window, min_piece, max_cuts)
+            benches[d], items[d], counts[d] = bench, index.item_ids[item], found[item]
+            doc_id = batch.column(self.id_col)[d].as_py()
+            for piece in removed:
+                yield beam.pvalue.TaggedOutput("cuts", {"id": doc_id, "benchmark": bench,
+                                                        "item": index.item_ids[item], "cut_text": piece})
+            if new_text is None:
+                keep[d] = False
+                drop_order.append(d)
+                reasons.append(f"contaminated:{bench}" + (":too_many_cuts" if n_cuts > max_cuts else ""))
+            else:
+                yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (1, len(texts[d]) - len(new_text))))
+                texts[d], cuts[d] = new_text, n_cuts
+        if texts is not None:  # some documents were cut: replace the text column
+            col = batch.schema.get_field_index(self.text_col)
+            batch = batch.set_column(col, self.text_col, pa.array(texts, pa.string()))
+        # reasons must follow row order of the dropped rows
+        order = np.argsort(np.array(drop_order, dtype=np.int64), kind="stable")
+        reasons = [reasons[i] for i in order]
         extra = {BENCHMARK.name: pa.array(benches, pa.string()), ITEM.name: pa.array(items, pa.string()),
                  MATCHED.name: pa.array(counts, pa.int32())}
-        yield from emit_split(batch, self.stage, keep, reasons, reject_extra=extra)
+        yield from emit_split(batch, self.stage, keep, reasons, kept_extra={CUTS.name: pa.array(cuts, pa.int32())},
+                              reject_extra=extra)
 
 
 class Decontaminate(Stage):
     name = "decontamination"
+    added_fields = (CUTS,)
     reject_fields = (BENCHMARK, ITEM, MATCHED)
 
     def __init__(self, columns, specs: list[dict], ngram: int = 13, max_item_frequency: int = 2,
@@ -98,10 +145,12 @@ class Decontaminate(Stage):
             | "AllItems" >> beam.combiners.ToList()
             | "BuildIndex" >> beam.Map(build)
         )
-        policies = {s["name"]: (s["policy"], s["min_fraction"]) for s in self.specs}
+        policies = {s["name"]: (s["policy"], s["min_fraction"], s["cut_window"], s["min_piece_chars"], s["max_cuts"])
+                    for s in self.specs}
         out = batches | "Match" >> beam.ParDo(
-            MatchBenchmarks(self.name, self.columns.text, policies), index=beam.pvalue.AsSingleton(index)
-        ).with_outputs("rejected", main="kept")
+            MatchBenchmarks(self.name, self.columns.text, self.columns.id, policies),
+            index=beam.pvalue.AsSingleton(index)
+        ).with_outputs("rejected", "cuts", "cut_stats", main="kept")
 
         name = self.name
 
@@ -115,5 +164,7 @@ class Decontaminate(Stage):
                 yield (name, "item_found", f"{bench}\t{item}"), (1, 0)
 
         stats = ((index | "IndexStats" >> beam.FlatMap(index_stats)),
-                 (out.rejected | "ItemsFound" >> beam.FlatMap(items_found))) | "DecontamStats" >> beam.Flatten()
+                 (out.rejected | "ItemsFound" >> beam.FlatMap(items_found)),
+                 out.cut_stats) | "DecontamStats" >> beam.Flatten()
+        self.cuts = out.cuts  # rows of CUT_SCHEMA, written by the pipeline to cuts/decontamination/
         return StageResult(out.kept, out.rejected, extra_stats=stats)
