@@ -177,10 +177,12 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                 | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
             )
         if getattr(stage, "cuts", None) is not None:
-            (stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(CUT_SCHEMA, cfg.input.batch_size)
-             | f"WriteCuts[{stage.name}]" >> WriteParquetShards(
-                 FileSystems.join(staging, "cuts", stage.name), CUT_SCHEMA, 1, Columns(id="id", text="cut_text"),
-                 _compression(cfg)))
+            written.append(
+                stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(CUT_SCHEMA, cfg.input.batch_size)
+                | f"WriteCuts[{stage.name}]" >> WriteParquetShards(
+                    FileSystems.join(staging, "cuts", stage.name), CUT_SCHEMA, 1, Columns(id="id", text="cut_text"),
+                    _compression(cfg))
+                | f"LabelCuts[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"cuts/{name}", w.rows)))
         if result.extra_stats is not None:
             stats.append(result.extra_stats)
         if stage.group_column:
@@ -198,21 +200,24 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     )
     stats_path = FileSystems.join(staging, STATS_FILE)
     written_path = FileSystems.join(staging, WRITTEN_FILE)
-    (
+    stats_done = (
         stats
         | "FlattenStats" >> beam.Flatten()
         | "SumStats" >> beam.CombinePerKey(sum_pairs)
         | "StatRows" >> beam.MapTuple(lambda k, v: [*k, *v])
         | "AllStats" >> beam.combiners.ToList()
-        | "WriteStats" >> beam.Map(lambda rows: _write_json(stats_path, sorted(rows)))
+        | "WriteStats" >> beam.Map(lambda rows: _write_json(stats_path, sorted(rows)) or "stats")
     )
-    (
+    written_done = (
         written
         | "FlattenWritten" >> beam.Flatten()
         | "SumWritten" >> beam.CombinePerKey(sum)
         | "AllWritten" >> beam.combiners.ToDict()
-        | "WriteWritten" >> beam.Map(lambda d: _write_json(written_path, d))
+        | "WriteWritten" >> beam.Map(lambda d: _write_json(written_path, d) or "written")
     )
+    # One terminal node that depends on every sink: Beam's DaskRunner computes
+    # only the last transform's graph, so every write must lead into it.
+    (stats_done, written_done) | "Sinks" >> beam.Flatten() | "Done" >> beam.combiners.Count.Globally()
     return ran
 
 

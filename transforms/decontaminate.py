@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from curate.classifiers.benchmark_sets import load_items
 from curate.classifiers.ngram_index import NgramIndex, cut_matches
-from curate.transforms.stage import Stage, StageResult, emit_split
+from curate.transforms.stage import Stage, StageResult, TaggedParDo, emit_split
 
 BENCHMARK = pa.field("contamination_benchmark", pa.string())
 ITEM = pa.field("contamination_item", pa.string())
@@ -147,10 +147,9 @@ class Decontaminate(Stage):
         )
         policies = {s["name"]: (s["policy"], s["min_fraction"], s["cut_window"], s["min_piece_chars"], s["max_cuts"])
                     for s in self.specs}
-        out = batches | "Match" >> beam.ParDo(
+        out = batches | "Match" >> TaggedParDo(
             MatchBenchmarks(self.name, self.columns.text, self.columns.id, policies),
-            index=beam.pvalue.AsSingleton(index)
-        ).with_outputs("rejected", "cuts", "cut_stats", main="kept")
+            ["rejected", "cuts", "cut_stats"], main="kept", index=beam.pvalue.AsSingleton(index))
 
         name = self.name
 

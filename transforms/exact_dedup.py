@@ -11,7 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from curate.classifiers.text import content_hashes, normalize_for_exact_dedup
-from curate.transforms.stage import Stage, StageResult, rows_to_batch
+from curate.transforms.stage import Stage, StageResult, TaggedParDo, rows_to_batch
 
 DUPLICATE_OF = pa.field("duplicate_of", pa.string())
 
@@ -84,9 +84,8 @@ class ExactDedup(Stage):
             batches
             | "KeyByHash" >> beam.FlatMap(key_rows)
             | "GroupByHash" >> beam.GroupByKey()
-            | "KeepSmallestId" >> beam.ParDo(
-                SplitGroup(self.name, "exact_duplicate", self.columns.id, text_col)
-            ).with_outputs("rejected", main="kept")
+            | "KeepSmallestId" >> TaggedParDo(
+                SplitGroup(self.name, "exact_duplicate", self.columns.id, text_col), ["rejected"], main="kept")
         )
         return StageResult(
             split.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size),

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.langid import LanguageIdentifier, check_fasttext_file, default_model_path
-from curate.transforms.stage import SplitByMask, Stage, StageResult, reject_batch, with_columns
+from curate.transforms.stage import SplitByMask, Stage, StageResult, TaggedParDo, reject_batch, with_columns
 
 ROUTED_TAG = "routed"
 ROUTE_PREFIX = "other_language:"
@@ -107,8 +107,8 @@ class LanguageFilter(Stage):
             check_fasttext_file(self.model_path)
 
     def expand(self, batches) -> StageResult:
-        out = batches | "IdentifyLanguage" >> beam.ParDo(IdentifyLanguage(
+        out = batches | "IdentifyLanguage" >> TaggedParDo(IdentifyLanguage(
             self.name, self.columns.text, self.model_path, self.languages, self.min_score, self.max_chars, self.route,
             self.lang_column, self.score_column,
-        )).with_outputs(SplitByMask.REJECTED_TAG, ROUTED_TAG, main="kept")
+        ), [SplitByMask.REJECTED_TAG, ROUTED_TAG], main="kept")
         return StageResult(out.kept, out[SplitByMask.REJECTED_TAG], out[ROUTED_TAG] if self.route else None)

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from curate.classifiers.mixture import epochs_for, plan_mixture
 from curate.transforms.io import write_json
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, reject_batch, with_columns
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, reject_batch, with_columns
 
 MIX_SOURCE = pa.field("mixture_source", pa.string())
 EPOCH = pa.field("epoch", pa.int32())
@@ -100,9 +100,9 @@ class Mix(Stage):
             | "Available" >> beam.combiners.ToDict()
             | "Plan" >> beam.Map(make_plan)
         )
-        out = batches | "Sample" >> beam.ParDo(
-            Sample(self.name, c, text_col, self.columns.id, tpc), plan=beam.pvalue.AsSingleton(plan)
-        ).with_outputs(REJECTED_TAG, main="kept")
+        out = batches | "Sample" >> TaggedParDo(
+            Sample(self.name, c, text_col, self.columns.id, tpc), [REJECTED_TAG], main="kept",
+            plan=beam.pvalue.AsSingleton(plan))
         name = self.name
 
         def mixed(batch: pa.RecordBatch):

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
 from curate.transforms.exact_dedup import DUPLICATE_OF, Rebatch
-from curate.transforms.stage import Stage, StageResult
+from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
 
@@ -109,8 +109,8 @@ class NearDedup(Stage):
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
-        out = batches | "Signatures" >> beam.ParDo(
-            Signatures(c, self.columns.id, self.columns.text)).with_outputs("sets", "rows", main="bands")
+        out = batches | "Signatures" >> TaggedParDo(
+            Signatures(c, self.columns.id, self.columns.text), ["sets", "rows"], main="bands")
         pairs = (
             out.bands
             | "GroupBands" >> beam.GroupByKey()
@@ -122,7 +122,7 @@ class NearDedup(Stage):
         rows = out.rows
         joined = ({"row": rows, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()
-                  | "Decide" >> beam.ParDo(_Decide(self.name)).with_outputs("rejected", main="kept"))
+                  | "Decide" >> TaggedParDo(_Decide(self.name), ["rejected"], main="kept"))
         kept = joined.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size)
         rejected = joined.rejected | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size)
         return StageResult(kept, rejected, extra_stats=stats)

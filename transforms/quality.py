@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from curate.classifiers.quality import default_model_dir, load_model
 from curate.classifiers.textbook import textbook_reasons
-from curate.transforms.stage import SplitByMask, Stage, StageResult, emit_split, split_by_mask
+from curate.transforms.stage import SplitByMask, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
 
 EDU_SCORE = "edu_score"
 MODEL_FILES = ("model.json", "weights.npz")
@@ -73,9 +73,9 @@ class QualityThreshold(Stage):
             load_model(self.model_dir or default_model_dir())  # raises ModelFormatError with the reason
 
     def expand(self, batches) -> StageResult:
-        out = batches | "Score" >> beam.ParDo(ScoreAndSplit(
+        out = batches | "Score" >> TaggedParDo(ScoreAndSplit(
             self.name, self.columns.text, self.model_dir, self.threshold, self.rescore,
-        )).with_outputs(SplitByMask.REJECTED_TAG, main="kept")
+        ), [SplitByMask.REJECTED_TAG], main="kept")
         return StageResult(out.kept, out[SplitByMask.REJECTED_TAG])
 
 

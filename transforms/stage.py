@@ -197,8 +197,60 @@ class SplitByMask(beam.DoFn):
         yield from emit_split(batch, self.stage_name, *self.decide(batch))
 
 
+class _Outputs(dict):
+    """Outputs of ``TaggedParDo`` by tag; ``out.kept`` reads ``out["kept"]``."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+class _TagAsValue(beam.DoFn):
+    """Runs ``inner`` and turns each output into ``(tag, value)`` (main output: tag None)."""
+
+    def __init__(self, inner: beam.DoFn):
+        self.inner = inner
+
+    def setup(self):
+        self.inner.setup()
+
+    def teardown(self):
+        self.inner.teardown()
+
+    def process(self, element, *args, **kwargs):
+        for out in self.inner.process(element, *args, **kwargs) or ():
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                yield out.tag, out.value
+            else:
+                yield None, out
+
+
+class TaggedParDo(beam.PTransform):
+    """``ParDo(dofn).with_outputs(*tags, main=main)``, built from plain ParDos.
+
+    Beam's DaskRunner (2.77) merges all outputs of a multi-output ParDo into one
+    bag, so stages never use ``with_outputs``: the DoFn's outputs are tagged as
+    values and split by filters, which every runner executes alike (one extra
+    pass per tag over a PCollection of batches: negligible).
+    """
+
+    def __init__(self, dofn: beam.DoFn, tags, main: str, **side_inputs):
+        super().__init__()
+        self.dofn, self.tags, self.main, self.dofn_kwargs = dofn, list(tags), main, side_inputs
+
+    def expand(self, pcoll):
+        tagged = pcoll | "Run" >> beam.ParDo(_TagAsValue(self.dofn), **self.dofn_kwargs)
+        out = _Outputs()
+        for tag in [None, *self.tags]:
+            name = self.main if tag is None else tag
+            out[name] = (tagged
+                         | f"Only[{name}]" >> beam.Filter(lambda kv, t=tag: kv[0] == t)
+                         | f"Value[{name}]" >> beam.Map(lambda kv: kv[1]))
+        return out
+
+
 def split_by_mask(batches, stage_name: str, decide) -> StageResult:
-    out = batches | "Split" >> beam.ParDo(SplitByMask(stage_name, decide)).with_outputs(
-        SplitByMask.REJECTED_TAG, main="kept"
-    )
+    out = batches | "Split" >> TaggedParDo(SplitByMask(stage_name, decide), [REJECTED_TAG], main="kept")
     return StageResult(out.kept, out[SplitByMask.REJECTED_TAG])
