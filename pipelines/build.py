@@ -85,7 +85,7 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = ""):
         stages.append(TextbookHeuristics(columns, tb.min_words, tb.min_markers, tb.check_code))
     if st.decontamination.enabled:
         dc = st.decontamination
-        specs = [dict(dataclasses.asdict(b), path=_resolve_bundled(b.path)) for b in dc.benchmarks]
+        specs = [dataclasses.asdict(b) for b in dc.benchmarks]
         refs = _reference_texts(dc.reference_texts, columns)
         stages.append(Decontaminate(columns, specs, dc.ngram, dc.max_item_frequency, refs))
     if st.mixing.enabled:
@@ -108,12 +108,6 @@ def source_by_path(cfg: Config, paths: list[str]) -> dict:
                 out[path] = name
                 break
     return out
-
-
-def _resolve_bundled(path: str) -> str:
-    if path.startswith("bundled:"):
-        return str(resources.files("curate.sample").joinpath(path.split(":", 1)[1]))
-    return path
 
 
 def _reference_texts(paths: list[str], columns: Columns) -> list[str]:
@@ -271,6 +265,20 @@ def clean_stale_staging(output: str) -> None:
         FileSystems.delete(stale)
 
 
+def pipeline_args(cfg: Config, cli_args: list[str], input_rows: int) -> list[str]:
+    """Beam options: the config's runner options, then the command line's (later wins).
+
+    With no runner chosen and at least ``runner.multiprocess_min_rows`` input rows,
+    the DirectRunner runs in multi-processing mode with one worker per core.
+    """
+    args = cfg.runner.as_args() + list(cli_args)
+    chosen = any(a.startswith("--runner") for a in args)
+    if not chosen and input_rows >= cfg.runner.multiprocess_min_rows and not any(
+            a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args):
+        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
+    return args
+
+
 @dataclasses.dataclass
 class RunResult:
     output: str
@@ -291,7 +299,8 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     staging = FileSystems.join(output, TMP_PREFIX + uuid.uuid4().hex[:12])
     log(f"[curate] {len(paths)} input file(s), {input_rows:,} rows -> {output}")
 
-    options = PipelineOptions(beam_args or [])
+    beam_args = pipeline_args(cfg, beam_args or [], input_rows)
+    options = PipelineOptions(beam_args)
     p = beam.Pipeline(options=options)
     ran = build_pipeline(p, cfg, paths, schema, staging)
     p.run().wait_until_finish()

@@ -38,8 +38,19 @@ CUT_SCHEMA = pa.schema([("id", pa.string()), ("benchmark", pa.string()), ("item"
                         ("cut_text", pa.string())])
 
 
+def resolve_path(path: str) -> str:
+    """``bundled:NAME`` is a file shipped in the curate package, resolved where it is read
+    (on the worker), so no driver-local path ends up in the pipeline."""
+    if path.startswith("bundled:"):
+        from importlib import resources
+
+        return str(resources.files("curate.sample").joinpath(path.split(":", 1)[1]))
+    return path
+
+
 def load_spec_items(spec: dict):
-    for item_id, text in load_items(spec["format"], spec["path"], spec.get("fields"), spec.get("id_field")):
+    path = resolve_path(spec["path"])
+    for item_id, text in load_items(spec["format"], path, spec.get("fields"), spec.get("id_field")):
         yield spec["name"], item_id, text
 
 

