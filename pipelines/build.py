@@ -39,7 +39,7 @@ from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
 from curate.transforms.near_dedup import NearDedup
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
-from curate.transforms.io import (ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
+from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   write_json)
 from curate.transforms.mixing import Mix
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
@@ -286,14 +286,40 @@ class RunResult:
     seconds: float
 
 
+class PipelineFailed(Exception):
+    pass
+
+
+_READ_FAILURE = re.compile(r"(\S+: failed while reading \([^\n]*?\))")
+
+
+def _run_pipeline(p: beam.Pipeline) -> None:
+    """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
+    try:
+        _run_pipeline(p)
+    except Exception as exc:  # Beam wraps worker errors; find ours in the text
+        text = str(exc)
+        found = _READ_FAILURE.search(text)
+        if found:
+            raise InputError(found.group(1)) from exc
+        last = [line for line in text.strip().splitlines() if line.strip()][-1:] or [type(exc).__name__]
+        raise PipelineFailed(f"the pipeline failed: {last[0][:500]}") from exc
+
+
 def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrite: bool = False,
-        beam_args: list[str] | None = None, log=print) -> RunResult:
+        beam_args: list[str] | None = None, log=print, skip_bad_shards: bool = False) -> RunResult:
     """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure."""
     started = time.time()
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     patterns = input_paths or cfg.input.paths or [sample_corpus_path()]
     paths = expand_inputs(patterns)
-    schema, input_rows = inspect_inputs(paths, columns)
+    skipped: list | None = [] if skip_bad_shards else None
+    schema, input_rows = inspect_inputs(paths, columns, skipped)
+    if skipped:
+        bad = {path for path, _ in skipped}
+        paths = [p for p in paths if p not in bad]
+        for path, reason in skipped:
+            log(f"[curate] skipped bad shard: {reason}")
     prepare_output(output, overwrite)
     clean_stale_staging(output)
     staging = FileSystems.join(output, TMP_PREFIX + uuid.uuid4().hex[:12])
@@ -309,6 +335,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     written_path = FileSystems.join(staging, WRITTEN_FILE)
     written = _read_json(written_path) if FileSystems.exists(written_path) else {}
     funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows)
+    funnel["skipped_shards"] = [{"path": path, "reason": reason} for path, reason in (skipped or [])]
     if not funnel["conservation"]["ok"]:
         raise ConservationError("; ".join(funnel["conservation"]["problems"]) + f" (staged output kept in {staging})")
     plan_path = FileSystems.join(staging, MIXTURE_PLAN_FILE)

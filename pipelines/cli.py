@@ -23,6 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--input", action="append", help="Parquet glob or path; repeatable (overrides input.paths)")
     run.add_argument("--output", default="out", help="output folder or URL (default: ./out)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
+    run.add_argument("--skip-bad-shards", action="store_true",
+                     help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
     train = sub.add_parser("train-quality", help="train an educational-quality model from labelled Parquet")
@@ -82,12 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config)
         result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
-                           beam_args=beam_args, log=lambda m: print(m, file=sys.stderr))
+                           beam_args=beam_args, log=lambda m: print(m, file=sys.stderr),
+                           skip_bad_shards=args.skip_bad_shards)
     except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
             ModelFormatError, BenchmarkFormatError) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)
+        return 1
+    except build.PipelineFailed as exc:
+        print(f"curate: {exc}", file=sys.stderr)
         return 1
     print(funnel.render_markdown(result.funnel))
     print(f"[curate] done in {result.seconds:.1f}s: kept and rejects written to {result.output}", file=sys.stderr)

@@ -92,7 +92,7 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
                 "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
             }
-        if cut_d:
+        if cut_d or cut_c:
             extra["cut"] = _size(cut_d, cut_c, tokens_per_char)
         repeats = get(name, "repeats")
         if repeats != (0, 0):
@@ -266,6 +266,9 @@ def render_markdown(funnel: dict) -> str:
             f"{r['measured_stage'] or 'not run'} | {_fmt_int(r['measured_docs'])} | {_fmt_pct(r['measured_pct_of_raw'])} | "
             f"{_fmt_int(r['projected_per_1B_raw'])} |"
         )
+    if funnel.get("skipped_shards"):
+        lines += ["", "## Skipped shards (--skip-bad-shards)", ""]
+        lines += [f"- {s['reason']}" for s in funnel["skipped_shards"]]
     cons = funnel["conservation"]
     lines += ["", "Conservation check: " + ("passed (every document is kept or rejected with a reason)." if cons["ok"]
                                            else "FAILED: " + "; ".join(cons["problems"])), ""]

@@ -78,27 +78,36 @@ def target_schema(schema: pa.Schema, columns: Columns, path: str) -> pa.Schema:
     return pa.schema(fields)
 
 
-def inspect_inputs(paths: list[str], columns: Columns) -> tuple[pa.Schema, int]:
+def inspect_inputs(paths: list[str], columns: Columns, skipped: list | None = None) -> tuple[pa.Schema, int]:
     """Read every shard's footer once on the driver: fail fast, naming the shard.
 
-    Returns the common schema (from the first shard) and the total row count.
+    Returns the common schema (from the first good shard) and the total row
+    count.  With a ``skipped`` list, bad shards are appended to it as
+    ``(path, reason)`` instead of stopping the run (``--skip-bad-shards``);
+    the caller must then drop them from ``paths``.
     """
     schema = None
     rows = 0
     for path in paths:
         try:
-            meta = open_parquet(path).metadata
-        except Exception as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
-        this = target_schema(meta.schema.to_arrow_schema(), columns, path)
-        if schema is None:
-            schema = this
-        elif set(this.names) != set(schema.names):
-            raise InputError(
-                f"{path}: columns {sorted(this.names)} differ from the first shard's {sorted(schema.names)}"
-            )
+            try:
+                meta = open_parquet(path).metadata
+            except Exception as exc:
+                raise InputError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
+            this = target_schema(meta.schema.to_arrow_schema(), columns, path)
+            if schema is not None and set(this.names) != set(schema.names):
+                raise InputError(
+                    f"{path}: columns {sorted(this.names)} differ from the first shard's {sorted(schema.names)}"
+                )
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped.append((path, str(exc)))
+            continue
+        schema = schema or this
         rows += meta.num_rows
-    assert schema is not None
+    if schema is None:
+        raise InputError(f"no readable input shard among {len(paths)} file(s)")
     return schema, rows
 
 

@@ -1,8 +1,15 @@
 """Stage ``input_check``: documents no later stage can judge are rejected first.
 
-Reasons: ``null_id``, ``null_text``, ``empty_text`` (empty or whitespace only).
+Reasons: ``null_id``, ``null_text``, ``invalid_utf8`` (bytes that are not
+UTF-8, e.g. lone surrogates, in a string column), ``empty_text`` (empty or
+whitespace only), ``duplicate_id`` (every row whose id occurs more than once:
+which of them is the right one cannot be known, and later stages key on ids).
 Rejecting them here, with a reason, keeps every later stage total and lets the
 funnel's raw count equal the rows read.
+
+Duplicate ids are found by counting ids (ids only, not rows) through a
+CombinePerKey; the ids seen more than once reach every worker as a side input,
+so its memory is the number of duplicated ids.
 """
 from __future__ import annotations
 
@@ -10,19 +17,61 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.transforms.stage import Stage, StageResult, split_by_mask
+import apache_beam as beam
+
+from curate.classifiers.text import char_lengths
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 
-def check_batch(batch: pa.RecordBatch, id_col: str, text_col: str):
+def invalid_utf8_rows(texts: pa.Array) -> np.ndarray:
+    """Rows whose bytes are not valid UTF-8 (Arrow does not check on read)."""
+    try:
+        texts.validate(full=True)
+        return np.zeros(len(texts), dtype=bool)
+    except pa.ArrowInvalid:
+        raw = texts.cast(pa.binary()).to_pylist()
+        bad = np.zeros(len(texts), dtype=bool)
+        for i, b in enumerate(raw):
+            if b is not None:
+                try:
+                    b.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad[i] = True
+        return bad
+
+
+def check_batch(batch: pa.RecordBatch, id_col: str, text_col: str, duplicate_ids=frozenset()):
+    bad_utf8 = invalid_utf8_rows(batch.column(text_col))
+    if bad_utf8.any():  # decode lossily (U+FFFD) so no later kernel reads invalid bytes
+        raw = batch.column(text_col).cast(pa.binary()).to_pylist()
+        fixed = pa.array([b.decode("utf-8", "replace") if bad and b is not None else
+                          (b.decode("utf-8") if b is not None else None) for b, bad in zip(raw, bad_utf8)], pa.string())
+        batch = batch.set_column(batch.schema.get_field_index(text_col), text_col, fixed)
     ids, texts = batch.column(id_col), batch.column(text_col)
     null_id = pc.is_null(ids).to_numpy(zero_copy_only=False)
     null_text = pc.is_null(texts).to_numpy(zero_copy_only=False)
     blank = pc.fill_null(
         pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False
     ).to_numpy(zero_copy_only=False)
-    reasons = np.where(null_id, "null_id", np.where(null_text, "null_text", np.where(blank, "empty_text", "")))
+    duplicated = np.fromiter((i in duplicate_ids for i in ids.to_pylist()), dtype=bool, count=len(ids)) \
+        if duplicate_ids else np.zeros(len(ids), dtype=bool)
+    reasons = np.where(null_id, "null_id", np.where(null_text, "null_text", np.where(
+        bad_utf8, "invalid_utf8", np.where(blank, "empty_text", np.where(duplicated, "duplicate_id", "")))))
     keep = reasons == ""
-    return keep, [str(r) for r in reasons[~keep]], {}, {}
+    return batch, keep, [str(r) for r in reasons[~keep]]
+
+
+class CheckRows(beam.DoFn):
+    def __init__(self, stage: str, id_col: str, text_col: str):
+        self.stage, self.id_col, self.text_col = stage, id_col, text_col
+
+    def process(self, batch: pa.RecordBatch, duplicate_ids):
+        before = pc.sum(char_lengths(batch.column(self.text_col))).as_py() or 0
+        batch, keep, reasons = check_batch(batch, self.id_col, self.text_col, duplicate_ids)
+        after = pc.sum(char_lengths(batch.column(self.text_col))).as_py() or 0
+        if before != after:  # repaired UTF-8 changes the character count: account for it
+            yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (0, before - after)))
+        yield from emit_split(batch, self.stage, keep, reasons)
 
 
 class InputCheck(Stage):
@@ -30,4 +79,19 @@ class InputCheck(Stage):
 
     def expand(self, batches) -> StageResult:
         id_col, text_col = self.columns.id, self.columns.text
-        return split_by_mask(batches, self.name, lambda b: check_batch(b, id_col, text_col))
+
+        def ids(batch: pa.RecordBatch):
+            return ((i, 1) for i in batch.column(id_col).to_pylist() if i is not None)
+
+        duplicates = (
+            batches
+            | "Ids" >> beam.FlatMap(ids)
+            | "CountIds" >> beam.CombinePerKey(sum)
+            | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
+            | "RepeatedIds" >> beam.Keys()
+            | "AsSet" >> beam.combiners.ToList()
+            | "Frozen" >> beam.Map(frozenset)
+        )
+        out = batches | "Check" >> TaggedParDo(CheckRows(self.name, id_col, text_col), [REJECTED_TAG, "cut_stats"],
+                                               main="kept", duplicate_ids=beam.pvalue.AsSingleton(duplicates))
+        return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.cut_stats)
