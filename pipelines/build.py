@@ -32,6 +32,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
 from curate.pipelines import funnel as funnel_mod
+from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup, Rebatch
 from curate.classifiers.minhash import optimal_bands
@@ -242,7 +243,8 @@ def publish(staging: str, output: str) -> None:
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)
-    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "_SUCCESS"):
+    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "samples.json",
+                 "report.html", "_SUCCESS"):
         path = FileSystems.join(output, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
@@ -348,6 +350,9 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     if contamination is not None:
         _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
     _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
+    samples = report_mod.collect_samples(staging, columns.id, columns.text)
+    _write_text(FileSystems.join(staging, "samples.json"), funnel_mod.dumps(samples))
+    report_mod.write_report(staging, funnel, samples)
     seconds = time.time() - started
     run_info = {
         "curate_version": curate.__version__,

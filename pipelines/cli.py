@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
+    report = sub.add_parser("report", help="regenerate report.html of a finished run from its JSON")
+    report.add_argument("output", help="output folder of a finished run")
     train = sub.add_parser("train-quality", help="train an educational-quality model from labelled Parquet")
     train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
     train.add_argument("--text-column", default="text")
@@ -72,6 +74,15 @@ def main(argv: list[str] | None = None) -> int:
             m = metrics[key]
             print(f"threshold {m['threshold']}: precision {m['precision']:.3f} recall {m['recall']:.3f}")
         print(f"model written to {args.out}")
+        return 0
+
+    if args.command == "report":
+        from curate.pipelines.report import regenerate
+
+        try:
+            print(regenerate(args.output))
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            return _error(f"{args.output}: cannot read the run's funnel.json ({exc})")
         return 0
 
     if args.command == "funnel":

@@ -101,6 +101,9 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                  if s == name and kind == "mixed_by_source"}
         if mixed:
             extra["mixed_by_source"] = mixed
+        hist = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "score_hist"}
+        if hist:
+            extra["score_histogram"] = [hist.get(f"{b:02d}", 0) for b in range(20)]
         index_stats = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "index"}
         if index_stats:
             found: dict[str, dict[str, int]] = {}

@@ -21,6 +21,7 @@ from curate.classifiers.textbook import textbook_reasons
 from curate.transforms.stage import SplitByMask, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
 
 EDU_SCORE = "edu_score"
+HIST_BINS = 20
 MODEL_FILES = ("model.json", "weights.npz")
 
 
@@ -52,6 +53,10 @@ class ScoreAndSplit(beam.DoFn):
             scores = self.model.score(batch.column(self.text_col))
             batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(scores, pa.float32())],
                                                names=[*batch.schema.names, EDU_SCORE])
+            # score histogram for the report: 20 bins of 0.05
+            bins = np.minimum((np.asarray(scores) * HIST_BINS).astype(int), HIST_BINS - 1)
+            for b, n in zip(*np.unique(bins, return_counts=True)):
+                yield beam.pvalue.TaggedOutput("hist", ((self.stage, "score_hist", f"{b:02d}"), (int(n), 0)))
         else:
             scores = batch.column(EDU_SCORE).to_numpy(zero_copy_only=False)
         # compare in float32, the stored precision, so a reloaded score gives the same decision
@@ -75,8 +80,8 @@ class QualityThreshold(Stage):
     def expand(self, batches) -> StageResult:
         out = batches | "Score" >> TaggedParDo(ScoreAndSplit(
             self.name, self.columns.text, self.model_dir, self.threshold, self.rescore,
-        ), [SplitByMask.REJECTED_TAG], main="kept")
-        return StageResult(out.kept, out[SplitByMask.REJECTED_TAG])
+        ), [SplitByMask.REJECTED_TAG, "hist"], main="kept")
+        return StageResult(out.kept, out[SplitByMask.REJECTED_TAG], extra_stats=out.hist)
 
 
 class TextbookHeuristics(Stage):

@@ -1,0 +1,68 @@
+"""report.html rendered by a real headless Chromium: no script errors, the stages shown,
+document text displayed as text."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_pipeline, write_parquet
+
+CURATE = str(Path(sys.executable).parent / "curate")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+EVIL = "<script>document.title='pwned';alert(1)</script><img src=x onerror=alert(2)> CLICK HERE lol"
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    from curate.pipelines.build import sample_corpus_path
+    import pyarrow.parquet as pq
+
+    root = tmp_path_factory.mktemp("report")
+    rows = pq.read_table(sample_corpus_path(), columns=["id", "text"]).to_pylist()
+    rows.append({"id": "a-evil", "text": EVIL * 3})  # English spam: dropped, first by id among its reason
+    write_parquet(root / "in.parquet", rows)
+    run_pipeline([root / "in.parquet"], root / "out")
+    return root / "out"
+
+
+def _chromium(args, tmp_path):
+    if not CHROMIUM:
+        pytest.skip("Chromium not installed (Debian package `chromium`; .ci/run installs it)")
+    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_report_renders_in_chromium_without_script_errors(report_dir, tmp_path):
+    page = (report_dir / "report.html").as_uri()
+    dom = _chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", page], tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr
+    for name in ("input_check", "exact_dedup", "near_dedup", "language", "quality&gt;=0.5", "quality&gt;=0.8",
+                 "decontamination", "mixing", "Funnel beside the Phi reference", "Educational-quality scores",
+                 "Near-duplicate clusters", "Benchmark contamination", "Mixture: achieved versus target"):
+        assert name in dom.stdout, name
+    assert "<title>curate funnel</title>" in dom.stdout  # the title was not rewritten by a script
+    shot = tmp_path / "report.png"
+    done = _chromium(["--window-size=1200,2400", f"--screenshot={shot}", page], tmp_path)
+    assert done.returncode == 0 and shot.stat().st_size > 20_000
+
+
+def test_script_in_a_document_is_shown_as_text(report_dir):
+    page = (report_dir / "report.html").read_text()
+    assert "<script" not in page and "<img" not in page
+    assert "&lt;script&gt;document.title=&#x27;pwned&#x27;;alert(1)&lt;/script&gt;" in page
+    assert "a-evil" in page
+
+
+def test_curate_report_regenerates_the_page(report_dir):
+    before = (report_dir / "report.html").read_bytes()
+    (report_dir / "report.html").unlink()
+    proc = subprocess.run([CURATE, "report", str(report_dir)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (report_dir / "report.html").read_bytes() == before
