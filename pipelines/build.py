@@ -34,7 +34,7 @@ import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
-from curate.transforms.exact_dedup import ExactDedup, Rebatch
+from curate.transforms.exact_dedup import ExactDedup
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
@@ -43,7 +43,7 @@ from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   write_json)
 from curate.transforms.mixing import Mix
-from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, sum_pairs
+from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, Rebatch, sum_pairs
 from curate.transforms.validate import InputCheck
 
 TMP_PREFIX = "_tmp-"
@@ -117,9 +117,6 @@ def _reference_texts(paths: list[str], columns: Columns) -> list[str]:
         for shard in expand_inputs([path]):
             texts += [t for t in pq.read_table(shard, columns=[columns.text]).column(0).to_pylist() if t]
     return texts
-
-
-_write_json = write_json
 
 
 def _read_json(path: str):
@@ -201,14 +198,14 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         | "SumStats" >> beam.CombinePerKey(sum_pairs)
         | "StatRows" >> beam.MapTuple(lambda k, v: [*k, *v])
         | "AllStats" >> beam.combiners.ToList()
-        | "WriteStats" >> beam.Map(lambda rows: _write_json(stats_path, sorted(rows)) or "stats")
+        | "WriteStats" >> beam.Map(lambda rows: write_json(stats_path, sorted(rows)) or "stats")
     )
     written_done = (
         written
         | "FlattenWritten" >> beam.Flatten()
         | "SumWritten" >> beam.CombinePerKey(sum)
         | "AllWritten" >> beam.combiners.ToDict()
-        | "WriteWritten" >> beam.Map(lambda d: _write_json(written_path, d) or "written")
+        | "WriteWritten" >> beam.Map(lambda d: write_json(written_path, d) or "written")
     )
     # One terminal node that depends on every sink: Beam's DaskRunner computes
     # only the last transform's graph, so every write must lead into it.

@@ -23,7 +23,8 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 def test_kill_9_then_rerun_gives_identical_output(tmp_path):
     reference = tmp_path / "reference"
-    done = subprocess.run([CURATE, "run", "--output", str(reference), *MULTI], capture_output=True, text=True)
+    done = subprocess.run([CURATE, "run", "--output", str(reference), *MULTI], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert done.returncode == 0, done.stderr
 
     out = tmp_path / "killed"

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from curate.classifiers.text import content_hashes, normalize_for_exact_dedup
-from curate.transforms.stage import Stage, StageResult, TaggedParDo, rows_to_batch
+from curate.transforms.stage import Rebatch, Stage, StageResult, TaggedParDo
 
 DUPLICATE_OF = pa.field("duplicate_of", pa.string())
 
@@ -47,22 +47,6 @@ class SplitGroup(beam.DoFn):
             rejected = dict(row)
             rejected.update(stage=self.stage, reason=self.reason, duplicate_of=best[self.id_col])
             yield beam.pvalue.TaggedOutput("rejected", rejected)
-
-
-class Rebatch(beam.PTransform):
-    """PCollection[dict] -> PCollection[pa.RecordBatch] of at most ``batch_size`` rows."""
-
-    def __init__(self, schema: pa.Schema, batch_size: int, label: str | None = None):
-        super().__init__(label)
-        self.schema, self.batch_size = schema, batch_size
-
-    def expand(self, rows):
-        schema = self.schema
-        return (
-            rows
-            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
-            | "ToArrow" >> beam.Map(lambda rs: rows_to_batch(rs, schema))
-        )
 
 
 class ExactDedup(Stage):

@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
-from curate.transforms.exact_dedup import DUPLICATE_OF, Rebatch
-from curate.transforms.stage import Stage, StageResult, TaggedParDo
+from curate.transforms.exact_dedup import DUPLICATE_OF
+from curate.transforms.stage import Rebatch, Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
 

@@ -120,6 +120,22 @@ def rows_to_batch(rows: list[dict], schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
+class Rebatch(beam.PTransform):
+    """PCollection[dict] -> PCollection[pa.RecordBatch] of at most ``batch_size`` rows."""
+
+    def __init__(self, schema: pa.Schema, batch_size: int, label: str | None = None):
+        super().__init__(label)
+        self.schema, self.batch_size = schema, batch_size
+
+    def expand(self, rows):
+        schema = self.schema
+        return (
+            rows
+            | "Batch" >> beam.BatchElements(min_batch_size=min(64, self.batch_size), max_batch_size=self.batch_size)
+            | "ToArrow" >> beam.Map(lambda rs: rows_to_batch(rs, schema))
+        )
+
+
 class CountDocs(beam.PTransform):
     """Sum documents and characters of a batch PCollection under stat keys.
 
