@@ -2,10 +2,10 @@
 
 Element shapes, in order:
   batches                 pa.RecordBatch
-  band entries            (band_key: int, doc_id)            bands per document
-  buckets -> pairs        (id_a, id_b), id_a < id_b, distinct
+  band entries            (band_key: int, (doc_id, priority)) bands per document
+  buckets -> pairs        ((id_a, prio_a), (id_b, prio_b)), id_a < id_b, distinct
   sets                    (doc_id, (priority, np.ndarray))   sorted unique shingle hashes (or signature)
-  verified edges          (id_a, id_b) with Jaccard >= threshold
+  verified edges          pairs whose Jaccard >= threshold
   labels                  (doc_id, (priority, rep_id))       min label over the component
   rows                    (doc_id, row dict)                 joined with labels at the end
 
@@ -66,8 +66,9 @@ class Signatures(beam.DoFn):
         else:
             priorities = [(i,) for i in ids]
         for d, doc_id in enumerate(ids):
+            member = (doc_id, priorities[d])
             for key in keys[d].tolist():
-                yield key, doc_id
+                yield key, member
             if c["verify"] == "exact":
                 payload = np.unique(values[offsets[d]:offsets[d + 1]])
             else:
@@ -78,8 +79,8 @@ class Signatures(beam.DoFn):
 
 
 def bucket_pairs(element, max_bucket_pairs: int):
-    _, ids = element
-    ids = sorted(set(ids))
+    _, members = element
+    ids = sorted(set(members))  # (doc_id, priority), ordered by id
     if len(ids) < 2:
         return
     if len(ids) <= max_bucket_pairs:
@@ -118,7 +119,7 @@ class NearDedup(Stage):
             | "DistinctPairs" >> beam.Distinct()
         )
         edges = self._verify(pairs, out.sets) if c["verify"] != "none" else pairs
-        labels, stats = self._components(edges, out.sets)
+        labels, stats = self._components(edges)
         rows = out.rows
         joined = ({"row": rows, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()
@@ -131,35 +132,32 @@ class NearDedup(Stage):
         verify, threshold = self.cfg["verify"], self.cfg["threshold"]
 
         def first_half(element):
-            a, grouped = element
+            _, grouped = element
             for _, set_a in grouped["set"]:
-                for b in grouped["pair"]:
-                    yield b, (a, set_a)
+                for pair in grouped["pair"]:
+                    yield pair[1][0], (pair, set_a)
 
         def second_half(element):
-            b, grouped = element
+            _, grouped = element
             for _, set_b in grouped["set"]:
-                for a, set_a in grouped["half"]:
+                for pair, set_a in grouped["half"]:
                     if similarity(set_a, set_b, verify) >= threshold:
-                        yield a, b
+                        yield pair
 
-        halves = ({"set": sets, "pair": pairs} | "JoinA" >> beam.CoGroupByKey()
+        by_a = pairs | "ByA" >> beam.Map(lambda pair: (pair[0][0], pair))
+        halves = ({"set": sets, "pair": by_a} | "JoinA" >> beam.CoGroupByKey()
                   | "WithSetA" >> beam.FlatMap(first_half))
         return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
                 | "Similar" >> beam.FlatMap(second_half))
 
-    def _components(self, edges, sets):
+    def _components(self, verified):
         rounds = self.cfg["rounds"]
+        edges = verified | "Edges" >> beam.Map(lambda pair: (pair[0][0], pair[1][0]))
         adjacency = edges | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
-
-        def initial(element):
-            node, grouped = element
-            if grouped["adj"]:
-                for priority, _ in grouped["set"]:
-                    yield node, (priority, node)
-
-        labels = ({"set": sets, "adj": adjacency} | "Nodes" >> beam.CoGroupByKey()
-                  | "InitialLabels" >> beam.FlatMap(initial))
+        # each endpoint starts labelled by itself: (priority, id); no join, the pair carries both
+        labels = (verified
+                  | "Endpoints" >> beam.FlatMap(lambda pair: [(i, (prio, i)) for i, prio in pair])
+                  | "InitialLabels" >> beam.CombinePerKey(min))
 
         def spread(element):
             node, grouped = element
