@@ -75,7 +75,12 @@ def _files(path: str, suffixes) -> list[str]:
 
 
 def load_items(fmt: str, path: str, fields: list[str] | None = None, id_field: str | None = None):
-    """Yield (item_id, text) for every item of a benchmark file (or folder, for mmlu)."""
+    """Yield (item_id as a string, text) for every item of a benchmark file (or folder, for mmlu)."""
+    for item_id, text in _load_items(fmt, path, fields, id_field):
+        yield str(item_id), text
+
+
+def _load_items(fmt: str, path: str, fields: list[str] | None, id_field: str | None):
     if fmt not in FORMATS:
         raise BenchmarkFormatError(f"unknown benchmark format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == "gsm8k":

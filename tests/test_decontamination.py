@@ -105,3 +105,30 @@ def test_cut_policy_removes_the_span_and_keeps_the_rest(tmp_path, benchmarks_dir
     rej = read_rejects(out)["decontamination"].to_pylist()
     assert [(r["id"], r["reason"]) for r in rej] == [("many", "contaminated:gsm8k:too_many_cuts")]
     assert result.funnel["conservation"]["ok"]
+
+
+def test_loaders_for_arc_hellaswag_mbpp_and_generic(tmp_path):
+    """One item in each file format as the benchmarks publish them."""
+    arc = tmp_path / "arc.jsonl"
+    arc.write_text(json.dumps({"id": "Mercury_7175875", "question": {"stem": "Which gas do plants absorb?", "choices": [
+        {"text": "oxygen", "label": "A"}, {"text": "carbon dioxide", "label": "B"}]}, "answerKey": "B"}) + "\n")
+    hella = tmp_path / "hellaswag.jsonl"
+    hella.write_text(json.dumps({"ind": 24, "ctx": "A man is sitting on a roof. he",
+                                 "endings": ["is using wrap to wrap a pair of skis.", "starts pulling up roofing."],
+                                 "label": 1}) + "\n")
+    mbpp = tmp_path / "mbpp.jsonl"
+    mbpp.write_text(json.dumps({"task_id": 11, "text": "Write a function to remove the first and last occurrence.",
+                                "code": "def remove_Occ(s,ch): return s", "test_list": ["assert remove_Occ('x','x')"]}) + "\n")
+    generic = tmp_path / "mine.csv"
+    generic.write_text("qid,question,answer\nq1,What is two plus two?,four\n")
+    assert list(load_items("arc", str(arc))) == [
+        ("Mercury_7175875", "Which gas do plants absorb?\noxygen carbon dioxide")]
+    assert list(load_items("hellaswag", str(hella))) == [("24", "A man is sitting on a roof. he starts pulling up roofing.")]
+    assert list(load_items("mbpp", str(mbpp)))[0][1].startswith("Write a function") and "assert" in \
+        list(load_items("mbpp", str(mbpp)))[0][1]
+    assert list(load_items("generic", str(generic), ["question", "answer"], "qid")) == [
+        ("q1", "What is two plus two?\nfour")]
+    with pytest.raises(BenchmarkFormatError, match="needs question.stem"):
+        bad = tmp_path / "bad_arc.jsonl"
+        bad.write_text(json.dumps({"question": "plain"}) + "\n")
+        list(load_items("arc", str(bad)))
