@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import sys
 import tempfile
@@ -69,8 +68,7 @@ def plant(text: str, edit: str, rate: float, rng: random.Random) -> str:
 
 
 def build_corpus(seed: int = 0):
-    table = pq.read_table(REAL_DOCS, columns=["id", "text", "lang"])
-    ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
+    texts = pq.read_table(REAL_DOCS, columns=["text"]).column("text").to_pylist()
     rng = random.Random(seed)
     bases = [i for i, t in enumerate(texts) if len(t.split()) >= 60]
     rng.shuffle(bases)

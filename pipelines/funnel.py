@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from curate.classifiers.text import estimate_tokens
+
 # The recipe's stages in order.  A stage that is not configured or not built
 # yet is listed as "not run", never given numbers.
 # (slot, name shown when the stage did not run); a run stage shows its own name
@@ -36,7 +38,7 @@ PROJECTION_RAW = 1_000_000_000
 
 
 def _size(docs: int, chars: int, tokens_per_char: float) -> dict:
-    return {"docs": docs, "chars": chars, "tokens_est": int(round(chars * tokens_per_char))}
+    return {"docs": docs, "chars": chars, "tokens_est": estimate_tokens(chars, tokens_per_char)}
 
 
 def _pct(part: int, whole: int):

@@ -2,7 +2,6 @@
 row or key (exit 2, nothing written) -- never a silent loss or a bare traceback."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
-import pytest
 
 from conftest import only_stages, read_dir, run_pipeline, write_parquet
 
