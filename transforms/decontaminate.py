@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from curate.classifiers.benchmark_sets import load_items
 from curate.classifiers.ngram_index import NgramIndex, cut_matches
-from curate.transforms.stage import Stage, StageResult, TaggedParDo, emit_split
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 BENCHMARK = pa.field("contamination_benchmark", pa.string())
 ITEM = pa.field("contamination_item", pa.string())
@@ -160,7 +160,7 @@ class Decontaminate(Stage):
                     for s in self.specs}
         out = batches | "Match" >> TaggedParDo(
             MatchBenchmarks(self.name, self.columns.text, self.columns.id, policies),
-            ["rejected", "cuts", "cut_stats"], main="kept", index=beam.pvalue.AsSingleton(index))
+            [REJECTED_TAG, "cuts", "cut_stats"], main="kept", index=beam.pvalue.AsSingleton(index))
 
         name = self.name
 
@@ -174,7 +174,7 @@ class Decontaminate(Stage):
                 yield (name, "item_found", f"{bench}\t{item}"), (1, 0)
 
         stats = ((index | "IndexStats" >> beam.FlatMap(index_stats)),
-                 (out.rejected | "ItemsFound" >> beam.FlatMap(items_found)),
+                 (out[REJECTED_TAG] | "ItemsFound" >> beam.FlatMap(items_found)),
                  out.cut_stats) | "DecontamStats" >> beam.Flatten()
         self.cuts = out.cuts  # rows of CUT_SCHEMA, written by the pipeline to cuts/decontamination/
-        return StageResult(out.kept, out.rejected, extra_stats=stats)
+        return StageResult(out.kept, out[REJECTED_TAG], extra_stats=stats)

@@ -11,7 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 from curate.classifiers.text import content_hashes, normalize_for_exact_dedup
-from curate.transforms.stage import Rebatch, Stage, StageResult, TaggedParDo
+from curate.transforms.stage import REJECTED_TAG, Rebatch, Stage, StageResult, TaggedParDo
 
 DUPLICATE_OF = pa.field("duplicate_of", pa.string())
 
@@ -46,7 +46,7 @@ class SplitGroup(beam.DoFn):
                 continue
             rejected = dict(row)
             rejected.update(stage=self.stage, reason=self.reason, duplicate_of=best[self.id_col])
-            yield beam.pvalue.TaggedOutput("rejected", rejected)
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, rejected)
 
 
 class ExactDedup(Stage):
@@ -69,9 +69,9 @@ class ExactDedup(Stage):
             | "KeyByHash" >> beam.FlatMap(key_rows)
             | "GroupByHash" >> beam.GroupByKey()
             | "KeepSmallestId" >> TaggedParDo(
-                SplitGroup(self.name, "exact_duplicate", self.columns.id, text_col), ["rejected"], main="kept")
+                SplitGroup(self.name, "exact_duplicate", self.columns.id, text_col), [REJECTED_TAG], main="kept")
         )
         return StageResult(
             split.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size),
-            split.rejected | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size),
+            split[REJECTED_TAG] | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size),
         )

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.langid import LanguageIdentifier, check_fasttext_file, default_model_path
-from curate.transforms.stage import SplitByMask, Stage, StageResult, TaggedParDo, reject_batch, with_columns
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, reject_batch, with_columns
 
 ROUTED_TAG = "routed"
 ROUTE_PREFIX = "other_language:"
@@ -77,14 +77,14 @@ class IdentifyLanguage(beam.DoFn):
             return
         dropped = reject_batch(annotated.filter(pa.array(~keep)), self.stage, reasons)
         if not self.route:
-            yield beam.pvalue.TaggedOutput(SplitByMask.REJECTED_TAG, dropped)
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, dropped)
             return
         routed = pc.starts_with(dropped.column("reason"), ROUTE_PREFIX)
         if pc.any(routed).as_py():
             yield beam.pvalue.TaggedOutput(ROUTED_TAG, dropped.filter(routed))
         rest = pc.invert(routed)
         if pc.any(rest).as_py():
-            yield beam.pvalue.TaggedOutput(SplitByMask.REJECTED_TAG, dropped.filter(rest))
+            yield beam.pvalue.TaggedOutput(REJECTED_TAG, dropped.filter(rest))
 
 
 class LanguageFilter(Stage):
@@ -110,5 +110,5 @@ class LanguageFilter(Stage):
         out = batches | "IdentifyLanguage" >> TaggedParDo(IdentifyLanguage(
             self.name, self.columns.text, self.model_path, self.languages, self.min_score, self.max_chars, self.route,
             self.lang_column, self.score_column,
-        ), [SplitByMask.REJECTED_TAG, ROUTED_TAG], main="kept")
-        return StageResult(out.kept, out[SplitByMask.REJECTED_TAG], out[ROUTED_TAG] if self.route else None)
+        ), [REJECTED_TAG, ROUTED_TAG], main="kept")
+        return StageResult(out.kept, out[REJECTED_TAG], out[ROUTED_TAG] if self.route else None)

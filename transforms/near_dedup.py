@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
 from curate.transforms.exact_dedup import DUPLICATE_OF
-from curate.transforms.stage import Rebatch, Stage, StageResult, TaggedParDo
+from curate.transforms.stage import REJECTED_TAG, Rebatch, Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
 
@@ -123,9 +123,9 @@ class NearDedup(Stage):
         rows = out.rows
         joined = ({"row": rows, "label": labels}
                   | "JoinLabels" >> beam.CoGroupByKey()
-                  | "Decide" >> TaggedParDo(_Decide(self.name), ["rejected"], main="kept"))
+                  | "Decide" >> TaggedParDo(_Decide(self.name), [REJECTED_TAG], main="kept"))
         kept = joined.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size)
-        rejected = joined.rejected | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size)
+        rejected = joined[REJECTED_TAG] | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size)
         return StageResult(kept, rejected, extra_stats=stats)
 
     def _verify(self, pairs, sets):
@@ -242,4 +242,4 @@ class _Decide(beam.DoFn):
             else:
                 rejected = dict(row)
                 rejected.update(stage=self.stage, reason="near_duplicate", duplicate_of=rep)
-                yield beam.pvalue.TaggedOutput("rejected", rejected)
+                yield beam.pvalue.TaggedOutput(REJECTED_TAG, rejected)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from curate.classifiers.quality import default_model_dir, load_model
 from curate.classifiers.textbook import textbook_reasons
-from curate.transforms.stage import SplitByMask, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
 
 EDU_SCORE = "edu_score"
 HIST_BINS = 20
@@ -80,8 +80,8 @@ class QualityThreshold(Stage):
     def expand(self, batches) -> StageResult:
         out = batches | "Score" >> TaggedParDo(ScoreAndSplit(
             self.name, self.columns.text, self.model_dir, self.threshold, self.rescore,
-        ), [SplitByMask.REJECTED_TAG, "hist"], main="kept")
-        return StageResult(out.kept, out[SplitByMask.REJECTED_TAG], extra_stats=out.hist)
+        ), [REJECTED_TAG, "hist"], main="kept")
+        return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.hist)
 
 
 class TextbookHeuristics(Stage):

@@ -203,8 +203,6 @@ class SplitByMask(beam.DoFn):
     (see ``emit_split`` for the meaning of the four values).
     """
 
-    REJECTED_TAG = REJECTED_TAG
-
     def __init__(self, stage_name: str, decide):
         self.stage_name = stage_name
         self.decide = decide
@@ -269,4 +267,4 @@ class TaggedParDo(beam.PTransform):
 
 def split_by_mask(batches, stage_name: str, decide) -> StageResult:
     out = batches | "Split" >> TaggedParDo(SplitByMask(stage_name, decide), [REJECTED_TAG], main="kept")
-    return StageResult(out.kept, out[SplitByMask.REJECTED_TAG])
+    return StageResult(out.kept, out[REJECTED_TAG])
