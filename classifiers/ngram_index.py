@@ -3,7 +3,7 @@
 Normalization, shared by index and documents: NFKC, lower-case, every
 punctuation and symbol character deleted (not replaced by a space, so "don't",
 "dont" and "DON'T" agree, and so do "3.5" and "35"), then split on whitespace.
-Tokens get xxh3_64; an n-gram's 64-bit hash is the polynomial of its token
+Tokens get ``kernels.token_hash`` (FNV-1a 64 + fmix64); an n-gram's 64-bit hash is the polynomial of its token
 hashes (the same machinery as the MinHash shingles).
 
 Index: sorted unique uint64 n-gram hashes with, for each, the item that owns
