@@ -295,7 +295,7 @@ _READ_FAILURE = re.compile(r"(\S+: failed while reading \([^\n]*?\))")
 def _run_pipeline(p: beam.Pipeline) -> None:
     """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
     try:
-        _run_pipeline(p)
+        p.run().wait_until_finish()
     except Exception as exc:  # Beam wraps worker errors; find ours in the text
         text = str(exc)
         found = _READ_FAILURE.search(text)
@@ -328,7 +328,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     options = PipelineOptions(beam_args)
     p = beam.Pipeline(options=options)
     ran = build_pipeline(p, cfg, paths, schema, staging)
-    p.run().wait_until_finish()
+    _run_pipeline(p)
 
     stats = _read_json(FileSystems.join(staging, STATS_FILE))
     written_path = FileSystems.join(staging, WRITTEN_FILE)
