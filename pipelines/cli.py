@@ -9,6 +9,7 @@ Unknown options after ``run`` are passed to Beam as pipeline options
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 
@@ -25,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     run.add_argument("--skip-bad-shards", action="store_true",
                      help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
+    run.add_argument("--dask-workers", type=int, metavar="N",
+                     help="start a dask.distributed cluster of N worker processes on loopback and run on it")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
     report = sub.add_parser("report", help="regenerate report.html of a finished run from its JSON")
@@ -92,11 +95,18 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(exc))
         return 0
 
+    if args.dask_workers is not None and args.dask_workers < 1:
+        return _error("--dask-workers must be at least 1")
     try:
         cfg = load_config(args.config)
-        result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
-                           beam_args=beam_args, log=lambda m: print(m, file=sys.stderr),
-                           skip_bad_shards=args.skip_bad_shards)
+        with contextlib.ExitStack() as stack:
+            if args.dask_workers:
+                from curate.pipelines.dask_runner import LocalDaskCluster
+
+                beam_args = stack.enter_context(LocalDaskCluster(args.dask_workers)) + beam_args
+            result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
+                               beam_args=beam_args, log=lambda m: print(m, file=sys.stderr),
+                               skip_bad_shards=args.skip_bad_shards)
     except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
             ModelFormatError, BenchmarkFormatError) as exc:
         return _error(str(exc))
