@@ -257,3 +257,134 @@ def min_affine64(mixed, offsets, a, b, out):
             for s in range(seg.shape[0]):
                 m = min(m, ap * seg[s] + bp)
             out[d, p] = m
+
+
+@numba.njit(cache=True)
+def hashed_ngram_csr(hashes, offsets, ngram_max, n_features):
+    """CSR (indptr, indices, counts) of hashed token n-grams (1..ngram_max) per document.
+
+    Unigram bucket: ``hash % n_features``; a longer n-gram's: fmix64 of the
+    polynomial ``sum_j t_j * P^(k-1-j)`` of its token hashes, mod n_features.
+    Indices are sorted within each row, counts summed (what scipy's
+    ``sum_duplicates`` would give, without building a COO matrix first).
+    """
+    n_docs = offsets.shape[0] - 1
+    poly = np.uint64(0x9E3779B97F4A7C15)
+    nf = np.uint64(n_features)
+    indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    capacity = 0
+    for d in range(n_docs):
+        n = offsets[d + 1] - offsets[d]
+        for k in range(1, ngram_max + 1):
+            if n >= k:
+                capacity += n - k + 1
+    indices = np.empty(capacity, dtype=np.int32)
+    counts = np.empty(capacity, dtype=np.float32)
+    out = 0
+    for d in range(n_docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        n = hi - lo
+        size = 0
+        for k in range(1, ngram_max + 1):
+            if n >= k:
+                size += n - k + 1
+        buckets = np.empty(size, dtype=np.int64)
+        b = 0
+        for i in range(lo, hi):
+            buckets[b] = np.int64(hashes[i] % nf)
+            b += 1
+        for k in range(2, ngram_max + 1):
+            for i in range(lo, hi - k + 1):
+                g = hashes[i]
+                for j in range(1, k):
+                    g = g * poly + hashes[i + j]
+                g ^= g >> np.uint64(33)
+                g *= np.uint64(0xFF51AFD7ED558CCD)
+                g ^= g >> np.uint64(33)
+                g *= np.uint64(0xC4CEB9FE1A85EC53)
+                g ^= g >> np.uint64(33)
+                buckets[b] = np.int64(g % nf)
+                b += 1
+        buckets.sort()
+        i = 0
+        while i < size:
+            j = i
+            while j < size and buckets[j] == buckets[i]:
+                j += 1
+            indices[out] = buckets[i]
+            counts[out] = j - i
+            out += 1
+            i = j
+        indptr[d + 1] = out
+    return indptr, indices[:out], counts[:out]
+
+
+@functools.lru_cache(maxsize=1)
+def whitespace_table() -> np.ndarray:
+    """bool per code point up to U+3000: Python's ``str.isspace`` (what ``str.split()`` splits on)."""
+    return np.array([chr(cp).isspace() for cp in range(0x3001)], dtype=np.bool_)
+
+
+@numba.njit(cache=True)
+def word_counts(data, offsets, spaces):
+    """Per document: whitespace-separated words and distinct words (by FNV-1a 64 of
+    their bytes), i.e. ``len(t.split())`` and ``len(set(t.split()))``."""
+    n_docs = offsets.shape[0] - 1
+    words = np.zeros(n_docs, dtype=np.int64)
+    distinct = np.zeros(n_docs, dtype=np.int64)
+    prime = np.uint64(0x100000001B3)
+    for d in range(n_docs):
+        i, end = offsets[d], offsets[d + 1]
+        hashes = np.empty(end - i, dtype=np.uint64)
+        n = 0
+        h = np.uint64(0xCBF29CE484222325)
+        in_word = False
+        while i < end:
+            cp, size = _decode(data, i)
+            if cp < spaces.shape[0] and spaces[cp]:
+                if in_word:
+                    hashes[n] = h
+                    n += 1
+                    in_word = False
+            else:
+                if not in_word:
+                    h = np.uint64(0xCBF29CE484222325)
+                    in_word = True
+                for j in range(i, i + size):
+                    h = (h ^ np.uint64(data[j])) * prime
+            i += size
+        if in_word:
+            hashes[n] = h
+            n += 1
+        words[d] = n
+        if n:
+            seen = np.sort(hashes[:n])
+            count = 1
+            for j in range(1, n):
+                if seen[j] != seen[j - 1]:
+                    count += 1
+            distinct[d] = count
+    return words, distinct
+
+
+@numba.njit(cache=True)
+def ascii_class_counts(data, offsets):
+    """Per document: ASCII digits, ASCII upper-case letters, and '!' or '?'."""
+    n_docs = offsets.shape[0] - 1
+    out = np.zeros((n_docs, 3), dtype=np.int64)
+    for d in range(n_docs):
+        digits = 0
+        upper = 0
+        marks = 0
+        for i in range(offsets[d], offsets[d + 1]):
+            b = data[i]
+            if 48 <= b <= 57:
+                digits += 1
+            elif 65 <= b <= 90:
+                upper += 1
+            elif b == 33 or b == 63:
+                marks += 1
+        out[d, 0] = digits
+        out[d, 1] = upper
+        out[d, 2] = marks
+    return out

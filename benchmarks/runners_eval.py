@@ -1,0 +1,116 @@
+"""Wall time and docs/s of the whole pipeline on 1 vs 2 workers, per runner.
+
+Same input (a scaled corpus of real documents, ``benchmarks/corpus.py``, 8
+Parquet shards in row groups of 4,096), same packaged default config, one
+``curate run`` process per measurement (model loading and worker start-up
+included, as a user would see them):
+
+- DirectRunner, ``multi_processing`` mode, ``direct_num_workers`` 1 and 2;
+- curate's DaskRunner, ``--dask-workers`` 1 and 2 (scheduler + worker
+  processes on loopback, ``dask_npartitions`` = 2 x workers);
+- PortableRunner against Beam's Python job service on loopback (LOOPBACK
+  environment), ``--sdk_worker_parallelism`` 1 and 2.
+
+Also checks that every run kept the same documents (kept Parquet bytes).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine_facts, require_shared, write_results  # noqa: E402
+from benchmarks.corpus import write_scaled_corpus  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kept_digest(out: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted((out / "kept").glob("*.parquet")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _run(inputs: str, out: Path, extra: list[str]) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "curate", "run", "--input", inputs, "--output", str(out)] + extra,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"run failed ({' '.join(extra)}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--runners", default="direct,dask,portable")
+    parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
+    args = parser.parse_args()
+    require_shared()
+    corpus = Path(args.corpus_dir) / f"{args.docs}"
+    write_scaled_corpus(args.docs, corpus)
+    inputs = str(corpus / "*.parquet")
+    rows, digests = [], {}
+    with tempfile.TemporaryDirectory() as work:
+        for runner in args.runners.split(","):
+            service = None
+            if runner == "portable":
+                port = _free_port()
+                service = subprocess.Popen([sys.executable, "-m",
+                                            "apache_beam.runners.portability.local_job_service_main",
+                                            "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(5)
+            try:
+                for workers in (1, 2):
+                    extra = {
+                        "direct": ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"],
+                        "dask": ["--dask-workers", str(workers)],
+                        "portable": ["--runner=PortableRunner", f"--job_endpoint=localhost:{port if service else 0}",
+                                     "--environment_type=LOOPBACK", f"--sdk_worker_parallelism={workers}"],
+                    }[runner]
+                    out = Path(work) / f"{runner}-{workers}"
+                    seconds = _run(inputs, out, extra)
+                    digests[(runner, workers)] = _kept_digest(out)
+                    rows.append({"runner": runner, "workers": workers, "seconds": round(seconds, 1),
+                                 "docs_per_s": round(args.docs / seconds, 1)})
+                    print(rows[-1], flush=True)
+            finally:
+                if service:
+                    service.terminate()
+                    service.wait(timeout=30)
+    speedups = {}
+    for runner in args.runners.split(","):
+        one = next(r for r in rows if r["runner"] == runner and r["workers"] == 1)
+        two = next(r for r in rows if r["runner"] == runner and r["workers"] == 2)
+        speedups[runner] = round(one["seconds"] / two["seconds"], 2)
+    payload = {"machine": machine_facts(), "documents": args.docs, "runs": rows, "speedup_2_vs_1": speedups,
+               "identical_kept_output": len(set(digests.values())) == 1,
+               "note": "whole pipeline, packaged default config, one curate process per run, start-up included"}
+    lines = [f"# Runners: 1 vs 2 workers, whole pipeline, {args.docs:,} documents", "",
+             "| runner | workers | seconds | docs/s | speed-up 2 vs 1 |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['runner']} | {r['workers']} | {r['seconds']} | {r['docs_per_s']:,.0f} | "
+                     f"{speedups[r['runner']] if r['workers'] == 2 else ''} |")
+    lines += ["", f"Kept output identical across all runs: {payload['identical_kept_output']}.",
+              f"Machine: {payload['machine']['cpu']}, {payload['machine']['cores']} cores."]
+    write_results("runners", payload, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

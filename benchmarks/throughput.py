@@ -1,0 +1,231 @@
+"""Throughput per stage and for the whole chain, next to the bare kernels and datatrove.
+
+For each corpus size (``--sizes``, default 10k and 100k; 1M with
+``--sizes 1000000``) a scaled corpus of real documents (``benchmarks/corpus.py``)
+is written as Parquet shards, then, all on one core:
+
+- bare kernels, no Beam, on the first 20,000 documents: Parquet read, exact
+  hash, MinHash signatures, fastText lid.176 ``predict`` on a list (k=1, the
+  reference's bare figure) and our per-text LanguageIdentifier, quality
+  features + scoring, 13-gram lookup against GSM8K + HumanEval + MMLU;
+- Beam: ``curate run`` (DirectRunner, in-process, one worker) with each stage
+  alone (plus input_check, which always runs) and with the whole chain, each
+  a fresh process: wall time, docs/s, MB/s and peak RSS (GNU time);
+- pipeline overhead: the chain's wall time divided by the time the bare
+  kernels need for the documents each stage actually received (from the
+  funnel), plus the start-up of a 100-document run reported apart;
+- datatrove (``--datatrove-python``, a venv with ``.[bench]``): read,
+  read + LanguageFilter, read + MinhashDedupSignature on the same shards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import BENCHMARK_SETS, machine_facts, require_shared, write_results  # noqa: E402
+from benchmarks.corpus import write_scaled_corpus  # noqa: E402
+
+STAGES = ["exact_dedup", "near_dedup", "language", "quality", "decontamination", "mixing"]
+SINGLE_CORE = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+KERNEL_DOCS = 20_000
+
+
+def chain_config() -> dict:
+    from importlib import resources
+
+    cfg = yaml.safe_load(resources.files("curate.configs").joinpath("default.yaml").read_text())
+    cfg["input"]["paths"] = []
+    cfg["stages"]["decontamination"]["benchmarks"] = [
+        {"name": "gsm8k", "format": "gsm8k", "path": str(BENCHMARK_SETS / "gsm8k_test.jsonl"), "policy": "any"},
+        {"name": "humaneval", "format": "humaneval", "path": str(BENCHMARK_SETS / "HumanEval.jsonl.gz"), "policy": "any"},
+        {"name": "mmlu", "format": "mmlu", "path": str(BENCHMARK_SETS / "mmlu_test"), "policy": "any"},
+    ]
+    cfg["stages"]["mixing"].pop("source_map", None)
+    return cfg
+
+
+def stage_config(only: str | None) -> dict:
+    cfg = chain_config()
+    if only:
+        for name in cfg["stages"]:
+            cfg["stages"][name]["enabled"] = name == only
+    return cfg
+
+
+def run_curate(inputs: str, config: dict, work: Path, name: str) -> dict:
+    cfg_path, out = work / f"{name}.yaml", work / f"out-{name}"
+    cfg_path.write_text(yaml.safe_dump(config))
+    start = time.perf_counter()
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "curate", "run", "--config",
+                           str(cfg_path), "--input", inputs, "--output", str(out), "--overwrite"] + SINGLE_CORE,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
+    rss_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    funnel = json.loads((out / "funnel.json").read_text())
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb), "funnel": funnel}
+
+
+def _best(fn, runs: int = 2) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bare_kernels(shards: list[Path]) -> dict:
+    """Seconds per document of each kernel, without Beam."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import fasttext
+    from curate.classifiers import benchmark_sets, langid, minhash, quality, text
+    from curate.classifiers.ngram_index import NgramIndex
+
+    read_s = _best(lambda: [pq.read_table(p) for p in shards])
+    n_all = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
+    table = pa.concat_tables([pq.read_table(p) for p in shards]).slice(0, KERNEL_DOCS)
+    texts = table.column("text").combine_chunks()
+    py_texts = texts.to_pylist()
+    n = len(py_texts)
+    batches = [texts[i:i + 2048] for i in range(0, n, 2048)]
+    py_batches = [py_texts[i:i + 2048] for i in range(0, n, 2048)]
+
+    hasher = minhash.MinHasher()
+    hasher.signatures(batches[0][:8])
+    ft = fasttext.load_model(langid.default_model_path())
+    flat = [t.replace("\n", " ") for t in py_texts]
+    ident = langid.LanguageIdentifier()
+    model = quality.load_model(quality.default_model_dir())
+    items = []
+    for fmt, path in (("gsm8k", "gsm8k_test.jsonl"), ("humaneval", "HumanEval.jsonl.gz"), ("mmlu", "mmlu_test")):
+        items += [(fmt, i, t) for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))]
+    index = NgramIndex.build(items, n=13)
+    per_doc = {
+        "read": read_s / n_all,
+        "exact_hash": _best(lambda: [text.content_hashes(text.normalize_for_exact_dedup(b)) for b in batches]) / n,
+        "minhash_signatures": _best(lambda: [hasher.signatures(b) for b in batches]) / n,
+        "fasttext_predict_list_k1": _best(lambda: ft.predict(flat, k=1)) / n,
+        "language_identifier": _best(lambda: [ident.predict(b) for b in py_batches]) / n,
+        "quality_score": _best(lambda: [model.score(b) for b in py_batches], runs=1) / n,
+        "ngram_lookup": _best(lambda: [index.match_batch(b) for b in batches]) / n,
+    }
+    mb = texts.nbytes / 1e6
+    return {"documents": n, "mean_chars": round(float(np.mean([len(t) for t in py_texts]))),
+            "text_mb": round(mb, 1),
+            "docs_per_s": {k: round(1 / v, 1) for k, v in per_doc.items()}, "seconds_per_doc": per_doc}
+
+
+def kernel_seconds_for_chain(funnel: dict, per_doc: dict) -> float:
+    """Bare-kernel time for the documents each stage of the chain received."""
+    kernel_of = {"exact_dedup": ["exact_hash"], "near_dedup": ["minhash_signatures"],
+                 "language": ["language_identifier"], "quality>=0.5": ["quality_score"],
+                 "decontamination": ["ngram_lookup"]}
+    ran = [s for s in funnel["stages"] if s.get("status") == "run"]
+    total = ran[0]["in"]["docs"] * per_doc["read"]
+    for stage in ran:
+        for kernel in kernel_of.get(stage["name"], []):
+            total += stage["in"]["docs"] * per_doc[kernel]
+    return total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
+    parser.add_argument("--datatrove-python", help="python of a venv with datatrove (pip install '.[bench]')")
+    parser.add_argument("--stages-alone", action="store_true", help="also run each stage alone (slower)")
+    args = parser.parse_args()
+    require_shared()
+    from curate.classifiers import langid
+
+    payload = {"machine": machine_facts(), "sizes": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        tiny = write_scaled_corpus(100, Path(args.corpus_dir) / "100", shards=1)
+        startup = run_curate(str(tiny[0]), chain_config(), work, "startup")["seconds"]
+        payload["startup_seconds"] = startup
+        for size in [int(s) for s in args.sizes.split(",")]:
+            shards = write_scaled_corpus(size, Path(args.corpus_dir) / str(size))
+            inputs = str(shards[0].parent / "*.parquet")
+            mb = sum(p.stat().st_size for p in shards) / 1e6
+            entry = {"documents": size, "parquet_mb": round(mb, 1)}
+            if size <= 100_000:
+                entry["kernels"] = bare_kernels(shards)
+            chain = run_curate(inputs, stage_config(None), work, f"chain-{size}")
+            funnel = chain.pop("funnel")
+            entry["chain"] = {**chain, "docs_per_s": round(size / chain["seconds"], 1),
+                              "docs_per_s_after_startup": round(size / max(chain["seconds"] - startup, 1e-9), 1),
+                              "stages": [{"name": s["name"], "in": s["in"]["docs"], "kept": s["kept"]["docs"]}
+                                         for s in funnel["stages"] if s.get("status") == "run"]}
+            if "kernels" in entry:
+                kernel_s = kernel_seconds_for_chain(funnel, entry["kernels"]["seconds_per_doc"])
+                entry["chain"]["bare_kernel_seconds"] = round(kernel_s, 2)
+                entry["chain"]["overhead_ratio"] = round((chain["seconds"] - startup) / kernel_s, 2)
+            if args.stages_alone:
+                entry["alone"] = {}
+                for stage in STAGES:
+                    r = run_curate(inputs, stage_config(stage), work, f"{stage}-{size}")
+                    r.pop("funnel")
+                    entry["alone"][stage] = {**r, "docs_per_s": round(size / r["seconds"], 1)}
+            if args.datatrove_python:
+                done = subprocess.run([args.datatrove_python, str(Path(__file__).with_name("datatrove_side.py")),
+                                       str(shards[0].parent), langid.default_model_path()],
+                                      capture_output=True, text=True)
+                entry["datatrove"] = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0
+                                      else {"error": done.stderr[-1500:]})
+            payload["sizes"][str(size)] = entry
+            print(json.dumps(entry, indent=1)[:3000], flush=True)
+    write_results("throughput", payload, render(payload))
+    return 0
+
+
+def render(payload: dict) -> str:
+    m = payload["machine"]
+    lines = ["# Throughput, one core", "",
+             f"{m['cpu']}, {m['cores']} cores; apache-beam {m['apache_beam']}, Python {m['python']}. "
+             f"Start-up of a 100-document run (imports, models, graph): {payload['startup_seconds']} s.", ""]
+    for size, e in payload["sizes"].items():
+        c = e["chain"]
+        lines += [f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet)", "",
+                  f"Whole chain (DirectRunner, one worker): {c['seconds']} s = {c['docs_per_s']:,.0f} docs/s "
+                  f"({c['docs_per_s_after_startup']:,.0f} after start-up); peak RSS {c['peak_rss_mb']:,} MB"
+                  + (f"; pipeline overhead {c['overhead_ratio']}x the bare kernels ({c['bare_kernel_seconds']} s)"
+                     if "overhead_ratio" in c else "") + ".", ""]
+        if "kernels" in e:
+            k = e["kernels"]
+            lines += [f"Bare kernels ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):", "",
+                      "| kernel | docs/s |", "|---|---:|"]
+            lines += [f"| {name} | {rate:,.0f} |" for name, rate in k["docs_per_s"].items()]
+            lines.append("")
+        if "alone" in e:
+            lines += ["Each stage alone in Beam (plus input_check):", "", "| stage | seconds | docs/s | peak RSS MB |",
+                      "|---|---:|---:|---:|"]
+            lines += [f"| {s} | {r['seconds']} | {r['docs_per_s']:,.0f} | {r['peak_rss_mb']:,} |" for s, r in e["alone"].items()]
+            lines.append("")
+        if "datatrove" in e and "error" not in e["datatrove"]:
+            d = e["datatrove"]
+            lines += ["datatrove 0.10 (LocalPipelineExecutor, 1 task) on the same shards:", "",
+                      "| step | docs/s |", "|---|---:|"]
+            lines += [f"| {name} | {d[name]['docs_per_s']:,.0f} |" for name in ("read", "language_filter", "minhash_signature")]
+            lines.append("")
+        elif "datatrove" in e:
+            lines += [f"datatrove failed: {e['datatrove']['error'][-300:]}", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

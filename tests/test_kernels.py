@@ -1,0 +1,79 @@
+"""The compiled kernels against plain-Python definitions of the same thing."""
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from curate.classifiers import kernels, minhash, quality
+
+TEXTS = ["", "   ", "Hello, World! hello", "don't stop -- it's 3.5 km", "Ünïcödé ﬁne Ⅻ", "今天天气很好，我们去公园。",
+         "mixed 中文 text", "tab\tand\nnewline\u00a0nbsp", "a", "x" * 5]
+
+
+def _py_tokens(text: str) -> list[str]:
+    """The tokenizer's definition: NFKC, lower-case, P/S/whitespace separate; CJK-heavy text in characters."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    table = kernels.code_point_classes()
+    cls = [table[ord(c)] if ord(c) < len(table) else 1 for c in text]
+    word_chars = sum(c != 0 for c in cls)
+    if word_chars and sum(c == 2 for c in cls) >= kernels.SPACELESS_SHARE * word_chars:
+        return [ch for ch, c in zip(text, cls) if c != 0]
+    tokens, current = [], ""
+    for ch, c in zip(text, cls):
+        if c == 0:
+            if current:
+                tokens.append(current)
+            current = ""
+        else:
+            current += ch
+    return tokens + ([current] if current else [])
+
+
+def test_tokenizer_matches_its_definition():
+    assert minhash.tokenize(pa.array(TEXTS)).to_pylist() == [_py_tokens(t) for t in TEXTS]
+    assert minhash.tokenize(pa.array(["don't stop"])).to_pylist() == [["don", "t", "stop"]]
+
+
+def test_token_hashes_match_the_python_twin():
+    hashes, offsets = minhash.text_token_hashes(pa.array(TEXTS))
+    expected = [kernels.token_hash(tok) for t in TEXTS for tok in _py_tokens(t)]
+    assert hashes.tolist() == expected
+    assert np.diff(offsets).tolist() == [len(_py_tokens(t)) for t in TEXTS]
+
+
+def test_hashed_ngram_counts_match_a_python_reference():
+    params = quality.HashingParams(n_features=97, ngram_max=3)  # small and not a power of two
+    counts = params.transform(pa.array(TEXTS)).toarray()
+    mask = (1 << 64) - 1
+    for row, text in zip(counts, TEXTS):
+        hashes = [kernels.token_hash(tok) for tok in _py_tokens(text)]
+        expected = np.zeros(97)
+        for k in range(1, 4):
+            for i in range(len(hashes) - k + 1):
+                g = hashes[i]
+                for h in hashes[i + 1:i + k]:
+                    g = (g * 0x9E3779B97F4A7C15 + h) & mask
+                if k > 1:
+                    g = int(kernels.fmix64(np.array([g], dtype=np.uint64))[0])
+                expected[g % 97] += 1
+        np.testing.assert_array_equal(row, expected, err_msg=text)
+
+
+def test_word_counts_are_pythons_split(real_docs_path):
+    texts = pq.read_table(real_docs_path).column("text").combine_chunks()[:400]
+    words, distinct = kernels.word_counts(*minhash.normalized_buffers(texts), kernels.whitespace_table())
+    normalized = [unicodedata.normalize("NFKC", t).lower() for t in texts.to_pylist()]
+    assert words.tolist() == [len(t.split()) for t in normalized]
+    assert distinct.tolist() == [len(set(t.split())) for t in normalized]
+
+
+@pytest.mark.parametrize("bits", [32, 64])
+def test_signatures_do_not_depend_on_batching(bits):
+    hasher = minhash.MinHasher(num_perm=16, bits=bits)
+    whole = hasher.signatures(pa.array(TEXTS))
+    parts = np.concatenate([hasher.signatures(pa.array(TEXTS[i:i + 3])) for i in range(0, len(TEXTS), 3)])
+    np.testing.assert_array_equal(whole, parts)
