@@ -39,7 +39,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from datasketch import MinHash, MinHashLSH  # noqa: E402
 
-from benchmarks.common import REAL_DOCS, machine_facts, peak_rss_mb, require_shared, write_results  # noqa: E402
+from benchmarks.common import REAL_DOCS, machine_facts, peak_rss_mb, require_shared, timed, write_results  # noqa: E402
 from curate.classifiers import minhash as mh  # noqa: E402
 
 RATES = [0.01, 0.03, 0.05, 0.10, 0.20]
@@ -160,23 +160,13 @@ def _py_shingle_hash32(data: bytes) -> int:
     return mh.shingle_hash(data.decode("utf-8").split(" "), 32)
 
 
-def _best_of(runs: int, fn) -> float:
-    """Fastest of ``runs`` timings: the least disturbed by the other core's load."""
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def speed(texts: list[str]) -> dict:
     hasher = mh.MinHasher(num_perm=112, seed=1)
     arr = pa.array(texts)
     start = time.perf_counter()
     hasher.signatures(arr[:8])  # compiles the kernels, or loads them from numba's cache
     first_call = time.perf_counter() - start
-    t_ours = _best_of(3, lambda: [hasher.signatures(arr[i:i + 1024]) for i in range(0, len(arr), 1024)])
+    t_ours = timed(lambda: [hasher.signatures(arr[i:i + 1024]) for i in range(0, len(arr), 1024)], repeat=3)[0]
     ours = np.concatenate([hasher.signatures(arr[i:i + 1024]) for i in range(0, len(arr), 1024)])
     tokens = mh.tokenize(arr).to_pylist()
     shingles = [[" ".join(t[j:j + 5]).encode() for j in range(len(t) - 4)] if len(t) >= 5 else
@@ -185,7 +175,7 @@ def speed(texts: list[str]) -> dict:
     def datasketch_sha1():
         for s in shingles:
             MinHash(num_perm=112, seed=1).update_batch(s)
-    t_sha1 = _best_of(3, datasketch_sha1)
+    t_sha1 = timed(datasketch_sha1, repeat=3)[0]
     start = time.perf_counter()
     identical = 0
     for i, s in enumerate(shingles):

@@ -31,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BENCHMARK_SETS, machine_facts, require_shared, write_results  # noqa: E402
+from benchmarks.common import BENCHMARK_SETS, machine_facts, require_shared, timed, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 
 STAGES = ["exact_dedup", "near_dedup", "language", "quality", "decontamination", "mixing"]
@@ -77,12 +77,7 @@ def run_curate(inputs: str, config: dict, work: Path, name: str) -> dict:
 
 
 def _best(fn, runs: int = 2) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return timed(fn, repeat=runs)[0]
 
 
 def bare_kernels(shards: list[Path]) -> dict:
