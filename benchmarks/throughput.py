@@ -142,7 +142,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
     parser.add_argument("--datatrove-python", help="python of a venv with datatrove (pip install '.[bench]')")
-    parser.add_argument("--stages-alone", action="store_true", help="also run each stage alone (slower)")
+    parser.add_argument("--alone-max-size", type=int, default=10_000,
+                        help="run each stage alone for corpora up to this size (0: never)")
     args = parser.parse_args()
     require_shared()
     from curate.classifiers import langid
@@ -158,19 +159,19 @@ def main() -> int:
             inputs = str(shards[0].parent / "*.parquet")
             mb = sum(p.stat().st_size for p in shards) / 1e6
             entry = {"documents": size, "parquet_mb": round(mb, 1)}
-            if size <= 100_000:
-                entry["kernels"] = bare_kernels(shards)
+            if "kernels" not in payload:  # per-document rates, measured once on the first corpus
+                payload["kernels"] = bare_kernels(shards)
             chain = run_curate(inputs, stage_config(None), work, f"chain-{size}")
             funnel = chain.pop("funnel")
             entry["chain"] = {**chain, "docs_per_s": round(size / chain["seconds"], 1),
                               "docs_per_s_after_startup": round(size / max(chain["seconds"] - startup, 1e-9), 1),
                               "stages": [{"name": s["name"], "in": s["in"]["docs"], "kept": s["kept"]["docs"]}
                                          for s in funnel["stages"] if s.get("status") == "run"]}
-            if "kernels" in entry:
-                kernel_s = kernel_seconds_for_chain(funnel, entry["kernels"]["seconds_per_doc"])
+            if "kernels" in payload:
+                kernel_s = kernel_seconds_for_chain(funnel, payload["kernels"]["seconds_per_doc"])
                 entry["chain"]["bare_kernel_seconds"] = round(kernel_s, 2)
                 entry["chain"]["overhead_ratio"] = round((chain["seconds"] - startup) / kernel_s, 2)
-            if args.stages_alone:
+            if size <= args.alone_max_size:
                 entry["alone"] = {}
                 for stage in STAGES:
                     r = run_curate(inputs, stage_config(stage), work, f"{stage}-{size}")
@@ -193,6 +194,11 @@ def render(payload: dict) -> str:
     lines = ["# Throughput, one core", "",
              f"{m['cpu']}, {m['cores']} cores; apache-beam {m['apache_beam']}, Python {m['python']}. "
              f"Start-up of a 100-document run (imports, models, graph): {payload['startup_seconds']} s.", ""]
+    k = payload["kernels"]
+    lines += [f"Bare kernels, no Beam ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):", "",
+              "| kernel | docs/s |", "|---|---:|"]
+    lines += [f"| {name} | {rate:,.0f} |" for name, rate in k["docs_per_s"].items()]
+    lines.append("")
     for size, e in payload["sizes"].items():
         c = e["chain"]
         lines += [f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet)", "",
@@ -200,12 +206,6 @@ def render(payload: dict) -> str:
                   f"({c['docs_per_s_after_startup']:,.0f} after start-up); peak RSS {c['peak_rss_mb']:,} MB"
                   + (f"; pipeline overhead {c['overhead_ratio']}x the bare kernels ({c['bare_kernel_seconds']} s)"
                      if "overhead_ratio" in c else "") + ".", ""]
-        if "kernels" in e:
-            k = e["kernels"]
-            lines += [f"Bare kernels ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):", "",
-                      "| kernel | docs/s |", "|---|---:|"]
-            lines += [f"| {name} | {rate:,.0f} |" for name, rate in k["docs_per_s"].items()]
-            lines.append("")
         if "alone" in e:
             lines += ["Each stage alone in Beam (plus input_check):", "", "| stage | seconds | docs/s | peak RSS MB |",
                       "|---|---:|---:|---:|"]
