@@ -35,10 +35,6 @@ import pyarrow.compute as pc
 from curate.classifiers import kernels
 
 _POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the shingle polynomial
-_FMIX = {
-    32: (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35), np.uint32(16)),
-    64: (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(33), np.uint64(0xC4CEB9FE1A85EC53), np.uint64(33)),
-}
 
 
 def as_string_array(texts) -> pa.Array:
@@ -172,16 +168,6 @@ def shingle_hashes(hashes: np.ndarray, offsets: np.ndarray, k: int, bits: int = 
     return _fold(values, bits), out_offsets
 
 
-def _fmix(h: np.ndarray, bits: int) -> np.ndarray:
-    s1, m1, s2, m2, s3 = _FMIX[bits]
-    with np.errstate(over="ignore"):
-        h = h ^ (h >> s1)
-        h = h * m1
-        h = h ^ (h >> s2)
-        h = h * m2
-        return h ^ (h >> s3)
-
-
 def permutations(num_perm: int, seed: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) drawn exactly as datasketch's affine32/affine64 schemes draw them."""
     gen = np.random.RandomState(seed)
@@ -234,7 +220,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
         acc = np.zeros((n, bands), dtype=np.uint64) + (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _POLY
         for r in range(rows):
             acc = acc * np.uint64(0x100000001B3) + sig[:, :, r]
-        return _fmix(acc, 64)
+    return kernels.fmix64(acc.ravel()).reshape(n, bands)
 
 
 def _integrate(f, a: float, b: float, steps: int = 1000) -> float:

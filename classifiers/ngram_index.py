@@ -22,14 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.minhash import shingle_hashes, token_hashes
+from curate.classifiers.minhash import as_string_array, shingle_hashes, token_hashes
 
 _DELETE = r"[\p{P}\p{S}]"
 
 
 def tokenize(texts) -> pa.ListArray:
-    arr = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else pa.array(list(texts), pa.string())
-    out = pc.utf8_normalize(pc.fill_null(arr, ""), form="NFKC")
+    out = pc.utf8_normalize(as_string_array(texts), form="NFKC")
     out = pc.utf8_lower(out)
     out = pc.replace_substring_regex(out, pattern=_DELETE, replacement="")
     return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(out))

@@ -291,10 +291,12 @@ def default_model_dir() -> str:
     return str(resources.files("curate.classifiers").joinpath("models", "edu_quality"))
 
 
-def design_matrix(texts, model_type: str, hashing: HashingParams, idf, scaler_mean, scaler_scale) -> sp.csr_matrix:
+def design_matrix(texts, model_type: str, hashing: HashingParams, idf, scaler_mean, scaler_scale,
+                  normalized=None) -> sp.csr_matrix:
     blocks = []
     texts = _string_array(texts)
-    normalized = normalized_buffers(texts)  # tokenized once for both feature families
+    if normalized is None:
+        normalized = normalized_buffers(texts)  # tokenized once for both feature families
     if model_type in ("features", "ensemble"):
         hand = (hand_features(texts, normalized) - scaler_mean) / scaler_scale
         blocks.append(sp.csr_matrix(hand))
@@ -315,17 +317,19 @@ def train(texts: list[str], labels: np.ndarray, model_type: str = "ensemble", C:
 
     hashing = hashing or HashingParams()
     labels = np.asarray(labels, dtype=int)
+    texts = _string_array(texts)
+    normalized = normalized_buffers(texts)  # once, for the scaler, the IDF and the design matrix
     scaler_mean = scaler_scale = idf = None
     if model_type in ("features", "ensemble"):
-        hand = hand_features(texts)
+        hand = hand_features(texts, normalized)
         scaler_mean = hand.mean(axis=0)
         scaler_scale = hand.std(axis=0)
         scaler_scale[scaler_scale == 0] = 1.0
     if model_type in ("tfidf", "ensemble"):
-        counts = hashing.transform(texts)
+        counts = hashing.transform(texts, normalized)
         df = np.bincount(counts.indices, minlength=hashing.n_features)
         idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)
-    x = design_matrix(texts, model_type, hashing, idf, scaler_mean, scaler_scale)
+    x = design_matrix(texts, model_type, hashing, idf, scaler_mean, scaler_scale, normalized)
     clf = LogisticRegression(C=C, solver="liblinear", max_iter=1000, class_weight="balanced")
     clf.fit(x, labels)
     coef = clf.coef_.ravel()
