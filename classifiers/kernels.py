@@ -111,7 +111,7 @@ def _class(table, cp):
     return table[cp] if cp < table.shape[0] else 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _char_mode_and_counts(data, offsets, table, share):
     """Per document: split into characters?  And how many tokens that gives."""
     n = offsets.shape[0] - 1
@@ -144,7 +144,7 @@ def _char_mode_and_counts(data, offsets, table, share):
     return char_mode, counts
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fill_spans(data, offsets, table, char_mode, token_offsets, starts, ends):
     n = offsets.shape[0] - 1
     for d in range(n):
@@ -188,7 +188,7 @@ def token_spans(data: np.ndarray, offsets: np.ndarray, share: float = SPACELESS_
     return starts, ends, token_offsets
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def hash_spans(data, starts, ends):
     """``token_hash`` of every byte span ``data[starts[i]:ends[i]]``."""
     out = np.empty(starts.shape[0], dtype=np.uint64)
@@ -200,7 +200,7 @@ def hash_spans(data, starts, ends):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fmix32(values):
     """MurmurHash3's 32-bit finalizer of every value (uint32 in, uint32 out)."""
     out = np.empty(values.shape[0], dtype=np.uint32)
@@ -214,7 +214,7 @@ def fmix32(values):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fmix64(values):
     """MurmurHash3's 64-bit finalizer of every value."""
     out = np.empty(values.shape[0], dtype=np.uint64)
@@ -223,7 +223,7 @@ def fmix64(values):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def min_affine32(mixed, offsets, a, b, out):
     """``out[d, p] = min over document d's shingles s of (a[p] * mixed[s] + b[p]) mod 2^32``.
 
@@ -245,7 +245,7 @@ def min_affine32(mixed, offsets, a, b, out):
             out[d, p] = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def min_affine64(mixed, offsets, a, b, out):
     """As ``min_affine32`` in wrapping 64-bit arithmetic.  Two kernels, not one with
     a mask: masking uint64 products made the 32-bit case 3x slower (no 32-bit lanes)."""
@@ -263,7 +263,7 @@ def min_affine64(mixed, offsets, a, b, out):
             out[d, p] = m
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def hashed_ngram_csr(hashes, offsets, ngram_max, n_features):
     """CSR (indptr, indices, counts) of hashed token n-grams (1..ngram_max) per document.
 
@@ -324,7 +324,7 @@ def whitespace_table() -> np.ndarray:
     return np.array([chr(cp).isspace() for cp in range(0x3001)], dtype=np.bool_)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def word_counts(data, offsets, spaces):
     """Per document: whitespace-separated words and distinct words (by FNV-1a 64 of
     their bytes), i.e. ``len(t.split())`` and ``len(set(t.split()))``."""
@@ -365,7 +365,7 @@ def word_counts(data, offsets, spaces):
     return words, distinct
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def ascii_class_counts(data, offsets):
     """Per document: ASCII digits, ASCII upper-case letters, and '!' or '?'."""
     n_docs = offsets.shape[0] - 1
