@@ -21,6 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.text import char_lengths
+from curate.transforms import beam_speedups
+
+beam_speedups.install()  # every stage module imports this one, on the driver and on workers
 
 STAGE_FIELD = pa.field("stage", pa.string())
 REASON_FIELD = pa.field("reason", pa.string())

@@ -1,0 +1,68 @@
+"""transforms.beam_speedups: the memoized DoFn introspection gives Beam's answers."""
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.coders import VarIntCoder
+from apache_beam.pipeline import PipelineVisitor
+from apache_beam.transforms import userstate
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
+
+from curate.pipelines.build import build_pipeline, sample_corpus_path
+from curate.pipelines.config import load_config
+from curate.transforms import beam_speedups
+from curate.transforms.io import inspect_inputs
+from curate.transforms.stage import Columns
+
+COUNT = ReadModifyWriteStateSpec("count", VarIntCoder())
+ALARM = TimerSpec("alarm", beam.TimeDomain.WATERMARK)
+
+
+class Stateful(beam.DoFn):
+    def process(self, element, count=beam.DoFn.StateParam(COUNT), alarm=beam.DoFn.TimerParam(ALARM)):
+        yield element
+
+
+class Plain(beam.DoFn):
+    def process(self, element):
+        yield element
+
+
+class Duplicated(beam.DoFn):
+    def process(self, element, a=beam.DoFn.StateParam(COUNT), b=beam.DoFn.StateParam(COUNT)):
+        yield element
+
+
+def test_installed_and_answers_like_beam_for_state_timers_and_wrapped_functions():
+    assert userstate.get_dofn_specs is beam_speedups.get_dofn_specs  # importing the stages installs it
+    for dofn in (Stateful(), Plain(), Stateful(), Plain()):  # second round from the memo
+        assert beam_speedups.get_dofn_specs(dofn) == beam_speedups._ORIGINAL(dofn)
+    assert beam_speedups.get_dofn_specs(Stateful()) == ({COUNT}, {ALARM})
+    assert userstate.is_stateful_dofn(Stateful()) and not userstate.is_stateful_dofn(Plain())
+    # a wrapped function sits on the instance: never answered from another wrapper's memo
+    plain_fn = beam.transforms.core.CallableWrapperDoFn(lambda x: [x])
+    stateful_fn = beam.transforms.core.CallableWrapperDoFn(lambda x, c=beam.DoFn.StateParam(COUNT): [x])
+    for fn in (plain_fn, stateful_fn):
+        assert beam_speedups.get_dofn_specs(fn) == beam_speedups._ORIGINAL(fn)
+    assert (beam.transforms.core.CallableWrapperDoFn, "process") not in beam_speedups._DEFAULTS
+    with pytest.raises(ValueError, match="duplicate process method parameters"):
+        beam_speedups.get_dofn_specs(Duplicated())
+
+
+def test_same_specs_as_beam_for_every_dofn_of_the_curation_pipeline(tmp_path):
+    cfg = load_config()
+    paths = [sample_corpus_path()]
+    schema, _ = inspect_inputs(paths, Columns(id=cfg.input.id_column, text=cfg.input.text_column), None)
+    p = beam.Pipeline()
+    build_pipeline(p, cfg, paths, schema, str(tmp_path))
+    fns = []
+
+    class Collect(PipelineVisitor):
+        def visit_transform(self, node):
+            if isinstance(node.transform, beam.ParDo):
+                fns.append(node.transform.fn)
+
+    p.visit(Collect())
+    assert len(fns) > 100
+    for fn in fns:
+        assert beam_speedups.get_dofn_specs(fn) == beam_speedups._ORIGINAL(fn), fn
