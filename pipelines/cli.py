@@ -2,6 +2,7 @@
 
   curate run [--config FILE] [--input GLOB ...] [--output DIR] [--overwrite] [BEAM OPTIONS...]
   curate funnel DIR
+  curate job-service [--port N] [--worker-pool-port N]
 
 Unknown options after ``run`` are passed to Beam as pipeline options
 (``--runner``, ``--direct_num_workers``, ``--project`` ...).
@@ -28,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
     run.add_argument("--dask-workers", type=int, metavar="N",
                      help="start a dask.distributed cluster of N worker processes on loopback and run on it")
+    service = sub.add_parser("job-service", help="a local Beam job service (portable Job API) that runs each job "
+                             "on --sdk_worker_parallelism SDK workers")
+    service.add_argument("--port", type=int, default=8099, help="job API port (default 8099; 0 picks a free one)")
+    service.add_argument("--worker-pool-port", type=int, metavar="N",
+                         help="also start a pool of SDK worker processes on this port (0 picks a free one), "
+                              "for --environment_type=EXTERNAL --environment_config=localhost:N")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
     report = sub.add_parser("report", help="regenerate report.html of a finished run from its JSON")
@@ -94,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             return _error(str(exc))
         return 0
+
+    if args.command == "job-service":
+        from curate.pipelines import job_service
+
+        try:
+            return job_service.serve(args.port, args.worker_pool_port, log=lambda m: print(m, file=sys.stderr,
+                                                                                           flush=True))
+        except (OSError, RuntimeError) as exc:
+            return _error(f"job service could not start: {exc}")
 
     if args.dask_workers is not None and args.dask_workers < 1:
         return _error("--dask-workers must be at least 1")

@@ -41,26 +41,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, direct_output):
-    port = _free_port()
-    service = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _wait_for_port(port: int, process: subprocess.Popen) -> None:
+    deadline = time.time() + 60
+    while time.time() < deadline and process.poll() is None:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"nothing listening on port {port} (exit code {process.poll()})")
+
+
+@pytest.mark.parametrize("service", ["beam", "curate"])
+def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, direct_output, service):
+    """Through the Job API: Beam's Python job service (one LOOPBACK worker) and
+    ``curate job-service`` with two SDK worker processes from its pool."""
+    port, pool_port = _free_port(), _free_port()
+    command = (["-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)]
+               if service == "beam" else
+               ["-m", "curate", "job-service", "--port", str(port), "--worker-pool-port", str(pool_port)])
+    process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.5)
+        _wait_for_port(port, process)
         cfg = yaml.safe_load((CONFIGS / "portable.yaml").read_text())
         cfg["runner"]["options"]["job_endpoint"] = f"localhost:{port}"
+        if service == "curate":
+            _wait_for_port(pool_port, process)
+            cfg["runner"]["options"].update(environment_type="EXTERNAL", sdk_worker_parallelism=2,
+                                            environment_config=f"localhost:{pool_port}")
         result = build.run(config_from_dict(cfg), str(tmp_path / "out"), input_paths=[sample_corpus_path()],
                            log=lambda m: None)
         assert result.funnel["conservation"]["ok"]
         assert _outputs(tmp_path / "out") == direct_output
     finally:
-        service.terminate()
-        service.wait(timeout=30)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_job_service_worker_count_comes_from_the_job_options():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from curate.pipelines.job_service import worker_count
+
+    assert worker_count(PipelineOptions([])) == 1
+    assert worker_count(PipelineOptions(["--sdk_worker_parallelism=2"])) == 2
+    assert worker_count(PipelineOptions(["--direct_num_workers=3"])) == 3
+    assert worker_count(PipelineOptions(["--sdk_worker_parallelism=2", "--direct_num_workers=3"])) == 2
 
 
 def test_dask_cluster_of_two_worker_processes_gives_identical_output(tmp_path, direct_output):

@@ -4,7 +4,7 @@ Element shapes, in order:
   batches                 pa.RecordBatch
   band entries            (band_key: int, (doc_id, priority)) bands per document
   buckets -> pairs        ((id_a, prio_a), (id_b, prio_b)), id_a < id_b, distinct
-  sets                    (doc_id, (priority, np.ndarray))   sorted unique shingle hashes (or signature)
+  sets                    (doc_id, (priority, bytes))        sorted unique shingle hashes (or signature)
   verified edges          pairs whose Jaccard >= threshold
   labels                  (doc_id, (priority, rep_id))       min label over the component
   rows                    (doc_id, row dict)                 joined with labels at the end
@@ -70,10 +70,12 @@ class Signatures(beam.DoFn):
             for key in keys[d].tolist():
                 yield key, member
             if c["verify"] == "exact":
-                payload = np.unique(values[offsets[d]:offsets[d + 1]])
+                payload = np.unique(values[offsets[d]:offsets[d + 1]]).astype(self.hasher.dtype, copy=False)
             else:
                 payload = sigs[d]
-            yield beam.pvalue.TaggedOutput("sets", (doc_id, (priorities[d], payload)))
+            # bytes, not an ndarray: a shuffle pickles one buffer instead of an array object per
+            # document (Dask sends each array as its own frame)
+            yield beam.pvalue.TaggedOutput("sets", (doc_id, (priorities[d], payload.tobytes())))
         for doc_id, row in zip(ids, batch.to_pylist()):
             yield beam.pvalue.TaggedOutput("rows", (doc_id, row))
 
@@ -94,7 +96,9 @@ def bucket_pairs(element, max_bucket_pairs: int):
                 yield a, b
 
 
-def similarity(a: np.ndarray, b: np.ndarray, verify: str) -> float:
+def similarity(a: bytes, b: bytes, verify: str, dtype) -> float:
+    """Jaccard of two sorted shingle sets, or the share of equal signature slots."""
+    a, b = np.frombuffer(a, dtype=dtype), np.frombuffer(b, dtype=dtype)
     if verify == "exact":
         return jaccard_sorted(a, b)
     return float(np.mean(a == b))
@@ -130,6 +134,7 @@ class NearDedup(Stage):
 
     def _verify(self, pairs, sets):
         verify, threshold = self.cfg["verify"], self.cfg["threshold"]
+        dtype = np.uint32 if self.cfg["bits"] == 32 else np.uint64  # MinHasher.dtype
 
         def first_half(element):
             _, grouped = element
@@ -141,7 +146,7 @@ class NearDedup(Stage):
             _, grouped = element
             for _, set_b in grouped["set"]:
                 for pair, set_a in grouped["half"]:
-                    if similarity(set_a, set_b, verify) >= threshold:
+                    if similarity(set_a, set_b, verify, dtype) >= threshold:
                         yield pair
 
         by_a = pairs | "ByA" >> beam.Map(lambda pair: (pair[0][0], pair))
