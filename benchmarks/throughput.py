@@ -116,7 +116,7 @@ def bare_kernels(shards: list[Path]) -> dict:
         # fasttext-predict 0.9.2.4's Python list wrapper breaks on its own return value; call
         # the C++ multilinePredict it wraps (labels only), the bare kernel the reference timed
         "fasttext_predict_list_k1": _best(lambda: ft.f.multilinePredict(flat, 1, 0.0, "replace")) / n,
-        "language_identifier": _best(lambda: [ident.predict(b) for b in py_batches]) / n,
+        "language_identifier": _best(lambda: [ident.predict(b) for b in batches]) / n,
         "quality_score": _best(lambda: [model.score(b) for b in py_batches], runs=1) / n,
         "ngram_lookup": _best(lambda: [index.match_batch(b) for b in batches]) / n,
     }
@@ -144,6 +144,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
     parser.add_argument("--datatrove-python", help="python of a venv with datatrove (pip install '.[bench]')")
+    parser.add_argument("--datatrove-max-size", type=int, default=10**9,
+                        help="run datatrove only on corpora up to this size")
     parser.add_argument("--alone-max-size", type=int, default=10_000,
                         help="run each stage alone for corpora up to this size (0: never)")
     args = parser.parse_args()
@@ -179,7 +181,7 @@ def main() -> int:
                     r = run_curate(inputs, stage_config(stage), work, f"{stage}-{size}")
                     r.pop("funnel")
                     entry["alone"][stage] = {**r, "docs_per_s": round(size / r["seconds"], 1)}
-            if args.datatrove_python:
+            if args.datatrove_python and size <= args.datatrove_max_size:
                 done = subprocess.run([args.datatrove_python, str(Path(__file__).with_name("datatrove_side.py")),
                                        str(shards[0].parent), langid.default_model_path()],
                                       capture_output=True, text=True)

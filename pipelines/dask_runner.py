@@ -21,10 +21,11 @@ as one frame), and the window reification before each shuffle pickles a
 
 ``DaskRunner`` here keeps Beam's translation of Create/Flatten, shuffles with
 one all-to-all exchange of pickled buckets (``_group_by_key``, no window
-reification in the global window), and replaces the ParDo and the graph walk: one DoFn invocation per partition with
-fresh receivers, outputs collected after ``finish_bundle`` as ``(tag, value)``
-pairs that each consumer filters by its tag, side inputs materialized once as
-a dask ``Delayed`` shared by all partitions, groups and flattened collections
+reification in the global window), and replaces the ParDo and the graph
+walk: one DoFn invocation per partition with fresh receivers, outputs
+collected after ``finish_bundle`` as ``(tag, value)`` pairs that each consuming
+ParDo filters by its tag as it reads them, side inputs materialized once as a
+dask ``Delayed`` shared by all partitions, groups and flattened collections
 spread over ``dask_npartitions``, and every leaf computed.  Select it with
 ``--runner=curate.pipelines.dask_runner.DaskRunner`` (``configs/dask.yaml``).
 """
@@ -70,6 +71,8 @@ class _Receivers(dict):
 
 
 _GLOBAL_WINDOWS = (GlobalWindow(),)
+
+
 class _ANY_TAG:  # noqa: N801 - a sentinel that keeps its identity through pickling (by reference)
     """The input bag holds plain values, not ``(tag, value)`` pairs."""
 

@@ -130,7 +130,7 @@ def test_dask_runner_keeps_what_beams_own_loses():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, tempfile.TemporaryDirectory() as work:
-        options = PipelineOptions([f"--runner=curate.pipelines.dask_runner.DaskRunner",
+        options = PipelineOptions(["--runner=curate.pipelines.dask_runner.DaskRunner",
                                    f"--dask_client_address={cluster.scheduler_address}", "--dask_npartitions=3"])
         with beam.Pipeline(options=options) as p:
             offset = p | "Offset" >> beam.Create([1000])
