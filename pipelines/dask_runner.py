@@ -32,7 +32,6 @@ spread over ``dask_npartitions``, and every leaf computed.  Select it with
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import pickle
 import zlib
@@ -130,12 +129,13 @@ def _concat(parts):
     return _Part(value for part in parts for value in part)
 
 
-def _pick(pair, tag):
-    return pair[0] == tag
+def _select(pairs, tag) -> "_Part":
+    """The values of one tag from a partition of ``(tag, value)`` pairs, as one frame."""
+    return _Part(value for item_tag, value in pairs if item_tag == tag)
 
 
-def _value(pair):
-    return pair[1]
+def _as_part(items) -> "_Part":
+    return _Part(items)
 
 
 class _Visitor(PipelineVisitor):
@@ -151,7 +151,7 @@ class _Visitor(PipelineVisitor):
         self.consumed.add(producer)
         bag = self.bags[producer]
         if producer in self.tagged:
-            bag = bag.filter(functools.partial(_pick, tag=pcoll.tag)).map(_value)
+            bag = bag.map_partitions(_select, pcoll.tag)
         return bag
 
     def source_of(self, pcoll):
@@ -191,7 +191,8 @@ class _Visitor(PipelineVisitor):
             # counters fans out into thousands of mostly empty tasks
             bag = op.apply(inputs)
             limit = self.bag_kwargs.get("npartitions")
-            self.bags[node] = bag.repartition(limit) if limit and bag.npartitions > limit else bag
+            bag = bag.repartition(limit) if limit and bag.npartitions > limit else bag
+            self.bags[node] = bag.map_partitions(_as_part)  # one frame when it moves between workers
         elif isinstance(op, te.GroupByKey):
             self.bags[node] = _group_by_key(inputs[0], self.bag_kwargs.get("npartitions") or inputs[0].npartitions)
         else:
