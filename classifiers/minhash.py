@@ -168,10 +168,15 @@ def shingle_hashes(hashes: np.ndarray, offsets: np.ndarray, k: int, bits: int = 
     return _fold(values, bits), out_offsets
 
 
+def hash_dtype(bits: int):
+    """Element type of shingle hashes, signatures and shingle-set payloads for a scheme."""
+    return np.uint32 if bits == 32 else np.uint64
+
+
 def permutations(num_perm: int, seed: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(a, b) drawn exactly as datasketch's affine32/affine64 schemes draw them."""
     gen = np.random.RandomState(seed)
-    dtype = np.uint32 if bits == 32 else np.uint64
+    dtype = hash_dtype(bits)
     a = gen.randint(0, 1 << (bits - 1), num_perm, dtype=dtype) * dtype(2) + dtype(1)
     b = gen.randint(0, 1 << bits, num_perm, dtype=dtype)
     return a, b
@@ -189,7 +194,7 @@ class MinHasher:
     def __post_init__(self):
         if self.bits not in (32, 64):
             raise ValueError("bits must be 32 or 64")
-        self.dtype = np.uint32 if self.bits == 32 else np.uint64
+        self.dtype = hash_dtype(self.bits)
         a, b = permutations(self.num_perm, self.seed, self.bits)
         self.a, self.b = a, b
         self.empty = np.iinfo(self.dtype).max

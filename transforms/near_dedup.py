@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
+from curate.classifiers.minhash import MinHasher, band_keys, hash_dtype, jaccard_sorted
 from curate.transforms.exact_dedup import DUPLICATE_OF
 from curate.transforms.stage import REJECTED_TAG, Rebatch, Stage, StageResult, TaggedParDo
 
@@ -134,7 +134,7 @@ class NearDedup(Stage):
 
     def _verify(self, pairs, sets):
         verify, threshold = self.cfg["verify"], self.cfg["threshold"]
-        dtype = np.uint32 if self.cfg["bits"] == 32 else np.uint64  # MinHasher.dtype
+        dtype = hash_dtype(self.cfg["bits"])
 
         def first_half(element):
             _, grouped = element
