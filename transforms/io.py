@@ -14,6 +14,7 @@ import time
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 from apache_beam.io.filesystem import CompressionTypes
@@ -185,23 +186,38 @@ def shard_of(doc_id: str, num_shards: int) -> int:
     return xxhash.xxh64_intdigest(doc_id.encode("utf-8")) % num_shards
 
 
-def stable_order(rows: list[dict], columns: Columns) -> list[dict]:
-    """Sort by (id, text); ties (duplicate ids with equal text) by full row JSON."""
-    def key(row):
-        return (row[columns.id] or "", row[columns.text] or "")
+def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with exactly ``schema``'s columns, in its order (missing ones null)."""
+    if batch.schema.equals(schema):
+        return batch
+    arrays = [batch.column(f.name).cast(f.type) if batch.schema.get_field_index(f.name) >= 0
+              else pa.nulls(batch.num_rows, f.type) for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
-    rows.sort(key=key)
-    out, i = [], 0
-    while i < len(rows):
+
+def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
+    """Sort by (id, text), nulls first; ties (equal id and text) by the row's JSON.
+
+    Arrow compares strings by UTF-8 bytes, which is code-point order, as Python does.
+    """
+    keys = pa.table({"id_set": pc.is_valid(table.column(columns.id)), "id": table.column(columns.id),
+                     "text_set": pc.is_valid(table.column(columns.text)), "text": table.column(columns.text)})
+    table = table.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]))
+    ids, texts = table.column(columns.id).to_pylist(), table.column(columns.text).to_pylist()
+    order, i, n = [], 0, table.num_rows
+    tied = False
+    while i < n:
         j = i + 1
-        while j < len(rows) and key(rows[j]) == key(rows[i]):
+        while j < n and ids[j] == ids[i] and texts[j] == texts[i]:
             j += 1
-        group = rows[i:j]
-        if len(group) > 1:
-            group.sort(key=lambda r: json.dumps(r, sort_keys=True, default=str))
-        out.extend(group)
+        if j - i > 1:
+            tied = True
+            rows = table.slice(i, j - i).to_pylist()
+            order += sorted(range(i, j), key=lambda k: json.dumps(rows[k - i], sort_keys=True, default=str))
+        else:
+            order.append(i)
         i = j
-    return out
+    return table.take(order) if tied else table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,22 +248,27 @@ class WriteParquetShards(beam.PTransform):
     def expand(self, batches):
         num_shards, id_col, part_col = self.num_shards, self.columns.id, self.partition_column
 
-        def key_rows(batch: pa.RecordBatch):
-            for row in batch.to_pylist():
-                shard = shard_of(row[id_col] or "", num_shards)
-                yield (row[part_col] if part_col else None, shard), row
+        def split_by_shard(batch: pa.RecordBatch):
+            """batch -> ((partition, shard), sub-batch): one element per shard present."""
+            shards = [shard_of(i or "", num_shards) for i in batch.column(id_col).to_pylist()]
+            parts = batch.column(part_col).to_pylist() if part_col else [None] * batch.num_rows
+            where: dict = {}
+            for row, key in enumerate(zip(parts, shards)):
+                where.setdefault(key, []).append(row)
+            for key, rows in where.items():
+                yield key, batch if len(rows) == batch.num_rows else batch.take(rows)
 
         return (
             batches
-            | "KeyByShard" >> beam.FlatMap(key_rows)
+            | "SplitByShard" >> beam.FlatMap(split_by_shard)
             | "GroupShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.MapTuple(self._write)
         )
 
-    def _write(self, key, rows) -> WrittenShard:
+    def _write(self, key, batches) -> WrittenShard:
         partition, shard = key
-        rows = stable_order(list(rows), self.columns)
-        table = pa.Table.from_pylist(rows, schema=self.schema)
+        table = stable_order(pa.Table.from_batches([conform(b, self.schema) for b in batches], schema=self.schema),
+                             self.columns)
         directory = self.directory if partition is None else FileSystems.join(
             self.directory, re.sub(r"[^A-Za-z0-9_.-]", "_", str(partition)) or "_")
         path = FileSystems.join(directory, f"part-{shard:05d}-of-{self.num_shards:05d}.parquet")
