@@ -34,11 +34,11 @@ import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
-from curate.transforms.exact_dedup import ExactDedup
+from curate.transforms.exact_dedup import ExactDedup, auto_partitions
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
-from curate.transforms.near_dedup import NearDedup
+from curate.transforms.near_dedup import NearDedup, auto_rounds
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   write_json)
@@ -62,17 +62,23 @@ def sample_corpus_path() -> str:
 MIXTURE_PLAN_FILE = "_mixture_plan.json"
 
 
-def make_stages(cfg: Config, columns: Columns, schema, staging: str = ""):
-    """The configured stages in recipe order; each checks its files on the driver."""
+def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_rows: int = 0):
+    """The configured stages in recipe order; each checks its files on the driver.
+
+    ``input_rows`` sizes the dedup shuffles (partitions) when the config leaves them null."""
     st = cfg.stages
     stages = [InputCheck(columns)]
     if st.exact_dedup.enabled:
-        stages.append(ExactDedup(columns, schema, cfg.input.batch_size))
+        partitions = st.exact_dedup.partitions or auto_partitions(input_rows, 1)
+        stages.append(ExactDedup(columns, schema, cfg.input.batch_size, partitions))
     if st.near_dedup.enabled:
         nd = dataclasses.asdict(st.near_dedup)
         if nd["bands"] is None:
             nd["bands"], nd["rows"] = optimal_bands(nd["threshold"], nd["num_perm"])
-        stages.append(NearDedup(columns, schema, nd, cfg.input.batch_size))
+        partitions = nd.pop("partitions") or auto_partitions(input_rows, nd["bands"])
+        if nd["rounds"] is None:
+            nd["rounds"] = auto_rounds(input_rows)
+        stages.append(NearDedup(columns, schema, nd, cfg.input.batch_size, partitions))
     if st.language.enabled:
         lang = st.language
         stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,
@@ -124,7 +130,8 @@ def _read_json(path: str):
         return json.loads(handle.read().decode("utf-8"))
 
 
-def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str) -> list[tuple[str, str]]:
+def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str,
+                   input_rows: int = 0) -> list[tuple[str, str]]:
     """Add the whole curation graph to ``p``; returns (slot, name) of the stages run."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     source_of = source_by_path(cfg, paths)
@@ -136,7 +143,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     written = []
     current = batches
     ran = []
-    for stage in make_stages(cfg, columns, schema, staging):
+    for stage in make_stages(cfg, columns, schema, staging, input_rows):
         result = current | stage
         leaving = result.rejected
         if result.routed is not None:
@@ -327,7 +334,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     beam_args = pipeline_args(cfg, beam_args or [], input_rows)
     options = PipelineOptions(beam_args)
     p = beam.Pipeline(options=options)
-    ran = build_pipeline(p, cfg, paths, schema, staging)
+    ran = build_pipeline(p, cfg, paths, schema, staging, input_rows)
     _run_pipeline(p)
 
     stats = _read_json(FileSystems.join(staging, STATS_FILE))

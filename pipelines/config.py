@@ -60,9 +60,12 @@ class OutputConfig:
 @dataclasses.dataclass
 class ExactDedupConfig:
     enabled: bool = True
+    # Partitions of the hash shuffle; null: one per 1M hashes of input (at least
+    # 4, at most 4096), see transforms/exact_dedup.py.
+    partitions: int | None = None
 
     def validate(self, at: str):
-        pass
+        _check(self.partitions is None or 1 <= self.partitions <= 65536, f"{at}.partitions", "must be in [1, 65536]")
 
 
 @dataclasses.dataclass
@@ -86,7 +89,13 @@ class NearDedupConfig:
     # one pairs each document with the bucket's first 8 ids only (m x 8 pairs, not
     # m^2/2: a bucket of 10,000 copies of one page must not make 5e7 pairs).
     max_bucket_pairs: int = 12
-    rounds: int = 6           # label-propagation rounds before the union-find fix-up
+    # Label-propagation rounds before the union-find fix-up; 0: one union-find
+    # over all verified edges on one worker; null: 0 up to 10M input documents,
+    # else 6 (transforms/near_dedup.py).  The components are the same either way.
+    rounds: int | None = None
+    # Partitions of the band-key shuffle; null: one per 1M band keys of input
+    # (rows x bands; at least 4, at most 4096).
+    partitions: int | None = None
 
     def validate(self, at: str):
         _check(1 <= self.ngram <= 50, f"{at}.ngram", "must be in [1, 50]")
@@ -100,7 +109,8 @@ class NearDedupConfig:
             _check(self.bands >= 1 and self.rows >= 1, f"{at}.bands", "bands and rows must be >= 1")
             _check(self.bands * self.rows <= self.num_perm, f"{at}.bands", "bands x rows must be <= num_perm")
         _check(self.max_bucket_pairs >= 2, f"{at}.max_bucket_pairs", "must be >= 2")
-        _check(0 <= self.rounds <= 50, f"{at}.rounds", "must be in [0, 50]")
+        _check(self.rounds is None or 0 <= self.rounds <= 50, f"{at}.rounds", "must be in [0, 50] or null")
+        _check(self.partitions is None or 1 <= self.partitions <= 65536, f"{at}.partitions", "must be in [1, 65536]")
 
 
 @dataclasses.dataclass

@@ -2,12 +2,18 @@
 
 Element shapes, in order:
   batches                 pa.RecordBatch
-  band entries            (band_key: int, (doc_id, priority)) bands per document
-  buckets -> pairs        ((id_a, prio_a), (id_b, prio_b)), id_a < id_b, distinct
-  sets                    (doc_id, (priority, bytes))        sorted unique shingle hashes (or signature)
+  band blocks             (partition, (batch_key, HashBlock))  band keys of one batch in one partition
+  pairs                   ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
+  sets                    (node, (priority, bytes))        sorted unique shingle hashes (or signature)
   verified edges          pairs whose Jaccard >= threshold
-  labels                  (doc_id, (priority, rep_id))       min label over the component
-  rows                    (doc_id, row dict)                 joined with labels at the end
+  labels                  (node, (priority, rep_node))     min label over the component
+  removals                (batch_key, (doc_id, rep_id))    joined with the batches at the end
+
+Band keys travel as numpy blocks, one element per (batch,
+partition) rather than ``bands`` elements per document; each partition's keys
+are sorted together and runs of equal keys are the LSH buckets.  Only pairs,
+labels and removals are per-document elements, and only for duplicates.
+Documents stay in their batches (see ``exact_dedup``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -18,8 +24,10 @@ Verification: ``exact`` (default) computes the Jaccard of the two shingle sets,
 as NeMo Curator's false-positive check; ``signature`` uses the MinHash
 estimate (cheaper, less precise); ``none`` keeps every candidate pair.
 
-Connected components: ``rounds`` rounds of min-label propagation over the
-verified edges (each a CoGroupByKey + CombinePerKey over edges, O(1) state per
+Connected components: with ``rounds: 0`` (the automatic choice up to 10M
+documents) one union-find over all verified edges on one worker, as
+datatrove's clustering step.  Otherwise ``rounds`` rounds of min-label
+propagation over the verified edges (each a CoGroupByKey + CombinePerKey over edges, O(1) state per
 document).  A component whose diameter exceeds ``rounds`` is finished by a
 union-find over the label pairs that still disagree; that list is collected on
 one worker, so its memory is O(disagreeing label pairs), which is empty when
@@ -37,23 +45,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, hash_dtype, jaccard_sorted
-from curate.transforms.exact_dedup import DUPLICATE_OF
-from curate.transforms.stage import REJECTED_TAG, Rebatch, Stage, StageResult, TaggedParDo
+from curate.transforms.exact_dedup import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
+                                           split_by_partition)
+from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
+# ``rounds: null``: up to this many input documents the components are found by
+# one union-find over all verified edges on one worker (rounds = 0; ~300 bytes
+# of Python objects per edge: 10M documents x 30% duplicates ~ 1 GB), above it
+# by ``AUTO_ROUNDS`` rounds of label propagation.  The result is the same.
+UNION_FIND_MAX_ROWS = 10_000_000
+AUTO_ROUNDS = 6
+
+
+def auto_rounds(input_rows: int) -> int:
+    return 0 if input_rows <= UNION_FIND_MAX_ROWS else AUTO_ROUNDS
 
 
 class Signatures(beam.DoFn):
-    """batch -> band entries (main), ``sets`` and ``rows`` (tagged)."""
+    """batch -> band blocks (main) and ``sets`` (tagged), keyed by node = (doc_id, batch_key)."""
 
-    def __init__(self, cfg: dict, id_col: str, text_col: str):
-        self.cfg, self.id_col, self.text_col = cfg, id_col, text_col
+    def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
+        self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
 
     def setup(self):
         c = self.cfg
         self.hasher = MinHasher(num_perm=c["num_perm"], seed=c["seed"], ngram=c["ngram"], bits=c["bits"])
 
     def process(self, batch: pa.RecordBatch):
+        if batch.num_rows == 0:
+            return
         c = self.cfg
         texts = batch.column(self.text_col)
         values, offsets = self.hasher.shingles(texts)
@@ -65,19 +86,28 @@ class Signatures(beam.DoFn):
             priorities = [(-int(n), i) for n, i in zip(lengths, ids)]
         else:
             priorities = [(i,) for i in ids]
+        bk = batch_key(batch, self.id_col)
+        bands = keys.shape[1]
+        for block in split_by_partition(keys.reshape(-1, 1), [i for i in ids for _ in range(bands)],
+                                        self.partitions, [p for p in priorities for _ in range(bands)]):
+            yield block[0], (bk, block[1])
         for d, doc_id in enumerate(ids):
-            member = (doc_id, priorities[d])
-            for key in keys[d].tolist():
-                yield key, member
             if c["verify"] == "exact":
                 payload = np.unique(values[offsets[d]:offsets[d + 1]]).astype(self.hasher.dtype, copy=False)
             else:
                 payload = sigs[d]
             # bytes, not an ndarray: a shuffle pickles one buffer instead of an array object per
             # document (Dask sends each array as its own frame)
-            yield beam.pvalue.TaggedOutput("sets", (doc_id, (priorities[d], payload.tobytes())))
-        for doc_id, row in zip(ids, batch.to_pylist()):
-            yield beam.pvalue.TaggedOutput("rows", (doc_id, row))
+            yield beam.pvalue.TaggedOutput("sets", ((doc_id, bk), (priorities[d], payload.tobytes())))
+
+
+def bucket_pairs_of_partition(element, max_bucket_pairs: int):
+    """(partition, band blocks) -> candidate pairs of every bucket (run of equal band keys)."""
+    _, blocks = element
+    members, runs = equal_key_runs(blocks)
+    for start, end in runs:
+        bucket = [((doc_id, bk), prio) for doc_id, bk, prio in members[start:end]]
+        yield from bucket_pairs((None, bucket), max_bucket_pairs)
 
 
 def bucket_pairs(element, max_bucket_pairs: int):
@@ -108,29 +138,28 @@ class NearDedup(Stage):
     name = "near_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, schema: pa.Schema, cfg: dict, batch_size: int = 2048):
+    def __init__(self, columns, schema: pa.Schema, cfg: dict, batch_size: int = 2048,
+                 partitions: int = MIN_PARTITIONS):
         super().__init__(columns)
-        self.schema, self.cfg, self.batch_size = schema, dict(cfg), batch_size
+        self.schema, self.cfg, self.batch_size, self.partitions = schema, dict(cfg), batch_size, partitions
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
         out = batches | "Signatures" >> TaggedParDo(
-            Signatures(c, self.columns.id, self.columns.text), ["sets", "rows"], main="bands")
+            Signatures(c, self.columns.id, self.columns.text, self.partitions), ["sets"], main="bands")
         pairs = (
             out.bands
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(bucket_pairs, c["max_bucket_pairs"])
+            | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"])
             | "DistinctPairs" >> beam.Distinct()
         )
         edges = self._verify(pairs, out.sets) if c["verify"] != "none" else pairs
         labels, stats = self._components(edges)
-        rows = out.rows
-        joined = ({"row": rows, "label": labels}
-                  | "JoinLabels" >> beam.CoGroupByKey()
-                  | "Decide" >> TaggedParDo(_Decide(self.name), [REJECTED_TAG], main="kept"))
-        kept = joined.kept | "RebatchKept" >> Rebatch(self.output_schema(self.schema), self.batch_size)
-        rejected = joined[REJECTED_TAG] | "RebatchRejected" >> Rebatch(self.reject_schema(self.schema), self.batch_size)
-        return StageResult(kept, rejected, extra_stats=stats)
+        # node (doc_id, batch_key) labelled by another component member's node: a duplicate
+        removals = labels | "Removals" >> beam.FlatMap(
+            lambda kv: [(kv[0][1], (kv[0][0], kv[1][1][0]))] if kv[1][1] != kv[0] else [])
+        result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals)
+        return StageResult(result.kept, result.rejected, extra_stats=stats)
 
     def _verify(self, pairs, sets):
         verify, threshold = self.cfg["verify"], self.cfg["threshold"]
@@ -157,6 +186,8 @@ class NearDedup(Stage):
 
     def _components(self, verified):
         rounds = self.cfg["rounds"]
+        if rounds == 0:
+            return self._components_on_one_worker(verified)
         edges = verified | "Edges" >> beam.Map(lambda pair: (pair[0][0], pair[1][0]))
         adjacency = edges | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
         # each endpoint starts labelled by itself: (priority, id); no join, the pair carries both
@@ -197,6 +228,22 @@ class NearDedup(Stage):
         final = labels | "Finish" >> beam.Map(lambda kv, m: (kv[0], m.get(kv[1], kv[1])),
                                                 m=beam.pvalue.AsSingleton(remap))
 
+        return final, self._cluster_stats(final, leftover)
+
+    def _components_on_one_worker(self, verified):
+        """``rounds: 0``: every verified edge, as a pair of labels, into one union-find
+        (datatrove's clustering step): no per-round shuffles; memory O(edges) on one worker."""
+        def label_pair(pair):
+            (a, prio_a), (b, prio_b) = pair
+            return min((prio_a, a), (prio_b, b)), max((prio_a, a), (prio_b, b))
+
+        remap = (verified | "LabelPairs" >> beam.Map(label_pair)
+                 | "CollectEdges" >> beam.combiners.ToList() | "UnionFind" >> beam.Map(_union_find))
+        # (node, (priority, rep_node)) for every node of a verified edge, the rep included
+        final = remap | "Labels" >> beam.FlatMap(lambda m: [(label[1], root) for label, root in m.items()])
+        return final, self._cluster_stats(final, leftover=None)
+
+    def _cluster_stats(self, final, leftover):
         name = self.name
 
         def cluster_stats(sizes_list):
@@ -209,10 +256,11 @@ class NearDedup(Stage):
         sizes = (final | "ByRep" >> beam.Map(lambda kv: (kv[1][1], 1)) | "ClusterSize" >> beam.CombinePerKey(sum)
                  | "Sizes" >> beam.Values() | "AllSizes" >> beam.combiners.ToList()
                  | "Histogram" >> beam.FlatMap(cluster_stats))
+        if leftover is None:
+            return sizes
         leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
                          | "LeftoverStat" >> beam.Map(lambda n: ((name, "unconverged_label_pairs", ""), (n, 0))))
-        stats = (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
-        return final, stats
+        return (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
 
 
 def _union_find(pairs) -> dict:
@@ -231,20 +279,3 @@ def _union_find(pairs) -> dict:
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
     return {x: find(x) for x in list(parent)}
-
-
-class _Decide(beam.DoFn):
-    def __init__(self, stage: str):
-        self.stage = stage
-
-    def process(self, element):
-        doc_id, grouped = element
-        labels = list(grouped["label"])
-        rep = labels[0][1] if labels else doc_id
-        for row in grouped["row"]:
-            if rep == doc_id:
-                yield row
-            else:
-                rejected = dict(row)
-                rejected.update(stage=self.stage, reason="near_duplicate", duplicate_of=rep)
-                yield beam.pvalue.TaggedOutput(REJECTED_TAG, rejected)

@@ -1,0 +1,75 @@
+"""The block shuffle both dedup stages use: runs of equal keys, removals applied to batches."""
+from __future__ import annotations
+
+import random
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from curate.transforms.exact_dedup import RemoveListed, auto_partitions, equal_key_runs, split_by_partition
+
+
+def _blocks(keys: list[int], ids: list[str], batch: str, partitions: int):
+    arr = np.array(keys, dtype=np.uint64).reshape(-1, 1)
+    return [(p, (batch, block)) for p, block in split_by_partition(arr, ids, partitions)]
+
+
+def test_runs_are_the_same_whatever_the_order_blocks_arrive_in():
+    rng = random.Random(3)
+    keys = [rng.randrange(40) for _ in range(300)]
+    ids = [f"doc{i:04d}" for i in range(300)]
+    blocks = []
+    for b in range(0, 300, 50):
+        blocks += _blocks(keys[b:b + 50], ids[b:b + 50], ids[b], partitions=4)
+    assert {p for p, _ in blocks} == {0, 1, 2, 3}
+
+    def runs_by_partition(blocks):
+        out = {}
+        for p in range(4):
+            members, runs = equal_key_runs([v for q, v in blocks if q == p])
+            out[p] = [[m[:2] for m in members[s:e]] for s, e in runs]
+        return out
+
+    expected = runs_by_partition(blocks)
+    for _ in range(5):
+        rng.shuffle(blocks)
+        assert runs_by_partition(blocks) == expected
+    # every key shared by >= 2 documents is one run, its members sorted by id
+    groups = {}
+    for k, i in zip(keys, ids):
+        groups.setdefault(k, []).append(i)
+    found = sorted(tuple(i for i, _ in run) for runs in expected.values() for run in runs)
+    assert found == sorted(tuple(sorted(g)) for g in groups.values() if len(g) > 1)
+
+
+def test_auto_partitions_bounds():
+    assert auto_partitions(10_000, 1) == 4
+    assert auto_partitions(100_000_000, 14) == 1400
+    assert auto_partitions(10**10, 14) == 4096
+
+
+def _run(batches, removals, expect_kept, expect_rejected):
+    from apache_beam.testing.util import assert_that, equal_to
+
+    with beam.Pipeline() as p:
+        result = p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals))
+        kept = result.kept | "K" >> beam.FlatMap(lambda b: b.column("id").to_pylist())
+        rejected = result.rejected | "J" >> beam.FlatMap(
+            lambda b: [(r["id"], r["duplicate_of"], r["stage"], r["reason"]) for r in b.to_pylist()])
+        assert_that(kept, equal_to(expect_kept), label="Kept")
+        assert_that(rejected, equal_to(expect_rejected), label="Rejected")
+
+
+def test_removals_reach_their_batch_and_nothing_is_lost():
+    batches = [pa.RecordBatch.from_pylist([{"id": f"{b}{i}", "text": "t"} for i in range(4)]) for b in "abc"]
+    _run(batches, [("a0", ("a2", "c1")), ("c0", ("c3", "a0"))],
+         ["a0", "a1", "a3", "b0", "b1", "b2", "b3", "c0", "c1", "c2"],
+         [("a2", "c1", "s", "dup"), ("c3", "a0", "s", "dup")])
+
+
+def test_a_removal_naming_a_row_not_in_its_batch_fails_the_run():
+    batches = [pa.RecordBatch.from_pylist([{"id": "a0", "text": "t"}, {"id": "a1", "text": "u"}])]
+    with pytest.raises(Exception, match="not in it"):
+        _run(batches, [("a0", ("zz", "a0"))], ["a0", "a1"], [])
