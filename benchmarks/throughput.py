@@ -111,7 +111,7 @@ def bare_kernels(shards: list[Path]) -> dict:
     index = NgramIndex.build(items, n=13)
     per_doc = {
         "read": read_s / n_all,
-        "exact_hash": _best(lambda: [text.content_hashes(text.normalize_for_exact_dedup(b)) for b in batches]) / n,
+        "exact_hash": _best(lambda: [text.exact_dedup_hashes(b) for b in batches]) / n,
         "minhash_signatures": _best(lambda: [hasher.signatures(b) for b in batches]) / n,
         # fasttext-predict 0.9.2.4's Python list wrapper breaks on its own return value; call
         # the C++ multilinePredict it wraps (labels only), the bare kernel the reference timed

@@ -64,6 +64,55 @@ def code_point_classes() -> np.ndarray:
     return table
 
 
+@functools.lru_cache(maxsize=1)
+def nfkc_stable_table() -> np.ndarray:
+    """bool per code point below ``_TABLE_SIZE``: a string made only of these is
+    already NFKC, whatever their order (code points above count as unstable).
+
+    A character is stable when NFKC leaves it alone, its combining class is 0
+    (nothing to reorder), and neither it nor the first character of its
+    canonical decomposition can compose with a preceding character (the second
+    characters of the canonical pairs, and the Hangul medial/final jamo).  So
+    most accented Latin, Cyrillic, Greek, CJK and typographic punctuation skip
+    ``unicodedata.normalize`` and its per-character quick check.
+    """
+    second = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}
+    for cp in range(_TABLE_SIZE):  # no canonical pair composes to a code point above
+        dec = unicodedata.decomposition(chr(cp))
+        if dec and not dec.startswith("<"):
+            parts = dec.split()
+            if len(parts) == 2:
+                second.add(int(parts[1], 16))
+    table = np.zeros(_TABLE_SIZE, dtype=np.bool_)
+    for cp in range(_TABLE_SIZE):
+        if 0xD800 <= cp <= 0xDFFF or cp in second:
+            continue
+        ch = chr(cp)
+        first = unicodedata.normalize("NFD", ch)[0]
+        table[cp] = (unicodedata.is_normalized("NFKC", ch) and unicodedata.combining(ch) == 0
+                     and unicodedata.combining(first) == 0 and ord(first) not in second)
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def needs_nfkc(data, offsets, stable):
+    """Per document: does it hold a character outside ``nfkc_stable_table``?"""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for d in range(n):
+        i, end = offsets[d], offsets[d + 1]
+        while i < end:
+            if data[i] < 0x80:
+                i += 1
+                continue
+            cp, size = _decode(data, i)
+            if cp >= stable.shape[0] or not stable[cp]:
+                out[d] = True
+                break
+            i += size
+    return out
+
+
 def token_hash(token: str) -> int:
     """FNV-1a 64 + fmix64 of the token's UTF-8 bytes (the kernels' token hash)."""
     h = int(_FNV_OFFSET)

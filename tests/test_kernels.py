@@ -5,6 +5,7 @@ import unicodedata
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
@@ -77,3 +78,19 @@ def test_signatures_do_not_depend_on_batching(bits):
     whole = hasher.signatures(pa.array(TEXTS))
     parts = np.concatenate([hasher.signatures(pa.array(TEXTS[i:i + 3])) for i in range(0, len(TEXTS), 3)])
     np.testing.assert_array_equal(whole, parts)
+
+
+def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
+    """Documents the stable-character table lets skip NFKC are really NFKC already."""
+    texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
+    tricky = ["e\u0301", "\u1100\u1161", "\uac00\u11a8", "\ufb01", "\uff21", "a\u0301\u0323", "\u0f73",
+              "x\u0cbf\u0cd5", "caf\u00e9", "\u00bd", "\u2460", "\u3000x", "plain"]
+    texts = pa.concat_arrays([texts, pa.array(tricky, pa.string())])
+    data, offsets = minhash.string_buffers(texts)
+    needs = kernels.needs_nfkc(data, offsets, kernels.nfkc_stable_table())
+    py = texts.to_pylist()
+    skipped = [t for t, n in zip(py, needs) if not n]
+    assert all(unicodedata.is_normalized("NFKC", t) for t in skipped)
+    assert sum(needs[-len(tricky):]) == len(tricky) - 2  # only "café" (composed) and "plain" skip
+    reference = pa.compute.utf8_lower(pa.array([unicodedata.normalize("NFKC", t) for t in py], pa.string()))
+    assert minhash.normalize_for_shingles(texts).equals(reference)
