@@ -132,3 +132,18 @@ def test_loaders_for_arc_hellaswag_mbpp_and_generic(tmp_path):
         bad = tmp_path / "bad_arc.jsonl"
         bad.write_text(json.dumps({"question": "plain"}) + "\n")
         list(load_items("arc", str(bad)))
+
+
+def test_bitmap_prefilter_finds_exactly_what_binary_search_finds():
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    keys = np.unique(rng.integers(0, 2**63, 50_000, dtype=np.uint64) * np.uint64(2))
+    owners = np.arange(len(keys), dtype=np.int32)
+    index = NgramIndex(13, keys, owners, ["x"], ["b"], np.ones(1, np.int32), {})
+    values = np.concatenate([keys[::7], rng.integers(0, 2**63, 200_000, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+                             keys[-3:]])
+    pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    expected = np.where(keys[pos] == values, owners[pos], -1)
+    found = index.lookup(values)
+    assert (found == expected).all() and (found >= 0).sum() == len(keys[::7]) + 3
