@@ -13,7 +13,7 @@ from curate.transforms.exact_dedup import RemoveListed, auto_partitions, equal_k
 
 def _blocks(keys: list[int], ids: list[str], batch: str, partitions: int):
     arr = np.array(keys, dtype=np.uint64).reshape(-1, 1)
-    return [(p, (batch, block)) for p, block in split_by_partition(arr, ids, partitions)]
+    return [(p, (batch, block)) for p, block in split_by_partition(arr, pa.array(ids), partitions)]
 
 
 def test_runs_are_the_same_whatever_the_order_blocks_arrive_in():
@@ -28,8 +28,7 @@ def test_runs_are_the_same_whatever_the_order_blocks_arrive_in():
     def runs_by_partition(blocks):
         out = {}
         for p in range(4):
-            members, runs = equal_key_runs([v for q, v in blocks if q == p])
-            out[p] = [[m[:2] for m in members[s:e]] for s, e in runs]
+            out[p] = [[m[:2] for m in run] for run in equal_key_runs([v for q, v in blocks if q == p])]
         return out
 
     expected = runs_by_partition(blocks)

@@ -52,15 +52,17 @@ def batch_key(batch: pa.RecordBatch, id_col: str) -> str:
 
 
 class HashBlock(NamedTuple):
-    """One batch's entries in one partition: ``keys`` (n, w) uint64, ``ids`` (n,) str,
-    optional ``extra`` (n,) values that travel with them (e.g. a keep priority)."""
+    """One batch's entries in one partition: ``keys`` (n, w) uint64, ``ids`` (n,)
+    Arrow strings, optional ``extra`` (n,) int64 that travels with them (a text
+    length for the keep rule).  Arrays, not lists: a block pickles as a few
+    buffers, and Beam's side-input cache does not walk millions of objects."""
 
     keys: np.ndarray
-    ids: list
-    extra: list | None = None
+    ids: pa.Array
+    extra: np.ndarray | None = None
 
 
-def split_by_partition(keys: np.ndarray, ids: list, partitions: int, extra: list | None = None):
+def split_by_partition(keys: np.ndarray, ids: pa.Array, partitions: int, extra: np.ndarray | None = None):
     """(n, w) uint64 keys and their ids -> (partition, HashBlock) by the first key word."""
     part = keys[:, 0] % np.uint64(partitions)
     order = np.argsort(part, kind="stable")
@@ -68,33 +70,42 @@ def split_by_partition(keys: np.ndarray, ids: list, partitions: int, extra: list
     for p in range(partitions):
         lo, hi = bounds[p], bounds[p + 1]
         if hi > lo:
-            rows = order[lo:hi].tolist()
-            yield p, HashBlock(keys[rows], [ids[i] for i in rows], None if extra is None else [extra[i] for i in rows])
+            rows = order[lo:hi]
+            yield p, HashBlock(keys[rows], ids.take(pa.array(rows)), None if extra is None else extra[rows])
 
 
-def equal_key_runs(blocks):
-    """Blocks of one partition -> (members, runs) for every run of >= 2 equal keys.
+def equal_key_runs(blocks) -> list[list[tuple]]:
+    """Blocks of one partition -> every run of >= 2 equal keys, as a list of
+    ``(doc_id, batch_key, extra)`` sorted by id.
 
-    ``members`` are ``(doc_id, batch_key, extra)`` sorted by key then id; a run is
-    ``ids[start:end]``.  Sorting is numpy's lexsort on the key words and the
-    id's rank (Arrow's string sort), so the result does not depend on the order blocks arrive in.
+    Sorting is numpy's lexsort on the key words and the id's rank (Arrow's
+    string sort), so the result does not depend on the order blocks arrive in;
+    Python objects are made only for the members of runs (the duplicates).
     """
     blocks = list(blocks)
     if not blocks:
-        return [], []
+        return []
     keys = np.concatenate([b.keys for _, b in blocks])
-    ids = [(doc_id, bk, x) for bk, b in blocks for doc_id, x in zip(b.ids, b.extra or [None] * len(b.ids))]
-    id_rank = pc.sort_indices(pa.array([m[0] for m in ids], pa.string())).to_numpy()
+    ids = pa.concat_arrays([b.ids.cast(pa.string()) for _, b in blocks])
+    block_of = np.repeat(np.arange(len(blocks)), [len(b.keys) for _, b in blocks])
+    extra = (np.concatenate([b.extra for _, b in blocks]) if blocks[0][1].extra is not None
+             else np.zeros(len(keys), dtype=np.int64))
     rank = np.empty(len(ids), dtype=np.int64)
-    rank[id_rank] = np.arange(len(ids))
+    rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
     order = np.lexsort((rank, *[keys[:, w] for w in range(keys.shape[1] - 1, -1, -1)]))
     sorted_keys = keys[order]
     same = np.all(sorted_keys[1:] == sorted_keys[:-1], axis=1)
     starts = np.flatnonzero(np.concatenate(([True], ~same)))
     ends = np.append(starts[1:], len(order))
     multi = ends - starts >= 2
-    runs = [(int(s), int(e)) for s, e in zip(starts[multi], ends[multi])]
-    return [ids[i] for i in order], runs
+    runs = []
+    has_extra = blocks[0][1].extra is not None
+    for s, e in zip(starts[multi].tolist(), ends[multi].tolist()):
+        rows = order[s:e]
+        run_ids = ids.take(pa.array(rows)).to_pylist()
+        runs.append([(doc_id, blocks[b][0], int(x) if has_extra else None)
+                     for doc_id, b, x in zip(run_ids, block_of[rows].tolist(), extra[rows].tolist())])
+    return runs
 
 
 class RemoveListed(beam.PTransform):
@@ -159,15 +170,14 @@ class ExactDedup(Stage):
             digests = [d or bytes(16) for d in exact_dedup_hashes(batch.column(text_col))]
             keys = np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 2)
             key = batch_key(batch, id_col)
-            for p, block in split_by_partition(keys, batch.column(id_col).to_pylist(), partitions):
+            for p, block in split_by_partition(keys, batch.column(id_col), partitions):
                 yield p, (key, block)
 
         def removals(element):
             _, blocks = element
-            ids, runs = equal_key_runs(blocks)
-            for start, end in runs:
-                kept_id = ids[start][0]  # smallest id of the run
-                for doc_id, bk, _ in ids[start + 1:end]:
+            for run in equal_key_runs(blocks):
+                kept_id = run[0][0]  # smallest id of the run
+                for doc_id, bk, _ in run[1:]:
                     yield bk, (doc_id, kept_id)
 
         removed = (batches

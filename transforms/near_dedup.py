@@ -81,16 +81,17 @@ class Signatures(beam.DoFn):
         sigs = self.hasher.signatures_from_shingles(values, offsets)
         keys = band_keys(sigs, c["bands"], c["rows"])
         ids = batch.column(self.id_col).to_pylist()
+        lengths = None
         if c["keep"] == "longest_text":
-            lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False)
+            lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
             priorities = [(-int(n), i) for n, i in zip(lengths, ids)]
         else:
             priorities = [(i,) for i in ids]
         bk = batch_key(batch, self.id_col)
-        bands = keys.shape[1]
-        for block in split_by_partition(keys.reshape(-1, 1), [i for i in ids for _ in range(bands)],
-                                        self.partitions, [p for p in priorities for _ in range(bands)]):
-            yield block[0], (bk, block[1])
+        entry_doc = np.repeat(np.arange(len(ids)), keys.shape[1])  # band keys row-major: doc d's bands
+        for p, block in split_by_partition(keys.reshape(-1, 1), batch.column(self.id_col).take(pa.array(entry_doc)),
+                                           self.partitions, None if lengths is None else lengths[entry_doc]):
+            yield p, (bk, block)
         for d, doc_id in enumerate(ids):
             if c["verify"] == "exact":
                 payload = np.unique(values[offsets[d]:offsets[d + 1]]).astype(self.hasher.dtype, copy=False)
@@ -102,11 +103,12 @@ class Signatures(beam.DoFn):
 
 
 def bucket_pairs_of_partition(element, max_bucket_pairs: int):
-    """(partition, band blocks) -> candidate pairs of every bucket (run of equal band keys)."""
+    """(partition, band blocks) -> candidate pairs of every bucket (run of equal band keys).
+
+    Priorities as ``Signatures`` makes them: (-length, id) when blocks carry lengths, else (id,)."""
     _, blocks = element
-    members, runs = equal_key_runs(blocks)
-    for start, end in runs:
-        bucket = [((doc_id, bk), prio) for doc_id, bk, prio in members[start:end]]
+    for run in equal_key_runs(blocks):
+        bucket = [((doc_id, bk), (doc_id,) if length is None else (-length, doc_id)) for doc_id, bk, length in run]
         yield from bucket_pairs((None, bucket), max_bucket_pairs)
 
 
