@@ -34,7 +34,8 @@ import curate
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
-from curate.transforms.exact_dedup import ExactDedup, auto_partitions
+from curate.transforms.exact_dedup import ExactDedup
+from curate.transforms.key_blocks import auto_partitions
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
@@ -67,7 +68,7 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
 
     ``input_rows`` sizes the dedup shuffles (partitions) when the config leaves them null."""
     st = cfg.stages
-    stages = [InputCheck(columns)]
+    stages = [InputCheck(columns, auto_partitions(input_rows, 1))]
     if st.exact_dedup.enabled:
         partitions = st.exact_dedup.partitions or auto_partitions(input_rows, 1)
         stages.append(ExactDedup(columns, schema, cfg.input.batch_size, partitions))

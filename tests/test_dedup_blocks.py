@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.transforms.exact_dedup import RemoveListed, auto_partitions, equal_key_runs, split_by_partition
+from curate.transforms.key_blocks import RemoveListed, auto_partitions, equal_key_runs, split_by_partition
 
 
 def _blocks(keys: list[int], ids: list[str], batch: str, partitions: int):

@@ -13,7 +13,7 @@ Band keys travel as numpy blocks, one element per (batch,
 partition) rather than ``bands`` elements per document; each partition's keys
 are sorted together and runs of equal keys are the LSH buckets.  Only pairs,
 labels and removals are per-document elements, and only for duplicates.
-Documents stay in their batches (see ``exact_dedup``).
+Documents stay in their batches (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -45,8 +45,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, hash_dtype, jaccard_sorted
-from curate.transforms.exact_dedup import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
-                                           split_by_partition)
+from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
+                                          split_by_partition)
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
@@ -107,9 +107,11 @@ def bucket_pairs_of_partition(element, max_bucket_pairs: int):
 
     Priorities as ``Signatures`` makes them: (-length, id) when blocks carry lengths, else (id,)."""
     _, blocks = element
+    pairs = set()  # a pair found in several bands of this partition is shuffled once
     for run in equal_key_runs(blocks):
         bucket = [((doc_id, bk), (doc_id,) if length is None else (-length, doc_id)) for doc_id, bk, length in run]
-        yield from bucket_pairs((None, bucket), max_bucket_pairs)
+        pairs.update(bucket_pairs((None, bucket), max_bucket_pairs))
+    yield from sorted(pairs)
 
 
 def bucket_pairs(element, max_bucket_pairs: int):

@@ -13,13 +13,17 @@ so its memory is the number of duplicated ids.
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
 import apache_beam as beam
 
 from curate.classifiers.text import char_lengths
+from curate.transforms.key_blocks import MIN_PARTITIONS, equal_key_runs, split_by_partition
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 
@@ -75,20 +79,40 @@ class CheckRows(beam.DoFn):
 
 
 class InputCheck(Stage):
+    """Rejects rows no stage can judge; repeated ids are found by the key-block
+    shuffle (``key_blocks``: xxh64 of the id, ``partitions`` partitions)."""
+
     name = "input_check"
+
+    def __init__(self, columns, partitions: int = MIN_PARTITIONS):
+        super().__init__(columns)
+        self.partitions = partitions
 
     def expand(self, batches) -> StageResult:
         id_col, text_col = self.columns.id, self.columns.text
 
-        def ids(batch: pa.RecordBatch):
-            return ((i, 1) for i in batch.column(id_col).to_pylist() if i is not None)
+        partitions = self.partitions
+
+        def id_blocks(batch: pa.RecordBatch):
+            ids = batch.column(id_col)
+            ids = ids.filter(pc.is_valid(ids))
+            if len(ids):
+                keys = np.array([xxhash.xxh64_intdigest(i.encode("utf-8")) for i in ids.to_pylist()],
+                                dtype=np.uint64).reshape(-1, 1)
+                for p, block in split_by_partition(keys, ids, partitions):
+                    yield p, (None, block)
+
+        def repeated(element):
+            _, blocks = element
+            for run in equal_key_runs(blocks):  # equal id hashes; a hash collision is not a repeat
+                counts = collections.Counter(doc_id for doc_id, _, _ in run)
+                yield from (doc_id for doc_id, n in counts.items() if n > 1)
 
         duplicates = (
             batches
-            | "Ids" >> beam.FlatMap(ids)
-            | "CountIds" >> beam.CombinePerKey(sum)
-            | "Repeated" >> beam.Filter(lambda kv: kv[1] > 1)
-            | "RepeatedIds" >> beam.Keys()
+            | "IdBlocks" >> beam.FlatMap(id_blocks)
+            | "GroupIds" >> beam.GroupByKey()
+            | "RepeatedIds" >> beam.FlatMap(repeated)
             | "AsSet" >> beam.combiners.ToList()
             | "Frozen" >> beam.Map(frozenset)
         )
