@@ -72,3 +72,23 @@ def test_a_removal_naming_a_row_not_in_its_batch_fails_the_run():
     batches = [pa.RecordBatch.from_pylist([{"id": "a0", "text": "t"}, {"id": "a1", "text": "u"}])]
     with pytest.raises(Exception, match="not in it"):
         _run(batches, [("a0", ("zz", "a0"))], ["a0", "a1"], [])
+
+
+def test_set_blocks_hold_each_documents_unique_sorted_set():
+    from curate.transforms.near_dedup import partition_of_id, set_blocks, unique_per_document
+
+    rng = np.random.default_rng(5)
+    sizes = [0, 3, 50, 1, 17, 200]
+    docs = [rng.integers(0, 40, n, dtype=np.uint64) for n in sizes]
+    values = np.concatenate(docs)
+    offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    uniq, uniq_offsets = unique_per_document(values, offsets)
+    for d, doc in enumerate(docs):
+        assert uniq[uniq_offsets[d]:uniq_offsets[d + 1]].tolist() == np.unique(doc).tolist()
+    ids = pa.array([f"id{d}" for d in range(len(docs))])
+    found = {}
+    for p, block in set_blocks(ids, uniq, uniq_offsets, partitions=3):
+        for doc_id, values_of in block.lookup({f"id{d}" for d in range(len(docs))}).items():
+            assert partition_of_id(doc_id, 3) == p
+            found[doc_id] = values_of.tolist()
+    assert found == {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}

@@ -4,16 +4,18 @@ Element shapes, in order:
   batches                 pa.RecordBatch
   band blocks             (partition, (batch_key, HashBlock))  band keys of one batch in one partition
   pairs                   ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
-  sets                    (node, (priority, bytes))        sorted unique shingle hashes (or signature)
+  set blocks              (partition, SetBlock)             sorted unique shingle hashes (or signatures)
+                                                            of a batch's documents in one id-hash partition
   verified edges          pairs whose Jaccard >= threshold
   labels                  (node, (priority, rep_node))     min label over the component
   removals                (batch_key, (doc_id, rep_id))    joined with the batches at the end
 
-Band keys travel as numpy blocks, one element per (batch,
-partition) rather than ``bands`` elements per document; each partition's keys
-are sorted together and runs of equal keys are the LSH buckets.  Only pairs,
-labels and removals are per-document elements, and only for duplicates.
-Documents stay in their batches (see ``key_blocks``).
+Band keys and shingle sets travel as numpy blocks, one element per (batch,
+partition) rather than ``bands`` + 1 elements per document; each partition's
+keys are sorted together and runs of equal keys are the LSH buckets; a pair
+meets the sets of its two documents in the partitions of their ids.  Only
+pairs, labels and removals are per-document elements, and only for
+duplicates.  Documents stay in their batches (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -39,12 +41,15 @@ id).  Other members are rejected with ``near_duplicate`` and ``duplicate_of``.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import xxhash
 
-from curate.classifiers.minhash import MinHasher, band_keys, hash_dtype, jaccard_sorted
+from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
                                           split_by_partition)
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
@@ -80,26 +85,65 @@ class Signatures(beam.DoFn):
         values, offsets = self.hasher.shingles(texts)
         sigs = self.hasher.signatures_from_shingles(values, offsets)
         keys = band_keys(sigs, c["bands"], c["rows"])
-        ids = batch.column(self.id_col).to_pylist()
-        lengths = None
-        if c["keep"] == "longest_text":
-            lengths = pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-            priorities = [(-int(n), i) for n, i in zip(lengths, ids)]
-        else:
-            priorities = [(i,) for i in ids]
+        n = batch.num_rows
+        lengths = (pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
+                   if c["keep"] == "longest_text" else None)
         bk = batch_key(batch, self.id_col)
-        entry_doc = np.repeat(np.arange(len(ids)), keys.shape[1])  # band keys row-major: doc d's bands
+        entry_doc = np.repeat(np.arange(n), keys.shape[1])  # band keys row-major: doc d's bands
         for p, block in split_by_partition(keys.reshape(-1, 1), batch.column(self.id_col).take(pa.array(entry_doc)),
                                            self.partitions, None if lengths is None else lengths[entry_doc]):
             yield p, (bk, block)
-        for d, doc_id in enumerate(ids):
-            if c["verify"] == "exact":
-                payload = np.unique(values[offsets[d]:offsets[d + 1]]).astype(self.hasher.dtype, copy=False)
-            else:
-                payload = sigs[d]
-            # bytes, not an ndarray: a shuffle pickles one buffer instead of an array object per
-            # document (Dask sends each array as its own frame)
-            yield beam.pvalue.TaggedOutput("sets", ((doc_id, bk), (priorities[d], payload.tobytes())))
+        if c["verify"] == "none":
+            return
+        if c["verify"] == "exact":
+            set_values, set_offsets = unique_per_document(values, offsets)
+            set_values = set_values.astype(self.hasher.dtype, copy=False)
+        else:
+            set_values, set_offsets = sigs.ravel(), np.arange(n + 1, dtype=np.int64) * sigs.shape[1]
+        for p, block in set_blocks(batch.column(self.id_col), set_values, set_offsets, self.partitions):
+            yield beam.pvalue.TaggedOutput("sets", (p, block))
+
+
+class SetBlock(NamedTuple):
+    """The sets (or signatures) of one batch's documents that fall in one partition:
+    document i's are ``values[offsets[i]:offsets[i + 1]]``."""
+
+    ids: pa.Array
+    values: np.ndarray
+    offsets: np.ndarray
+
+    def lookup(self, wanted: set) -> dict:
+        """{doc_id: its values} for the ids of this block that are in ``wanted``."""
+        hits = np.flatnonzero(pc.is_in(self.ids, value_set=pa.array(sorted(wanted), pa.string()))
+                              .to_numpy(zero_copy_only=False))
+        names = self.ids.take(pa.array(hits)).to_pylist() if len(hits) else []
+        return {name: self.values[self.offsets[i]:self.offsets[i + 1]] for name, i in zip(names, hits.tolist())}
+
+
+def partition_of_id(doc_id: str, partitions: int) -> int:
+    return xxhash.xxh64_intdigest(doc_id.encode("utf-8")) % partitions
+
+
+def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique values of each document's segment, in one lexsort for the whole batch."""
+    doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    order = np.lexsort((values, doc))
+    v, d = values[order], doc[order]
+    first = np.ones(len(v), dtype=bool)
+    first[1:] = (v[1:] != v[:-1]) | (d[1:] != d[:-1])
+    counts = np.bincount(d[first], minlength=len(offsets) - 1)
+    return v[first], np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
+
+
+def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partitions: int):
+    """One ``SetBlock`` per partition that holds documents of this batch (partition by id hash)."""
+    part = np.array([partition_of_id(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
+    for p in np.unique(part).tolist():
+        rows = np.flatnonzero(part == p)
+        sizes = offsets[rows + 1] - offsets[rows]
+        starts = np.repeat(offsets[rows], sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+        yield p, SetBlock(ids.take(pa.array(rows)), values[starts],
+                          np.concatenate(([0], np.cumsum(sizes))).astype(np.int64))
 
 
 def bucket_pairs_of_partition(element, max_bucket_pairs: int):
@@ -130,9 +174,8 @@ def bucket_pairs(element, max_bucket_pairs: int):
                 yield a, b
 
 
-def similarity(a: bytes, b: bytes, verify: str, dtype) -> float:
+def similarity(a: np.ndarray, b: np.ndarray, verify: str) -> float:
     """Jaccard of two sorted shingle sets, or the share of equal signature slots."""
-    a, b = np.frombuffer(a, dtype=dtype), np.frombuffer(b, dtype=dtype)
     if verify == "exact":
         return jaccard_sorted(a, b)
     return float(np.mean(a == b))
@@ -167,22 +210,36 @@ class NearDedup(Stage):
 
     def _verify(self, pairs, sets):
         verify, threshold = self.cfg["verify"], self.cfg["threshold"]
-        dtype = hash_dtype(self.cfg["bits"])
+
+        partitions = self.partitions
+
+        def sets_of(blocks, wanted: set) -> dict:
+            found = {}
+            for block in blocks:
+                found.update(block.lookup(wanted))
+            return found
 
         def first_half(element):
+            """(partition, {set blocks, pairs keyed by a}) -> (partition of b, (pair, set of a))"""
             _, grouped = element
-            for _, set_a in grouped["set"]:
-                for pair in grouped["pair"]:
-                    yield pair[1][0], (pair, set_a)
+            pairs = list(grouped["pair"])
+            if not pairs:
+                return
+            set_of = sets_of(grouped["set"], {pair[0][0][0] for pair in pairs})
+            for pair in pairs:
+                yield partition_of_id(pair[1][0][0], partitions), (pair, set_of[pair[0][0][0]])
 
         def second_half(element):
             _, grouped = element
-            for _, set_b in grouped["set"]:
-                for pair, set_a in grouped["half"]:
-                    if similarity(set_a, set_b, verify, dtype) >= threshold:
-                        yield pair
+            halves = list(grouped["half"])
+            if not halves:
+                return
+            set_of = sets_of(grouped["set"], {pair[1][0][0] for pair, _ in halves})
+            for pair, set_a in halves:
+                if similarity(set_a, set_of[pair[1][0][0]], verify) >= threshold:
+                    yield pair
 
-        by_a = pairs | "ByA" >> beam.Map(lambda pair: (pair[0][0], pair))
+        by_a = pairs | "ByA" >> beam.Map(lambda pair: (partition_of_id(pair[0][0][0], partitions), pair))
         halves = ({"set": sets, "pair": by_a} | "JoinA" >> beam.CoGroupByKey()
                   | "WithSetA" >> beam.FlatMap(first_half))
         return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
