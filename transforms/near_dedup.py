@@ -29,8 +29,8 @@ estimate (cheaper, less precise); ``none`` keeps every candidate pair.
 Connected components: with ``rounds: 0`` (the automatic choice up to 10M
 documents) one union-find over all verified edges on one worker, as
 datatrove's clustering step.  Otherwise ``rounds`` rounds of min-label
-propagation over the verified edges (each a CoGroupByKey + CombinePerKey over edges, O(1) state per
-document).  A component whose diameter exceeds ``rounds`` is finished by a
+propagation over the verified edges (each a CoGroupByKey + CombinePerKey
+over edges, O(1) state per document).  A component whose diameter exceeds ``rounds`` is finished by a
 union-find over the label pairs that still disagree; that list is collected on
 one worker, so its memory is O(disagreeing label pairs), which is empty when
 the rounds suffice (they report how many were needed in the funnel).
@@ -68,7 +68,8 @@ def auto_rounds(input_rows: int) -> int:
 
 
 class Signatures(beam.DoFn):
-    """batch -> band blocks (main) and ``sets`` (tagged), keyed by node = (doc_id, batch_key)."""
+    """batch -> band blocks (main, by band-key partition) and set blocks (tagged ``sets``,
+    by id-hash partition); no set blocks with ``verify: none``."""
 
     def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
         self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
