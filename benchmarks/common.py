@@ -44,6 +44,11 @@ def machine_facts() -> dict:
     }
 
 
+def machine_line(m: dict) -> str:
+    """'<cpu>, <n> cores; apache-beam <v>, Python <v>' for a results table's header."""
+    return f"{m['cpu']}, {m['cores']} cores; apache-beam {m['apache_beam']}, Python {m['python']}"
+
+
 def _git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,

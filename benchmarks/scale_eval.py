@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_facts, require_shared, write_results  # noqa: E402
+from benchmarks.common import machine_facts, machine_line, require_shared, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 from benchmarks.throughput import chain_config  # noqa: E402
 
@@ -106,10 +106,8 @@ def main() -> int:
 
 
 def render(payload: dict) -> str:
-    m = payload["machine"]
     lines = ["# The whole chain at growing sizes", "",
-             f"{m['cpu']}, {m['cores']} cores; apache-beam {m['apache_beam']}, Python {m['python']}; "
-             f"`curate run {payload['runner_args']}`, default config + GSM8K/HumanEval/MMLU decontamination.", "",
+             f"{machine_line(payload['machine'])}; `curate run {payload['runner_args']}`, default config + GSM8K/HumanEval/MMLU decontamination.", "",
              "| documents | Parquet MB | seconds | docs/s | peak RSS, all processes, MB | kept after dedup | "
              "conservation |", "|---:|---:|---:|---:|---:|---:|---|"]
     for size, e in payload["sizes"].items():

@@ -31,7 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BENCHMARK_SETS, machine_facts, require_shared, timed, write_results  # noqa: E402
+from benchmarks.common import BENCHMARK_SETS, machine_facts, machine_line, require_shared, timed, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 
 STAGES = ["exact_dedup", "near_dedup", "language", "quality", "decontamination", "mixing"]
@@ -198,7 +198,7 @@ def main() -> int:
 def render(payload: dict) -> str:
     m = payload["machine"]
     lines = ["# Throughput, one core", "",
-             f"{m['cpu']}, {m['cores']} cores; apache-beam {m['apache_beam']}, Python {m['python']}. "
+             f"{machine_line(m)}. "
              f"Start-up of a 100-document run (imports, models, graph): {payload['startup_seconds']} s.", ""]
     k = payload["kernels"]
     lines += [f"Bare kernels, no Beam ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):", "",
