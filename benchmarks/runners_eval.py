@@ -7,7 +7,7 @@ included, as a user would see them):
 
 - DirectRunner, ``multi_processing`` mode, ``direct_num_workers`` 1 and 2;
 - curate's DaskRunner, ``--dask-workers`` 1 and 2 (scheduler + worker
-  processes on loopback, ``dask_npartitions`` = 2 x workers);
+  processes on loopback, ``dask_npartitions`` = 4 x workers);
 - PortableRunner through the Job API against ``curate job-service`` (Beam's
   local job service that honours ``--sdk_worker_parallelism``) with its pool
   of SDK worker processes (EXTERNAL environment), parallelism 1 and 2.  Beam's
