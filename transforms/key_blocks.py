@@ -118,7 +118,8 @@ class RemoveListed(beam.PTransform):
 
     def expand(self, batches):
         id_col = self.id_col
-        keyed = batches | "KeyBatches" >> beam.Map(lambda b: (batch_key(b, id_col), b))
+        # an empty batch has no key and nothing to remove (stages never emit one; a guard)
+        keyed = batches | "KeyBatches" >> beam.FlatMap(lambda b: [(batch_key(b, id_col), b)] if b.num_rows else [])
         out = ({"batch": keyed, "removed": self.removals}
                | "JoinRemovals" >> beam.CoGroupByKey()
                | "Remove" >> TaggedParDo(_ApplyRemovals(self.stage, self.reason, id_col), [REJECTED_TAG],
