@@ -135,7 +135,8 @@ class _ApplyRemovals(beam.DoFn):
         key, grouped = element
         removed = dict(grouped["removed"])
         found = 0
-        for batch in grouped["batch"]:
+        batches = list(grouped["batch"])
+        for batch in batches:
             if not removed:
                 yield batch
                 continue
@@ -145,5 +146,8 @@ class _ApplyRemovals(beam.DoFn):
             yield from emit_split(batch, self.stage, keep, self.reason,
                                   reject_extra={DUPLICATE_OF.name: pa.array(duplicate_of, pa.string())})
         if found != len(removed):
+            present = {i for b in batches for i in b.column(self.id_col).to_pylist()}
+            missing = sorted(i for i in removed if i not in present)
             raise RuntimeError(f"{self.stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
-                               "that are not in it")
+                               f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
+                               f"missing e.g. {missing[:3]})")
