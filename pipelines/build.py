@@ -71,7 +71,7 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     stages = [InputCheck(columns, auto_partitions(input_rows, 1))]
     if st.exact_dedup.enabled:
         partitions = st.exact_dedup.partitions or auto_partitions(input_rows, 1)
-        stages.append(ExactDedup(columns, schema, cfg.input.batch_size, partitions))
+        stages.append(ExactDedup(columns, partitions))
     if st.near_dedup.enabled:
         nd = dataclasses.asdict(st.near_dedup)
         if nd["bands"] is None:
@@ -79,7 +79,7 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
         partitions = nd.pop("partitions") or auto_partitions(input_rows, nd["bands"])
         if nd["rounds"] is None:
             nd["rounds"] = auto_rounds(input_rows)
-        stages.append(NearDedup(columns, schema, nd, cfg.input.batch_size, partitions))
+        stages.append(NearDedup(columns, nd, partitions))
     if st.language.enabled:
         lang = st.language
         stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,

@@ -75,7 +75,8 @@ def test_a_removal_naming_a_row_not_in_its_batch_fails_the_run():
 
 
 def test_set_blocks_hold_each_documents_unique_sorted_set():
-    from curate.transforms.near_dedup import partition_of_id, set_blocks, unique_per_document
+    from curate.transforms.io import shard_of
+    from curate.transforms.near_dedup import set_blocks, unique_per_document
 
     rng = np.random.default_rng(5)
     sizes = [0, 3, 50, 1, 17, 200]
@@ -89,6 +90,6 @@ def test_set_blocks_hold_each_documents_unique_sorted_set():
     found = {}
     for p, block in set_blocks(ids, uniq, uniq_offsets, partitions=3):
         for doc_id, values_of in block.lookup({f"id{d}" for d in range(len(docs))}).items():
-            assert partition_of_id(doc_id, 3) == p
+            assert shard_of(doc_id, 3) == p
             found[doc_id] = values_of.tolist()
     assert found == {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}

@@ -31,9 +31,9 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, schema: pa.Schema, batch_size: int = 2048, partitions: int = MIN_PARTITIONS):
+    def __init__(self, columns, partitions: int = MIN_PARTITIONS):
         super().__init__(columns)
-        self.schema, self.batch_size, self.partitions = schema, batch_size, partitions
+        self.partitions = partitions
 
     def expand(self, batches) -> StageResult:
         id_col, text_col, partitions = self.columns.id, self.columns.text, self.partitions

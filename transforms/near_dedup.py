@@ -47,11 +47,11 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import xxhash
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
                                           split_by_partition)
+from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
@@ -121,10 +121,6 @@ class SetBlock(NamedTuple):
         return {name: self.values[self.offsets[i]:self.offsets[i + 1]] for name, i in zip(names, hits.tolist())}
 
 
-def partition_of_id(doc_id: str, partitions: int) -> int:
-    return xxhash.xxh64_intdigest(doc_id.encode("utf-8")) % partitions
-
-
 def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted unique values of each document's segment, in one lexsort for the whole batch."""
     doc = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
@@ -138,7 +134,7 @@ def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.nda
 
 def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partitions: int):
     """One ``SetBlock`` per partition that holds documents of this batch (partition by id hash)."""
-    part = np.array([partition_of_id(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
+    part = np.array([shard_of(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
     for p in np.unique(part).tolist():
         rows = np.flatnonzero(part == p)
         sizes = offsets[rows + 1] - offsets[rows]
@@ -186,10 +182,9 @@ class NearDedup(Stage):
     name = "near_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, schema: pa.Schema, cfg: dict, batch_size: int = 2048,
-                 partitions: int = MIN_PARTITIONS):
+    def __init__(self, columns, cfg: dict, partitions: int = MIN_PARTITIONS):
         super().__init__(columns)
-        self.schema, self.cfg, self.batch_size, self.partitions = schema, dict(cfg), batch_size, partitions
+        self.cfg, self.partitions = dict(cfg), partitions
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
@@ -210,9 +205,7 @@ class NearDedup(Stage):
         return StageResult(result.kept, result.rejected, extra_stats=stats)
 
     def _verify(self, pairs, sets):
-        verify, threshold = self.cfg["verify"], self.cfg["threshold"]
-
-        partitions = self.partitions
+        verify, threshold, partitions = self.cfg["verify"], self.cfg["threshold"], self.partitions
 
         def sets_of(blocks, wanted: set) -> dict:
             found = {}
@@ -228,7 +221,7 @@ class NearDedup(Stage):
                 return
             set_of = sets_of(grouped["set"], {pair[0][0][0] for pair in pairs})
             for pair in pairs:
-                yield partition_of_id(pair[1][0][0], partitions), (pair, set_of[pair[0][0][0]])
+                yield shard_of(pair[1][0][0], partitions), (pair, set_of[pair[0][0][0]])
 
         def second_half(element):
             _, grouped = element
@@ -240,7 +233,7 @@ class NearDedup(Stage):
                 if similarity(set_a, set_of[pair[1][0][0]], verify) >= threshold:
                     yield pair
 
-        by_a = pairs | "ByA" >> beam.Map(lambda pair: (partition_of_id(pair[0][0][0], partitions), pair))
+        by_a = pairs | "ByA" >> beam.Map(lambda pair: (shard_of(pair[0][0][0], partitions), pair))
         halves = ({"set": sets, "pair": by_a} | "JoinA" >> beam.CoGroupByKey()
                   | "WithSetA" >> beam.FlatMap(first_half))
         return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
