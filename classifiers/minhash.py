@@ -47,6 +47,11 @@ def as_string_array(texts) -> pa.Array:
     return pc.fill_null(texts, "")
 
 
+def nfkc_needed(texts) -> np.ndarray:
+    """bool per text: does it hold a character NFKC could change (``kernels.needs_nfkc``)?"""
+    return kernels.needs_nfkc(*string_buffers(as_string_array(texts)), kernels.nfkc_stable_table())
+
+
 def normalize_for_shingles(texts) -> pa.Array:
     """NFKC then lower-case.
 
@@ -56,8 +61,7 @@ def normalize_for_shingles(texts) -> pa.Array:
     ``utf8_normalize`` on the real multilingual documents).
     """
     texts = as_string_array(texts)
-    data, offsets = string_buffers(texts)
-    needs = kernels.needs_nfkc(data, offsets, kernels.nfkc_stable_table())
+    needs = nfkc_needed(texts)
     if needs.any():
         others = np.flatnonzero(needs)
         normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(others)).to_pylist()]

@@ -1,8 +1,9 @@
 """Text normalization, hashing and size estimates shared by all stages.
 
-Everything works on a whole batch (a ``pyarrow`` string array) at once, so a
-document is normalized once per purpose with vectorized Arrow kernels and the
-Python loop is left only for hashing.
+Everything works on a whole batch (a ``pyarrow`` string array) at once.
+Exact-dedup normalization is one Python pass over ``str`` methods (faster here
+than Arrow's normalize + regex kernels), with NFKC only for the documents a
+compiled scan finds it could change.
 """
 from __future__ import annotations
 
@@ -28,10 +29,9 @@ def normalize_one_for_exact_dedup(text: str, nfkc: bool = True) -> str:
 
 
 def _needs_nfkc(texts: pa.Array) -> list[bool]:
-    from curate.classifiers import kernels
-    from curate.classifiers.minhash import as_string_array, string_buffers
+    from curate.classifiers.minhash import nfkc_needed  # lazy: numba kernels load only when normalizing
 
-    return kernels.needs_nfkc(*string_buffers(as_string_array(texts)), kernels.nfkc_stable_table()).tolist()
+    return nfkc_needed(texts).tolist()
 
 
 def normalize_for_exact_dedup(texts: pa.Array) -> pa.Array:

@@ -61,7 +61,7 @@ class OutputConfig:
 class ExactDedupConfig:
     enabled: bool = True
     # Partitions of the hash shuffle; null: one per 1M hashes of input (at least
-    # 4, at most 4096), see transforms/exact_dedup.py.
+    # 4, at most 4096), see transforms/key_blocks.py.
     partitions: int | None = None
 
     def validate(self, at: str):

@@ -84,8 +84,8 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
     keys = np.concatenate([b.keys for _, b in blocks])
     ids = pa.concat_arrays([b.ids.cast(pa.string()) for _, b in blocks])
     block_of = np.repeat(np.arange(len(blocks)), [len(b.keys) for _, b in blocks])
-    extra = (np.concatenate([b.extra for _, b in blocks]) if blocks[0][1].extra is not None
-             else np.zeros(len(keys), dtype=np.int64))
+    has_extra = blocks[0][1].extra is not None
+    extra = np.concatenate([b.extra for _, b in blocks]) if has_extra else np.zeros(len(keys), dtype=np.int64)
     rank = np.empty(len(ids), dtype=np.int64)
     rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
     order = np.lexsort((rank, *[keys[:, w] for w in range(keys.shape[1] - 1, -1, -1)]))
@@ -95,7 +95,6 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
     ends = np.append(starts[1:], len(order))
     multi = ends - starts >= 2
     runs = []
-    has_extra = blocks[0][1].extra is not None
     for s, e in zip(starts[multi].tolist(), ends[multi].tolist()):
         rows = order[s:e]
         run_ids = ids.take(pa.array(rows)).to_pylist()
