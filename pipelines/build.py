@@ -31,6 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
+from curate.pipelines import beam_fixes
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
@@ -302,6 +303,7 @@ _READ_FAILURE = re.compile(r"(\S+: failed while reading \([^\n]*?\))")
 
 def _run_pipeline(p: beam.Pipeline) -> None:
     """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
+    beam_fixes.install()  # the runner's input stream could drop chunks (see beam_fixes)
     try:
         p.run().wait_until_finish()
     except Exception as exc:  # Beam wraps worker errors; find ours in the text

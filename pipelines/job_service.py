@@ -4,9 +4,10 @@ Beam's Python job service (``local_job_service_main``) hands every job to an
 ``FnApiRunner`` through ``run_via_runner_api``, which skips the code that
 reads ``direct_num_workers``: each job runs on one SDK worker whatever the
 options say (apache-beam 2.77; measured 0.96x with 2 "workers").  This
-service is Beam's, with one change: the job's ``--sdk_worker_parallelism``
+service is Beam's, with two changes: the job's ``--sdk_worker_parallelism``
 (else ``--direct_num_workers``) becomes the runner's worker count, so bundles
-are split across that many workers of the job's environment.
+are split across that many workers of the job's environment; and the runner's
+data plane gets ``beam_fixes`` (inputs sent to workers could lose chunks).
 
 For real parallelism the workers must be processes: ``--worker-pool-port``
 also starts Beam's worker pool (``BeamFnExternalWorkerPoolServicer`` with
@@ -26,6 +27,8 @@ from apache_beam.options.pipeline_options import DirectOptions, PortableOptions
 from apache_beam.portability.api import beam_job_api_pb2
 from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+from curate.pipelines import beam_fixes
 
 
 def worker_count(options) -> int:
@@ -51,6 +54,7 @@ class ParallelBeamJob(local_job_service.BeamJob):
 
 def start(port: int = 0, worker_pool_port: int | None = None, staging_dir: str | None = None):
     """Start the job service (and the worker pool); returns (job port, pool port or None, stop)."""
+    beam_fixes.install()  # jobs run in this process: its runner sends their inputs (see beam_fixes)
     servicer = local_job_service.LocalJobServicer(staging_dir, beam_job_type=ParallelBeamJob)
     job_port = servicer.start_grpc_server(port)
     pool = None
