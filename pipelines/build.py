@@ -36,7 +36,7 @@ from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.transforms.exact_dedup import ExactDedup
-from curate.transforms.key_blocks import auto_partitions
+from curate.transforms.key_blocks import auto_partitions, removal_join
 from curate.classifiers.minhash import optimal_bands
 from curate.transforms.language import LanguageFilter
 from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
@@ -72,15 +72,16 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     stages = [InputCheck(columns, auto_partitions(input_rows, 1))]
     if st.exact_dedup.enabled:
         partitions = st.exact_dedup.partitions or auto_partitions(input_rows, 1)
-        stages.append(ExactDedup(columns, partitions))
+        stages.append(ExactDedup(columns, partitions, st.exact_dedup.join or removal_join(input_rows)))
     if st.near_dedup.enabled:
         nd = dataclasses.asdict(st.near_dedup)
         if nd["bands"] is None:
             nd["bands"], nd["rows"] = optimal_bands(nd["threshold"], nd["num_perm"])
         partitions = nd.pop("partitions") or auto_partitions(input_rows, nd["bands"])
+        join = nd.pop("join") or removal_join(input_rows)
         if nd["rounds"] is None:
             nd["rounds"] = auto_rounds(input_rows)
-        stages.append(NearDedup(columns, nd, partitions))
+        stages.append(NearDedup(columns, nd, partitions, join))
     if st.language.enabled:
         lang = st.language
         stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,

@@ -57,15 +57,23 @@ class OutputConfig:
                f"{at}.compression", "must be one of zstd, snappy, gzip, lz4, brotli, none")
 
 
+def _check_join(join, at: str):
+    _check(join in (None, "side_input", "shuffle"), f"{at}.join", "must be side_input, shuffle or null")
+
+
 @dataclasses.dataclass
 class ExactDedupConfig:
     enabled: bool = True
     # Partitions of the hash shuffle; null: one per 1M hashes of input (at least
     # 4, at most 4096), see transforms/key_blocks.py.
     partitions: int | None = None
+    # How documents meet their removals: side_input | shuffle; null: side_input up
+    # to 10M input documents, else shuffle (transforms/key_blocks.py).
+    join: str | None = None
 
     def validate(self, at: str):
         _check(self.partitions is None or 1 <= self.partitions <= 65536, f"{at}.partitions", "must be in [1, 65536]")
+        _check_join(self.join, at)
 
 
 @dataclasses.dataclass
@@ -96,9 +104,12 @@ class NearDedupConfig:
     # Partitions of the band-key shuffle; null: one per 1M band keys of input
     # (rows x bands; at least 4, at most 4096).
     partitions: int | None = None
+    # As exact_dedup.join.
+    join: str | None = None
 
     def validate(self, at: str):
         _check(1 <= self.ngram <= 50, f"{at}.ngram", "must be in [1, 50]")
+        _check_join(self.join, at)
         _check(1 <= self.num_perm <= 1024, f"{at}.num_perm", "must be in [1, 1024]")
         _check(0.0 < self.threshold <= 1.0, f"{at}.threshold", "must be in (0, 1]")
         _check(self.bits in (32, 64), f"{at}.bits", "must be 32 or 64")

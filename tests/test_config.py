@@ -18,6 +18,8 @@ def test_packaged_default_loads():
     ({"stages": {"exact_dedup": {"enabled": "yes"}}}, "stages.exact_dedup.enabled"),
     ({"tokens_per_char": -1}, "tokens_per_char"),
     ({"output": {"compression": "rar"}}, "output.compression"),
+    ({"stages": {"exact_dedup": {"join": "broadcast"}}}, "stages.exact_dedup.join"),
+    ({"stages": {"near_dedup": {"join": "hash"}}}, "stages.near_dedup.join"),
 ])
 def test_bad_config_names_the_key(data, key):
     with pytest.raises(ConfigError) as err:

@@ -49,11 +49,12 @@ def test_auto_partitions_bounds():
     assert auto_partitions(10**10, 14) == 4096
 
 
-def _run(batches, removals, expect_kept, expect_rejected):
+def _run(batches, removals, expect_kept, expect_rejected, join):
     from apache_beam.testing.util import assert_that, equal_to
 
     with beam.Pipeline() as p:
-        result = p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals))
+        result = p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals),
+                                                                join)
         kept = result.kept | "K" >> beam.FlatMap(lambda b: b.column("id").to_pylist())
         rejected = result.rejected | "J" >> beam.FlatMap(
             lambda b: [(r["id"], r["duplicate_of"], r["stage"], r["reason"]) for r in b.to_pylist()])
@@ -61,17 +62,28 @@ def _run(batches, removals, expect_kept, expect_rejected):
         assert_that(rejected, equal_to(expect_rejected), label="Rejected")
 
 
-def test_removals_reach_their_batch_and_nothing_is_lost():
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+def test_removals_reach_their_batch_and_nothing_is_lost(join):
     batches = [pa.RecordBatch.from_pylist([{"id": f"{b}{i}", "text": "t"} for i in range(4)]) for b in "abc"]
-    _run(batches, [("a0", ("a2", "c1")), ("c0", ("c3", "a0"))],
-         ["a0", "a1", "a3", "b0", "b1", "b2", "b3", "c0", "c1", "c2"],
-         [("a2", "c1", "s", "dup"), ("c3", "a0", "s", "dup")])
+    _run(batches, [("a0", ("a2", "c1")), ("c0", ("c3", "a0")), ("c0", ("c1", "a0"))],
+         ["a0", "a1", "a3", "b0", "b1", "b2", "b3", "c0", "c2"],
+         [("a2", "c1", "s", "dup"), ("c3", "a0", "s", "dup"), ("c1", "a0", "s", "dup")], join)
 
 
-def test_a_removal_naming_a_row_not_in_its_batch_fails_the_run():
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+def test_a_removal_naming_a_row_not_in_its_batch_fails_the_run(join):
     batches = [pa.RecordBatch.from_pylist([{"id": "a0", "text": "t"}, {"id": "a1", "text": "u"}])]
     with pytest.raises(Exception, match="not in it"):
-        _run(batches, [("a0", ("zz", "a0"))], ["a0", "a1"], [])
+        _run(batches, [("a0", ("zz", "a0"))], ["a0", "a1"], [], join)
+
+
+def test_join_is_a_side_input_up_to_the_bound_and_a_shuffle_above():
+    from curate.transforms.key_blocks import SIDE_INPUT_MAX_ROWS, removal_join
+
+    assert removal_join(0) == removal_join(SIDE_INPUT_MAX_ROWS) == "side_input"
+    assert removal_join(SIDE_INPUT_MAX_ROWS + 1) == "shuffle"
+    with pytest.raises(ValueError, match="join must be"):
+        RemoveListed("s", "dup", "id", None, "broadcast")
 
 
 def test_set_blocks_hold_each_documents_unique_sorted_set():

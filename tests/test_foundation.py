@@ -78,7 +78,8 @@ def test_real_documents_conservation(tmp_path, real_docs_path):
     assert result.funnel["raw"]["docs"] == len(input_ids) > 2000
 
 
-def test_exact_dedup_on_planted_duplicates(tmp_path):
+@pytest.mark.parametrize("join", ["side_input", "shuffle"])
+def test_exact_dedup_on_planted_duplicates(tmp_path, join):
     base = "The mitochondria is the powerhouse of the cell, it makes ATP."
     other = "Photosynthesis turns light into chemical energy in plants."
     rows = [
@@ -93,7 +94,7 @@ def test_exact_dedup_on_planted_duplicates(tmp_path):
     inp = write_parquet(tmp_path / "in" / "a.parquet", rows[:4])
     inp2 = write_parquet(tmp_path / "in" / "b.parquet", rows[4:])
     out = tmp_path / "out"
-    run_pipeline([tmp_path / "in" / "*.parquet"], out, only_stages("exact_dedup"))
+    run_pipeline([tmp_path / "in" / "*.parquet"], out, only_stages("exact_dedup", exact_dedup={"join": join}))
     kept = sorted(read_dir(out / "kept").column("id").to_pylist())
     assert kept == ["d1", "d2", "d9"]
     rej = read_rejects(out)["exact_dedup"].to_pylist()

@@ -62,8 +62,9 @@ def _base_docs(real_docs_path, count):
     return [r["text"] for r in t if r["genre"] == "textbook" and 1500 < len(r["text"]) < 6000][:count]
 
 
-@pytest.mark.parametrize("rounds,verify", [(6, "exact"), (0, "exact"), (0, "signature"), (0, "none")])
-def test_near_duplicates_are_clustered_and_one_kept(tmp_path, real_docs_path, rounds, verify):
+@pytest.mark.parametrize("rounds,verify,join", [(6, "exact", "shuffle"), (0, "exact", "side_input"),
+                                               (0, "signature", None), (0, "none", "shuffle")])
+def test_near_duplicates_are_clustered_and_one_kept(tmp_path, real_docs_path, rounds, verify, join):
     base = _base_docs(real_docs_path, 6)
     rows = [{"id": f"b{i}", "text": t} for i, t in enumerate(base)]
     # b0 gets two light copies; a chain b1 -> c1 -> d1 where b1 and d1 are further apart
@@ -75,7 +76,7 @@ def test_near_duplicates_are_clustered_and_one_kept(tmp_path, real_docs_path, ro
     rows.append({"id": "far2", "text": _edit(base[2], len(base[2].split()) // 3, 5)})  # J well below 0.8
     write_parquet(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
-    result = run_pipeline([tmp_path / "in.parquet"], out, only_stages("near_dedup", near_dedup={"rounds": rounds, "verify": verify}))
+    result = run_pipeline([tmp_path / "in.parquet"], out, only_stages("near_dedup", near_dedup={"rounds": rounds, "verify": verify, "join": join}))
     kept = sorted(read_dir(out / "kept").column("id").to_pylist())
     assert kept == ["a0", "b1", "b2", "b3", "b4", "b5", "far2"]
     rej = {r["id"]: (r["reason"], r["duplicate_of"]) for r in read_rejects(out)["near_dedup"].to_pylist()}

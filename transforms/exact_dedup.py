@@ -9,9 +9,9 @@ Element shapes, in order:
   batches          pa.RecordBatch
   hash blocks      (partition, (batch_key, HashBlock))   one per partition a batch has hashes in
   removals         (batch_key, (doc_id, kept_id))         only the duplicates
-  keyed batches    (batch_key, pa.RecordBatch)            joined with their removals
+  keyed batches    (batch_key, pa.RecordBatch)            joined with their removals (``join: shuffle``)
 
-The block shuffle and the removal join are ``key_blocks``'s.
+The block shuffle and the removal join (``join``: side input or shuffle) are ``key_blocks``'s.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ class ExactDedup(Stage):
     name = "exact_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, partitions: int = MIN_PARTITIONS):
+    def __init__(self, columns, partitions: int = MIN_PARTITIONS, join: str = "side_input"):
         super().__init__(columns)
-        self.partitions = partitions
+        self.partitions, self.join = partitions, join
 
     def expand(self, batches) -> StageResult:
         id_col, text_col, partitions = self.columns.id, self.columns.text, self.partitions
@@ -59,4 +59,5 @@ class ExactDedup(Stage):
                    | "HashBlocks" >> beam.FlatMap(hash_blocks)
                    | "GroupByPartition" >> beam.GroupByKey()
                    | "Duplicates" >> beam.FlatMap(removals))
-        return batches | "RemoveDuplicates" >> RemoveListed(self.name, "exact_duplicate", id_col, removed)
+        return batches | "RemoveDuplicates" >> RemoveListed(self.name, "exact_duplicate", id_col, removed,
+                                                                  self.join)

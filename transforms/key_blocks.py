@@ -12,8 +12,19 @@ Why blocks: the shuffle moves one element per (batch, partition) instead of
 one per document or per band (~0.7 us per element per fused step plus ~3 us
 per shuffled element in Beam), and equal keys are found by sorting each
 partition in numpy.  Documents themselves never leave their batch: a batch
-meets its (few) removals in a join on ``batch_key``, the first id of the
-batch, unique because ``input_check`` rejects repeated ids.
+meets its (few) removals by ``batch_key``, the first id of the batch, unique
+because ``input_check`` rejects repeated ids.
+
+How a batch meets its removals (``RemoveListed``'s ``join``):
+  ``side_input``  the removals are a multimap side input read per batch key;
+                  the batches are not shuffled.  Default up to
+                  ``SIDE_INPUT_MAX_ROWS`` input documents.
+  ``shuffle``     a CoGroupByKey of batches and removals on the batch key;
+                  every batch crosses the shuffle, but no worker holds more
+                  than its own keys.  Above ``SIDE_INPUT_MAX_ROWS``.
+On the FnApiRunner (DirectRunner, job service) a CoGroupByKey costs a full
+extra pass of its inputs (its Flatten is materialized as a stage of its own),
+which is why the side input is the default where it fits.
 """
 from __future__ import annotations
 
@@ -35,6 +46,17 @@ DUPLICATE_OF = pa.field("duplicate_of", pa.string())
 # documents x 14 bands the cap applies: 1.4e10 / 4096 = 3.4M entries each.
 ENTRIES_PER_PARTITION = 1_000_000
 MIN_PARTITIONS, MAX_PARTITIONS = 4, 4096
+
+
+# Up to this many input documents, removals (at most one per document, ~100
+# bytes each: <= 1 GB) reach the batches as a side input served per batch key;
+# above, by a shuffle join.  Flink broadcasts side inputs to every task, so a
+# bound is needed.
+SIDE_INPUT_MAX_ROWS = 10_000_000
+
+
+def removal_join(input_rows: int) -> str:
+    return "side_input" if input_rows <= SIDE_INPUT_MAX_ROWS else "shuffle"
 
 
 def auto_partitions(input_rows: int, entries_per_doc: int) -> int:
@@ -106,17 +128,24 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
 class RemoveListed(beam.PTransform):
     """(batches, removals) -> StageResult: each batch loses the ids listed for it.
 
-    ``removals``: PCollection[(batch_key, (doc_id, duplicate_of))].  Rejected
-    rows get ``stage``, ``reason`` and ``duplicate_of``.  A removal naming a row
-    that is not in its batch is a bug, and fails the run rather than losing it.
+    ``removals``: PCollection[(batch_key, (doc_id, duplicate_of))]; ``join``:
+    ``side_input`` or ``shuffle`` (module docstring).  Rejected rows get
+    ``stage``, ``reason`` and ``duplicate_of``.  A removal naming a row that is
+    not in its batch is a bug, and fails the run rather than losing it.
     """
 
-    def __init__(self, stage: str, reason: str, id_col: str, removals):
+    def __init__(self, stage: str, reason: str, id_col: str, removals, join: str = "side_input"):
         super().__init__()
-        self.stage, self.reason, self.id_col, self.removals = stage, reason, id_col, removals
+        if join not in ("side_input", "shuffle"):
+            raise ValueError(f"join must be 'side_input' or 'shuffle', not {join!r}")
+        self.stage, self.reason, self.id_col, self.removals, self.join = stage, reason, id_col, removals, join
 
     def expand(self, batches):
         id_col = self.id_col
+        if self.join == "side_input":
+            out = batches | "Remove" >> TaggedParDo(_RemoveFromBatch(self.stage, self.reason, id_col), [REJECTED_TAG],
+                                                    main="kept", removed=beam.pvalue.AsMultiMap(self.removals))
+            return StageResult(out.kept, out[REJECTED_TAG])
         # an empty batch has no key and nothing to remove (stages never emit one; a guard)
         keyed = batches | "KeyBatches" >> beam.FlatMap(lambda b: [(batch_key(b, id_col), b)] if b.num_rows else [])
         out = ({"batch": keyed, "removed": self.removals}
@@ -126,27 +155,46 @@ class RemoveListed(beam.PTransform):
         return StageResult(out.kept, out[REJECTED_TAG])
 
 
+def _remove(stage: str, reason: str, id_col: str, key, batches: list, removed: dict):
+    """Split ``batches`` (those under ``key``) by ``removed`` {doc_id: duplicate_of}."""
+    found = 0
+    for batch in batches:
+        if not removed:
+            yield batch
+            continue
+        duplicate_of = [removed.get(i) for i in batch.column(id_col).to_pylist()]
+        keep = [d is None for d in duplicate_of]
+        found += len(keep) - sum(keep)
+        yield from emit_split(batch, stage, keep, reason,
+                              reject_extra={DUPLICATE_OF.name: pa.array(duplicate_of, pa.string())})
+    if found != len(removed):
+        present = {i for b in batches for i in b.column(id_col).to_pylist()}
+        missing = sorted(i for i in removed if i not in present)
+        raise RuntimeError(f"{stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
+                           f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
+                           f"missing e.g. {missing[:3]})")
+
+
+class _RemoveFromBatch(beam.DoFn):
+    """``side_input`` join: one batch and the removals listed under its key."""
+
+    def __init__(self, stage: str, reason: str, id_col: str):
+        self.stage, self.reason, self.id_col = stage, reason, id_col
+
+    def process(self, batch, removed):
+        if batch.num_rows == 0:
+            return
+        key = batch_key(batch, self.id_col)
+        yield from _remove(self.stage, self.reason, self.id_col, key, [batch], dict(removed[key]))
+
+
 class _ApplyRemovals(beam.DoFn):
+    """``shuffle`` join: the batch and removals grouped under one key."""
+
     def __init__(self, stage: str, reason: str, id_col: str):
         self.stage, self.reason, self.id_col = stage, reason, id_col
 
     def process(self, element):
         key, grouped = element
-        removed = dict(grouped["removed"])
-        found = 0
-        batches = list(grouped["batch"])
-        for batch in batches:
-            if not removed:
-                yield batch
-                continue
-            duplicate_of = [removed.get(i) for i in batch.column(self.id_col).to_pylist()]
-            keep = [d is None for d in duplicate_of]
-            found += len(keep) - sum(keep)
-            yield from emit_split(batch, self.stage, keep, self.reason,
-                                  reject_extra={DUPLICATE_OF.name: pa.array(duplicate_of, pa.string())})
-        if found != len(removed):
-            present = {i for b in batches for i in b.column(self.id_col).to_pylist()}
-            missing = sorted(i for i in removed if i not in present)
-            raise RuntimeError(f"{self.stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
-                               f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
-                               f"missing e.g. {missing[:3]})")
+        yield from _remove(self.stage, self.reason, self.id_col, key, list(grouped["batch"]),
+                           dict(grouped["removed"]))

@@ -8,7 +8,7 @@ Element shapes, in order:
                                                             of a batch's documents in one id-hash partition
   verified edges          pairs whose Jaccard >= threshold
   labels                  (node, (priority, rep_node))     min label over the component
-  removals                (batch_key, (doc_id, rep_id))    joined with the batches at the end
+  removals                (batch_key, (doc_id, rep_id))    meet the batches at the end (``key_blocks``)
 
 Band keys and shingle sets travel as numpy blocks, one element per (batch,
 partition) rather than ``bands`` + 1 elements per document; each partition's
@@ -182,9 +182,9 @@ class NearDedup(Stage):
     name = "near_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, cfg: dict, partitions: int = MIN_PARTITIONS):
+    def __init__(self, columns, cfg: dict, partitions: int = MIN_PARTITIONS, join: str = "side_input"):
         super().__init__(columns)
-        self.cfg, self.partitions = dict(cfg), partitions
+        self.cfg, self.partitions, self.join = dict(cfg), partitions, join
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
@@ -201,7 +201,8 @@ class NearDedup(Stage):
         # node (doc_id, batch_key) labelled by another component member's node: a duplicate
         removals = labels | "Removals" >> beam.FlatMap(
             lambda kv: [(kv[0][1], (kv[0][0], kv[1][1][0]))] if kv[1][1] != kv[0] else [])
-        result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals)
+        result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals,
+                                                                        self.join)
         return StageResult(result.kept, result.rejected, extra_stats=stats)
 
     def _verify(self, pairs, sets):
