@@ -44,7 +44,7 @@ def test_runs_are_the_same_whatever_the_order_blocks_arrive_in():
 
 
 def test_auto_partitions_bounds():
-    assert auto_partitions(10_000, 1) == 4
+    assert auto_partitions(10_000, 1) == 16
     assert auto_partitions(100_000_000, 14) == 1400
     assert auto_partitions(10**10, 14) == 4096
 
