@@ -435,3 +435,136 @@ def ascii_class_counts(data, offsets):
         out[d, 1] = upper
         out[d, 2] = marks
     return out
+
+
+# Classes of ``deleting_classes``: a kept character, a separator (whitespace), a
+# deleted character (punctuation or symbol: removed, so it joins its neighbours).
+KEEP, SPACE, DELETE = 0, 1, 2
+
+
+@functools.lru_cache(maxsize=1)
+def deleting_classes() -> np.ndarray:
+    """uint8 class per code point below ``_TABLE_SIZE`` for the decontamination tokenizer.
+
+    Read off Arrow itself (which chars ``utf8_split_whitespace`` splits on, which
+    ``[\\p{P}\\p{S}]`` matches in RE2), so the compiled path hashes exactly the
+    tokens that ``ngram_index.tokenize``'s Arrow kernels produce."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    cps = [cp for cp in range(_TABLE_SIZE) if not 0xD800 <= cp <= 0xDFFF]  # surrogates never occur in UTF-8
+    chars = pa.array([chr(cp) for cp in cps], pa.string())
+    deleted = pc.match_substring_regex(chars, pattern=r"^[\p{P}\p{S}]$").to_numpy(zero_copy_only=False)
+    split = pc.equal(pc.list_value_length(pc.utf8_split_whitespace(pc.binary_join_element_wise("a", chars, "b", ""))), 2)
+    table = np.full(_TABLE_SIZE, KEEP, dtype=np.uint8)
+    idx = np.array(cps)
+    table[idx[split.to_numpy(zero_copy_only=False)]] = SPACE
+    table[idx[deleted]] = DELETE
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _deleting_token_count(data, offsets, table):
+    n = offsets.shape[0] - 1
+    counts = np.zeros(n, dtype=np.int64)
+    for d in range(n):
+        i, end = offsets[d], offsets[d + 1]
+        in_token = False
+        while i < end:
+            cp, size = _decode(data, i)
+            c = table[cp] if cp < table.shape[0] else KEEP
+            if c == SPACE:
+                in_token = False
+            elif c == KEEP and not in_token:
+                counts[d] += 1
+                in_token = True
+            i += size
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _deleting_token_fill(data, offsets, table, token_offsets, out):
+    n = offsets.shape[0] - 1
+    for d in range(n):
+        i, end = offsets[d], offsets[d + 1]
+        t = token_offsets[d]
+        in_token = False
+        h = _FNV_OFFSET
+        while i < end:
+            cp, size = _decode(data, i)
+            c = table[cp] if cp < table.shape[0] else KEEP
+            if c == SPACE:
+                if in_token:
+                    out[t] = _mix64(h)
+                    t += 1
+                    in_token = False
+            elif c == KEEP:
+                if not in_token:
+                    h = _FNV_OFFSET
+                    in_token = True
+                for j in range(i, i + size):
+                    h = _fnv1a(h, data[j])
+            i += size
+        if in_token:
+            out[t] = _mix64(h)
+
+
+def deleting_token_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``token_hash`` of every token when punctuation and symbols are deleted and
+    whitespace splits: (hashes, per-document token offsets), no strings made."""
+    table = deleting_classes()
+    counts = _deleting_token_count(data, offsets, table)
+    token_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=token_offsets[1:])
+    out = np.empty(token_offsets[-1], dtype=np.uint64)
+    _deleting_token_fill(data, offsets, table, token_offsets, out)
+    return out, token_offsets
+
+
+@numba.njit(cache=True, nogil=True)
+def gram_owners(hashes, offsets, k, poly, poly_inv, bits, shift, keys, owners):
+    """Owner (index into ``owners``) of every token ``k``-gram, or -1 when its hash is not in ``keys``.
+
+    The gram hash is ``minhash.shingle_hashes``'s 64-bit polynomial
+    ``sum_j t_j * poly^j``, rolled along the document in O(1) per position
+    (``poly`` is odd, so ``poly_inv`` is its inverse mod 2^64).  A bitmap of
+    the keys' top bits (``bits`` >> ``shift``) answers most misses with one
+    probe; the rest are binary-searched in the sorted ``keys``.  Documents with
+    fewer than ``k`` tokens have no gram.  Returns (owner per gram, per-document
+    gram offsets)."""
+    n_docs = offsets.shape[0] - 1
+    gram_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    for d in range(n_docs):
+        length = offsets[d + 1] - offsets[d]
+        gram_offsets[d + 1] = gram_offsets[d] + (length - k + 1 if length >= k else 0)
+    out = np.full(gram_offsets[n_docs], -1, dtype=np.int64)
+    top_power = np.uint64(1)
+    for _ in range(k - 1):
+        top_power *= poly
+    n_keys = keys.shape[0]
+    for d in range(n_docs):
+        lo, hi = offsets[d], offsets[d + 1]
+        if hi - lo < k:
+            continue
+        acc = np.uint64(0)
+        power = np.uint64(1)
+        for j in range(k):
+            acc += hashes[lo + j] * power
+            power *= poly
+        g = gram_offsets[d]
+        for start in range(lo, hi - k + 1):
+            if start > lo:
+                acc = (acc - hashes[start - 1]) * poly_inv + hashes[start + k - 1] * top_power
+            top = acc >> shift
+            if (bits[top >> np.uint64(3)] >> (top & np.uint64(7))) & 1:
+                a, b = 0, n_keys
+                while a < b:
+                    m = (a + b) // 2
+                    if keys[m] < acc:
+                        a = m + 1
+                    else:
+                        b = m
+                if a < n_keys and keys[a] == acc:
+                    out[g] = owners[a]
+            g += 1
+    return out, gram_offsets

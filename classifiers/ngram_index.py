@@ -22,23 +22,37 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.minhash import as_string_array, shingle_hashes, token_hashes
+from curate.classifiers import kernels
+from curate.classifiers.minhash import _POLY, normalize_for_shingles, normalized_buffers, shingle_hashes, token_hashes
 
 _DELETE = r"[\p{P}\p{S}]"
 
 
 def tokenize(texts) -> pa.ListArray:
-    out = pc.utf8_normalize(as_string_array(texts), form="NFKC")
-    out = pc.utf8_lower(out)
-    out = pc.replace_substring_regex(out, pattern=_DELETE, replacement="")
-    return pc.utf8_split_whitespace(pc.utf8_trim_whitespace(out))
+    """Tokens as strings (index building, cutting, tests); ``text_token_hashes`` hashes
+    the same tokens straight from the bytes."""
+    out = pc.replace_substring_regex(normalize_for_shingles(texts), pattern=_DELETE, replacement="")
+    split = pc.utf8_split_whitespace(pc.utf8_trim_whitespace(out))
+    # Arrow splits an empty string into one empty token; a document of only
+    # punctuation has no token
+    flat = pc.list_flatten(split)
+    keep = pc.greater(pc.utf8_length(flat), 0)
+    parents = pc.list_parent_indices(split).to_numpy(zero_copy_only=False)
+    counts = np.bincount(parents[keep.to_numpy(zero_copy_only=False)], minlength=len(split))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), flat.filter(keep))
 
 
-def ngram_hashes(texts, n: int, tokens=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def text_token_hashes(texts) -> tuple[np.ndarray, np.ndarray]:
+    """``token_hashes(tokenize(texts))`` by one compiled pass over the normalized
+    bytes (``kernels.deleting_token_hashes``): no regex pass, no token strings
+    (14.5k -> 25.4k docs/s on the scaled real documents, mean 2.2 KB)."""
+    return kernels.deleting_token_hashes(*normalized_buffers(texts))
+
+
+def ngram_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hashes, offsets per text, token count per text); texts shorter than n give no n-gram."""
-    tokens = tokenize(texts) if tokens is None else tokens
-    hashes, offsets = token_hashes(tokens)
-    return grams_from_token_hashes(hashes, offsets, n)
+    return grams_from_token_hashes(*text_token_hashes(texts), n)
 
 
 def grams_from_token_hashes(hashes: np.ndarray, offsets: np.ndarray, n: int):
@@ -54,6 +68,8 @@ def grams_from_token_hashes(hashes: np.ndarray, offsets: np.ndarray, n: int):
         out_offsets = np.concatenate([[0], np.cumsum(counts)])
     return values, out_offsets, lengths
 
+
+_POLY_INV = np.uint64(pow(int(_POLY), -1, 1 << 64))
 
 # Items shorter than n tokens but at least this long are indexed whole, as one
 # gram of their own length; shorter ones are too generic to match and are counted.
@@ -177,30 +193,40 @@ class NgramIndex:
         """Item index per value, -1 when the n-gram is not in the index."""
         return self._lookup(self.hashes, self.owners, values)
 
+    def _bitmap(self, keys: np.ndarray):
+        if id(keys) not in self._bitmaps:
+            self._bitmaps[id(keys)] = _top_bits_bitmap(keys)
+        return self._bitmaps[id(keys)]
+
+    def _gram_owners(self, token_h, token_off, k: int, keys: np.ndarray, owners: np.ndarray):
+        """(owner per k-gram or -1, per-document gram offsets): ``kernels.gram_owners``."""
+        bits, shift = self._bitmap(keys)
+        return kernels.gram_owners(token_h, token_off, k, _POLY, _POLY_INV, bits, shift, keys,
+                                   owners.astype(np.int64, copy=False))
+
     def match_batch(self, texts) -> list[dict]:
         """Per text: {item index: matched n-gram count} (empty dict when clean),
-        plus the positions (n-gram start token) of the n-gram matches under key -1."""
-        token_h, token_off = token_hashes(tokenize(texts))
-        values, offsets, _ = grams_from_token_hashes(token_h, token_off, self.n)
-        owners = self.lookup(values)
-        out = []
-        for d in range(len(offsets) - 1):
-            seg = owners[offsets[d]:offsets[d + 1]]
-            hits = np.flatnonzero(seg >= 0)
-            if len(hits) == 0:
-                out.append({})
-                continue
-            items, counts = np.unique(seg[hits], return_counts=True)
-            result = {int(i): int(c) for i, c in zip(items, counts)}
-            result[-1] = hits.tolist()
-            out.append(result)
+        plus the positions (n-gram start token) of the n-gram matches under key -1.
+
+        One compiled pass per gram length rolls the n-gram hashes and probes the
+        index; Python objects are made only for the documents that match."""
+        token_h, token_off = text_token_hashes(texts)
+        out: list[dict] = [{} for _ in range(len(token_off) - 1)]
+        if len(self.hashes):
+            found, gram_off = self._gram_owners(token_h, token_off, self.n, self.hashes, self.owners)
+            hits = np.flatnonzero(found >= 0)
+            docs = np.searchsorted(gram_off, hits, side="right") - 1
+            for d in np.unique(docs).tolist():
+                positions = hits[docs == d]
+                items, counts = np.unique(found[positions], return_counts=True)
+                out[d] = {int(i): int(c) for i, c in zip(items, counts)}
+                out[d][-1] = (positions - gram_off[d]).tolist()
         for length, (keys, owners_l) in self.short.items():
-            values_l, offsets_l, _ = grams_from_token_hashes(token_h, token_off, length)
-            found = self._lookup(keys, owners_l, values_l)
-            for d in np.unique(np.searchsorted(offsets_l, np.flatnonzero(found >= 0), side="right") - 1):
-                for item in np.unique(found[offsets_l[d]:offsets_l[d + 1]]):
-                    if item >= 0:
-                        out[d][int(item)] = out[d].get(int(item), 0) + 1
+            found, gram_off = self._gram_owners(token_h, token_off, length, keys, owners_l)
+            hits = np.flatnonzero(found >= 0)
+            docs = np.searchsorted(gram_off, hits, side="right") - 1
+            for d, item in sorted(set(zip(docs.tolist(), found[hits].tolist()))):  # once per document
+                out[d][item] = out[d].get(item, 0) + 1
         return out
 
 

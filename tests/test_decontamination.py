@@ -147,3 +147,41 @@ def test_bitmap_prefilter_finds_exactly_what_binary_search_finds():
     expected = np.where(keys[pos] == values, owners[pos], -1)
     found = index.lookup(values)
     assert (found == expected).all() and (found >= 0).sum() == len(keys[::7]) + 3
+
+
+def test_compiled_matching_equals_numpy_grams_and_search(benchmarks_dir, real_docs_path):
+    """``match_batch`` (rolling gram hashes + bitmap + binary search in one compiled pass)
+    finds what numpy's shingle hashes and a searchsorted over the index find, on real
+    documents with benchmark items planted whole, cut short and as short items."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from curate.classifiers.ngram_index import grams_from_token_hashes, text_token_hashes
+
+    items = [("gsm8k", i, t) for i, t in load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl"))][:300]
+    items += [("mmlu", i, t) for i, t in load_items("mmlu", str(benchmarks_dir / "mmlu_test"))][:3000]
+    index = NgramIndex.build(items, n=13)
+    assert index.short, "the MMLU slice holds items shorter than 13 tokens"
+    docs = pq.read_table(real_docs_path, columns=["text"]).column(0).to_pylist()[:600]
+    short_item = next(t for _, _, t in items if 6 <= len(t.split()) < 13)
+    planted = [d + " " + items[k][2] + " " + d[:200] for k, d in zip(range(0, 300, 3), docs[:100])]
+    planted += [items[k][2][: len(items[k][2]) // 2] for k in range(1, 300, 5)] + [f"see: {short_item} and more"]
+    texts = pa.array(docs + planted, pa.string())
+
+    got = index.match_batch(texts)
+    token_h, token_off = text_token_hashes(texts)
+    values, offsets, _ = grams_from_token_hashes(token_h, token_off, index.n)
+    owners = index.lookup(values)
+    for d in range(len(texts)):
+        seg = owners[offsets[d]:offsets[d + 1]]
+        hits = np.flatnonzero(seg >= 0)
+        expected = {int(i): int((seg == i).sum()) for i in np.unique(seg[hits])}
+        if len(hits):
+            expected[-1] = hits.tolist()
+        for length, (keys, owners_l) in index.short.items():
+            v, o, _ = grams_from_token_hashes(token_h[token_off[d]:token_off[d + 1]], np.array([0, token_off[d + 1] - token_off[d]]), length)
+            for item in np.unique(index._lookup(keys, owners_l, v)):
+                if item >= 0:
+                    expected[int(item)] = expected.get(int(item), 0) + 1
+        assert got[d] == expected, d
+    assert sum(bool(g) for g in got[len(docs):]) >= 100

@@ -94,3 +94,20 @@ def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
     assert sum(needs[-len(tricky):]) == len(tricky) - 2  # only "café" (composed) and "plain" skip
     reference = pa.compute.utf8_lower(pa.array([unicodedata.normalize("NFKC", t) for t in py], pa.string()))
     assert minhash.normalize_for_shingles(texts).equals(reference)
+
+
+def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path):
+    """The compiled deleting tokenizer hashes exactly the tokens of ``ngram_index.tokenize``
+    (Arrow regex delete + whitespace split), on every real document and on edge cases."""
+    from curate.classifiers import ngram_index
+
+    texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
+    edge = ["", " - ", "don't  stop", "3.5km/h", "a\u00a0b\u2003c\u3000d", "x\u200by", "«quoted» — dash",
+            "tab\tend\n", "emoji 🙂 here", "$100 + 5% = ?", "中文，标点。", "\u1680ogham\u180evowel", "a\x1cb\x1fc"]
+    texts = pa.concat_arrays([texts, pa.array(edge, pa.string())])
+    hashes, offsets = ngram_index.text_token_hashes(texts)
+    expected_hashes, expected_offsets = minhash.token_hashes(ngram_index.tokenize(texts))
+    np.testing.assert_array_equal(offsets, expected_offsets)
+    np.testing.assert_array_equal(hashes, expected_hashes)
+    assert ngram_index.tokenize(pa.array(["Don't STOP-now, 3.5"])).to_pylist() == [["dont", "stopnow", "35"]]
+    assert ngram_index.tokenize(pa.array(["", " - ", "a -- b"])).to_pylist() == [[], [], ["a", "b"]]
