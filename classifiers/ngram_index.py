@@ -146,10 +146,16 @@ class NgramIndex:
                                 dtype=np.uint64)
             order = np.argsort(hashes_l, kind="stable")
             short[int(length)] = (hashes_l[order], members[order].astype(np.int32))
-        # unique (hash, item) pairs, then how many items share each hash
-        pairs = np.unique(np.stack([values, owner.astype(np.uint64)], axis=1), axis=0) if len(values) else \
-            np.zeros((0, 2), dtype=np.uint64)
-        uniq, first, counts = np.unique(pairs[:, 0], return_index=True, return_counts=True)
+        # unique (hash, item) pairs sorted by hash then item (a lexsort: np.unique(axis=0)
+        # took 1 s of the 2 s build), then how many items share each hash
+        order = np.lexsort((owner, values))
+        values, owner = values[order], owner[order]
+        distinct = np.ones(len(values), dtype=bool)
+        distinct[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
+        values, owner = values[distinct], owner[distinct]
+        starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1]))) if len(values) else \
+            np.zeros(0, dtype=np.int64)
+        uniq, counts = values[starts], np.diff(np.append(starts, len(values)))
         common = counts > max_item_frequency
         stats.excluded_common_across_items = int(common.sum())
         keep = ~common
@@ -159,7 +165,7 @@ class NgramIndex:
             stats.excluded_in_reference_text = int(in_ref.sum())
             keep &= ~in_ref
         hashes = uniq[keep]
-        owners = pairs[first[keep], 1].astype(np.int32)
+        owners = owner[starts[keep]].astype(np.int32)  # the smallest item owning the hash
         stats.ngrams = int(len(hashes))
         item_ngrams = np.bincount(owners, minlength=len(items)).astype(np.int32)
         for _, members in short.values():

@@ -86,13 +86,17 @@ def test_join_is_a_side_input_up_to_the_bound_and_a_shuffle_above():
         RemoveListed("s", "dup", "id", None, "broadcast")
 
 
-def test_set_blocks_hold_each_documents_unique_sorted_set():
+@pytest.mark.parametrize("dtype", [np.uint32, np.uint64])  # one combined-key sort, or a lexsort
+def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
     from curate.transforms.io import shard_of
     from curate.transforms.near_dedup import set_blocks, unique_per_document
 
     rng = np.random.default_rng(5)
     sizes = [0, 3, 50, 1, 17, 200]
-    docs = [rng.integers(0, 40, n, dtype=np.uint64) for n in sizes]
+    top = dtype(np.iinfo(dtype).max)  # values near the top: the combined key must not mix them into the doc bits
+    docs = [np.concatenate([rng.integers(0, 40, n).astype(dtype), top - rng.integers(0, 3, n // 4).astype(dtype)])
+            for n in sizes]
+    sizes = [len(doc) for doc in docs]
     values = np.concatenate(docs)
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     uniq, uniq_offsets = unique_per_document(values, offsets)
