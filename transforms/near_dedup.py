@@ -6,6 +6,7 @@ Element shapes, in order:
   pairs                   ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
   set blocks              (partition, SetBlock)             sorted unique shingle hashes (or signatures)
                                                             of a batch's documents in one id-hash partition
+  halves                  (partition of b, ((node_a, prio_a), set of a, [(node_b, prio_b), ...]))
   verified edges          pairs whose Jaccard >= threshold
   labels                  (node, (priority, rep_node))     min label over the component
   removals                (batch_key, (doc_id, rep_id))    meet the batches at the end (``key_blocks``)
@@ -208,8 +209,7 @@ class NearDedup(Stage):
             out.bands
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"])
-            | "DistinctPairs" >> beam.Distinct()
-        )
+        )  # a pair found in several bands comes once per band partition; _verify meets the copies
         edges = self._verify(pairs, out.sets) if c["verify"] != "none" else pairs
         labels, stats = self._components(edges)
         # node (doc_id, batch_key) labelled by another component member's node: a duplicate
@@ -229,24 +229,32 @@ class NearDedup(Stage):
             return found
 
         def first_half(element):
-            """(partition, {set blocks, pairs keyed by a}) -> (partition of b, (pair, set of a))"""
+            """(partition, {set blocks, pairs keyed by a}) -> (partition of b, (a, set of a, [b, ...])).
+
+            Every copy of a pair (one per band partition that found it) has the same
+            a, so they meet here and are merged; a's set travels once per partition
+            of its b's, not once per pair."""
             _, grouped = element
-            pairs = list(grouped["pair"])
+            pairs = sorted(set(grouped["pair"]))
             if not pairs:
                 return
             set_of = sets_of(grouped["set"], {pair[0][0][0] for pair in pairs})
-            for pair in pairs:
-                yield shard_of(pair[1][0][0], partitions), (pair, set_of[pair[0][0][0]])
+            targets: dict = {}
+            for a, b in pairs:
+                targets.setdefault((a, shard_of(b[0][0], partitions)), []).append(b)
+            for (a, part), bs in targets.items():
+                yield part, (a, set_of[a[0][0]], bs)
 
         def second_half(element):
             _, grouped = element
             halves = list(grouped["half"])
             if not halves:
                 return
-            set_of = sets_of(grouped["set"], {pair[1][0][0] for pair, _ in halves})
-            for pair, set_a in halves:
-                if similarity(set_a, set_of[pair[1][0][0]], verify) >= threshold:
-                    yield pair
+            set_of = sets_of(grouped["set"], {b[0][0] for _, _, bs in halves for b in bs})
+            for a, set_a, bs in halves:
+                for b in bs:
+                    if similarity(set_a, set_of[b[0][0]], verify) >= threshold:
+                        yield a, b
 
         by_a = pairs | "ByA" >> beam.Map(lambda pair: (shard_of(pair[0][0][0], partitions), pair))
         halves = ({"set": sets, "pair": by_a} | "JoinA" >> beam.CoGroupByKey()
