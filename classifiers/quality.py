@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from curate.classifiers.kernels import ascii_class_counts, hashed_ngram_csr, whitespace_table, word_counts
+from curate.classifiers.kernels import ascii_class_counts, hashed_ngram_csr, tfidf_dot, whitespace_table, word_counts
 from curate.classifiers.minhash import as_string_array as _string_array
 from curate.classifiers.minhash import normalized_buffers, string_buffers, text_token_hashes
 
@@ -208,9 +208,20 @@ class QualityModel:
         return design_matrix(texts, self.model_type, self.hashing, self.idf, self.scaler_mean, self.scaler_scale)
 
     def decision(self, texts) -> np.ndarray:
-        coef = np.concatenate([c for c in (self.coef_hand if self.uses_hand() else None,
-                                           self.coef_tfidf if self.uses_tfidf() else None) if c is not None])
-        return np.asarray(self.design_matrix(texts) @ coef).ravel() + self.intercept
+        """The linear model's decision value: the design matrix's row times the
+        coefficients, with the TF-IDF part's dot product computed straight from
+        the token hashes (``kernels.tfidf_dot``: no sparse matrix)."""
+        texts = _string_array(texts)
+        normalized = normalized_buffers(texts)  # tokenized once for both feature families
+        z = np.full(len(texts), self.intercept)
+        if self.uses_hand():
+            z += ((hand_features(texts, normalized) - self.scaler_mean) / self.scaler_scale) @ self.coef_hand
+        if self.uses_tfidf():
+            hashes, offsets = text_token_hashes(texts, normalized)
+            if not hasattr(self, "_tfidf64"):
+                self._tfidf64 = (self.idf.astype(np.float64), self.coef_tfidf.astype(np.float64))
+            z += tfidf_dot(hashes, np.asarray(offsets, dtype=np.int64), self.hashing.ngram_max, *self._tfidf64)
+        return z
 
     def score(self, texts) -> np.ndarray:
         z = self.decision(texts)

@@ -60,6 +60,20 @@ def test_default_model_separates_real_genres(real_docs_path):
     assert np.median(s_edu) > 0.8 > 0.5 > np.median(s_rev)
 
 
+@pytest.mark.parametrize("model_type", ["ensemble", "tfidf"])
+def test_scoring_kernel_equals_the_design_matrix_the_model_was_trained_on(real_docs_path, model_type):
+    """``decision`` computes the TF-IDF dot product without the sparse matrix; it must
+    agree with the design matrix training used (float32 rounding apart)."""
+    texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()[:800]
+    texts = pa.concat_arrays([texts, pa.array(["", "a", "one two"], pa.string())])
+    model = quality.load_model(quality.default_model_dir())
+    if model_type == "tfidf":
+        model = quality.train(texts.to_pylist()[:200], np.arange(200) % 2, model_type="tfidf")
+    coef = np.concatenate([c for c in (model.coef_hand if model.uses_hand() else None, model.coef_tfidf) if c is not None])
+    expected = np.asarray(model.design_matrix(texts) @ coef).ravel() + model.intercept
+    np.testing.assert_allclose(model.decision(texts), expected, rtol=0, atol=1e-4)  # the CSR path sums in float32
+
+
 def test_save_load_round_trip_gives_identical_scores(tmp_path):
     texts = [EDU, SPAM, EDU.replace("list", "tuple"), SPAM + " buy now"] * 5
     labels = np.array([1, 0, 1, 0] * 5)
