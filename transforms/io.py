@@ -13,6 +13,7 @@ import sys
 import time
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -203,21 +204,27 @@ def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
     keys = pa.table({"id_set": pc.is_valid(table.column(columns.id)), "id": table.column(columns.id),
                      "text_set": pc.is_valid(table.column(columns.text)), "text": table.column(columns.text)})
     table = table.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]))
-    ids, texts = table.column(columns.id).to_pylist(), table.column(columns.text).to_pylist()
-    order, i, n = [], 0, table.num_rows
-    tied = False
-    while i < n:
-        j = i + 1
-        while j < n and ids[j] == ids[i] and texts[j] == texts[i]:
-            j += 1
-        if j - i > 1:
-            tied = True
-            rows = table.slice(i, j - i).to_pylist()
-            order += sorted(range(i, j), key=lambda k: json.dumps(rows[k - i], sort_keys=True, default=str))
-        else:
-            order.append(i)
-        i = j
-    return table.take(order) if tied else table
+    n = table.num_rows
+    if n < 2:
+        return table
+    # same[k]: row k + 1 equals row k in id and text (null equals null), found by
+    # Arrow without turning every text into a Python string
+    same = pc.and_(_equal_to_previous(table.column(columns.id)),
+                   _equal_to_previous(table.column(columns.text))).to_numpy(zero_copy_only=False)
+    if not same.any():
+        return table
+    order = np.arange(n)
+    edges = np.diff(np.concatenate(([0], same.astype(np.int8), [0])))
+    for lo, last in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
+        rows = table.slice(lo, last + 1 - lo).to_pylist()  # a tied run: rows lo..last
+        order[lo:last + 1] = sorted(range(lo, last + 1),
+                                    key=lambda k: json.dumps(rows[k - lo], sort_keys=True, default=str))
+    return table.take(pa.array(order))
+
+
+def _equal_to_previous(column) -> pa.Array:
+    a, b = column.slice(1), column.slice(0, len(column) - 1)
+    return pc.or_(pc.fill_null(pc.equal(a, b), False), pc.and_(pc.is_null(a), pc.is_null(b)))
 
 
 @dataclasses.dataclass(frozen=True)
