@@ -3,10 +3,11 @@
 Element shapes, in order:
   batches                 pa.RecordBatch
   band blocks             (partition, (batch_key, HashBlock))  band keys of one batch in one partition
-  pairs                   ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
+  pair lists              (partition of a, [pair, ...])
+                          pair = ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
   set blocks              (partition, SetBlock)             sorted unique shingle hashes (or signatures)
                                                             of a batch's documents in one id-hash partition
-  halves                  (partition of b, ((node_a, prio_a), set of a, [(node_b, prio_b), ...]))
+  half blocks             (partition of b, HalfBlock)          pairs with their a's set
   verified edges          pairs whose Jaccard >= threshold
   labels                  (node, (priority, rep_node))     min label over the component
   removals                (batch_key, (doc_id, rep_id))    meet the batches at the end (``key_blocks``)
@@ -14,9 +15,9 @@ Element shapes, in order:
 Band keys and shingle sets travel as numpy blocks, one element per (batch,
 partition) rather than ``bands`` + 1 elements per document; each partition's
 keys are sorted together and runs of equal keys are the LSH buckets; a pair
-meets the sets of its two documents in the partitions of their ids.  Only
-pairs, labels and removals are per-document elements, and only for
-duplicates.  Documents stay in their batches (see ``key_blocks``).
+meets the sets of its two documents in the partitions of their ids.  Pairs
+travel in lists, one element per pair of partitions; only verified edges,
+labels and removals are per-document elements, and only for duplicates.  Documents stay in their batches (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -158,16 +159,33 @@ def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partition
                           np.concatenate(([0], np.cumsum(sizes))).astype(np.int64))
 
 
-def bucket_pairs_of_partition(element, max_bucket_pairs: int):
-    """(partition, band blocks) -> candidate pairs of every bucket (run of equal band keys).
+def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
+    """(partition, band blocks) -> (partition of a, [pair, ...]): the candidate pairs of
+    every bucket (run of equal band keys), one list per partition of their a's id.
 
-    Priorities as ``Signatures`` makes them: (-length, id) when blocks carry lengths, else (id,)."""
+    Lists, not one element per pair: at 100k documents ~680k pair copies would
+    each pay Beam's per-element cost twice.  Priorities as ``Signatures`` makes
+    them: (-length, id) when blocks carry lengths, else (id,)."""
     _, blocks = element
-    pairs = set()  # a pair found in several bands of this partition is shuffled once
+    pairs = set()  # a pair found in several bands of this partition is listed once
     for run in equal_key_runs(blocks):
         bucket = [((doc_id, bk), (doc_id,) if length is None else (-length, doc_id)) for doc_id, bk, length in run]
         pairs.update(bucket_pairs((None, bucket), max_bucket_pairs))
-    yield from sorted(pairs)
+    by_partition: dict = {}
+    for pair in sorted(pairs):
+        by_partition.setdefault(shard_of(pair[0][0][0], partitions), []).append(pair)
+    yield from sorted(by_partition.items())
+
+
+class HalfBlock(NamedTuple):
+    """Pairs on their way to b's partition: a's (node, priority) and set, and its b's.
+    a's set is ``values[offsets[i]:offsets[i + 1]]``: one array per block, so a block
+    pickles as a few buffers rather than one numpy array per a."""
+
+    a: list
+    values: np.ndarray
+    offsets: np.ndarray
+    bs: list
 
 
 def bucket_pairs(element, max_bucket_pairs: int):
@@ -205,12 +223,15 @@ class NearDedup(Stage):
         c = self.cfg
         out = batches | "Signatures" >> TaggedParDo(
             Signatures(c, self.columns.id, self.columns.text, self.partitions), ["sets"], main="bands")
-        pairs = (
+        pair_lists = (
             out.bands
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"])
+            | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"], self.partitions)
         )  # a pair found in several bands comes once per band partition; _verify meets the copies
-        edges = self._verify(pairs, out.sets) if c["verify"] != "none" else pairs
+        if c["verify"] != "none":
+            edges = self._verify(pair_lists, out.sets)
+        else:
+            edges = pair_lists | "Pairs" >> beam.FlatMap(lambda kv: kv[1])
         labels, stats = self._components(edges)
         # node (doc_id, batch_key) labelled by another component member's node: a duplicate
         removals = labels | "Removals" >> beam.FlatMap(
@@ -219,7 +240,7 @@ class NearDedup(Stage):
                                                                         self.join)
         return StageResult(result.kept, result.rejected, extra_stats=stats)
 
-    def _verify(self, pairs, sets):
+    def _verify(self, pair_lists, sets):
         verify, threshold, partitions = self.cfg["verify"], self.cfg["threshold"], self.partitions
 
         def sets_of(blocks, wanted: set) -> dict:
@@ -229,35 +250,38 @@ class NearDedup(Stage):
             return found
 
         def first_half(element):
-            """(partition, {set blocks, pairs keyed by a}) -> (partition of b, (a, set of a, [b, ...])).
+            """(partition, {set blocks, pair lists keyed by a}) -> (partition of b, HalfBlock).
 
             Every copy of a pair (one per band partition that found it) has the same
             a, so they meet here and are merged; a's set travels once per partition
             of its b's, not once per pair."""
             _, grouped = element
-            pairs = sorted(set(grouped["pair"]))
+            pairs = sorted({pair for block in grouped["pair"] for pair in block})
             if not pairs:
                 return
             set_of = sets_of(grouped["set"], {pair[0][0][0] for pair in pairs})
             targets: dict = {}
             for a, b in pairs:
-                targets.setdefault((a, shard_of(b[0][0], partitions)), []).append(b)
-            for (a, part), bs in targets.items():
-                yield part, (a, set_of[a[0][0]], bs)
+                targets.setdefault(shard_of(b[0][0], partitions), {}).setdefault(a, []).append(b)
+            for part, by_a in sorted(targets.items()):
+                sets = [set_of[a[0][0]] for a in by_a]
+                offsets = np.concatenate(([0], np.cumsum([len(x) for x in sets]))).astype(np.int64)
+                yield part, HalfBlock(list(by_a), np.concatenate(sets), offsets, list(by_a.values()))
 
         def second_half(element):
             _, grouped = element
             halves = list(grouped["half"])
             if not halves:
                 return
-            set_of = sets_of(grouped["set"], {b[0][0] for _, _, bs in halves for b in bs})
-            for a, set_a, bs in halves:
-                for b in bs:
-                    if similarity(set_a, set_of[b[0][0]], verify) >= threshold:
-                        yield a, b
+            set_of = sets_of(grouped["set"], {b[0][0] for half in halves for bs in half.bs for b in bs})
+            for half in halves:
+                for i, (a, bs) in enumerate(zip(half.a, half.bs)):
+                    set_a = half.values[half.offsets[i]:half.offsets[i + 1]]
+                    for b in bs:
+                        if similarity(set_a, set_of[b[0][0]], verify) >= threshold:
+                            yield a, b
 
-        by_a = pairs | "ByA" >> beam.Map(lambda pair: (shard_of(pair[0][0][0], partitions), pair))
-        halves = ({"set": sets, "pair": by_a} | "JoinA" >> beam.CoGroupByKey()
+        halves = ({"set": sets, "pair": pair_lists} | "JoinA" >> beam.CoGroupByKey()
                   | "WithSetA" >> beam.FlatMap(first_half))
         return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
                 | "Similar" >> beam.FlatMap(second_half))
