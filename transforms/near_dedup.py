@@ -43,6 +43,7 @@ id).  Other members are rejected with ``near_duplicate`` and ``duplicate_of``.
 """
 from __future__ import annotations
 
+import pickle
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -326,7 +327,7 @@ class NearDedup(Stage):
                   | "LabelToB" >> beam.FlatMap(label_of_a))
         leftover = ({"label": labels, "from_a": from_a} | "EdgeLabelB" >> beam.CoGroupByKey()
                     | "Disagree" >> beam.FlatMap(disagree) | "DistinctLeftover" >> beam.Distinct())
-        remap = leftover | "CollectLeftover" >> beam.combiners.ToList() | "UnionFind" >> beam.Map(_union_find)
+        remap = leftover | "CollectLeftover" >> CollectPacked() | "UnionFind" >> beam.Map(_union_find)
         final = labels | "Finish" >> beam.Map(lambda kv, m: (kv[0], m.get(kv[1], kv[1])),
                                                 m=beam.pvalue.AsSingleton(remap))
 
@@ -340,7 +341,7 @@ class NearDedup(Stage):
             return min((prio_a, a), (prio_b, b)), max((prio_a, a), (prio_b, b))
 
         remap = (verified | "LabelPairs" >> beam.Map(label_pair)
-                 | "CollectEdges" >> beam.combiners.ToList() | "UnionFind" >> beam.Map(_union_find))
+                 | "CollectEdges" >> CollectPacked() | "UnionFind" >> beam.Map(_union_find))
         # (node, (priority, rep_node)) for every node of a verified edge, the rep included
         final = remap | "Labels" >> beam.FlatMap(lambda m: [(label[1], root) for label, root in m.items()])
         return final, self._cluster_stats(final, leftover=None)
@@ -363,6 +364,21 @@ class NearDedup(Stage):
         leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
                          | "LeftoverStat" >> beam.Map(lambda n: ((name, "unconverged_label_pairs", ""), (n, 0))))
         return (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
+
+
+class CollectPacked(beam.PTransform):
+    """PCollection -> one list of all its elements (``ToList``), moved as pickled
+    batches: the FnApiRunner serves a large grouped value from its state cache,
+    which weighs cached values object by object (objsize: 2.4 s for the ~100k
+    label pairs of a 100k-document run, against ~0.05 s to pickle them).  Our
+    own data only, never a user's file."""
+
+    def expand(self, pcoll):
+        return (pcoll
+                | "Batch" >> beam.BatchElements(min_batch_size=1024, max_batch_size=65536)
+                | "Pack" >> beam.Map(lambda batch: pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+                | "Collect" >> beam.combiners.ToList()
+                | "Unpack" >> beam.Map(lambda blobs: [x for blob in blobs for x in pickle.loads(blob)]))
 
 
 def _union_find(pairs) -> dict:
