@@ -610,3 +610,140 @@ def tfidf_dot(hashes, offsets, ngram_max, idf, coef):
             scratch[b] = 0
         out[d] = dot / np.sqrt(sq) if sq > 0 else 0.0
     return out
+
+
+@numba.njit(cache=True, inline="always")
+def _re2_space(b):
+    """RE2's ``\\s``: [\\t\\n\\f\\r ] (not \\v)."""
+    return b == 32 or b == 9 or b == 10 or b == 12 or b == 13
+
+
+@numba.njit(cache=True, inline="always")
+def _ascii_word(b):
+    """RE2's ASCII ``\\w`` (what ``\\b`` looks at)."""
+    return (48 <= b <= 57) or (65 <= b <= 90) or (97 <= b <= 122) or b == 95
+
+
+@numba.njit(cache=True, inline="always")
+def _line_start(data, lo, i):
+    return i == lo or data[i - 1] == 10
+
+
+@numba.njit(cache=True, inline="always")
+def _after_spaces_then_non_space(data, i, end):
+    """``\\s+\\S`` at i: the end of the match (past the \\S character), or -1."""
+    j = i
+    while j < end and _re2_space(data[j]):
+        j += 1
+    if j == i or j >= end:
+        return -1
+    _, size = _decode(data, j)
+    return j + size
+
+
+@numba.njit(cache=True, nogil=True)
+def markdown_counts(data, offsets):
+    """Per document, what Arrow's ``count_substring_regex`` (RE2) gives for
+    ``quality``'s six structural patterns (``MARKDOWN_PATTERNS`` there, in
+    column order), in one pass over the UTF-8 bytes: sentence ends, code
+    fences, headers, list items, paragraph breaks, long words.  Counted as Arrow
+    counts: leftmost non-overlapping matches, each search starting where the
+    last match ended as if the text began there (so ``^`` also holds at a
+    match's end: "``````" holds two fences), ``\\s`` = [\\t\\n\\f\\r ],
+    ``\\b`` and ``\\w`` ASCII (a header's or list item's ``\\s+`` may run over
+    line ends and swallow the next line's start)."""
+    n_docs = offsets.shape[0] - 1
+    out = np.zeros((n_docs, 6), dtype=np.int64)
+    for d in range(n_docs):
+        lo, end = offsets[d], offsets[d + 1]
+        sentences = fences = headers = items = paragraphs = long_words = 0
+        last_fence_end = -1
+        # sentences, paragraphs, long words, fences: one scan over maximal runs
+        i = lo
+        while i < end:
+            b = data[i]
+            if b == 46 or b == 33 or b == 63:  # a run of [.!?]
+                j = i
+                while j < end and (data[j] == 46 or data[j] == 33 or data[j] == 63):
+                    j += 1
+                if j == end or _re2_space(data[j]):
+                    sentences += 1
+                i = j
+            elif _re2_space(b):  # a whitespace run: paragraph break if it holds 2+ newlines
+                j = i
+                newlines = 0
+                while j < end and _re2_space(data[j]):
+                    if data[j] == 10:
+                        newlines += 1
+                    j += 1
+                if newlines >= 2:
+                    paragraphs += 1
+                i = j
+            elif _ascii_word(b):  # a \w run: a long word if all letters and 9+
+                j = i
+                letters_only = True
+                while j < end and _ascii_word(data[j]):
+                    c = data[j]
+                    if not ((65 <= c <= 90) or (97 <= c <= 122)):
+                        letters_only = False
+                    j += 1
+                if letters_only and j - i >= 9:
+                    long_words += 1
+                i = j
+            else:
+                if b == 96 and i + 2 < end and data[i + 1] == 96 and data[i + 2] == 96:
+                    # ``` counts when the whitespace run before it starts at a ^:
+                    # the text's start, a newline in it, or the previous match's end
+                    q = i
+                    has_newline = False
+                    while q > lo and _re2_space(data[q - 1]):
+                        q -= 1
+                        if data[q] == 10:
+                            has_newline = True
+                    if q == lo or has_newline or last_fence_end >= q:
+                        fences += 1
+                        last_fence_end = i + 3
+                    i += 3
+                else:
+                    i += 1
+        # headers and list items: leftmost non-overlapping matches from line starts
+        next_header = lo
+        next_item = lo
+        for r in range(lo, end):
+            line_start = _line_start(data, lo, r)
+            if (r == next_header or (line_start and r > next_header)) and data[r] == 35:
+                j = r
+                while j < end and data[j] == 35:
+                    j += 1
+                if j - r <= 6:
+                    m = _after_spaces_then_non_space(data, j, end)
+                    if m >= 0:
+                        headers += 1
+                        next_header = m
+            if r == next_item or (line_start and r > next_item):
+                j = r
+                while j < end and _re2_space(data[j]):
+                    j += 1
+                k = -1
+                if j < end and (data[j] == 45 or data[j] == 42 or data[j] == 43):
+                    k = j + 1
+                elif j + 2 < end and data[j] == 0xE2 and data[j + 1] == 0x80 and data[j + 2] == 0xA2:
+                    k = j + 3
+                elif j < end and 48 <= data[j] <= 57:
+                    t = j
+                    while t < end and 48 <= data[t] <= 57:
+                        t += 1
+                    if t < end and (data[t] == 46 or data[t] == 41):
+                        k = t + 1
+                if k >= 0:
+                    m = _after_spaces_then_non_space(data, k, end)
+                    if m >= 0:
+                        items += 1
+                        next_item = m
+        out[d, 0] = sentences
+        out[d, 1] = fences
+        out[d, 2] = headers
+        out[d, 3] = items
+        out[d, 4] = paragraphs
+        out[d, 5] = long_words
+    return out

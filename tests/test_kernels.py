@@ -111,3 +111,27 @@ def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path
     np.testing.assert_array_equal(hashes, expected_hashes)
     assert ngram_index.tokenize(pa.array(["Don't STOP-now, 3.5"])).to_pylist() == [["dont", "stopnow", "35"]]
     assert ngram_index.tokenize(pa.array(["", " - ", "a -- b"])).to_pylist() == [[], [], ["a", "b"]]
+
+
+def _markdown_fuzz(n: int, seed: int = 3) -> list[str]:
+    """Random markdown-ish strings from the pieces the six patterns care about."""
+    import random
+
+    rng = random.Random(seed)
+    pieces = ["#", "##", "#######", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\x0b", "\x0c", "-", "*", "+", "•", "1.",
+              "12)", "3", ".", "!", "?", "...", "```", "``", "`", "a", "word", "Understanding", "internationalization",
+              "abcdefghi1", "_x", "é", "naïveté", "中文", "x_longwordhere", "\u00a0", "\u2003"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(n)]
+
+
+def test_markdown_counts_are_the_re2_patterns_counts(real_docs_path):
+    """The compiled structural counts equal Arrow's count_substring_regex of the
+    patterns that define them, on every real document and on fuzzed markdown."""
+    texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
+    texts = pa.concat_arrays([texts, pa.array(_markdown_fuzz(5000), pa.string())])
+    got = kernels.markdown_counts(*minhash.string_buffers(texts))
+    for col, (name, pattern) in enumerate(quality.MARKDOWN_PATTERNS.items()):
+        expected = pa.compute.count_substring_regex(texts, pattern=pattern).to_numpy(zero_copy_only=False)
+        bad = np.flatnonzero(got[:, col] != expected)
+        assert len(bad) == 0, (name, [texts[i].as_py() for i in bad[:3]], got[bad[:3], col], expected[bad[:3]])
+    assert got[:, 2].sum() > 0 and got[:, 3].sum() > 0 and got[:, 1].sum() > 0  # the real textbooks have them
