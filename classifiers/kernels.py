@@ -747,3 +747,19 @@ def markdown_counts(data, offsets):
         out[d, 4] = paragraphs
         out[d, 5] = long_words
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def sorted_intersection_size(a, b):
+    """How many values two sorted unique arrays share (one merge pass)."""
+    i = j = count = 0
+    while i < a.shape[0] and j < b.shape[0]:
+        if a[i] < b[j]:
+            i += 1
+        elif a[i] > b[j]:
+            j += 1
+        else:
+            count += 1
+            i += 1
+            j += 1
+    return count

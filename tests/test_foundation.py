@@ -190,20 +190,22 @@ def test_added_column_clash_is_a_clear_error(tmp_path, real_docs_path):
 
 def test_stable_order_sorts_by_id_and_text_and_breaks_ties_by_the_whole_row():
     """The writers' row order (what makes shards byte-identical on any runner): by id,
-    then text, nulls first, rows equal in both by their JSON; whatever order they came in."""
+    then text, then the other sortable columns, nulls first, rows equal in all of
+    those by their JSON; whatever order they came in."""
     import json
     import random
 
     from curate.transforms.io import stable_order
     from curate.transforms.stage import Columns
 
-    rows = [{"id": i, "text": t, "x": x} for i, t, x in [
-        ("b", "t", 2), ("b", "t", 1), ("a", "z", 0), (None, "t", 5), (None, "t", 4), ("c", None, 9), ("c", None, 3),
-        ("b", "s", 7), ("d", "u", 1), ("b", "t", 1), (None, None, 0), ("a", "y", 6)]]
+    rows = [{"id": i, "text": t, "x": x, "tags": g} for i, t, x, g in [
+        ("b", "t", 2, ["p"]), ("b", "t", 1, ["q"]), ("a", "z", 0, []), (None, "t", 5, []), (None, "t", 4, []),
+        ("c", None, 9, []), ("c", None, 3, []), ("b", "s", 7, []), ("d", "u", 1, []), ("b", "t", 1, ["a"]),
+        (None, None, 0, []), ("a", "y", 6, []), ("e", "v", None, ["z"]), ("e", "v", None, ["y"]), ("e", "v", 0, [])]]
 
-    def key(r):
+    def key(r):  # x sorts in Arrow; the list column only through the JSON
         return (r["id"] is not None, r["id"] or "", r["text"] is not None, r["text"] or "",
-                json.dumps(r, sort_keys=True))
+                r["x"] is not None, r["x"] or 0, json.dumps(r, sort_keys=True))
 
     expected = sorted(rows, key=key)
     for seed in range(5):

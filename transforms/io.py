@@ -197,20 +197,31 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
-    """Sort by (id, text), nulls first; ties (equal id and text) by the row's JSON.
+    """Sort by id, text, then the other columns of sortable types in schema order,
+    nulls first; rows still tied (equal in all of those) by the row's JSON.
 
     Arrow compares strings by UTF-8 bytes, which is code-point order, as Python does.
+    The extra columns settle most ties in Arrow (the mixing stage's repeats differ
+    only in ``epoch``): JSON-encoding 29k tied rows took 1.2 s of a 100k run.
     """
-    keys = pa.table({"id_set": pc.is_valid(table.column(columns.id)), "id": table.column(columns.id),
-                     "text_set": pc.is_valid(table.column(columns.text)), "text": table.column(columns.text)})
+    order_by = [columns.id, columns.text] + [f.name for f in table.schema
+                                             if f.name not in (columns.id, columns.text) and _sortable(f.type)]
+    keys = {}
+    for k, name in enumerate(order_by):
+        keys[f"{k}_set"] = pc.is_valid(table.column(name))
+        keys[f"{k}"] = table.column(name)
+    keys = pa.table(keys)
     table = table.take(pc.sort_indices(keys, sort_keys=[(k, "ascending") for k in keys.column_names]))
+    tie_columns = [table.column(name) for name in order_by]
     n = table.num_rows
     if n < 2:
         return table
-    # same[k]: row k + 1 equals row k in id and text (null equals null), found by
-    # Arrow without turning every text into a Python string
-    same = pc.and_(_equal_to_previous(table.column(columns.id)),
-                   _equal_to_previous(table.column(columns.text))).to_numpy(zero_copy_only=False)
+    # same[k]: row k + 1 equals row k in every sort column (null equals null), found
+    # by Arrow without turning every text into a Python string
+    same = _equal_to_previous(tie_columns[0])
+    for column in tie_columns[1:]:
+        same = pc.and_(same, _equal_to_previous(column))
+    same = same.to_numpy(zero_copy_only=False)
     if not same.any():
         return table
     order = np.arange(n)
@@ -220,6 +231,11 @@ def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
         order[lo:last + 1] = sorted(range(lo, last + 1),
                                     key=lambda k: json.dumps(rows[k - lo], sort_keys=True, default=str))
     return table.take(pa.array(order))
+
+
+def _sortable(t: pa.DataType) -> bool:
+    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
+            or pa.types.is_large_string(t) or pa.types.is_temporal(t) or pa.types.is_decimal(t))
 
 
 def _equal_to_previous(column) -> pa.Array:

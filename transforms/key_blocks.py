@@ -119,13 +119,18 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
     starts = np.flatnonzero(np.concatenate(([True], ~same)))
     ends = np.append(starts[1:], len(order))
     multi = ends - starts >= 2
-    runs = []
-    for s, e in zip(starts[multi].tolist(), ends[multi].tolist()):
-        rows = order[s:e]
-        run_ids = ids.take(pa.array(rows)).to_pylist()
-        runs.append([(doc_id, blocks[b][0], int(x) if has_extra else None)
-                     for doc_id, b, x in zip(run_ids, block_of[rows].tolist(), extra[rows].tolist())])
-    return runs
+    if not multi.any():
+        return []
+    # every member of every run in one take (one Arrow call, not one per run)
+    starts, ends = starts[multi], ends[multi]
+    sizes = ends - starts
+    members = order[np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))]
+    member_ids = ids.take(pa.array(members)).to_pylist()
+    batch_keys = [blocks[b][0] for b in block_of[members].tolist()]
+    extras = [int(x) for x in extra[members].tolist()] if has_extra else [None] * len(members)
+    rows = list(zip(member_ids, batch_keys, extras))
+    bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
+    return [rows[bounds[k]:bounds[k + 1]] for k in range(len(sizes))]
 
 
 class RemoveListed(beam.PTransform):
