@@ -76,6 +76,14 @@ def run_curate(inputs: str, config: dict, work: Path, name: str) -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(rss_mb), "funnel": funnel}
 
 
+def _text_mb(shards: list[Path]) -> float:
+    """MB of UTF-8 text in the shards (what MB/s figures divide)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    return sum(pc.sum(pc.binary_length(pq.read_table(p, columns=["text"]).column(0))).as_py() for p in shards) / 1e6
+
+
 def _best(fn, runs: int = 2) -> float:
     return timed(fn, repeat=runs)[0]
 
@@ -164,12 +172,14 @@ def main() -> int:
             shards = write_scaled_corpus(size, Path(args.corpus_dir) / str(size))
             inputs = str(shards[0].parent / "*.parquet")
             mb = sum(p.stat().st_size for p in shards) / 1e6
-            entry = {"documents": size, "parquet_mb": round(mb, 1)}
+            text_mb = _text_mb(shards)
+            entry = {"documents": size, "parquet_mb": round(mb, 1), "text_mb": round(text_mb, 1)}
             if "kernels" not in payload:  # per-document rates, measured once on the first corpus
                 payload["kernels"] = bare_kernels(shards)
             chain = run_curate(inputs, stage_config(None), work, f"chain-{size}")
             funnel = chain.pop("funnel")
             entry["chain"] = {**chain, "docs_per_s": round(size / chain["seconds"], 1),
+                              "text_mb_per_s": round(text_mb / chain["seconds"], 2),
                               "docs_per_s_after_startup": round(size / max(chain["seconds"] - startup, 1e-9), 1),
                               "stages": [{"name": s["name"], "in": s["in"]["docs"], "kept": s["kept"]["docs"]}
                                          for s in funnel["stages"] if s.get("status") == "run"]}
@@ -182,7 +192,8 @@ def main() -> int:
                 for stage in STAGES:
                     r = run_curate(inputs, stage_config(stage), work, f"{stage}-{size}")
                     r.pop("funnel")
-                    entry["alone"][stage] = {**r, "docs_per_s": round(size / r["seconds"], 1)}
+                    entry["alone"][stage] = {**r, "docs_per_s": round(size / r["seconds"], 1),
+                                             "text_mb_per_s": round(text_mb / r["seconds"], 2)}
             if args.datatrove_python and size <= args.datatrove_max_size:
                 done = subprocess.run([args.datatrove_python, str(Path(__file__).with_name("datatrove_side.py")),
                                        str(shards[0].parent), langid.default_model_path()],
@@ -207,15 +218,17 @@ def render(payload: dict) -> str:
     lines.append("")
     for size, e in payload["sizes"].items():
         c = e["chain"]
-        lines += [f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet)", "",
-                  f"Whole chain (DirectRunner, one worker): {c['seconds']} s = {c['docs_per_s']:,.0f} docs/s "
+        lines += [f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet, {e.get('text_mb', '?')} MB of text)", "",
+                  f"Whole chain (DirectRunner, one worker): {c['seconds']} s = {c['docs_per_s']:,.0f} docs/s, "
+                  f"{c.get('text_mb_per_s', '?')} MB/s of text "
                   f"({c['docs_per_s_after_startup']:,.0f} after start-up); peak RSS {c['peak_rss_mb']:,} MB"
                   + (f"; pipeline overhead {c['overhead_ratio']}x the bare kernels ({c['bare_kernel_seconds']} s)"
                      if "overhead_ratio" in c else "") + ".", ""]
         if "alone" in e:
-            lines += ["Each stage alone in Beam (plus input_check):", "", "| stage | seconds | docs/s | peak RSS MB |",
-                      "|---|---:|---:|---:|"]
-            lines += [f"| {s} | {r['seconds']} | {r['docs_per_s']:,.0f} | {r['peak_rss_mb']:,} |" for s, r in e["alone"].items()]
+            lines += ["Each stage alone in Beam (plus input_check):", "",
+                      "| stage | seconds | docs/s | MB/s of text | peak RSS MB |", "|---|---:|---:|---:|---:|"]
+            lines += [f"| {s} | {r['seconds']} | {r['docs_per_s']:,.0f} | {r.get('text_mb_per_s', '?')} | "
+                      f"{r['peak_rss_mb']:,} |" for s, r in e["alone"].items()]
             lines.append("")
         if "datatrove" in e and "error" not in e["datatrove"]:
             d = e["datatrove"]

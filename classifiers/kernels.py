@@ -763,3 +763,39 @@ def sorted_intersection_size(a, b):
             i += 1
             j += 1
     return count
+
+
+@numba.njit(cache=True, nogil=True)
+def collapse_whitespace(data, offsets, spaces):
+    """Per document: whitespace runs (``spaces``: Python's ``str.isspace``) to one
+    space, trimmed, and final sigma folded to sigma (U+03C2 -> U+03C3, so a
+    word's case forms agree after Arrow's context-free lower-casing).
+    Returns the new (data, offsets); the output is never longer than the input."""
+    n_docs = offsets.shape[0] - 1
+    out = np.empty(offsets[n_docs] - offsets[0], dtype=np.uint8)
+    out_offsets = np.zeros(n_docs + 1, dtype=np.int64)
+    o = 0
+    for d in range(n_docs):
+        i, end = offsets[d], offsets[d + 1]
+        doc_start = o
+        pending = False
+        while i < end:
+            cp, size = _decode(data, i)
+            if cp < spaces.shape[0] and spaces[cp]:
+                pending = o > doc_start
+            else:
+                if pending:
+                    out[o] = 32
+                    o += 1
+                    pending = False
+                if cp == 0x3C2:
+                    out[o] = 0xCF
+                    out[o + 1] = 0x83
+                    o += 2
+                else:
+                    for k in range(size):
+                        out[o + k] = data[i + k]
+                    o += size
+            i += size
+        out_offsets[d + 1] = o
+    return out[:o], out_offsets

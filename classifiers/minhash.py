@@ -65,9 +65,11 @@ def normalize_for_shingles(texts) -> pa.Array:
     if needs.any():
         others = np.flatnonzero(needs)
         normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(others)).to_pylist()]
-        positions = np.cumsum(needs) - 1
-        texts = pc.if_else(pa.array(~needs), texts,
-                           pa.array(normalized, pa.string()).take(pa.array(np.maximum(positions, 0))))
+        # one take from [texts, normalized]: row i of ``others`` reads its normalized copy
+        # (an if_else over a full-length take of the normalized texts cost more than NFKC)
+        rows = np.arange(len(texts))
+        rows[others] = len(texts) + np.arange(len(others))
+        texts = pa.concat_arrays([texts, pa.array(normalized, pa.string())]).take(pa.array(rows))
     return pc.utf8_lower(texts)
 
 
