@@ -409,11 +409,22 @@ def word_counts(data, offsets, spaces):
             hashes[n] = h
             n += 1
         words[d] = n
-        if n:
-            seen = np.sort(hashes[:n])
-            count = 1
-            for j in range(1, n):
-                if seen[j] != seen[j - 1]:
+        if n:  # distinct hashes by open addressing in a table of >= 2n slots (no sort)
+            size = 1
+            while size < 2 * n:
+                size *= 2
+            slots = np.zeros(size, dtype=np.uint64)
+            used = np.zeros(size, dtype=np.bool_)
+            mask = np.uint64(size - 1)
+            count = 0
+            for j in range(n):
+                h = hashes[j]
+                s = _mix64(h) & mask
+                while used[s] and slots[s] != h:
+                    s = (s + np.uint64(1)) & mask
+                if not used[s]:
+                    used[s] = True
+                    slots[s] = h
                     count += 1
             distinct[d] = count
     return words, distinct
