@@ -180,6 +180,7 @@ class ReadParquetShards(beam.PTransform):
                                           for group in range(open_parquet(path).metadata.num_row_groups)])
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(ReadShardBatches(self.schema, self.batch_size, self.source_of, self.source_column))
+            .with_output_types(pa.RecordBatch)
         )
 
 
