@@ -284,7 +284,8 @@ class WriteParquetShards(beam.PTransform):
 
         return (
             batches
-            | "SplitByShard" >> beam.FlatMap(split_by_shard)
+            | "SplitByShard" >> beam.FlatMap(split_by_shard).with_output_types(
+                beam.typehints.Tuple[beam.typehints.Any, pa.RecordBatch])  # sub-batches by RecordBatchCoder
             | "GroupShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.MapTuple(self._write)
         )
