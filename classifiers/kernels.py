@@ -480,60 +480,48 @@ def deleting_classes() -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _deleting_token_count(data, offsets, table):
+def _deleting_tokens(data, offsets, table, token_offsets, out, fill):
+    """One pass per document: token counts (``fill`` False), or the token hashes
+    written from ``token_offsets`` on (``fill`` True)."""
     n = offsets.shape[0] - 1
     counts = np.zeros(n, dtype=np.int64)
     for d in range(n):
         i, end = offsets[d], offsets[d + 1]
-        in_token = False
-        while i < end:
-            cp, size = _decode(data, i)
-            c = table[cp] if cp < table.shape[0] else KEEP
-            if c == SPACE:
-                in_token = False
-            elif c == KEEP and not in_token:
-                counts[d] += 1
-                in_token = True
-            i += size
-    return counts
-
-
-@numba.njit(cache=True, nogil=True)
-def _deleting_token_fill(data, offsets, table, token_offsets, out):
-    n = offsets.shape[0] - 1
-    for d in range(n):
-        i, end = offsets[d], offsets[d + 1]
-        t = token_offsets[d]
+        t = token_offsets[d] if fill else 0
         in_token = False
         h = _FNV_OFFSET
         while i < end:
             cp, size = _decode(data, i)
             c = table[cp] if cp < table.shape[0] else KEEP
             if c == SPACE:
-                if in_token:
+                if in_token and fill:
                     out[t] = _mix64(h)
                     t += 1
-                    in_token = False
+                in_token = False
             elif c == KEEP:
                 if not in_token:
+                    counts[d] += 1
                     h = _FNV_OFFSET
                     in_token = True
-                for j in range(i, i + size):
-                    h = _fnv1a(h, data[j])
+                if fill:
+                    for j in range(i, i + size):
+                        h = _fnv1a(h, data[j])
             i += size
-        if in_token:
+        if in_token and fill:
             out[t] = _mix64(h)
+    return counts
 
 
 def deleting_token_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``token_hash`` of every token when punctuation and symbols are deleted and
     whitespace splits: (hashes, per-document token offsets), no strings made."""
     table = deleting_classes()
-    counts = _deleting_token_count(data, offsets, table)
+    no_offsets, no_out = np.zeros(len(offsets), dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    counts = _deleting_tokens(data, offsets, table, no_offsets, no_out, False)
     token_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=token_offsets[1:])
     out = np.empty(token_offsets[-1], dtype=np.uint64)
-    _deleting_token_fill(data, offsets, table, token_offsets, out)
+    _deleting_tokens(data, offsets, table, token_offsets, out, True)
     return out, token_offsets
 
 
