@@ -184,9 +184,7 @@ class NgramIndex:
         out = np.full(len(values), -1, dtype=np.int64)
         if len(keys) == 0 or len(values) == 0:
             return out
-        if id(keys) not in self._bitmaps:
-            self._bitmaps[id(keys)] = _top_bits_bitmap(keys)
-        bits, shift = self._bitmaps[id(keys)]
+        bits, shift = self._bitmap(keys)
         top = values >> shift
         candidates = np.flatnonzero((bits[top >> np.uint64(3)] >> (top & np.uint64(7)).astype(np.uint8)) & 1)
         if len(candidates):
@@ -207,8 +205,7 @@ class NgramIndex:
     def _gram_owners(self, token_h, token_off, k: int, keys: np.ndarray, owners: np.ndarray):
         """(owner per k-gram or -1, per-document gram offsets): ``kernels.gram_owners``."""
         bits, shift = self._bitmap(keys)
-        return kernels.gram_owners(token_h, token_off, k, _POLY, _POLY_INV, bits, shift, keys,
-                                   owners.astype(np.int64, copy=False))
+        return kernels.gram_owners(token_h, token_off, k, _POLY, _POLY_INV, bits, shift, keys, owners)
 
     def match_batch(self, texts) -> list[dict]:
         """Per text: {item index: matched n-gram count} (empty dict when clean),

@@ -205,6 +205,9 @@ class QualityModel:
         self.model_type, self.coef_hand, self.coef_tfidf = model_type, coef_hand, coef_tfidf
         self.intercept, self.scaler_mean, self.scaler_scale = float(intercept), scaler_mean, scaler_scale
         self.idf, self.hashing, self.card = idf, hashing, card or {}
+        # what ``tfidf_dot`` reads: float64 copies, made once rather than per batch
+        self._tfidf64 = ((idf.astype(np.float64), coef_tfidf.astype(np.float64))
+                         if idf is not None and coef_tfidf is not None else None)
 
     # ---- features -------------------------------------------------------
     def uses_hand(self) -> bool:
@@ -227,8 +230,6 @@ class QualityModel:
             z += ((hand_features(texts, normalized) - self.scaler_mean) / self.scaler_scale) @ self.coef_hand
         if self.uses_tfidf():
             hashes, offsets = text_token_hashes(texts, normalized)
-            if not hasattr(self, "_tfidf64"):
-                self._tfidf64 = (self.idf.astype(np.float64), self.coef_tfidf.astype(np.float64))
             z += tfidf_dot(hashes, np.asarray(offsets, dtype=np.int64), self.hashing.ngram_max, *self._tfidf64)
         return z
 

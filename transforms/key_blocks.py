@@ -83,6 +83,11 @@ class HashBlock(NamedTuple):
     extra: np.ndarray | None = None
 
 
+def segment_positions(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Positions ``starts[k] .. starts[k] + sizes[k] - 1`` of every segment k, concatenated."""
+    return np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
+
+
 def split_by_partition(keys: np.ndarray, ids: pa.Array, partitions: int, extra: np.ndarray | None = None):
     """(n, w) uint64 keys and their ids -> (partition, HashBlock) by the first key word."""
     part = keys[:, 0] % np.uint64(partitions)
@@ -124,7 +129,7 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
     # every member of every run in one take (one Arrow call, not one per run)
     starts, ends = starts[multi], ends[multi]
     sizes = ends - starts
-    members = order[np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))]
+    members = order[segment_positions(starts, sizes)]
     member_ids = ids.take(pa.array(members)).to_pylist()
     batch_keys = [blocks[b][0] for b in block_of[members].tolist()]
     extras = [int(x) for x in extra[members].tolist()] if has_extra else [None] * len(members)

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.langid import LanguageIdentifier, check_fasttext_file, default_model_path
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, reject_batch, with_columns
+from curate.transforms.stage import (REJECTED_TAG, ROUTED_TAG, Stage, StageResult, TaggedParDo, reject_batch,
+                                     with_columns)
 
-ROUTED_TAG = "routed"
 ROUTE_PREFIX = "other_language:"
 
 

@@ -17,7 +17,8 @@ partition) rather than ``bands`` + 1 elements per document; each partition's
 keys are sorted together and runs of equal keys are the LSH buckets; a pair
 meets the sets of its two documents in the partitions of their ids.  Pairs
 travel in lists, one element per pair of partitions; only verified edges,
-labels and removals are per-document elements, and only for duplicates.  Documents stay in their batches (see ``key_blocks``).
+labels and removals are per-document elements, and only for duplicates.
+Documents stay in their batches (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -53,7 +54,7 @@ import pyarrow.compute as pc
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
-                                          split_by_partition)
+                                          segment_positions, split_by_partition)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -155,8 +156,7 @@ def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partition
     for p in np.unique(part).tolist():
         rows = np.flatnonzero(part == p)
         sizes = offsets[rows + 1] - offsets[rows]
-        starts = np.repeat(offsets[rows], sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
-        yield p, SetBlock(ids.take(pa.array(rows)), values[starts],
+        yield p, SetBlock(ids.take(pa.array(rows)), values[segment_positions(offsets[rows], sizes)],
                           np.concatenate(([0], np.cumsum(sizes))).astype(np.int64))
 
 

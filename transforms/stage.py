@@ -50,7 +50,6 @@ class RecordBatchCoder(beam.coders.Coder):
 
 
 beam.coders.registry.register_coder(pa.RecordBatch, RecordBatchCoder)
-BATCH_TAGS = ("kept", "rejected", "routed")  # TaggedParDo outputs that are batches
 
 STAGE_FIELD = pa.field("stage", pa.string())
 REASON_FIELD = pa.field("reason", pa.string())
@@ -207,6 +206,8 @@ def sum_pairs(pairs):
 
 
 REJECTED_TAG = "rejected"
+ROUTED_TAG = "routed"  # documents a stage sends to a side output (see StageResult.routed)
+BATCH_TAGS = ("kept", REJECTED_TAG, ROUTED_TAG)  # TaggedParDo outputs that are batches (RecordBatchCoder)
 
 
 def emit_split(batch: pa.RecordBatch, stage: str, keep, reasons, kept_extra=None, reject_extra=None):
