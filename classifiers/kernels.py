@@ -65,6 +65,20 @@ def code_point_classes() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
+def _canonical_seconds() -> frozenset:
+    """Code points that can compose with a preceding character: the second
+    characters of the canonical pairs, and the Hangul medial/final jamo."""
+    second = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}
+    for cp in range(_TABLE_SIZE):  # no canonical pair composes to a code point above
+        dec = unicodedata.decomposition(chr(cp))
+        if dec and not dec.startswith("<"):
+            parts = dec.split()
+            if len(parts) == 2:
+                second.add(int(parts[1], 16))
+    return frozenset(second)
+
+
+@functools.lru_cache(maxsize=1)
 def nfkc_stable_table() -> np.ndarray:
     """bool per code point below ``_TABLE_SIZE``: a string made only of these is
     already NFKC, whatever their order (code points above count as unstable).
@@ -76,13 +90,7 @@ def nfkc_stable_table() -> np.ndarray:
     most accented Latin, Cyrillic, Greek, CJK and typographic punctuation skip
     ``unicodedata.normalize`` and its per-character quick check.
     """
-    second = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}
-    for cp in range(_TABLE_SIZE):  # no canonical pair composes to a code point above
-        dec = unicodedata.decomposition(chr(cp))
-        if dec and not dec.startswith("<"):
-            parts = dec.split()
-            if len(parts) == 2:
-                second.add(int(parts[1], 16))
+    second = _canonical_seconds()
     table = np.zeros(_TABLE_SIZE, dtype=np.bool_)
     for cp in range(_TABLE_SIZE):
         if 0xD800 <= cp <= 0xDFFF or cp in second:
@@ -94,11 +102,42 @@ def nfkc_stable_table() -> np.ndarray:
     return table
 
 
+@functools.lru_cache(maxsize=1)
+def nfkc_map_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(action per code point below ``_TABLE_SIZE``, replacement UTF-8 bytes, their offsets).
+
+    action -1: stable (``nfkc_stable_table``), copied as is; k >= 0: replaced by
+    replacement k, ``NFKC(c)``; -2: only ``unicodedata`` can normalize it.
+
+    A character gets a replacement when its compatibility decomposition starts
+    with a starter (combining class 0) that is not the second character of any
+    canonical pair: then nothing before it can reorder past or compose with it,
+    and since every replaced or stable character starts that way, nothing after
+    it reaches into it either, so NFKC of a text made only of stable and
+    replaced characters is the concatenation of their NFKC forms (fullwidth
+    forms, ligatures, superscripts, "…", "µ", "¯", ...: most of what real text
+    needs).  Combining marks, Hangul jamo and the like stay with ``unicodedata``.
+    """
+    stable, second = nfkc_stable_table(), _canonical_seconds()
+    action = np.where(stable, -1, -2).astype(np.int32)
+    pieces = []
+    for cp in np.flatnonzero(~stable).tolist():
+        if 0xD800 <= cp <= 0xDFFF or cp in second:
+            continue
+        decomposed = unicodedata.normalize("NFKD", chr(cp))
+        if decomposed and unicodedata.combining(decomposed[0]) == 0 and ord(decomposed[0]) not in second:
+            action[cp] = len(pieces)
+            pieces.append(unicodedata.normalize("NFKC", chr(cp)).encode("utf-8"))
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in pieces])
+    return action, np.frombuffer(b"".join(pieces), dtype=np.uint8).copy(), offsets
+
+
 @numba.njit(cache=True, nogil=True)
-def needs_nfkc(data, offsets, stable):
-    """Per document: does it hold a character outside ``nfkc_stable_table``?"""
+def nfkc_plan(data, offsets, action):
+    """Per document: 0 already NFKC, 1 only table replacements needed, 2 needs ``unicodedata``."""
     n = offsets.shape[0] - 1
-    out = np.zeros(n, dtype=np.bool_)
+    out = np.zeros(n, dtype=np.int8)
     for d in range(n):
         i, end = offsets[d], offsets[d + 1]
         while i < end:
@@ -106,11 +145,61 @@ def needs_nfkc(data, offsets, stable):
                 i += 1
                 continue
             cp, size = _decode(data, i)
-            if cp >= stable.shape[0] or not stable[cp]:
-                out[d] = True
+            a = action[cp] if cp < action.shape[0] else -2
+            if a == -2:
+                out[d] = 2
                 break
+            if a >= 0:
+                out[d] = 1
             i += size
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def nfkc_replace(data, offsets, plan, action, repl, repl_offsets):
+    """(data, offsets) with every plan-1 document's replaceable characters replaced
+    (``nfkc_map_table``); other documents are copied unchanged."""
+    n = offsets.shape[0] - 1
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    for d in range(n):  # pass 1: output sizes
+        size_d = offsets[d + 1] - offsets[d]
+        if plan[d] == 1:
+            i, end = offsets[d], offsets[d + 1]
+            while i < end:
+                if data[i] < 0x80:
+                    i += 1
+                    continue
+                cp, size = _decode(data, i)
+                a = action[cp]
+                if a >= 0:
+                    size_d += repl_offsets[a + 1] - repl_offsets[a] - size
+                i += size
+        out_offsets[d + 1] = out_offsets[d] + size_d
+    out = np.empty(out_offsets[n], dtype=np.uint8)
+    for d in range(n):  # pass 2: bytes
+        i, end, o = offsets[d], offsets[d + 1], out_offsets[d]
+        if plan[d] != 1:
+            out[o:o + end - i] = data[i:end]
+            continue
+        while i < end:
+            b = data[i]
+            if b < 0x80:
+                out[o] = b
+                o += 1
+                i += 1
+                continue
+            cp, size = _decode(data, i)
+            a = action[cp]
+            if a >= 0:
+                for k in range(repl_offsets[a], repl_offsets[a + 1]):
+                    out[o] = repl[k]
+                    o += 1
+            else:
+                for k in range(size):
+                    out[o + k] = data[i + k]
+                o += size
+            i += size
+    return out, out_offsets
 
 
 def token_hash(token: str) -> int:

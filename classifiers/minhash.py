@@ -47,30 +47,40 @@ def as_string_array(texts) -> pa.Array:
     return pc.fill_null(texts, "")
 
 
-def nfkc_needed(texts) -> np.ndarray:
-    """bool per text: does it hold a character NFKC could change (``kernels.needs_nfkc``)?"""
-    return kernels.needs_nfkc(*string_buffers(as_string_array(texts)), kernels.nfkc_stable_table())
+def nfkc(texts) -> pa.Array:
+    """NFKC of every text, equal to ``unicodedata.normalize("NFKC", t)``.
+
+    Texts already NFKC are passed through; texts whose only unstable characters
+    have a context-free NFKC form (``kernels.nfkc_map_table``: fullwidth forms,
+    "…", "µ", superscripts, ligatures) are rewritten by one compiled pass; only
+    the rest (combining marks, jamo) go through Python's ``unicodedata``.  On
+    the scaled real corpus 13% of documents need NFKC and 94% of those take
+    the compiled pass, which cut NFKC from 0.22 to ~0.02 s per 12.5k documents.
+    """
+    texts = as_string_array(texts)
+    action, repl, repl_offsets = kernels.nfkc_map_table()
+    data, offsets = string_buffers(texts)
+    plan = kernels.nfkc_plan(data, offsets, action)
+    if not plan.any():
+        return texts
+    if (plan == 1).any():
+        out, out_offsets = kernels.nfkc_replace(data, offsets, plan, action, repl, repl_offsets)
+        texts = pa.StringArray.from_buffers(len(texts), pa.py_buffer(out_offsets.astype(np.int32)),
+                                            pa.py_buffer(out))
+    slow = np.flatnonzero(plan == 2)
+    if len(slow):
+        normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(slow)).to_pylist()]
+        # one take from [texts, normalized]: row i of ``slow`` reads its normalized copy
+        # (an if_else over a full-length take of the normalized texts cost more than NFKC)
+        rows = np.arange(len(texts))
+        rows[slow] = len(texts) + np.arange(len(slow))
+        texts = pa.concat_arrays([texts, pa.array(normalized, pa.string())]).take(pa.array(rows))
+    return texts
 
 
 def normalize_for_shingles(texts) -> pa.Array:
-    """NFKC then lower-case.
-
-    Only documents holding a character that NFKC could change
-    (``kernels.needs_nfkc``: none for ASCII, most accented and CJK text) are
-    normalized, by Python's ``unicodedata`` (measured 1.5x faster than Arrow's
-    ``utf8_normalize`` on the real multilingual documents).
-    """
-    texts = as_string_array(texts)
-    needs = nfkc_needed(texts)
-    if needs.any():
-        others = np.flatnonzero(needs)
-        normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(others)).to_pylist()]
-        # one take from [texts, normalized]: row i of ``others`` reads its normalized copy
-        # (an if_else over a full-length take of the normalized texts cost more than NFKC)
-        rows = np.arange(len(texts))
-        rows[others] = len(texts) + np.arange(len(others))
-        texts = pa.concat_arrays([texts, pa.array(normalized, pa.string())]).take(pa.array(rows))
-    return pc.utf8_lower(texts)
+    """NFKC (``nfkc``) then lower-case (Arrow's)."""
+    return pc.utf8_lower(nfkc(texts))
 
 
 def string_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:

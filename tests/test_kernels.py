@@ -1,6 +1,7 @@
 """The compiled kernels against plain-Python definitions of the same thing."""
 from __future__ import annotations
 
+import random
 import unicodedata
 
 import numpy as np
@@ -87,13 +88,32 @@ def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
               "x\u0cbf\u0cd5", "caf\u00e9", "\u00bd", "\u2460", "\u3000x", "plain"]
     texts = pa.concat_arrays([texts, pa.array(tricky, pa.string())])
     data, offsets = minhash.string_buffers(texts)
-    needs = kernels.needs_nfkc(data, offsets, kernels.nfkc_stable_table())
+    needs = kernels.nfkc_plan(data, offsets, kernels.nfkc_map_table()[0]) != 0
     py = texts.to_pylist()
     skipped = [t for t, n in zip(py, needs) if not n]
     assert all(unicodedata.is_normalized("NFKC", t) for t in skipped)
     assert sum(needs[-len(tricky):]) == len(tricky) - 2  # only "café" (composed) and "plain" skip
     reference = pa.compute.utf8_lower(pa.array([unicodedata.normalize("NFKC", t) for t in py], pa.string()))
     assert minhash.normalize_for_shingles(texts).equals(reference)
+
+
+def test_compiled_nfkc_equals_unicodedata_on_every_replaced_character_in_context():
+    """Every table-replaced character, alone, doubled, between letters and next to
+    random others (stable, replaced, combining, jamo), normalizes as ``unicodedata``."""
+    action, _, _ = kernels.nfkc_map_table()
+    replaced = [chr(cp) for cp in np.flatnonzero(action >= 0).tolist()]
+    stable = [chr(cp) for cp in np.flatnonzero(action == -1)[::97].tolist() if not 0xD800 <= cp <= 0xDFFF]
+    slow = [chr(cp) for cp in np.flatnonzero(action == -2).tolist() if not 0xD800 <= cp <= 0xDFFF]
+    assert len(replaced) > 3000 and "\u2026" in replaced and "\uff0c" in replaced and "\u0301" in slow
+    rng = random.Random(7)
+    texts = [c for c in replaced] + [c + c for c in replaced] + [f"a{c}b" for c in replaced]
+    pool = replaced + stable + slow[:400] + list("aeAZ \n")
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
+    texts += ["".join(rng.choice(replaced + stable) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
+    expected = [unicodedata.normalize("NFKC", t) for t in texts]
+    assert minhash.nfkc(pa.array(texts, pa.string())).to_pylist() == expected
+    plan = kernels.nfkc_plan(*minhash.string_buffers(pa.array(texts[-40_000:], pa.string())), action)
+    assert (plan == 1).sum() > 30_000 and not (plan == 2).any()  # the compiled pass did the work
 
 
 def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path):
