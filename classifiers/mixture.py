@@ -5,7 +5,9 @@ Plan.  ``available[s]`` tokens per source after filtering, target weights
 ``B * w[s]`` and a sampling rate ``r[s] = target / available``: below 1 a source
 is down-sampled, above 1 it is repeated (up-sampled) for ``ceil(r)`` epochs.
 With no budget, ``B`` is the largest budget no source has to repeat for:
-``min_s available[s] / w[s]`` over sources with data.
+``min_s available[s] * W / w[s]`` over sources with data, ``W`` their total
+weight (the target of a source with no data is redistributed over them, see
+below, so they must fit its share too).
 
 Infeasible targets (documented rule, never silent).  A source cannot exceed
 ``max_epochs`` repetitions (default 4, beyond which repeated data stops
@@ -35,8 +37,9 @@ def plan_mixture(available: dict[str, float], weights: dict[str, float], budget:
     w = {s: weights[s] / total_w for s in weights}
     avail = {s: float(available.get(s, 0.0)) for s in w}
     with_data = [s for s in w if avail[s] > 0 and w[s] > 0]
-    if budget is None:
-        budget = min((avail[s] / w[s] for s in with_data), default=0.0)
+    if budget is None:  # the share of sources with no data goes to the others: weigh those alone
+        w_data = sum(w[s] for s in with_data)
+        budget = min((avail[s] * w_data / w[s] for s in with_data), default=0.0)
     cap = {s: max_epochs * avail[s] for s in w}
     allotted: dict[str, float] = {}
     capped: set[str] = set()

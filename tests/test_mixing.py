@@ -69,6 +69,20 @@ def test_infeasible_target_is_reported_and_renormalized(tmp_path):
     assert "Infeasible: other, synthetic_exercises, synthetic_textbook" in funnel_md
 
 
+def test_no_budget_means_no_source_repeats_even_when_some_have_no_data():
+    """The null budget is the largest no source repeats for, with the share of
+    sources that have no documents redistributed over those that do."""
+    weights = {"textbook": 0.35, "web": 0.30, "code": 0.15, "other": 0.2}
+    plan = plan_mixture({"web": 3000, "other": 500}, weights, None, max_epochs=4)
+    rates = {s: v["sampling_rate"] for s, v in plan["sources"].items()}
+    assert max(rates.values()) == 1.0 and rates["other"] == 1.0  # the binding source is taken whole
+    assert all(r <= 1.0 for r in rates.values())
+    # web : other keep their 0.30 : 0.20 ratio
+    assert plan["sources"]["web"]["planned_tokens"] == round(500 * 0.30 / 0.20)
+    only_one = plan_mixture({"other": 1234}, weights, None)
+    assert only_one["sources"]["other"]["sampling_rate"] == 1.0 and only_one["planned_tokens"] == 1234
+
+
 def test_same_seed_same_output_other_seed_differs(tmp_path):
     src = _corpus(tmp_path, {"filtered_web": 800, "code": 200})
     cfg = {"weights": {"filtered_web": 0.5, "code": 0.5}, "token_budget": 20000}
