@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import unicodedata
 
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -244,6 +245,44 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
         for r in range(rows):
             acc = acc * np.uint64(0x100000001B3) + sig[:, :, r]
     return kernels.fmix64(acc.ravel()).reshape(n, bands)
+
+
+@numba.njit(cache=True)
+def lsh_bucket_pairs(docs, bounds, max_bucket_pairs, anchors):
+    """Candidate pairs of LSH buckets, as (a, b) document arrays with a < b.
+
+    Bucket k holds ``docs[bounds[k]:bounds[k + 1]]`` in ascending order (a
+    document listed twice counts once).  A bucket of at most
+    ``max_bucket_pairs`` documents gives every pair; a larger one (thousands
+    of copies of one page) pairs each of its first ``anchors`` documents with
+    every later one, which keeps it connected without m^2 pairs."""
+    total = 0
+    for k in range(bounds.shape[0] - 1):
+        m = 0
+        for i in range(bounds[k], bounds[k + 1]):
+            if i == bounds[k] or docs[i] != docs[i - 1]:
+                m += 1
+        if m <= max_bucket_pairs:
+            total += m * (m - 1) // 2
+        else:
+            for i in range(min(anchors, m)):
+                total += m - 1 - i
+    a = np.empty(total, dtype=np.int64)
+    b = np.empty(total, dtype=np.int64)
+    distinct = np.empty(docs.shape[0], dtype=np.int64)
+    out = 0
+    for k in range(bounds.shape[0] - 1):
+        m = 0
+        for i in range(bounds[k], bounds[k + 1]):
+            if i == bounds[k] or docs[i] != docs[i - 1]:
+                distinct[m] = docs[i]
+                m += 1
+        first = m if m <= max_bucket_pairs else min(anchors, m)
+        for i in range(first):
+            for j in range(i + 1, m):
+                a[out], b[out] = distinct[i], distinct[j]
+                out += 1
+    return a, b
 
 
 def _integrate(f, a: float, b: float, steps: int = 1000) -> float:

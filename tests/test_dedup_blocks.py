@@ -109,3 +109,28 @@ def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
             assert shard_of(doc_id, 3) == p
             found[doc_id] = values_of.tolist()
     assert found == {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}
+
+
+def test_lsh_bucket_pairs_follow_the_bucket_rule():
+    """Small buckets give every pair, large ones anchor on their first 8 documents;
+    a document listed twice in a bucket counts once (checked against the rule written out)."""
+    import itertools
+
+    import numpy as np
+
+    from curate.classifiers.minhash import lsh_bucket_pairs
+
+    rng = random.Random(11)
+    buckets = [sorted(rng.choices(range(200), k=rng.choice([1, 2, 3, 5, 12, 13, 40]))) for _ in range(300)]
+    docs = np.array([d for bucket in buckets for d in bucket], dtype=np.int64)
+    bounds = np.cumsum([0] + [len(b) for b in buckets])
+    a, b = lsh_bucket_pairs(docs, bounds, 12, 8)
+    expected = []
+    for bucket in buckets:
+        distinct = sorted(set(bucket))
+        if len(distinct) <= 12:
+            expected += list(itertools.combinations(distinct, 2))
+        else:
+            expected += [(x, y) for i, x in enumerate(distinct[:8]) for y in distinct[i + 1:]]
+    assert list(zip(a.tolist(), b.tolist())) == expected
+    assert any(len(set(bucket)) > 12 for bucket in buckets) and len(expected) > 1000

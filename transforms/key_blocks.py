@@ -100,42 +100,63 @@ def split_by_partition(keys: np.ndarray, ids: pa.Array, partitions: int, extra: 
             yield p, HashBlock(keys[rows], ids.take(pa.array(rows)), None if extra is None else extra[rows])
 
 
-def equal_key_runs(blocks) -> list[list[tuple]]:
-    """Blocks of one partition -> every run of >= 2 equal keys, as a list of
-    ``(doc_id, batch_key, extra)`` sorted by id.
+class KeyRuns(NamedTuple):
+    """The runs of >= 2 equal keys of one partition's blocks, as arrays.
+
+    Entry e (blocks concatenated) has ``ids[e]``, ``doc[e]`` (dense rank of its
+    id: equal ids, equal doc; id order), ``block_of[e]`` and ``extra[e]``; run k
+    is the entries ``members[bounds[k]:bounds[k + 1]]``, in id order."""
+
+    ids: pa.Array
+    doc: np.ndarray
+    block_of: np.ndarray
+    extra: np.ndarray | None
+    members: np.ndarray
+    bounds: np.ndarray
+
+
+def key_runs(blocks: list) -> KeyRuns | None:
+    """Blocks ``(batch_key, HashBlock)`` of one partition -> ``KeyRuns`` (None: no run).
 
     Sorting is numpy's lexsort on the key words and the id's rank (Arrow's
-    string sort), so the result does not depend on the order blocks arrive in;
-    Python objects are made only for the members of runs (the duplicates).
+    string sort), so the result does not depend on the order blocks arrive in.
     """
-    blocks = list(blocks)
     if not blocks:
-        return []
+        return None
     keys = np.concatenate([b.keys for _, b in blocks])
     ids = pa.concat_arrays([b.ids.cast(pa.string()) for _, b in blocks])
     block_of = np.repeat(np.arange(len(blocks)), [len(b.keys) for _, b in blocks])
-    has_extra = blocks[0][1].extra is not None
-    extra = np.concatenate([b.extra for _, b in blocks]) if has_extra else np.zeros(len(keys), dtype=np.int64)
-    rank = np.empty(len(ids), dtype=np.int64)
-    rank[pc.sort_indices(ids).to_numpy()] = np.arange(len(ids))
-    order = np.lexsort((rank, *[keys[:, w] for w in range(keys.shape[1] - 1, -1, -1)]))
+    extra = np.concatenate([b.extra for _, b in blocks]) if blocks[0][1].extra is not None else None
+    doc = pc.rank(ids, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64) - 1
+    order = np.lexsort((doc, *[keys[:, w] for w in range(keys.shape[1] - 1, -1, -1)]))
     sorted_keys = keys[order]
     same = np.all(sorted_keys[1:] == sorted_keys[:-1], axis=1)
     starts = np.flatnonzero(np.concatenate(([True], ~same)))
     ends = np.append(starts[1:], len(order))
     multi = ends - starts >= 2
     if not multi.any():
-        return []
-    # every member of every run in one take (one Arrow call, not one per run)
-    starts, ends = starts[multi], ends[multi]
-    sizes = ends - starts
+        return None
+    starts, sizes = starts[multi], (ends - starts)[multi]
     members = order[segment_positions(starts, sizes)]
-    member_ids = ids.take(pa.array(members)).to_pylist()
-    batch_keys = [blocks[b][0] for b in block_of[members].tolist()]
-    extras = [int(x) for x in extra[members].tolist()] if has_extra else [None] * len(members)
+    return KeyRuns(ids, doc, block_of, extra, members, np.concatenate(([0], np.cumsum(sizes))))
+
+
+def equal_key_runs(blocks) -> list[list[tuple]]:
+    """Blocks of one partition -> every run of >= 2 equal keys, as a list of
+    ``(doc_id, batch_key, extra)`` sorted by id (``key_runs``); Python objects
+    are made only for the members of runs (the duplicates), in one Arrow take."""
+    blocks = list(blocks)
+    runs = key_runs(blocks)
+    if runs is None:
+        return []
+    members = runs.members
+    member_ids = runs.ids.take(pa.array(members)).to_pylist()
+    batch_keys = [blocks[b][0] for b in runs.block_of[members].tolist()]
+    extras = [int(x) for x in runs.extra[members].tolist()] if runs.extra is not None else [None] * len(members)
     rows = list(zip(member_ids, batch_keys, extras))
-    bounds = np.concatenate(([0], np.cumsum(sizes))).tolist()
-    return [rows[bounds[k]:bounds[k + 1]] for k in range(len(sizes))]
+    bounds = runs.bounds.tolist()
+    return [rows[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+
 
 
 class RemoveListed(beam.PTransform):

@@ -52,8 +52,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted
-from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
+from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
+from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, key_runs,
                                           segment_positions, split_by_partition)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
@@ -162,19 +162,38 @@ def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partition
 
 def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
     """(partition, band blocks) -> (partition of a, [pair, ...]): the candidate pairs of
-    every bucket (run of equal band keys), one list per partition of their a's id.
+    every bucket (run of equal band keys, ``minhash.lsh_bucket_pairs``), each pair
+    once however many bands of this partition found it, sorted, one list per
+    partition of their a's id.
 
     Lists, not one element per pair: at 100k documents ~680k pair copies would
-    each pay Beam's per-element cost twice.  Priorities as ``Signatures`` makes
+    each pay Beam's per-element cost twice.  Pairs are made as arrays; Python
+    tuples only for the distinct pairs.  Priorities as ``Signatures`` makes
     them: (-length, id) when blocks carry lengths, else (id,)."""
     _, blocks = element
-    pairs = set()  # a pair found in several bands of this partition is listed once
-    for run in equal_key_runs(blocks):
-        bucket = [((doc_id, bk), (doc_id,) if length is None else (-length, doc_id)) for doc_id, bk, length in run]
-        pairs.update(bucket_pairs((None, bucket), max_bucket_pairs))
+    blocks = list(blocks)
+    runs = key_runs(blocks)
+    if runs is None:
+        return
+    a, b = lsh_bucket_pairs(runs.doc[runs.members], runs.bounds, max_bucket_pairs, PAIRS_PER_LARGE_BUCKET)
+    if not len(a):
+        return
+    pair_keys = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))  # sorted: by a, then b
+    a, b = (pair_keys >> np.uint64(32)).astype(np.int64), (pair_keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    docs = np.unique(np.concatenate([a, b]))
+    entry_of_doc = np.empty(int(runs.doc.max()) + 1, dtype=np.int64)
+    entry_of_doc[runs.doc[runs.members]] = runs.members
+    entries = entry_of_doc[docs]
+    ids = runs.ids.take(pa.array(entries)).to_pylist()
+    batch_keys = [blocks[k][0] for k in runs.block_of[entries].tolist()]
+    if runs.extra is None:
+        nodes = [((i, bk), (i,)) for i, bk in zip(ids, batch_keys)]
+    else:
+        nodes = [((i, bk), (-length, i)) for i, bk, length in zip(ids, batch_keys, runs.extra[entries].tolist())]
+    part_of = [shard_of(i, partitions) for i in ids]
     by_partition: dict = {}
-    for pair in sorted(pairs):
-        by_partition.setdefault(shard_of(pair[0][0][0], partitions), []).append(pair)
+    for x, y in zip(np.searchsorted(docs, a).tolist(), np.searchsorted(docs, b).tolist()):
+        by_partition.setdefault(part_of[x], []).append((nodes[x], nodes[y]))
     yield from sorted(by_partition.items())
 
 
@@ -187,22 +206,6 @@ class HalfBlock(NamedTuple):
     values: np.ndarray
     offsets: np.ndarray
     bs: list
-
-
-def bucket_pairs(element, max_bucket_pairs: int):
-    _, members = element
-    ids = sorted(set(members))  # (doc_id, priority), ordered by id
-    if len(ids) < 2:
-        return
-    if len(ids) <= max_bucket_pairs:
-        for i in range(len(ids)):
-            for j in range(i + 1, len(ids)):
-                yield ids[i], ids[j]
-    else:
-        anchors = ids[:PAIRS_PER_LARGE_BUCKET]
-        for i, a in enumerate(anchors):
-            for b in ids[i + 1:]:
-                yield a, b
 
 
 def similarity(a: np.ndarray, b: np.ndarray, verify: str) -> float:
