@@ -543,8 +543,9 @@ def ascii_class_counts(data, offsets):
 
 
 # Classes of ``deleting_classes``: a kept character, a separator (whitespace), a
-# deleted character (punctuation or symbol: removed, so it joins its neighbours).
-KEEP, SPACE, DELETE = 0, 1, 2
+# deleted character (punctuation or symbol: removed, so it joins its neighbours);
+# a kept character that Arrow's ``utf8_is_numeric`` calls numeric also has NUMERIC.
+KEEP, SPACE, DELETE, NUMERIC = 0, 1, 2, 0x80
 
 
 @functools.lru_cache(maxsize=1)
@@ -561,23 +562,28 @@ def deleting_classes() -> np.ndarray:
     chars = pa.array([chr(cp) for cp in cps], pa.string())
     deleted = pc.match_substring_regex(chars, pattern=r"^[\p{P}\p{S}]$").to_numpy(zero_copy_only=False)
     split = pc.equal(pc.list_value_length(pc.utf8_split_whitespace(pc.binary_join_element_wise("a", chars, "b", ""))), 2)
+    numeric = pc.utf8_is_numeric(chars).to_numpy(zero_copy_only=False)
     table = np.full(_TABLE_SIZE, KEEP, dtype=np.uint8)
     idx = np.array(cps)
+    table[idx[numeric]] |= NUMERIC
     table[idx[split.to_numpy(zero_copy_only=False)]] = SPACE
     table[idx[deleted]] = DELETE
     return table
 
 
 @numba.njit(cache=True, nogil=True)
-def _deleting_tokens(data, offsets, table, token_offsets, out, fill):
+def _deleting_tokens(data, offsets, table, token_offsets, out, numeric_out, fill):
     """One pass per document: token counts (``fill`` False), or the token hashes
-    written from ``token_offsets`` on (``fill`` True)."""
+    written from ``token_offsets`` on (``fill`` True), and whether each token is
+    all numeric characters when ``numeric_out`` is not empty."""
     n = offsets.shape[0] - 1
     counts = np.zeros(n, dtype=np.int64)
+    flags = numeric_out.shape[0] > 0
     for d in range(n):
         i, end = offsets[d], offsets[d + 1]
         t = token_offsets[d] if fill else 0
         in_token = False
+        all_numeric = True
         h = _FNV_OFFSET
         while i < end:
             cp, size = _decode(data, i)
@@ -585,33 +591,43 @@ def _deleting_tokens(data, offsets, table, token_offsets, out, fill):
             if c == SPACE:
                 if in_token and fill:
                     out[t] = _mix64(h)
+                    if flags:
+                        numeric_out[t] = all_numeric
                     t += 1
                 in_token = False
-            elif c == KEEP:
+            elif (c & 0x7F) == KEEP:
                 if not in_token:
                     counts[d] += 1
                     h = _FNV_OFFSET
                     in_token = True
+                    all_numeric = True
                 if fill:
+                    all_numeric = all_numeric and (c & NUMERIC) != 0
                     for j in range(i, i + size):
                         h = _fnv1a(h, data[j])
             i += size
         if in_token and fill:
             out[t] = _mix64(h)
+            if flags:
+                numeric_out[t] = all_numeric
     return counts
 
 
-def deleting_token_hashes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def deleting_token_hashes(data: np.ndarray, offsets: np.ndarray, numeric: bool = False):
     """``token_hash`` of every token when punctuation and symbols are deleted and
-    whitespace splits: (hashes, per-document token offsets), no strings made."""
+    whitespace splits: (hashes, per-document token offsets), no strings made;
+    with ``numeric``, also a bool per token: all its characters are numeric
+    (Arrow's ``utf8_is_numeric``)."""
     table = deleting_classes()
     no_offsets, no_out = np.zeros(len(offsets), dtype=np.int64), np.zeros(0, dtype=np.uint64)
-    counts = _deleting_tokens(data, offsets, table, no_offsets, no_out, False)
+    no_flags = np.zeros(0, dtype=np.bool_)
+    counts = _deleting_tokens(data, offsets, table, no_offsets, no_out, no_flags, False)
     token_offsets = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=token_offsets[1:])
     out = np.empty(token_offsets[-1], dtype=np.uint64)
-    _deleting_tokens(data, offsets, table, token_offsets, out, True)
-    return out, token_offsets
+    flags = np.zeros(token_offsets[-1], dtype=np.bool_) if numeric else no_flags
+    _deleting_tokens(data, offsets, table, token_offsets, out, flags, True)
+    return (out, token_offsets, flags) if numeric else (out, token_offsets)
 
 
 @numba.njit(cache=True, nogil=True)

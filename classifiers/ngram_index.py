@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers import kernels
-from curate.classifiers.minhash import _POLY, normalize_for_shingles, normalized_buffers, shingle_hashes, token_hashes
+from curate.classifiers.minhash import _POLY, normalize_for_shingles, normalized_buffers, shingle_hashes
 
 _DELETE = r"[\p{P}\p{S}]"
 
@@ -87,12 +87,9 @@ class IndexStats:
     excluded_in_reference_text: int = 0
 
 
-def _numeric_share(tokens: pa.ListArray, n: int) -> np.ndarray:
+def _numeric_share(is_numeric: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
     """Per n-gram (in ngram_hashes order): share of its tokens that are numbers."""
-    flat = pc.list_flatten(tokens)
-    is_num = pc.fill_null(pc.utf8_is_numeric(flat), False).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets = np.asarray(tokens.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    offsets = offsets - offsets[0]
+    is_num = is_numeric.astype(np.int64)
     csum = np.concatenate([[0], np.cumsum(is_num)])
     shares = []
     for d in range(len(offsets) - 1):
@@ -126,12 +123,12 @@ class NgramIndex:
               reference_texts: list[str] | None = None) -> "NgramIndex":
         """``items``: (benchmark, item_id, text)."""
         stats = IndexStats(items=len(items))
-        tokens = tokenize([t for _, _, t in items])
-        token_h, token_off = token_hashes(tokens)
+        token_h, token_off, is_numeric = kernels.deleting_token_hashes(
+            *normalized_buffers([t for _, _, t in items]), numeric=True)
         values, offsets, lengths = grams_from_token_hashes(token_h, token_off, n)
         owner = np.repeat(np.arange(len(items), dtype=np.int32), np.diff(offsets))
         # n-grams that are mostly numbers ("3 4 5 6 7 8 9 10") match tables, not items
-        numeric = _numeric_share(tokens, n) >= 0.5
+        numeric = _numeric_share(is_numeric, token_off, n) >= 0.5
         stats.excluded_mostly_numbers = int(len(np.unique(values[numeric])))
         values, owner = values[~numeric], owner[~numeric]
         # whole short items, one gram of their own length

@@ -123,12 +123,19 @@ def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path
 
     texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
     edge = ["", " - ", "don't  stop", "3.5km/h", "a\u00a0b\u2003c\u3000d", "x\u200by", "«quoted» — dash",
-            "tab\tend\n", "emoji 🙂 here", "$100 + 5% = ?", "中文，标点。", "\u1680ogham\u180evowel", "a\x1cb\x1fc"]
+            "tab\tend\n", "emoji 🙂 here", "$100 + 5% = ?", "中文，标点。", "\u1680ogham\u180evowel", "a\x1cb\x1fc",
+            "3 4,5 ½ Ⅻ 二十 ٣٤ 1st x2 ①②"]
     texts = pa.concat_arrays([texts, pa.array(edge, pa.string())])
     hashes, offsets = ngram_index.text_token_hashes(texts)
-    expected_hashes, expected_offsets = minhash.token_hashes(ngram_index.tokenize(texts))
+    tokens = ngram_index.tokenize(texts)
+    expected_hashes, expected_offsets = minhash.token_hashes(tokens)
     np.testing.assert_array_equal(offsets, expected_offsets)
     np.testing.assert_array_equal(hashes, expected_hashes)
+    # the numeric flag per token (the index leaves out mostly-numeric n-grams) is Arrow's
+    _, _, numeric = kernels.deleting_token_hashes(*minhash.normalized_buffers(texts), numeric=True)
+    expected_numeric = pa.compute.utf8_is_numeric(pa.compute.list_flatten(tokens)).to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(numeric, expected_numeric)
+    assert 1000 < numeric.sum() < len(numeric) // 2
     assert ngram_index.tokenize(pa.array(["Don't STOP-now, 3.5"])).to_pylist() == [["dont", "stopnow", "35"]]
     assert ngram_index.tokenize(pa.array(["", " - ", "a -- b"])).to_pylist() == [[], [], ["a", "b"]]
 
