@@ -66,3 +66,13 @@ def test_same_specs_as_beam_for_every_dofn_of_the_curation_pipeline(tmp_path):
     assert len(fns) > 100
     for fn in fns:
         assert beam_speedups.get_dofn_specs(fn) == beam_speedups._ORIGINAL(fn), fn
+
+
+def test_an_instance_is_answered_from_its_memo_with_fresh_sets(monkeypatch):
+    dofn = Stateful()
+    first = beam_speedups.get_dofn_specs(dofn)
+    monkeypatch.setattr(beam_speedups, "_dofn_specs", lambda d: pytest.fail("introspected again"))
+    again = beam_speedups.get_dofn_specs(dofn)
+    assert again == first == ({COUNT}, {ALARM})
+    again[0].clear()  # callers get their own sets
+    assert beam_speedups.get_dofn_specs(dofn) == ({COUNT}, {ALARM})
