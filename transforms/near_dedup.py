@@ -233,13 +233,10 @@ class NearDedup(Stage):
             | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"], self.partitions)
         )  # a pair found in several bands comes once per band partition; _verify meets the copies
         if c["verify"] != "none":
-            edges = self._verify(pair_lists, out.sets)
+            edge_lists = self._verify(pair_lists, out.sets)
         else:
-            edges = pair_lists | "Pairs" >> beam.FlatMap(lambda kv: kv[1])
-        labels, stats = self._components(edges)
-        # node (doc_id, batch_key) labelled by another component member's node: a duplicate
-        removals = labels | "Removals" >> beam.FlatMap(
-            lambda kv: [(kv[0][1], (kv[0][0], kv[1][1][0]))] if kv[1][1] != kv[0] else [])
+            edge_lists = pair_lists | "Pairs" >> beam.Map(lambda kv: kv[1])
+        removals, stats = self._components(edge_lists)
         result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals,
                                                                         self.join)
         return StageResult(result.kept, result.rejected, extra_stats=stats)
@@ -273,27 +270,33 @@ class NearDedup(Stage):
                 yield part, HalfBlock(list(by_a), np.concatenate(sets), offsets, list(by_a.values()))
 
         def second_half(element):
+            """-> [verified pair, ...] of this partition: one list, not one element per edge."""
             _, grouped = element
             halves = list(grouped["half"])
             if not halves:
                 return
             set_of = sets_of(grouped["set"], {b[0][0] for half in halves for bs in half.bs for b in bs})
+            similar = []
             for half in halves:
                 for i, (a, bs) in enumerate(zip(half.a, half.bs)):
                     set_a = half.values[half.offsets[i]:half.offsets[i + 1]]
                     for b in bs:
                         if similarity(set_a, set_of[b[0][0]], verify) >= threshold:
-                            yield a, b
+                            similar.append((a, b))
+            if similar:
+                yield similar
 
         halves = ({"set": sets, "pair": pair_lists} | "JoinA" >> beam.CoGroupByKey()
                   | "WithSetA" >> beam.FlatMap(first_half))
         return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
                 | "Similar" >> beam.FlatMap(second_half))
 
-    def _components(self, verified):
+    def _components(self, edge_lists):
+        """Lists of verified pairs -> (removals, cluster stats)."""
         rounds = self.cfg["rounds"]
         if rounds == 0:
-            return self._components_on_one_worker(verified)
+            return self._components_on_one_worker(edge_lists)
+        verified = edge_lists | "EachEdge" >> beam.FlatMap(lambda edges: edges)
         edges = verified | "Edges" >> beam.Map(lambda pair: (pair[0][0], pair[1][0]))
         adjacency = edges | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
         # each endpoint starts labelled by itself: (priority, id); no join, the pair carries both
@@ -333,40 +336,57 @@ class NearDedup(Stage):
         remap = leftover | "CollectLeftover" >> CollectPacked() | "UnionFind" >> beam.Map(_union_find)
         final = labels | "Finish" >> beam.Map(lambda kv, m: (kv[0], m.get(kv[1], kv[1])),
                                                 m=beam.pvalue.AsSingleton(remap))
+        removals = final | "Removals" >> beam.FlatMap(lambda kv: _removal(kv[0], kv[1]))
+        return removals, self._cluster_stats(final, leftover)
 
-        return final, self._cluster_stats(final, leftover)
-
-    def _components_on_one_worker(self, verified):
+    def _components_on_one_worker(self, edge_lists):
         """``rounds: 0``: every verified edge, as a pair of labels, into one union-find
-        (datatrove's clustering step): no per-round shuffles; memory O(edges) on one worker."""
-        def label_pair(pair):
-            (a, prio_a), (b, prio_b) = pair
-            return min((prio_a, a), (prio_b, b)), max((prio_a, a), (prio_b, b))
+        (datatrove's clustering step): no per-round shuffles; memory O(edges) on one
+        worker.  Removals and cluster sizes come straight from its result: no element
+        per document of a cluster."""
+        name = self.name
 
-        remap = (verified | "LabelPairs" >> beam.Map(label_pair)
-                 | "CollectEdges" >> CollectPacked() | "UnionFind" >> beam.Map(_union_find))
-        # (node, (priority, rep_node)) for every node of a verified edge, the rep included
-        final = remap | "Labels" >> beam.FlatMap(lambda m: [(label[1], root) for label, root in m.items()])
-        return final, self._cluster_stats(final, leftover=None)
+        def label_pairs(edges):
+            pairs = []
+            for (a, prio_a), (b, prio_b) in edges:
+                pairs.append(((prio_a, a), (prio_b, b)) if (prio_a, a) < (prio_b, b) else ((prio_b, b), (prio_a, a)))
+            return pickle.dumps(pairs, protocol=pickle.HIGHEST_PROTOCOL)  # our own data, never a user's file
+
+        remap = (edge_lists | "LabelPairs" >> beam.Map(label_pairs) | "CollectEdges" >> beam.combiners.ToList()
+                 | "UnionFind" >> beam.Map(lambda blobs: _union_find(x for blob in blobs for x in pickle.loads(blob))))
+        # remap: label (priority, node) -> root label, for every node of a verified edge
+        removals = remap | "Removals" >> beam.FlatMap(
+            lambda m: [r for label, root in m.items() for r in _removal(label[1], root)])
+        stats = remap | "ClusterSizes" >> beam.FlatMap(
+            lambda m: _size_histogram(name, _counts(root[1] for root in m.values()).values()))
+        return removals, stats
 
     def _cluster_stats(self, final, leftover):
         name = self.name
-
-        def cluster_stats(sizes_list):
-            hist = {}
-            for size in sizes_list:
-                hist[size] = hist.get(size, 0) + 1
-            for size, count in sorted(hist.items()):
-                yield (name, "cluster_size", str(size)), (count, 0)
-
         sizes = (final | "ByRep" >> beam.Map(lambda kv: (kv[1][1], 1)) | "ClusterSize" >> beam.CombinePerKey(sum)
                  | "Sizes" >> beam.Values() | "AllSizes" >> beam.combiners.ToList()
-                 | "Histogram" >> beam.FlatMap(cluster_stats))
-        if leftover is None:
-            return sizes
+                 | "Histogram" >> beam.FlatMap(lambda sizes_list: _size_histogram(name, sizes_list)))
         leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
                          | "LeftoverStat" >> beam.Map(lambda n: ((name, "unconverged_label_pairs", ""), (n, 0))))
         return (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
+
+
+def _removal(node, root):
+    """node (doc_id, batch_key) labelled by another component member's node (root =
+    (priority, rep_node)): [(batch_key, (doc_id, rep_id))], else []."""
+    return [(node[1], (node[0], root[1][0]))] if root[1] != node else []
+
+
+def _counts(values) -> dict:
+    counts: dict = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _size_histogram(name: str, sizes):
+    for size, count in sorted(_counts(sizes).items()):
+        yield (name, "cluster_size", str(size)), (count, 0)
 
 
 class CollectPacked(beam.PTransform):
