@@ -35,6 +35,7 @@ from curate.pipelines import beam_fixes
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
+from curate.transforms import beam_speedups
 from curate.transforms.exact_dedup import ExactDedup
 from curate.transforms.key_blocks import auto_partitions, removal_join
 from curate.classifiers.minhash import optimal_bands
@@ -305,6 +306,7 @@ _READ_FAILURE = re.compile(r"(\S+: failed while reading \([^\n]*?\))")
 def _run_pipeline(p: beam.Pipeline) -> None:
     """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
     beam_fixes.install()  # the runner's input stream could drop chunks (see beam_fixes)
+    beam_speedups.tune_gc()  # the in-process runners work here
     try:
         p.run().wait_until_finish()
     except Exception as exc:  # Beam wraps worker errors; find ours in the text

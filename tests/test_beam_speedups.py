@@ -76,3 +76,15 @@ def test_an_instance_is_answered_from_its_memo_with_fresh_sets(monkeypatch):
     assert again == first == ({COUNT}, {ALARM})
     again[0].clear()  # callers get their own sets
     assert beam_speedups.get_dofn_specs(dofn) == ({COUNT}, {ALARM})
+
+
+def test_gc_is_tuned_once_per_process_keeping_the_collector_on():
+    import gc
+    import subprocess
+    import sys
+
+    code = ("import gc; from curate.transforms import beam_speedups as b; b.tune_gc(); b.tune_gc(); "
+            "print(gc.isenabled(), gc.get_threshold() == b.GC_THRESHOLD, gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True", "True"]
+    assert gc.isenabled()

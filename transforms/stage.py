@@ -340,6 +340,7 @@ class _TagAsValue(beam.DoFn):
         self.inner = inner
 
     def setup(self):
+        beam_speedups.tune_gc()  # on every worker process, before its first bundle
         self.inner.setup()
 
     def teardown(self):
