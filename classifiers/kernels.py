@@ -133,6 +133,137 @@ def nfkc_map_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return action, np.frombuffer(b"".join(pieces), dtype=np.uint8).copy(), offsets
 
 
+def _replacement_table(pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(code per code point: -1 unchanged or k, replacement k's UTF-8 bytes, their offsets)."""
+    code = np.full(_TABLE_SIZE, -1, dtype=np.int32)
+    pieces = []
+    for cp, text in pairs:
+        code[cp] = len(pieces)
+        pieces.append(text.encode("utf-8"))
+    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p) for p in pieces])
+    return code, np.frombuffer(b"".join(pieces), dtype=np.uint8).copy(), offsets
+
+
+def _arrow_lower(texts: list[str]) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.utf8_lower(pa.array(texts, pa.string())).to_pylist()
+
+
+@functools.lru_cache(maxsize=1)
+def lower_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrow's ``utf8_lower`` (one code point at a time, utf8proc's mapping) as a
+    ``_replacement_table`` read off Arrow itself, for non-ASCII code points."""
+    cps = [cp for cp in range(0x80, _TABLE_SIZE) if not 0xD800 <= cp <= 0xDFFF]
+    lowered = _arrow_lower([chr(cp) for cp in cps])
+    return _replacement_table((cp, low) for cp, low in zip(cps, lowered) if low != chr(cp))
+
+
+@functools.lru_cache(maxsize=1)
+def nfkc_lower_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_replacement_table`` of Arrow-lower(NFKC(c)) for the code points whose NFKC
+    is context-free (``nfkc_map_table``) or that only lower-casing changes; code -2
+    for those only ``unicodedata`` can normalize (a document holding one takes that path)."""
+    action, repl, repl_offsets = nfkc_map_table()
+    lower_code = lower_table()[0]
+    mapped = np.flatnonzero(action >= 0).tolist()
+    forms = [repl[repl_offsets[k]:repl_offsets[k + 1]].tobytes().decode("utf-8") for k in action[mapped].tolist()]
+    pairs = dict(zip(mapped, _arrow_lower(forms)))
+    lowered_stable = np.flatnonzero((action == -1) & (lower_code >= 0)).tolist()
+    for cp, low in zip(lowered_stable, _arrow_lower([chr(cp) for cp in lowered_stable])):
+        pairs[cp] = low
+    code, out_repl, out_offsets = _replacement_table(sorted(pairs.items()))
+    code[action == -2] = -2
+    return code, out_repl, out_offsets
+
+
+ASCII_LOWER = np.arange(256, dtype=np.uint8)
+ASCII_LOWER[65:91] += 32
+
+
+@numba.njit(cache=True, inline="always")
+def _mapped_size(src, i, end, code, repl_offsets):
+    """Bytes of ``src[i:end]`` once rewritten by a ``_replacement_table``, or -1 when
+    it holds a code point coded -2 (only ``unicodedata`` can normalize it)."""
+    size = end - i
+    while i < end:
+        if src[i] < 0x80:
+            i += 1
+            continue
+        cp, width = _decode(src, i)
+        k = code[cp] if cp < code.shape[0] else -2
+        if k >= 0:
+            size += repl_offsets[k + 1] - repl_offsets[k] - width
+        elif k == -2:
+            return -1
+        i += width
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def nfkc_lower_sizes(data, offsets, code, repl_offsets):
+    """Per text: its bytes after ``nfkc_lower``'s table rewrite, -1 for ``unicodedata``'s texts."""
+    n = offsets.shape[0] - 1
+    sizes = np.empty(n, dtype=np.int64)
+    for d in range(n):
+        sizes[d] = _mapped_size(data, offsets[d], offsets[d + 1], code, repl_offsets)
+    return sizes
+
+
+@numba.njit(cache=True, inline="always")
+def _map_text(src, i, end, code, repl, repl_offsets, ascii_lower, out, o):
+    """Write ``src[i:end]`` rewritten by a ``_replacement_table`` (ASCII lower-cased) to ``out[o:]``."""
+    while i < end:
+        b = src[i]
+        if b < 0x80:
+            out[o] = ascii_lower[b]
+            o += 1
+            i += 1
+            continue
+        cp, width = _decode(src, i)
+        k = code[cp] if cp < code.shape[0] else -1
+        if k >= 0:
+            for r in range(repl_offsets[k], repl_offsets[k + 1]):
+                out[o] = repl[r]
+                o += 1
+        else:
+            for r in range(width):
+                out[o + r] = src[i + r]
+            o += width
+        i += width
+
+
+@numba.njit(cache=True, nogil=True)
+def nfkc_lower(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets, lower_code,
+               lower_repl, lower_offsets, ascii_lower):
+    """(data, offsets) of lower(NFKC(text)) for every text.
+
+    Text d is rewritten by ``nfkc_lower_table`` (into ``sizes[d]`` bytes, from
+    ``nfkc_lower_sizes``) unless ``slow_of[d] >= 0``: then the ``unicodedata``
+    NFKC of it, ``slow_data[slow_offsets[j]:slow_offsets[j + 1]]`` with
+    ``j = slow_of[d]``, is lower-cased by ``lower_table``."""
+    n = offsets.shape[0] - 1
+    out_offsets = np.zeros(n + 1, dtype=np.int64)
+    for d in range(n):
+        j = slow_of[d]
+        if j >= 0:
+            size = _mapped_size(slow_data, slow_offsets[j], slow_offsets[j + 1], lower_code, lower_offsets)
+        else:
+            size = sizes[d]
+        out_offsets[d + 1] = out_offsets[d] + size
+    out = np.empty(out_offsets[n], dtype=np.uint8)
+    for d in range(n):
+        j = slow_of[d]
+        if j >= 0:
+            _map_text(slow_data, slow_offsets[j], slow_offsets[j + 1], lower_code, lower_repl, lower_offsets,
+                      ascii_lower, out, out_offsets[d])
+        else:
+            _map_text(data, offsets[d], offsets[d + 1], code, repl, repl_offsets, ascii_lower, out, out_offsets[d])
+    return out, out_offsets
+
+
 @numba.njit(cache=True, nogil=True)
 def nfkc_plan(data, offsets, action):
     """Per document: 0 already NFKC, 1 only table replacements needed, 2 needs ``unicodedata``."""

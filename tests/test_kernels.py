@@ -110,9 +110,14 @@ def test_compiled_nfkc_equals_unicodedata_on_every_replaced_character_in_context
     pool = replaced + stable + slow[:400] + list("aeAZ \n")
     texts += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
     texts += ["".join(rng.choice(replaced + stable) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
+    texts += ["".join(rng.choice(pool + list("ÀÉÎÕÜΣΩДЖ")) for _ in range(rng.randint(1, 12))).upper()
+              for _ in range(20_000)]
     expected = [unicodedata.normalize("NFKC", t) for t in texts]
     assert minhash.nfkc(pa.array(texts, pa.string())).to_pylist() == expected
-    plan = kernels.nfkc_plan(*minhash.string_buffers(pa.array(texts[-40_000:], pa.string())), action)
+    # the one-pass NFKC + lower-casing (tables for both) equals unicodedata then Arrow's lower
+    lowered = pa.compute.utf8_lower(pa.array(expected, pa.string()))
+    assert minhash.normalize_for_shingles(pa.array(texts, pa.string())).equals(lowered)
+    plan = kernels.nfkc_plan(*minhash.string_buffers(pa.array(texts[-60_000:-20_000], pa.string())), action)
     assert (plan == 1).sum() > 30_000 and not (plan == 2).any()  # the compiled pass did the work
 
 
