@@ -179,21 +179,32 @@ def nfkc_lower_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return code, out_repl, out_offsets
 
 
-ASCII_LOWER = np.arange(256, dtype=np.uint8)
+ASCII_SAME = np.arange(256, dtype=np.uint8)
+ASCII_LOWER = ASCII_SAME.copy()
 ASCII_LOWER[65:91] += 32
+NO_REPLACEMENTS = (np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(1, dtype=np.int64))
 
 
 @numba.njit(cache=True, inline="always")
-def _mapped_size(src, i, end, code, repl_offsets):
+def _copy_bytes(src, start, count, out, o):
+    """``out[o:o + count] = src[start:start + count]``; returns ``o + count``."""
+    for r in range(count):
+        out[o + r] = src[start + r]
+    return o + count
+
+
+@numba.njit(cache=True, inline="always")
+def _mapped_size(src, i, end, code, repl_offsets, beyond):
     """Bytes of ``src[i:end]`` once rewritten by a ``_replacement_table``, or -1 when
-    it holds a code point coded -2 (only ``unicodedata`` can normalize it)."""
+    it holds a code point coded -2 (only ``unicodedata`` can normalize it); code
+    points past the table are coded ``beyond``."""
     size = end - i
     while i < end:
         if src[i] < 0x80:
             i += 1
             continue
         cp, width = _decode(src, i)
-        k = code[cp] if cp < code.shape[0] else -2
+        k = code[cp] if cp < code.shape[0] else beyond
         if k >= 0:
             size += repl_offsets[k + 1] - repl_offsets[k] - width
         elif k == -2:
@@ -203,53 +214,50 @@ def _mapped_size(src, i, end, code, repl_offsets):
 
 
 @numba.njit(cache=True, nogil=True)
-def nfkc_lower_sizes(data, offsets, code, repl_offsets):
-    """Per text: its bytes after ``nfkc_lower``'s table rewrite, -1 for ``unicodedata``'s texts."""
+def rewritten_sizes(data, offsets, code, repl_offsets):
+    """Per text: its bytes after ``rewrite_texts``'s table rewrite, -1 for ``unicodedata``'s texts."""
     n = offsets.shape[0] - 1
     sizes = np.empty(n, dtype=np.int64)
     for d in range(n):
-        sizes[d] = _mapped_size(data, offsets[d], offsets[d + 1], code, repl_offsets)
+        sizes[d] = _mapped_size(data, offsets[d], offsets[d + 1], code, repl_offsets, -2)
     return sizes
 
 
 @numba.njit(cache=True, inline="always")
-def _map_text(src, i, end, code, repl, repl_offsets, ascii_lower, out, o):
-    """Write ``src[i:end]`` rewritten by a ``_replacement_table`` (ASCII lower-cased) to ``out[o:]``."""
+def _map_text(src, i, end, code, repl, repl_offsets, ascii_map, out, o):
+    """Write ``src[i:end]`` rewritten by a ``_replacement_table`` (ASCII bytes by ``ascii_map``) to ``out[o:]``."""
     while i < end:
         b = src[i]
         if b < 0x80:
-            out[o] = ascii_lower[b]
+            out[o] = ascii_map[b]
             o += 1
             i += 1
             continue
         cp, width = _decode(src, i)
         k = code[cp] if cp < code.shape[0] else -1
         if k >= 0:
-            for r in range(repl_offsets[k], repl_offsets[k + 1]):
-                out[o] = repl[r]
-                o += 1
+            o = _copy_bytes(repl, repl_offsets[k], repl_offsets[k + 1] - repl_offsets[k], out, o)
         else:
-            for r in range(width):
-                out[o + r] = src[i + r]
-            o += width
+            o = _copy_bytes(src, i, width, out, o)
         i += width
 
 
 @numba.njit(cache=True, nogil=True)
-def nfkc_lower(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets, lower_code,
-               lower_repl, lower_offsets, ascii_lower):
-    """(data, offsets) of lower(NFKC(text)) for every text.
+def rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets, after_code,
+                  after_repl, after_offsets, ascii_map):
+    """(data, offsets) of every text rewritten by a ``_replacement_table`` (``code``:
+    ``nfkc_lower_table`` or ``nfkc_map_table``) and ``ascii_map``.
 
-    Text d is rewritten by ``nfkc_lower_table`` (into ``sizes[d]`` bytes, from
-    ``nfkc_lower_sizes``) unless ``slow_of[d] >= 0``: then the ``unicodedata``
-    NFKC of it, ``slow_data[slow_offsets[j]:slow_offsets[j + 1]]`` with
-    ``j = slow_of[d]``, is lower-cased by ``lower_table``."""
+    Text d becomes ``sizes[d]`` bytes (``rewritten_sizes``) unless
+    ``slow_of[d] >= 0``: then its ``unicodedata`` NFKC,
+    ``slow_data[slow_offsets[j]:slow_offsets[j + 1]]`` with ``j = slow_of[d]``,
+    is rewritten by the ``after_*`` table (``lower_table``, or an empty one)."""
     n = offsets.shape[0] - 1
     out_offsets = np.zeros(n + 1, dtype=np.int64)
     for d in range(n):
         j = slow_of[d]
         if j >= 0:
-            size = _mapped_size(slow_data, slow_offsets[j], slow_offsets[j + 1], lower_code, lower_offsets)
+            size = _mapped_size(slow_data, slow_offsets[j], slow_offsets[j + 1], after_code, after_offsets, -1)
         else:
             size = sizes[d]
         out_offsets[d + 1] = out_offsets[d] + size
@@ -257,79 +265,10 @@ def nfkc_lower(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_dat
     for d in range(n):
         j = slow_of[d]
         if j >= 0:
-            _map_text(slow_data, slow_offsets[j], slow_offsets[j + 1], lower_code, lower_repl, lower_offsets,
-                      ascii_lower, out, out_offsets[d])
+            _map_text(slow_data, slow_offsets[j], slow_offsets[j + 1], after_code, after_repl, after_offsets,
+                      ascii_map, out, out_offsets[d])
         else:
-            _map_text(data, offsets[d], offsets[d + 1], code, repl, repl_offsets, ascii_lower, out, out_offsets[d])
-    return out, out_offsets
-
-
-@numba.njit(cache=True, nogil=True)
-def nfkc_plan(data, offsets, action):
-    """Per document: 0 already NFKC, 1 only table replacements needed, 2 needs ``unicodedata``."""
-    n = offsets.shape[0] - 1
-    out = np.zeros(n, dtype=np.int8)
-    for d in range(n):
-        i, end = offsets[d], offsets[d + 1]
-        while i < end:
-            if data[i] < 0x80:
-                i += 1
-                continue
-            cp, size = _decode(data, i)
-            a = action[cp] if cp < action.shape[0] else -2
-            if a == -2:
-                out[d] = 2
-                break
-            if a >= 0:
-                out[d] = 1
-            i += size
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def nfkc_replace(data, offsets, plan, action, repl, repl_offsets):
-    """(data, offsets) with every plan-1 document's replaceable characters replaced
-    (``nfkc_map_table``); other documents are copied unchanged."""
-    n = offsets.shape[0] - 1
-    out_offsets = np.zeros(n + 1, dtype=np.int64)
-    for d in range(n):  # pass 1: output sizes
-        size_d = offsets[d + 1] - offsets[d]
-        if plan[d] == 1:
-            i, end = offsets[d], offsets[d + 1]
-            while i < end:
-                if data[i] < 0x80:
-                    i += 1
-                    continue
-                cp, size = _decode(data, i)
-                a = action[cp]
-                if a >= 0:
-                    size_d += repl_offsets[a + 1] - repl_offsets[a] - size
-                i += size
-        out_offsets[d + 1] = out_offsets[d] + size_d
-    out = np.empty(out_offsets[n], dtype=np.uint8)
-    for d in range(n):  # pass 2: bytes
-        i, end, o = offsets[d], offsets[d + 1], out_offsets[d]
-        if plan[d] != 1:
-            out[o:o + end - i] = data[i:end]
-            continue
-        while i < end:
-            b = data[i]
-            if b < 0x80:
-                out[o] = b
-                o += 1
-                i += 1
-                continue
-            cp, size = _decode(data, i)
-            a = action[cp]
-            if a >= 0:
-                for k in range(repl_offsets[a], repl_offsets[a + 1]):
-                    out[o] = repl[k]
-                    o += 1
-            else:
-                for k in range(size):
-                    out[o + k] = data[i + k]
-                o += size
-            i += size
+            _map_text(data, offsets[d], offsets[d + 1], code, repl, repl_offsets, ascii_map, out, out_offsets[d])
     return out, out_offsets
 
 
@@ -1028,9 +967,7 @@ def collapse_whitespace(data, offsets, spaces):
                     out[o + 1] = 0x83
                     o += 2
                 else:
-                    for k in range(size):
-                        out[o + k] = data[i + k]
-                    o += size
+                    o = _copy_bytes(data, i, size, out, o)
             i += size
         out_offsets[d + 1] = o
     return out[:o], out_offsets

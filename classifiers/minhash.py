@@ -51,32 +51,32 @@ def as_string_array(texts) -> pa.Array:
 def nfkc(texts) -> pa.Array:
     """NFKC of every text, equal to ``unicodedata.normalize("NFKC", t)``.
 
-    Texts already NFKC are passed through; texts whose only unstable characters
-    have a context-free NFKC form (``kernels.nfkc_map_table``: fullwidth forms,
-    "…", "µ", superscripts, ligatures) are rewritten by one compiled pass; only
-    the rest (combining marks, jamo) go through Python's ``unicodedata``.  On
-    the scaled real corpus 13% of documents need NFKC and 94% of those take
-    the compiled pass, which cut NFKC from 0.22 to ~0.02 s per 12.5k documents.
+    Texts whose only unstable characters have a context-free NFKC form
+    (``kernels.nfkc_map_table``: fullwidth forms, "…", "µ", superscripts,
+    ligatures) are rewritten by one compiled pass; only the rest (combining
+    marks, jamo) go through Python's ``unicodedata``.  On the scaled real
+    corpus 13% of documents need NFKC and 94% of those take the compiled pass.
     """
     texts = as_string_array(texts)
-    action, repl, repl_offsets = kernels.nfkc_map_table()
+    data, offsets = _rewritten(texts, kernels.nfkc_map_table(), kernels.NO_REPLACEMENTS, kernels.ASCII_SAME)
+    return pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.string())
+
+
+def _rewritten(texts: pa.Array, table, after_unicodedata, ascii_map) -> tuple[np.ndarray, np.ndarray]:
+    """``kernels.rewrite_texts`` of ``texts``: the table's rewrite, or for the texts
+    holding a code point it codes -2, ``unicodedata``'s NFKC then ``after_unicodedata``."""
     data, offsets = string_buffers(texts)
-    plan = kernels.nfkc_plan(data, offsets, action)
-    if not plan.any():
-        return texts
-    if (plan == 1).any():
-        out, out_offsets = kernels.nfkc_replace(data, offsets, plan, action, repl, repl_offsets)
-        texts = pa.StringArray.from_buffers(len(texts), pa.py_buffer(out_offsets.astype(np.int32)),
-                                            pa.py_buffer(out))
-    slow = np.flatnonzero(plan == 2)
-    if len(slow):
-        normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(slow)).to_pylist()]
-        # one take from [texts, normalized]: row i of ``slow`` reads its normalized copy
-        # (an if_else over a full-length take of the normalized texts cost more than NFKC)
-        rows = np.arange(len(texts))
-        rows[slow] = len(texts) + np.arange(len(slow))
-        texts = pa.concat_arrays([texts, pa.array(normalized, pa.string())]).take(pa.array(rows))
-    return texts
+    code, repl, repl_offsets = table
+    sizes = kernels.rewritten_sizes(data, offsets, code, repl_offsets)
+    slow = np.flatnonzero(sizes < 0)
+    slow_of = np.full(len(texts), -1, dtype=np.int64)
+    slow_of[slow] = np.arange(len(slow))
+    normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(slow)).to_pylist()] if len(slow) \
+        else []
+    slow_data, slow_offsets = string_buffers(pa.array(normalized, pa.string()))
+    return kernels.rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets,
+                                 *after_unicodedata, ascii_map)
 
 
 def normalize_for_shingles(texts) -> pa.Array:
@@ -108,23 +108,13 @@ def tokenize(texts) -> pa.ListArray:
 
 def normalized_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, int64 offsets) of NFKC then Arrow-lower-cased texts: the input
-    of the kernels, made by one compiled pass (``kernels.nfkc_lower``: the
-    ``nfkc`` rules and Arrow's lower-casing from tables), with ``unicodedata``
+    of the kernels, made by one compiled pass (``kernels.nfkc_lower_table``: the
+    ``nfkc`` rules and Arrow's lower-casing as one table), with ``unicodedata``
     only for the documents holding a character whose NFKC depends on context.
     One pass instead of a rewrite, a splice and Arrow's lower-casing: the text
-    is copied once per stage, not four times."""
-    texts = as_string_array(texts)
-    data, offsets = string_buffers(texts)
-    code, repl, repl_offsets = kernels.nfkc_lower_table()
-    sizes = kernels.nfkc_lower_sizes(data, offsets, code, repl_offsets)
-    slow = np.flatnonzero(sizes < 0)
-    slow_of = np.full(len(texts), -1, dtype=np.int64)
-    slow_of[slow] = np.arange(len(slow))
-    normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(slow)).to_pylist()] if len(slow) \
-        else []
-    slow_data, slow_offsets = string_buffers(pa.array(normalized, pa.string()))
-    return kernels.nfkc_lower(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets,
-                              *kernels.lower_table(), kernels.ASCII_LOWER)
+    is copied once per stage, not four times (0.100 -> 0.064 s per 12.5k documents)."""
+    return _rewritten(as_string_array(texts), kernels.nfkc_lower_table(), kernels.lower_table(),
+                      kernels.ASCII_LOWER)
 
 
 def text_token_hashes(texts, buffers=None) -> tuple[np.ndarray, np.ndarray]:
