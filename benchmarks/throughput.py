@@ -141,15 +141,18 @@ def bare_kernels(shards: list[Path]) -> dict:
 
 
 def _verify_candidates(hasher, texts) -> int:
-    """Near-dedup's work after the signatures, without Beam: shingle sets, LSH buckets
-    (14 bands x 8 rows), candidate pairs, exact Jaccard of each; returns the similar pairs."""
+    """Near-dedup's work after the signatures, without Beam: LSH buckets (14 bands x 8
+    rows), candidate pairs, the shingle sets of the documents in a pair (as the stage
+    makes them), exact Jaccard of each pair; returns the similar pairs."""
     import numpy as np
 
     from curate.classifiers.minhash import band_keys, jaccard_sorted, lsh_bucket_pairs
     from curate.transforms.near_dedup import unique_per_document
 
+    from curate.transforms.key_blocks import segment_positions
+
     values, offsets = hasher.shingles(texts)
-    sets, set_offsets = unique_per_document(values, offsets)
+    offsets = np.asarray(offsets, dtype=np.int64)
     keys = band_keys(hasher.signatures_from_shingles(values, offsets), 14, 8)
     doc = np.repeat(np.arange(keys.shape[0]), keys.shape[1])
     order = np.lexsort((doc, keys.ravel()))
@@ -158,8 +161,15 @@ def _verify_candidates(hasher, texts) -> int:
     bounds = np.append(starts, len(order))
     a, b = lsh_bucket_pairs(doc[order], bounds, 12, 8)
     pairs = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))
+    in_pairs = np.unique(np.concatenate([a, b]))
+    sizes = offsets[in_pairs + 1] - offsets[in_pairs]
+    sets, set_offsets = unique_per_document(values[segment_positions(offsets[in_pairs], sizes)],
+                                            np.concatenate(([0], np.cumsum(sizes))))
+    set_of = np.full(len(offsets) - 1, -1, dtype=np.int64)
+    set_of[in_pairs] = np.arange(len(in_pairs))
     similar = 0
-    for x, y in zip((pairs >> np.uint64(32)).tolist(), (pairs & np.uint64(0xFFFFFFFF)).tolist()):
+    for x, y in zip(set_of[(pairs >> np.uint64(32)).astype(np.int64)].tolist(),
+                    set_of[(pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)].tolist()):
         similar += jaccard_sorted(sets[set_offsets[x]:set_offsets[x + 1]], sets[set_offsets[y]:set_offsets[y + 1]]) >= 0.8
     return similar
 

@@ -103,12 +103,19 @@ def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
     for d, doc in enumerate(docs):
         assert uniq[uniq_offsets[d]:uniq_offsets[d + 1]].tolist() == np.unique(doc).tolist()
     ids = pa.array([f"id{d}" for d in range(len(docs))])
-    found = {}
-    for p, block in set_blocks(ids, uniq, uniq_offsets, partitions=3):
-        for doc_id, values_of in block.lookup({f"id{d}" for d in range(len(docs))}).items():
-            assert shard_of(doc_id, 3) == p
-            found[doc_id] = values_of.tolist()
-    assert found == {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}
+    expected = {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}
+    # sets made before shipping, or raw shingles made sets by lookup (only those asked for)
+    for block_values, block_offsets, raw in ((uniq, uniq_offsets, False), (values, offsets, True)):
+        found = {}
+        for p, block in set_blocks(ids, block_values, block_offsets, partitions=3, raw=raw):
+            for doc_id, values_of in block.lookup({f"id{d}" for d in range(len(docs))}).items():
+                assert shard_of(doc_id, 3) == p
+                assert values_of.dtype == dtype
+                found[doc_id] = values_of.tolist()
+            asked = {f"id{d}" for d in (1, 4)}
+            assert {k: v.tolist() for k, v in block.lookup(asked).items()} == \
+                {k: v for k, v in expected.items() if k in asked and shard_of(k, 3) == p}
+        assert found == expected
 
 
 def test_lsh_bucket_pairs_follow_the_bucket_rule():
