@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
-from curate.pipelines import beam_fixes, in_memory_data_plane
+from curate.pipelines import beam_fixes, data_plane_copies
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
@@ -307,7 +307,7 @@ def _run_pipeline(p: beam.Pipeline) -> None:
     """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
     beam_fixes.install()  # the runner's input stream could drop chunks (see beam_fixes)
     beam_speedups.tune_gc()  # the in-process runners work here
-    in_memory_data_plane.install()  # no protobuf copies between the runner and its in-process worker
+    data_plane_copies.install()  # fewer copies of encoded chunks between the runner and its worker
     try:
         p.run().wait_until_finish()
     except Exception as exc:  # Beam wraps worker errors; find ours in the text

@@ -1,9 +1,10 @@
-"""pipelines.in_memory_data_plane: the runner and its in-process worker exchange chunks without protobuf copies.
+"""pipelines.data_plane_copies: fewer copies of encoded chunks, same elements.
 
 A pipeline with a shuffle, a side input, a multi-output ParDo and chunks
 larger than the 10 MB flush threshold runs on the DirectRunner's in-memory
-mode with Beam's own data plane and with ours; both must give the results
-computed here in plain Python, and ours must actually have carried the data.
+mode with Beam's own code and with ours; both must give the results computed
+here in plain Python, and ours must actually have carried the data.  The
+grouped output in chunks is compared byte for byte with Beam's one stream.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.worker import data_plane
 from apache_beam.testing.util import assert_that, equal_to
 
-from curate.pipelines import in_memory_data_plane as plane
+from curate.pipelines import data_plane_copies as plane
 
 KEYS = 7
 PAYLOAD = 40_000  # bytes per element: 1,200 elements are ~48 MB, several flushes per fusion break
@@ -111,3 +112,40 @@ def test_running_a_curate_pipeline_installs_it(beams_own_plane):
     p | beam.Create([1, 2]) | beam.Map(lambda x: x)
     _run_pipeline(p)
     assert plane.installed()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_grouped_output_in_chunks_holds_the_same_elements_as_beams(beams_own_plane, monkeypatch, workers):
+    """GroupingBuffer.partition: our chunks, joined, are Beam's one stream per worker, byte for byte."""
+    from apache_beam import coders
+    from apache_beam.coders.coder_impl import create_InputStream
+    from apache_beam.runners.portability.fn_api_runner import execution
+    from apache_beam.transforms import core
+    from apache_beam.transforms.window import GlobalWindows
+
+    kv = coders.TupleCoder([coders.StrUtf8Coder(), coders.BytesCoder()])
+    pre = coders.WindowedValueCoder(kv, coders.coders.GlobalWindowCoder())
+    post = coders.WindowedValueCoder(coders.TupleCoder([coders.StrUtf8Coder(), coders.IterableCoder(coders.BytesCoder())]),
+                                     coders.coders.GlobalWindowCoder())
+    encoded = b"".join(pre.get_impl().encode_nested(GlobalWindows.windowed_value((f"k{i % 23}", _payload(i)[: 500 + i])))
+                       for i in range(600))
+
+    def grouped(partition):
+        buffer = execution.GroupingBuffer(pre, post, core.Windowing(GlobalWindows()))
+        buffer.append(encoded)
+        monkeypatch.setattr(execution.GroupingBuffer, "partition", partition)
+        return buffer.partition(workers)
+
+    monkeypatch.setattr(plane, "GROUPED_CHUNK_BYTES", 40_000)
+    beams, ours = grouped(plane._ORIGINAL["partition"]), grouped(plane._grouped_partition)
+    assert [len(chunks) for chunks in beams] == [1] * workers
+    assert sum(len(chunks) for chunks in ours) > 2 * workers, "expected several chunks per worker"
+    assert [b"".join(chunks) for chunks in ours] == [b"".join(chunks) for chunks in beams]
+    impl = post.get_impl()
+    for chunks in ours:  # every chunk decodes on its own: whole elements, each key once
+        keys = []
+        for chunk in chunks:
+            stream = create_InputStream(chunk)
+            while stream.size() > 0:
+                keys.append(impl.decode_from_stream(stream, True).value[0])
+        assert len(keys) == len(set(keys))
