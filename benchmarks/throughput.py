@@ -147,9 +147,8 @@ def _verify_candidates(hasher, texts) -> int:
     import numpy as np
 
     from curate.classifiers.minhash import band_keys, jaccard_sorted, lsh_bucket_pairs
+    from curate.transforms.key_blocks import take_segments
     from curate.transforms.near_dedup import unique_per_document
-
-    from curate.transforms.key_blocks import segment_positions
 
     values, offsets = hasher.shingles(texts)
     offsets = np.asarray(offsets, dtype=np.int64)
@@ -162,9 +161,7 @@ def _verify_candidates(hasher, texts) -> int:
     a, b = lsh_bucket_pairs(doc[order], bounds, 12, 8)
     pairs = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))
     in_pairs = np.unique(np.concatenate([a, b]))
-    sizes = offsets[in_pairs + 1] - offsets[in_pairs]
-    sets, set_offsets = unique_per_document(values[segment_positions(offsets[in_pairs], sizes)],
-                                            np.concatenate(([0], np.cumsum(sizes))))
+    sets, set_offsets = unique_per_document(*take_segments(values, offsets, in_pairs))
     set_of = np.full(len(offsets) - 1, -1, dtype=np.int64)
     set_of[in_pairs] = np.arange(len(in_pairs))
     similar = 0

@@ -88,6 +88,12 @@ def segment_positions(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return np.repeat(starts, sizes) + (np.arange(sizes.sum()) - np.repeat(np.cumsum(sizes) - sizes, sizes))
 
 
+def take_segments(values: np.ndarray, offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segments ``values[offsets[r]:offsets[r + 1]]`` of ``rows``, in that order -> (values, int64 offsets)."""
+    sizes = offsets[rows + 1] - offsets[rows]
+    return values[segment_positions(offsets[rows], sizes)], np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+
+
 def split_by_partition(keys: np.ndarray, ids: pa.Array, partitions: int, extra: np.ndarray | None = None):
     """(n, w) uint64 keys and their ids -> (partition, HashBlock) by the first key word."""
     part = keys[:, 0] % np.uint64(partitions)

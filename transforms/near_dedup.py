@@ -55,7 +55,7 @@ import pyarrow.compute as pc
 from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, key_runs,
-                                          segment_positions, split_by_partition)
+                                          split_by_partition, take_segments)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -130,13 +130,11 @@ class SetBlock(NamedTuple):
         if not len(hits):
             return {}
         names = self.ids.take(pa.array(hits)).to_pylist()
-        values, offsets = self.values, self.offsets
-        if self.raw:
-            sizes = offsets[hits + 1] - offsets[hits]
-            values, offsets = unique_per_document(values[segment_positions(offsets[hits], sizes)],
-                                                  np.concatenate(([0], np.cumsum(sizes))))
-            hits = np.arange(len(hits))
-        return {name: values[offsets[i]:offsets[i + 1]] for name, i in zip(names, hits.tolist())}
+        values, offsets, rows = self.values, self.offsets, hits.tolist()
+        if self.raw:  # the sets of just these documents, in the order of names
+            values, offsets = unique_per_document(*take_segments(values, offsets, hits))
+            rows = range(len(hits))
+        return {name: values[offsets[i]:offsets[i + 1]] for name, i in zip(names, rows)}
 
 
 def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,9 +147,7 @@ def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partition
     part = np.array([shard_of(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
     for p in np.unique(part).tolist():
         rows = np.flatnonzero(part == p)
-        sizes = offsets[rows + 1] - offsets[rows]
-        yield p, SetBlock(ids.take(pa.array(rows)), values[segment_positions(offsets[rows], sizes)],
-                          np.concatenate(([0], np.cumsum(sizes))).astype(np.int64), raw)
+        yield p, SetBlock(ids.take(pa.array(rows)), *take_segments(values, offsets, rows), raw)
 
 
 def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
