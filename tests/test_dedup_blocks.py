@@ -104,18 +104,16 @@ def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
         assert uniq[uniq_offsets[d]:uniq_offsets[d + 1]].tolist() == np.unique(doc).tolist()
     ids = pa.array([f"id{d}" for d in range(len(docs))])
     expected = {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}
-    # sets made before shipping, or raw shingles made sets by lookup (only those asked for)
-    for block_values, block_offsets, raw in ((uniq, uniq_offsets, False), (values, offsets, True)):
-        found = {}
-        for p, block in set_blocks(ids, block_values, block_offsets, partitions=3, raw=raw):
-            for doc_id, values_of in block.lookup({f"id{d}" for d in range(len(docs))}).items():
-                assert shard_of(doc_id, 3) == p
-                assert values_of.dtype == dtype
-                found[doc_id] = values_of.tolist()
-            asked = {f"id{d}" for d in (1, 4)}
-            assert {k: v.tolist() for k, v in block.lookup(asked).items()} == \
-                {k: v for k, v in expected.items() if k in asked and shard_of(k, 3) == p}
-        assert found == expected
+    found = {}
+    for p, block in set_blocks(ids, uniq, uniq_offsets, partitions=3):
+        for doc_id, values_of in block.lookup(ids).items():
+            assert shard_of(doc_id, 3) == p
+            assert values_of.dtype == dtype
+            found[doc_id] = values_of.tolist()
+        asked = {f"id{d}" for d in (1, 4)}
+        assert {k: v.tolist() for k, v in block.lookup(pa.array(sorted(asked))).items()} == \
+            {k: v for k, v in expected.items() if k in asked and shard_of(k, 3) == p}
+    assert found == expected
 
 
 def test_lsh_bucket_pairs_follow_the_bucket_rule():
@@ -141,3 +139,49 @@ def test_lsh_bucket_pairs_follow_the_bucket_rule():
             expected += [(x, y) for i, x in enumerate(distinct[:8]) for y in distinct[i + 1:]]
     assert list(zip(a.tolist(), b.tolist())) == expected
     assert any(len(set(bucket)) > 12 for bucket in buckets) and len(expected) > 1000
+
+
+def _pairs(rows, lengths=None):
+    from curate.transforms.near_dedup import pair_block
+
+    cols = [pa.array([r[i] for r in rows], pa.string()) for i in range(4)]
+    lens = None if lengths is None else tuple(pa.array([x[i] for x in lengths], pa.int64()) for i in range(2))
+    return pair_block(*cols, lens)
+
+
+def test_pair_blocks_merge_to_each_pair_once_in_id_order_whatever_the_arrival_order():
+    from curate.transforms.near_dedup import distinct_pairs, pair_tuples
+
+    rows = [("d%03d" % a, "k%d" % (a // 10), "d%03d" % b, "k%d" % (b // 10))
+            for a in range(0, 60, 7) for b in range(a + 1, 60, 11)]
+    copies = rows + rows[::2] + rows[1::3]  # a pair found by several band partitions
+    rng = random.Random(3)
+    expected = sorted(set(rows))
+    for _ in range(3):
+        rng.shuffle(copies)
+        blocks = [_pairs(copies[i:i + 7]) for i in range(0, len(copies), 7)]
+        merged = distinct_pairs(blocks)
+        assert list(zip(*(merged.column(c).to_pylist() for c in ("a", "a_bk", "b", "b_bk")))) == expected
+    # priorities as the keep rules order documents: (id,) or (-length, id)
+    assert pair_tuples(_pairs([("a", "ka", "b", "kb")])) == [((("a", "ka"), ("a",)), (("b", "kb"), ("b",)))]
+    assert pair_tuples(_pairs([("a", "ka", "b", "kb")], [(5, 9)])) == \
+        [((("a", "ka"), (-5, "a")), (("b", "kb"), (-9, "b")))]
+
+
+def test_wanted_ids_name_each_batchs_documents_once_and_pickle_only_their_own():
+    """A slice of an Arrow array pickles with its whole buffers; each batch's wanted ids
+    must travel alone (a 100k run held 4 GB of copies of every partition's ids)."""
+    import pickle
+
+    from curate.transforms.near_dedup import wanted_by_batch
+
+    rows = [("d%04d" % a, "k%d" % (a % 50), "d%04d" % (a + 1), "k%d" % ((a + 1) % 50)) for a in range(0, 2000, 2)]
+    wanted = wanted_by_batch((0, _pairs(rows)))
+    expected: dict = {}
+    for a, ka, b, kb in rows:
+        expected.setdefault(ka, set()).add(a)
+        expected.setdefault(kb, set()).add(b)
+    assert [bk for bk, _ in wanted] == sorted(expected)
+    assert {bk: sorted(ids.to_pylist()) for bk, ids in wanted} == {k: sorted(v) for k, v in expected.items()}
+    everything = len(pickle.dumps(pa.array([r[0] for r in rows] + [r[2] for r in rows])))
+    assert max(len(pickle.dumps(ids)) for _, ids in wanted) < everything / 10

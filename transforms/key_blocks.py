@@ -165,6 +165,73 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
 
 
 
+class BatchVisitor:
+    """What ``JoinListed`` runs per batch key: ``visit(key, batches, items)`` yields
+    outputs (``TaggedOutput`` for its tags); ``setup`` is called once per worker."""
+
+    def setup(self):
+        pass
+
+    def visit(self, key, batches: list, items: list):
+        raise NotImplementedError
+
+
+class JoinListed(beam.PTransform):
+    """(batches, listed) -> the outputs of ``visitor.visit(batch_key, batches, items)``.
+
+    ``listed``: PCollection[(batch_key, item)]; a batch meets the items listed
+    under its key (none: an empty list) by ``join``: ``side_input`` or
+    ``shuffle`` (module docstring).  Outputs as ``TaggedParDo``'s."""
+
+    def __init__(self, visitor: BatchVisitor, id_col: str, listed, join: str, tags=(), main: str = "main"):
+        super().__init__()
+        if join not in ("side_input", "shuffle"):
+            raise ValueError(f"join must be 'side_input' or 'shuffle', not {join!r}")
+        self.visitor, self.id_col, self.listed, self.join, self.tags, self.main = \
+            visitor, id_col, listed, join, list(tags), main
+
+    def expand(self, batches):
+        id_col = self.id_col
+        if self.join == "side_input":
+            return batches | "Visit" >> TaggedParDo(_VisitBatch(self.visitor, id_col), self.tags, main=self.main,
+                                                    listed=beam.pvalue.AsMultiMap(self.listed))
+        # an empty batch has no key and nothing listed (stages never emit one; a guard)
+        keyed = batches | "KeyBatches" >> beam.FlatMap(lambda b: [(batch_key(b, id_col), b)] if b.num_rows else [])
+        return ({"batch": keyed, "listed": self.listed}
+                | "JoinListed" >> beam.CoGroupByKey()
+                | "Visit" >> TaggedParDo(_VisitGrouped(self.visitor), self.tags, main=self.main))
+
+
+class _VisitBatch(beam.DoFn):
+    """``side_input`` join: one batch and the items listed under its key."""
+
+    def __init__(self, visitor: BatchVisitor, id_col: str):
+        self.visitor, self.id_col = visitor, id_col
+
+    def setup(self):
+        self.visitor.setup()
+
+    def process(self, batch, listed):
+        if batch.num_rows == 0:
+            return
+        key = batch_key(batch, self.id_col)
+        yield from self.visitor.visit(key, [batch], list(listed[key]))
+
+
+class _VisitGrouped(beam.DoFn):
+    """``shuffle`` join: the batch and the items grouped under one key."""
+
+    def __init__(self, visitor: BatchVisitor):
+        self.visitor = visitor
+
+    def setup(self):
+        self.visitor.setup()
+
+    def process(self, element):
+        key, grouped = element
+        yield from self.visitor.visit(key, list(grouped["batch"]), list(grouped["listed"]))
+
+
 class RemoveListed(beam.PTransform):
     """(batches, removals) -> StageResult: each batch loses the ids listed for it.
 
@@ -176,23 +243,20 @@ class RemoveListed(beam.PTransform):
 
     def __init__(self, stage: str, reason: str, id_col: str, removals, join: str = "side_input"):
         super().__init__()
-        if join not in ("side_input", "shuffle"):
-            raise ValueError(f"join must be 'side_input' or 'shuffle', not {join!r}")
-        self.stage, self.reason, self.id_col, self.removals, self.join = stage, reason, id_col, removals, join
+        self.join_listed = JoinListed(_Remover(stage, reason, id_col), id_col, removals, join, [REJECTED_TAG],
+                                      main="kept")
 
     def expand(self, batches):
-        id_col = self.id_col
-        if self.join == "side_input":
-            out = batches | "Remove" >> TaggedParDo(_RemoveFromBatch(self.stage, self.reason, id_col), [REJECTED_TAG],
-                                                    main="kept", removed=beam.pvalue.AsMultiMap(self.removals))
-            return StageResult(out.kept, out[REJECTED_TAG])
-        # an empty batch has no key and nothing to remove (stages never emit one; a guard)
-        keyed = batches | "KeyBatches" >> beam.FlatMap(lambda b: [(batch_key(b, id_col), b)] if b.num_rows else [])
-        out = ({"batch": keyed, "removed": self.removals}
-               | "JoinRemovals" >> beam.CoGroupByKey()
-               | "Remove" >> TaggedParDo(_ApplyRemovals(self.stage, self.reason, id_col), [REJECTED_TAG],
-                                         main="kept"))
+        out = batches | "Remove" >> self.join_listed
         return StageResult(out.kept, out[REJECTED_TAG])
+
+
+class _Remover(BatchVisitor):
+    def __init__(self, stage: str, reason: str, id_col: str):
+        self.stage, self.reason, self.id_col = stage, reason, id_col
+
+    def visit(self, key, batches, items):
+        return _remove(self.stage, self.reason, self.id_col, key, batches, dict(items))
 
 
 def _remove(stage: str, reason: str, id_col: str, key, batches: list, removed: dict):
@@ -213,28 +277,3 @@ def _remove(stage: str, reason: str, id_col: str, key, batches: list, removed: d
         raise RuntimeError(f"{stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
                            f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
                            f"missing e.g. {missing[:3]})")
-
-
-class _RemoveFromBatch(beam.DoFn):
-    """``side_input`` join: one batch and the removals listed under its key."""
-
-    def __init__(self, stage: str, reason: str, id_col: str):
-        self.stage, self.reason, self.id_col = stage, reason, id_col
-
-    def process(self, batch, removed):
-        if batch.num_rows == 0:
-            return
-        key = batch_key(batch, self.id_col)
-        yield from _remove(self.stage, self.reason, self.id_col, key, [batch], dict(removed[key]))
-
-
-class _ApplyRemovals(beam.DoFn):
-    """``shuffle`` join: the batch and removals grouped under one key."""
-
-    def __init__(self, stage: str, reason: str, id_col: str):
-        self.stage, self.reason, self.id_col = stage, reason, id_col
-
-    def process(self, element):
-        key, grouped = element
-        yield from _remove(self.stage, self.reason, self.id_col, key, list(grouped["batch"]),
-                           dict(grouped["removed"]))

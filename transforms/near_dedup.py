@@ -3,22 +3,26 @@
 Element shapes, in order:
   batches                 pa.RecordBatch
   band blocks             (partition, (batch_key, HashBlock))  band keys of one batch in one partition
-  pair lists              (partition of a, [pair, ...])
-                          pair = ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key), id_a < id_b
+  pair blocks             (partition of a, pa.RecordBatch)  candidate pairs as columns a, a_bk, b, b_bk
+                                                            (+ a_len, b_len for ``longest_text``), id a < id b
+  wanted                  (batch_key, pa.Array of ids)      documents of a batch that are in a pair
   set blocks              (partition, SetBlock)             sorted unique shingle hashes (or signatures)
-                                                            of a batch's documents in one id-hash partition
-  half blocks             (partition of b, HalfBlock)          pairs with their a's set
-  verified edges          pairs whose Jaccard >= threshold
+                                                            of a batch's wanted documents in one id-hash partition
+  half blocks             (partition of b, HalfBlock)       pairs with their a's sets
+  verified edges          [pair, ...]                       pairs whose Jaccard >= threshold, as tuples
+                          pair = ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key)
   labels                  (node, (priority, rep_node))     min label over the component
   removals                (batch_key, (doc_id, rep_id))    meet the batches at the end (``key_blocks``)
 
 Band keys and shingle sets travel as numpy blocks, one element per (batch,
 partition) rather than ``bands`` + 1 elements per document; each partition's
-keys are sorted together and runs of equal keys are the LSH buckets; a pair
-meets the sets of its two documents in the partitions of their ids.  Pairs
-travel in lists, one element per pair of partitions; only verified edges,
-labels and removals are per-document elements, and only for duplicates.
-Documents stay in their batches (see ``key_blocks``).
+keys are sorted together and runs of equal keys are the LSH buckets.  Only the
+documents of a candidate pair get a set, made again from their text once the
+pairs are known (``CandidateSets``); a pair meets the sets of its two
+documents in the partitions of their ids.  Pairs travel as Arrow columns, one
+element per pair of partitions; only verified edges, labels and removals are
+Python tuples, and only for duplicates.  Documents stay in their batches
+(see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -54,8 +58,8 @@ import pyarrow.compute as pc
 
 from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
-from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, key_runs,
-                                          split_by_partition, take_segments)
+from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
+                                          batch_key, key_runs, split_by_partition, take_segments)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -73,68 +77,97 @@ def auto_rounds(input_rows: int) -> int:
 
 
 class Signatures(beam.DoFn):
-    """batch -> band blocks (main, by band-key partition) and set blocks (tagged ``sets``,
-    by id-hash partition); no set blocks with ``verify: none``."""
+    """batch -> band blocks, by band-key partition."""
 
     def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
         self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
 
     def setup(self):
-        c = self.cfg
-        self.hasher = MinHasher(num_perm=c["num_perm"], seed=c["seed"], ngram=c["ngram"], bits=c["bits"])
+        self.hasher = make_hasher(self.cfg)
 
     def process(self, batch: pa.RecordBatch):
         if batch.num_rows == 0:
             return
         c = self.cfg
         texts = batch.column(self.text_col)
-        values, offsets = self.hasher.shingles(texts)
-        sigs = self.hasher.signatures_from_shingles(values, offsets)
-        keys = band_keys(sigs, c["bands"], c["rows"])
-        n = batch.num_rows
+        keys = band_keys(self.hasher.signatures(texts), c["bands"], c["rows"])
         lengths = (pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
                    if c["keep"] == "longest_text" else None)
         bk = batch_key(batch, self.id_col)
-        entry_doc = np.repeat(np.arange(n), keys.shape[1])  # band keys row-major: doc d's bands
+        entry_doc = np.repeat(np.arange(batch.num_rows), keys.shape[1])  # band keys row-major: doc d's bands
         for p, block in split_by_partition(keys.reshape(-1, 1), batch.column(self.id_col).take(pa.array(entry_doc)),
                                            self.partitions, None if lengths is None else lengths[entry_doc]):
             yield p, (bk, block)
-        if c["verify"] == "none":
+
+
+def make_hasher(cfg: dict) -> MinHasher:
+    return MinHasher(num_perm=cfg["num_perm"], seed=cfg["seed"], ngram=cfg["ngram"], bits=cfg["bits"])
+
+
+def wanted_by_batch(pair_list) -> list:
+    """(partition, pair block) -> [(batch_key, ids), ...]: the documents of the pairs,
+    one element per batch they live in (``CandidateSets`` makes their sets).  ``ids``
+    is an Arrow array: Beam's side-input cache weighs a tuple of strings object by
+    object (objsize; ~1 s per 100k documents), an Arrow array as one."""
+    _, pairs = pair_list
+    docs = pa.table({"bk": pa.concat_arrays([pairs.column("a_bk"), pairs.column("b_bk")]),
+                     "id": pa.concat_arrays([pairs.column("a"), pairs.column("b")])})
+    by_batch = docs.group_by("bk", use_threads=False).aggregate([("id", "distinct")]).sort_by("bk")
+    ids = by_batch.column("id_distinct").combine_chunks()
+    # concat_arrays copies: a slice of an Arrow array pickles with its whole buffers
+    return [(bk, pa.concat_arrays([ids[i].values])) for i, bk in enumerate(by_batch.column("bk").to_pylist())]
+
+
+class CandidateSets(BatchVisitor):
+    """A batch and the ids of its documents in a candidate pair -> their set blocks
+    (sorted unique shingle hashes, or signatures), by id-hash partition.
+
+    Only these documents' sets travel to the verification joins, made from the
+    text again: a quarter of the documents on the benchmark corpus.  Shipping
+    every document's shingles from ``Signatures`` moved ~300 MB per 100k
+    documents through both joins, 9.5 of a 42 s chain (``verify: none`` took
+    32.7 s)."""
+
+    def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
+        self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
+
+    def setup(self):
+        self.hasher = make_hasher(self.cfg)
+
+    def visit(self, key, batches, items):
+        if not items:
             return
-        raw = c["verify"] == "exact"  # shingle hashes; made sets only where a pair needs them (SetBlock)
-        if raw:
-            set_values, set_offsets = values.astype(self.hasher.dtype, copy=False), np.asarray(offsets, np.int64)
-        else:
-            set_values, set_offsets = sigs.ravel(), np.arange(n + 1, dtype=np.int64) * sigs.shape[1]
-        for p, block in set_blocks(batch.column(self.id_col), set_values, set_offsets, self.partitions, raw):
-            yield beam.pvalue.TaggedOutput("sets", (p, block))
+        wanted = pa.concat_arrays(items)
+        for batch in batches:
+            ids = batch.column(self.id_col)
+            rows = pc.indices_nonzero(pc.is_in(ids, value_set=wanted.cast(ids.type)))
+            if not len(rows):
+                continue
+            texts = batch.column(self.text_col).take(rows)
+            if self.cfg["verify"] == "exact":
+                values, offsets = self.hasher.shingles(texts)
+                values, offsets = unique_per_document(values.astype(self.hasher.dtype, copy=False),
+                                                      np.asarray(offsets, np.int64))
+            else:
+                sigs = self.hasher.signatures(texts)
+                values, offsets = sigs.ravel(), np.arange(len(rows) + 1, dtype=np.int64) * sigs.shape[1]
+            yield from set_blocks(ids.take(rows), values, offsets, self.partitions)
 
 
 class SetBlock(NamedTuple):
-    """The sets (or signatures) of one batch's documents that fall in one partition:
-    document i's are ``values[offsets[i]:offsets[i + 1]]``.  With ``raw`` the segments
-    are a document's shingles as hashed (repeats, any order) and ``lookup`` makes
-    the sets of the documents asked for: only documents in a candidate pair need a
-    sorted set (a quarter of them on the benchmark corpus), so the sort is not paid
-    for every document (2.2 of 42 s of a 100k chain, py-spy)."""
+    """The sets (or signatures) of one batch's candidate documents that fall in one
+    partition: document i's are ``values[offsets[i]:offsets[i + 1]]``."""
 
     ids: pa.Array
     values: np.ndarray
     offsets: np.ndarray
-    raw: bool = False
 
-    def lookup(self, wanted: set) -> dict:
-        """{doc_id: its values} for the ids of this block that are in ``wanted``."""
-        hits = np.flatnonzero(pc.is_in(self.ids, value_set=pa.array(sorted(wanted), pa.string()))
+    def lookup(self, wanted: pa.Array) -> dict:
+        """{doc_id: its values} for the ids of this block that are in ``wanted`` (strings)."""
+        hits = np.flatnonzero(pc.is_in(self.ids, value_set=wanted.cast(self.ids.type))
                               .to_numpy(zero_copy_only=False))
-        if not len(hits):
-            return {}
         names = self.ids.take(pa.array(hits)).to_pylist()
-        values, offsets, rows = self.values, self.offsets, hits.tolist()
-        if self.raw:  # the sets of just these documents, in the order of names
-            values, offsets = unique_per_document(*take_segments(values, offsets, hits))
-            rows = range(len(hits))
-        return {name: values[offsets[i]:offsets[i + 1]] for name, i in zip(names, rows)}
+        return {name: self.values[self.offsets[i]:self.offsets[i + 1]] for name, i in zip(names, hits.tolist())}
 
 
 def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,24 +175,23 @@ def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.nda
     return unique_segments(values, np.asarray(offsets, dtype=np.int64))
 
 
-def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partitions: int, raw: bool = False):
+def set_blocks(ids: pa.Array, values: np.ndarray, offsets: np.ndarray, partitions: int):
     """One ``SetBlock`` per partition that holds documents of this batch (partition by id hash)."""
     part = np.array([shard_of(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
     for p in np.unique(part).tolist():
         rows = np.flatnonzero(part == p)
-        yield p, SetBlock(ids.take(pa.array(rows)), *take_segments(values, offsets, rows), raw)
+        yield p, SetBlock(ids.take(pa.array(rows)), *take_segments(values, offsets, rows))
 
 
 def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
-    """(partition, band blocks) -> (partition of a, [pair, ...]): the candidate pairs of
+    """(partition, band blocks) -> (partition of a, pair block): the candidate pairs of
     every bucket (run of equal band keys, ``minhash.lsh_bucket_pairs``), each pair
-    once however many bands of this partition found it, sorted, one list per
-    partition of their a's id.
+    once however many bands of this partition found it, sorted by (a, b), one
+    block per partition of their a's id.
 
-    Lists, not one element per pair: at 100k documents ~680k pair copies would
-    each pay Beam's per-element cost twice.  Pairs are made as arrays; Python
-    tuples only for the distinct pairs.  Priorities as ``Signatures`` makes
-    them: (-length, id) when blocks carry lengths, else (id,)."""
+    Pair blocks, not Python tuples: at 100k documents the band partitions find
+    ~670k pair copies (~150k distinct), which as nested tuples cost ~1 s to make,
+    as much to pickle and unpickle and ~0.7 s to deduplicate."""
     _, blocks = element
     blocks = list(blocks)
     runs = key_runs(blocks)
@@ -174,28 +206,57 @@ def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
     entry_of_doc = np.empty(int(runs.doc.max()) + 1, dtype=np.int64)
     entry_of_doc[runs.doc[runs.members]] = runs.members
     entries = entry_of_doc[docs]
-    ids = runs.ids.take(pa.array(entries)).to_pylist()
-    batch_keys = [blocks[k][0] for k in runs.block_of[entries].tolist()]
-    if runs.extra is None:
-        nodes = [((i, bk), (i,)) for i, bk in zip(ids, batch_keys)]
-    else:
-        nodes = [((i, bk), (-length, i)) for i, bk, length in zip(ids, batch_keys, runs.extra[entries].tolist())]
-    part_of = [shard_of(i, partitions) for i in ids]
-    by_partition: dict = {}
-    for x, y in zip(np.searchsorted(docs, a).tolist(), np.searchsorted(docs, b).tolist()):
-        by_partition.setdefault(part_of[x], []).append((nodes[x], nodes[y]))
-    yield from sorted(by_partition.items())
+    ids = runs.ids.take(pa.array(entries))
+    batch_keys = pa.array([bk for bk, _ in blocks], pa.string()).take(pa.array(runs.block_of[entries]))
+    lengths = None if runs.extra is None else pa.array(runs.extra[entries], pa.int64())
+    part_of = np.array([shard_of(i, partitions) for i in ids.to_pylist()], dtype=np.int64)
+    x, y = np.searchsorted(docs, a), np.searchsorted(docs, b)
+    part_a = part_of[x]
+    for p in np.unique(part_a).tolist():
+        rows = np.flatnonzero(part_a == p)
+        xs, ys = pa.array(x[rows]), pa.array(y[rows])
+        yield p, pair_block(ids.take(xs), batch_keys.take(xs), ids.take(ys), batch_keys.take(ys),
+                            None if lengths is None else (lengths.take(xs), lengths.take(ys)))
+
+
+def pair_block(a_ids, a_keys, b_ids, b_keys, lengths=None) -> pa.RecordBatch:
+    """Candidate pairs as columns: row k is a pair of documents (``a`` < ``b`` by id) with
+    their batch keys, and their text lengths under the ``longest_text`` keep rule."""
+    columns = {"a": a_ids, "a_bk": a_keys, "b": b_ids, "b_bk": b_keys}
+    if lengths is not None:
+        columns.update(a_len=lengths[0], b_len=lengths[1])
+    return pa.RecordBatch.from_pydict(columns)
+
+
+def distinct_pairs(blocks: list) -> pa.Table:
+    """Pair blocks -> each pair once, sorted by (a, b): the same whatever order the
+    blocks arrive in."""
+    table = pa.Table.from_batches(blocks)
+    names = table.schema.names
+    return (table.group_by(names, use_threads=False).aggregate([]).select(names)
+            .sort_by([("a", "ascending"), ("b", "ascending")]))
+
+
+def pair_tuples(pairs) -> list:
+    """Pair block -> [((node_a, prio_a), (node_b, prio_b)), ...], node = (doc_id, batch_key),
+    prio = (-length, doc_id) under the ``longest_text`` keep rule, else (doc_id,):
+    the shape the components are found over (made only for verified pairs)."""
+    a, a_bk, b, b_bk = (pairs.column(name).to_pylist() for name in ("a", "a_bk", "b", "b_bk"))
+    if "a_len" not in pairs.schema.names:
+        return [(((x, xk), (x,)), ((y, yk), (y,))) for x, xk, y, yk in zip(a, a_bk, b, b_bk)]
+    a_len, b_len = pairs.column("a_len").to_pylist(), pairs.column("b_len").to_pylist()
+    return [(((x, xk), (-xl, x)), ((y, yk), (-yl, y))) for x, xk, xl, y, yk, yl in zip(a, a_bk, a_len, b, b_bk, b_len)]
 
 
 class HalfBlock(NamedTuple):
-    """Pairs on their way to b's partition: a's (node, priority) and set, and its b's.
-    a's set is ``values[offsets[i]:offsets[i + 1]]``: one array per block, so a block
-    pickles as a few buffers rather than one numpy array per a."""
+    """Pairs on their way to b's partition, with a's sets: pair k's a has the set
+    ``values[offsets[i]:offsets[i + 1]]`` for ``i = set_index[k]`` (each a's set once
+    per block, however many pairs it is in)."""
 
-    a: list
+    pairs: pa.RecordBatch
+    set_index: np.ndarray
     values: np.ndarray
     offsets: np.ndarray
-    bs: list
 
 
 def similarity(a: np.ndarray, b: np.ndarray, verify: str) -> float:
@@ -215,17 +276,27 @@ class NearDedup(Stage):
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
-        out = batches | "Signatures" >> TaggedParDo(
-            Signatures(c, self.columns.id, self.columns.text, self.partitions), ["sets"], main="bands")
+        bands = batches | "Signatures" >> TaggedParDo(
+            Signatures(c, self.columns.id, self.columns.text, self.partitions), [], main="bands")
         pair_lists = (
-            out.bands
+            bands.bands
             | "GroupBands" >> beam.GroupByKey()
             | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"], self.partitions)
         )  # a pair found in several bands comes once per band partition; _verify meets the copies
         if c["verify"] != "none":
-            edge_lists = self._verify(pair_lists, out.sets)
+            wanted = pair_lists | "WantedSets" >> beam.FlatMap(wanted_by_batch)
+            # A PCollection of its own: the FnApiRunner advances a PCollection's watermark
+            # only when every stage reading it has run, and RemoveDuplicates reads
+            # ``batches`` waiting (side input) on what CandidateSets makes: reading
+            # ``batches`` here too deadlocks ("watermark-pending bundles did not execute").
+            columns = [self.columns.id, self.columns.text]
+            texts = batches | "SetTexts" >> beam.Map(lambda b: b.select(columns)).with_output_types(pa.RecordBatch)
+            sets = (texts | "CandidateSets" >> JoinListed(
+                CandidateSets(c, self.columns.id, self.columns.text, self.partitions), self.columns.id, wanted,
+                self.join, main="sets")).sets
+            edge_lists = self._verify(pair_lists, sets)
         else:
-            edge_lists = pair_lists | "Pairs" >> beam.Map(lambda kv: kv[1])
+            edge_lists = pair_lists | "Pairs" >> beam.Map(lambda kv: pair_tuples(kv[1]))
         removals, stats = self._components(edge_lists)
         result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals,
                                                                         self.join)
@@ -234,30 +305,34 @@ class NearDedup(Stage):
     def _verify(self, pair_lists, sets):
         verify, threshold, partitions = self.cfg["verify"], self.cfg["threshold"], self.partitions
 
-        def sets_of(blocks, wanted: set) -> dict:
+        def sets_of(blocks, wanted: pa.Array) -> dict:
             found = {}
             for block in blocks:
                 found.update(block.lookup(wanted))
             return found
 
         def first_half(element):
-            """(partition, {set blocks, pair lists keyed by a}) -> (partition of b, HalfBlock).
+            """(partition, {set blocks, pair blocks by a}) -> (partition of b, HalfBlock).
 
             Every copy of a pair (one per band partition that found it) has the same
             a, so they meet here and are merged; a's set travels once per partition
             of its b's, not once per pair."""
             _, grouped = element
-            pairs = sorted({pair for block in grouped["pair"] for pair in block})
-            if not pairs:
+            blocks = [block for block in grouped["pair"] if block.num_rows]
+            if not blocks:
                 return
-            set_of = sets_of(grouped["set"], {pair[0][0][0] for pair in pairs})
-            targets: dict = {}
-            for a, b in pairs:
-                targets.setdefault(shard_of(b[0][0], partitions), {}).setdefault(a, []).append(b)
-            for part, by_a in sorted(targets.items()):
-                sets = [set_of[a[0][0]] for a in by_a]
+            pairs = distinct_pairs(blocks)
+            set_of = sets_of(grouped["set"], pc.unique(pairs.column("a")))
+            a_names = pairs.column("a").to_pylist()
+            part_b = np.array([shard_of(b, partitions) for b in pairs.column("b").to_pylist()], dtype=np.int64)
+            for part in np.unique(part_b).tolist():
+                rows = np.flatnonzero(part_b == part)
+                index: dict = {}
+                set_index = np.array([index.setdefault(a_names[r], len(index)) for r in rows.tolist()], np.int64)
+                sets = [set_of[name] for name in index]
                 offsets = np.concatenate(([0], np.cumsum([len(x) for x in sets]))).astype(np.int64)
-                yield part, HalfBlock(list(by_a), np.concatenate(sets), offsets, list(by_a.values()))
+                half = pairs.take(pa.array(rows)).combine_chunks().to_batches()[0]
+                yield part, HalfBlock(half, set_index, np.concatenate(sets), offsets)
 
         def second_half(element):
             """-> [verified pair, ...] of this partition: one list, not one element per edge."""
@@ -265,14 +340,14 @@ class NearDedup(Stage):
             halves = list(grouped["half"])
             if not halves:
                 return
-            set_of = sets_of(grouped["set"], {b[0][0] for half in halves for bs in half.bs for b in bs})
+            wanted = pc.unique(pa.concat_arrays([half.pairs.column("b") for half in halves]))
+            set_of = sets_of(grouped["set"], wanted)
             similar = []
             for half in halves:
-                for i, (a, bs) in enumerate(zip(half.a, half.bs)):
-                    set_a = half.values[half.offsets[i]:half.offsets[i + 1]]
-                    for b in bs:
-                        if similarity(set_a, set_of[b[0][0]], verify) >= threshold:
-                            similar.append((a, b))
+                keep = [similarity(half.values[half.offsets[i]:half.offsets[i + 1]], set_of[b], verify) >= threshold
+                        for i, b in zip(half.set_index.tolist(), half.pairs.column("b").to_pylist())]
+                if any(keep):
+                    similar += pair_tuples(half.pairs.filter(pa.array(keep)))
             if similar:
                 yield similar
 
