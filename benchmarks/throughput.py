@@ -131,7 +131,9 @@ def bare_kernels(shards: list[Path]) -> dict:
         "quality_score": _best(lambda: [model.score(b) for b in py_batches], runs=1) / n,
         "ngram_lookup": _best(lambda: [index.match_batch(b) for b in batches]) / n,
     }
-    per_doc["near_dedup_verify"] = _best(lambda: [_verify_candidates(hasher, b) for b in batches]) / n
+    signatures = [hasher.signatures(b) for b in batches]
+    per_doc["near_dedup_verify"] = _best(lambda: [_verify_candidates(hasher, b, s)
+                                                  for b, s in zip(batches, signatures)]) / n
     with tempfile.TemporaryDirectory() as tmp:
         per_doc["write"] = _best(lambda: pq.write_table(table, Path(tmp) / "w.parquet", compression="zstd")) / n
     mb = texts.nbytes / 1e6
@@ -140,19 +142,18 @@ def bare_kernels(shards: list[Path]) -> dict:
             "docs_per_s": {k: round(1 / v, 1) for k, v in per_doc.items()}, "seconds_per_doc": per_doc}
 
 
-def _verify_candidates(hasher, texts) -> int:
-    """Near-dedup's work after the signatures, without Beam: LSH buckets (14 bands x 8
-    rows), candidate pairs, the shingle sets of the documents in a pair (as the stage
-    makes them), exact Jaccard of each pair; returns the similar pairs."""
+def _verify_candidates(hasher, texts, signatures) -> int:
+    """Near-dedup's work after the signatures, without Beam, as the stage does it: LSH
+    buckets (14 bands x 8 rows), candidate pairs, the shingle sets of the documents
+    in a pair made again from their text, exact Jaccard of each pair; returns the
+    similar pairs.  The signatures are given: their time is ``minhash_signatures``."""
     import numpy as np
+    import pyarrow as pa
 
     from curate.classifiers.minhash import band_keys, jaccard_sorted, lsh_bucket_pairs
-    from curate.transforms.key_blocks import take_segments
     from curate.transforms.near_dedup import unique_per_document
 
-    values, offsets = hasher.shingles(texts)
-    offsets = np.asarray(offsets, dtype=np.int64)
-    keys = band_keys(hasher.signatures_from_shingles(values, offsets), 14, 8)
+    keys = band_keys(signatures, 14, 8)
     doc = np.repeat(np.arange(keys.shape[0]), keys.shape[1])
     order = np.lexsort((doc, keys.ravel()))
     sorted_keys = keys.ravel()[order]
@@ -161,8 +162,9 @@ def _verify_candidates(hasher, texts) -> int:
     a, b = lsh_bucket_pairs(doc[order], bounds, 12, 8)
     pairs = np.unique((a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64))
     in_pairs = np.unique(np.concatenate([a, b]))
-    sets, set_offsets = unique_per_document(*take_segments(values, offsets, in_pairs))
-    set_of = np.full(len(offsets) - 1, -1, dtype=np.int64)
+    values, offsets = hasher.shingles(texts.take(pa.array(in_pairs)))
+    sets, set_offsets = unique_per_document(values, np.asarray(offsets, dtype=np.int64))
+    set_of = np.full(len(texts), -1, dtype=np.int64)
     set_of[in_pairs] = np.arange(len(in_pairs))
     similar = 0
     for x, y in zip(set_of[(pairs >> np.uint64(32)).astype(np.int64)].tolist(),
