@@ -1,4 +1,4 @@
-"""transforms.beam_speedups: the memoized DoFn introspection gives Beam's answers."""
+"""transforms.beam_speedups: the memoized DoFn introspection and options views give Beam's answers."""
 from __future__ import annotations
 
 import apache_beam as beam
@@ -88,3 +88,21 @@ def test_gc_is_tuned_once_per_process_keeping_the_collector_on():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "True"]
     assert gc.isenabled()
+
+
+def test_options_views_are_kept_and_read_and_write_what_new_views_would():
+    from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
+                                                      StandardOptions)
+
+    assert PipelineOptions.view_as is beam_speedups.view_as
+    options = PipelineOptions(["--direct_num_workers=3", "--experiments=a"])
+    direct = options.view_as(DirectOptions)
+    assert options.view_as(DirectOptions) is direct and direct.direct_num_workers == 3
+    fresh = beam_speedups._ORIGINAL_VIEW_AS(options, DirectOptions)  # what Beam would hand out
+    direct.direct_num_workers = 5
+    assert fresh.direct_num_workers == 5 and options.view_as(DirectOptions).direct_num_workers == 5
+    options.view_as(DebugOptions).add_experiment("b")
+    assert beam_speedups._ORIGINAL_VIEW_AS(options, DebugOptions).experiments == ["a", "b"]
+    other = PipelineOptions(["--direct_num_workers=7"])  # another options object: its own views
+    assert other.view_as(DirectOptions) is not direct and other.view_as(DirectOptions).direct_num_workers == 7
+    assert options.view_as(StandardOptions).runner is None

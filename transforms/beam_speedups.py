@@ -1,4 +1,4 @@
-"""A memo for Beam's DoFn state/timer introspection (start-up time).
+"""Memos for Beam's start-up work: DoFn state/timer introspection and options views.
 
 ``apache_beam.transforms.userstate.get_dofn_specs`` wraps *every* bound method
 of a DoFn (about 30, most inherited from ``DoFn``) in a ``MethodWrapper`` and
@@ -21,6 +21,7 @@ import types
 import weakref
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.transforms import userstate
 
 _DEFAULTS: dict = {}
@@ -81,9 +82,32 @@ def _dofn_specs(dofn):
     return state_specs, timer_specs
 
 
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ORIGINAL_VIEW_AS = PipelineOptions.view_as
+
+
+def view_as(self, cls):
+    """``PipelineOptions.view_as``, one view per (options, class).
+
+    Beam builds a new view, with a fresh argparse parser, on every call, and asks
+    for one per transform applied and per output type inferred: ~1,370 calls and
+    ~0.5 s of every run's start-up (cProfile, 2.77).  A view holds no state of its
+    own: its values live in the ``_all_options`` dict it shares with ``self``, so
+    a kept view reads and writes what a new one would."""
+    views = _VIEWS.get(self)
+    if views is None:
+        views = _VIEWS[self] = {}
+    view = views.get(cls)
+    if view is None:
+        view = views[cls] = _ORIGINAL_VIEW_AS(self, cls)
+    return view
+
+
 def install() -> None:
-    """Replace the module function (its callers look it up at call time)."""
+    """Replace the module function (its callers look it up at call time) and the
+    options' ``view_as``."""
     userstate.get_dofn_specs = get_dofn_specs
+    PipelineOptions.view_as = view_as
 
 
 # Generation-0 threshold: Python's default (700 allocations) runs the collector
