@@ -221,6 +221,8 @@ def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
     # by Arrow without turning every text into a Python string
     same = _equal_to_previous(tie_columns[0])
     for column in tie_columns[1:]:
+        if not pc.any(same).as_py():  # ids are unique in most shards: the texts need no comparing
+            break
         same = pc.and_(same, _equal_to_previous(column))
     same = same.to_numpy(zero_copy_only=False)
     if not same.any():
@@ -292,8 +294,10 @@ class WriteParquetShards(beam.PTransform):
 
     def _write(self, key, batches) -> WrittenShard:
         partition, shard = key
-        table = stable_order(pa.Table.from_batches([conform(b, self.schema) for b in batches], schema=self.schema),
-                             self.columns)
+        # one chunk: sorting and taking over a shard's many small batches (the filters
+        # shrink them) took 7x longer than over one
+        table = stable_order(pa.Table.from_batches([conform(b, self.schema) for b in batches], schema=self.schema)
+                             .combine_chunks(), self.columns)
         directory = self.directory if partition is None else FileSystems.join(
             self.directory, re.sub(r"[^A-Za-z0-9_.-]", "_", str(partition)) or "_")
         path = FileSystems.join(directory, f"part-{shard:05d}-of-{self.num_shards:05d}.parquet")
