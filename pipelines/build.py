@@ -143,9 +143,10 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         schema = schema.append(pa.field(cfg.stages.mixing.source_column, pa.string()))
     batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size, source_of,
                                                     cfg.stages.mixing.source_column)
-    stats = [batches | CountDocs("raw", KEPT, columns.text)]
+    stats = []
     written = []
-    current = batches
+    # a stage's input is the PCollection the previous stage kept: counted once, under both keys
+    current, current_keys = batches, [("raw", KEPT)]
     ran = []
     for stage in make_stages(cfg, columns, schema, staging, input_rows):
         result = current | stage
@@ -159,9 +160,9 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
             repeats = result.kept | f"Repeats[{stage.name}]" >> beam.Map(
                 lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0)))
             stats.append(repeats | CountDocs(stage.name, "repeats", columns.text))
+            stats.append(kept_once | CountDocs(stage.name, KEPT, columns.text))
         stats += [
-            current | CountDocs(stage.name, IN, columns.text),
-            kept_once | CountDocs(stage.name, KEPT, columns.text),
+            current | CountDocs(stage.name, IN, columns.text, also=current_keys),
             leaving | CountDocs(stage.name, REJECTED, columns.text),
         ]
         written.append(
@@ -191,8 +192,10 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         if stage.group_column:
             stats.append(result.kept | CountDocs(stage.name, "kept_by_lang", columns.text, stage.group_column))
         schema = stage.output_schema(schema)
-        current = result.kept
+        current, current_keys = result.kept, ([] if repeat_column else [(stage.name, KEPT)])
         ran.append((stage.slot, stage.name))
+    if current_keys:  # the last stage's kept output, which no stage reads
+        stats.append(current | CountDocs(*current_keys[0], columns.text, also=current_keys[1:]))
     written.append(
         current
         | "WriteKept" >> WriteParquetShards(

@@ -251,23 +251,33 @@ class CountDocs(beam.PTransform):
 
     ``kind`` is IN, KEPT or REJECTED.  Rows are grouped by ``group_column``
     (REJECTED groups by ``reason``; e.g. KEPT can group by ``lang``).
+    ``also``: more (stage, kind) keys for the same PCollection, counted once
+    (a stage's kept output is the next stage's input).
     Output: ``((stage, kind, group), (docs, chars))`` per batch, summed later.
     """
 
-    def __init__(self, stage: str, kind: str, text_column: str, group_column: str | None = None):
-        super().__init__(label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}]")
+    def __init__(self, stage: str, kind: str, text_column: str, group_column: str | None = None, also=()):
+        also = list(also)
+        super().__init__(label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}"
+                               + "".join(f"+{s}/{k}" for s, k in also) + "]")
         self.stage, self.kind, self.text_column = stage, kind, text_column
         self.group_column = "reason" if kind == REJECTED and group_column is None else group_column
+        if also and self.group_column is not None:
+            raise ValueError("CountDocs: 'also' keys are for ungrouped counts")
+        self.keys = [(stage, kind)] + also
 
     def expand(self, batches):
-        stage, kind, text_column, group_column = self.stage, self.kind, self.text_column, self.group_column
+        stage, kind, text_column, group_column, keys = (self.stage, self.kind, self.text_column, self.group_column,
+                                                        self.keys)
 
         def count(batch: pa.RecordBatch):
             if batch.num_rows == 0:
                 return
             chars = char_lengths(batch.column(text_column))
             if group_column is None:
-                yield (stage, kind, ""), (batch.num_rows, pc.sum(chars).as_py() or 0)
+                counted = (batch.num_rows, pc.sum(chars).as_py() or 0)
+                for key_stage, key_kind in keys:
+                    yield (key_stage, key_kind, ""), counted
                 return
             groups = batch.column(group_column).to_numpy(zero_copy_only=False).astype(str)
             chars_np = chars.to_numpy(zero_copy_only=False)
