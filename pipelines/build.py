@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
-from curate.pipelines import beam_fixes, data_plane_copies
+from curate.pipelines import beam_fixes, data_plane_copies, local_runner
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
@@ -343,7 +343,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
 
     beam_args = pipeline_args(cfg, beam_args or [], input_rows)
     options = PipelineOptions(beam_args)
-    p = beam.Pipeline(options=options)
+    p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
     ran = build_pipeline(p, cfg, paths, schema, staging, input_rows)
     _run_pipeline(p)
 
