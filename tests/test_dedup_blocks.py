@@ -185,3 +185,29 @@ def test_wanted_ids_name_each_batchs_documents_once_and_pickle_only_their_own():
     assert {bk: sorted(ids.to_pylist()) for bk, ids in wanted} == {k: sorted(v) for k, v in expected.items()}
     everything = len(pickle.dumps(pa.array([r[0] for r in rows] + [r[2] for r in rows])))
     assert max(len(pickle.dumps(ids)) for _, ids in wanted) < everything / 10
+
+
+def test_union_find_maps_every_label_to_the_smallest_of_its_component():
+    """Checked against a union-find written out, on random graphs of the labels the
+    components are found over ((priority, node) tuples), repeated edges included."""
+    from curate.transforms.near_dedup import _union_find
+
+    rng = random.Random(11)
+    for trial in range(20):
+        nodes = [((-rng.randrange(50), f"d{i:03d}"), (f"d{i:03d}", f"k{i // 7}")) for i in range(rng.randrange(1, 120))]
+        edges = [(rng.choice(nodes), rng.choice(nodes)) for _ in range(rng.randrange(0, 150))]
+        edges += [edges[0]] * 300 if edges else []  # the same pair found by many band partitions
+        parent = {}
+
+        def find(x):
+            parent.setdefault(x, x)
+            while parent[x] != x:
+                x = parent[x]
+            return x
+
+        for a, b in edges:
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+        assert _union_find(edges) == {x: find(x) for x in parent}, trial
+    assert _union_find([]) == {}

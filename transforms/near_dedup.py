@@ -470,18 +470,28 @@ class CollectPacked(beam.PTransform):
 
 
 def _union_find(pairs) -> dict:
-    """label -> smallest label of its group, over the few label pairs left disagreeing."""
-    parent: dict = {}
+    """label -> smallest label of its connected component, for every label in ``pairs``.
 
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    Labels are ranked by sorting them once; the components come from scipy's
+    ``connected_components`` over the ranks (a union-find in Python took ~0.3 s
+    for the ~150k verified edges of 100k documents, and grows with them: at the
+    10M-document bound of ``rounds: 0`` that is ~15M edges)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
+    firsts, seconds = [], []
     for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {x: find(x) for x in list(parent)}
+        firsts.append(a)
+        seconds.append(b)
+    labels = sorted(set(firsts).union(seconds))
+    if not labels:
+        return {}
+    rank = {label: i for i, label in enumerate(labels)}
+    n, m = len(labels), len(firsts)
+    rows = np.fromiter((rank[x] for x in firsts), dtype=np.int64, count=m)
+    cols = np.fromiter((rank[x] for x in seconds), dtype=np.int64, count=m)
+    _, component = connected_components(coo_matrix((np.ones(m, dtype=np.int32), (rows, cols)), shape=(n, n)),
+                                        directed=False)
+    smallest = np.full(int(component.max()) + 1, n, dtype=np.int64)
+    np.minimum.at(smallest, component, np.arange(n))  # labels are in rank order: the smallest rank is the root
+    return dict(zip(labels, (labels[r] for r in smallest[component].tolist())))
