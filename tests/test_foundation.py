@@ -222,7 +222,11 @@ def test_record_batch_coder_round_trips_slices_nulls_and_empty_batches():
     batch = pa.RecordBatch.from_pydict({"id": ["a", None, "c", "d"], "text": ["x", "yy", None, "é中"],
                                         "score": [0.5, None, 1.0, 2.0], "tags": [["t"], [], None, ["u", "v"]]})
     coder = RecordBatchCoder()
-    for b in (batch, batch.slice(1, 2), batch.slice(4), batch.filter(pa.array([True, False, True, False]))):
+    # a dictionary column adds a message to the stream: more than the preallocated size
+    dictionary = pa.RecordBatch.from_pydict({"lang": pa.array(["en", "fr", "en"] * 500).dictionary_encode()})
+    big = pa.RecordBatch.from_pydict({"text": ["long text " * 200] * 300, "n": list(range(300))})
+    for b in (batch, batch.slice(1, 2), batch.slice(4), batch.filter(pa.array([True, False, True, False])),
+              dictionary, big, big.slice(7, 100)):
         decoded = coder.decode(coder.encode(b))
         assert decoded.schema.equals(b.schema) and decoded.to_pylist() == b.to_pylist()
 
