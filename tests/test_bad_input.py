@@ -188,3 +188,24 @@ def test_a_20_mb_document_goes_through_every_stage(tmp_path):
     for table in read_rejects(out).values():
         ids |= set(table.column("id").to_pylist())
     assert ids == {"huge", "small"}
+
+
+def test_blank_rows_are_what_trimming_every_text_would_find():
+    """Only texts starting with whitespace are trimmed; the answer must equal trimming all
+    of them (Unicode spaces, zero-width characters that are not spaces, nulls, slices)."""
+    import random
+
+    import pyarrow.compute as pc
+
+    from curate.transforms.validate import blank_rows
+
+    rng = random.Random(1)
+    pieces = [" ", "\t", "\n", "\u3000", "\u2003", "\u0085", "\u00a0", "\u200b", "\ufeff", "a", "é", "中"]
+    values = [None if rng.random() < 0.1 else "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6)))
+              for _ in range(5000)]
+    texts = pa.array(values, pa.string())
+    trimmed = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
+    expected = trimmed.to_numpy(zero_copy_only=False)
+    assert 500 < expected.sum() < 4500
+    assert (blank_rows(texts) == expected).all()
+    assert (blank_rows(texts.slice(100, 50)) == expected[100:150]).all()

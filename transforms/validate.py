@@ -44,6 +44,23 @@ def invalid_utf8_rows(texts: pa.Array) -> np.ndarray:
         return bad
 
 
+def blank_rows(texts: pa.Array) -> np.ndarray:
+    """Rows that are empty or only whitespace (Arrow's ``utf8_trim_whitespace`` leaves
+    nothing).  Only the rows starting with whitespace are trimmed: a text starting
+    with any other character is not blank (``utf8_is_space`` and the trim use the
+    same code points, checked over all of them); trimming every text copied the
+    whole batch."""
+    first = pc.utf8_slice_codeunits(texts, 0, 1)
+    maybe = pc.fill_null(pc.or_(pc.equal(pc.utf8_length(first), 0), pc.utf8_is_space(first)), False)
+    blank = np.zeros(len(texts), dtype=bool)
+    rows = pc.indices_nonzero(maybe)
+    if len(rows):
+        trimmed = pc.utf8_trim_whitespace(texts.take(rows))
+        blank[rows.to_numpy()] = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), False).to_numpy(
+            zero_copy_only=False)
+    return blank
+
+
 def check_batch(batch: pa.RecordBatch, id_col: str, text_col: str, duplicate_ids=frozenset()):
     bad_utf8 = invalid_utf8_rows(batch.column(text_col))
     if bad_utf8.any():  # decode lossily (U+FFFD) so no later kernel reads invalid bytes
@@ -54,9 +71,7 @@ def check_batch(batch: pa.RecordBatch, id_col: str, text_col: str, duplicate_ids
     ids, texts = batch.column(id_col), batch.column(text_col)
     null_id = pc.is_null(ids).to_numpy(zero_copy_only=False)
     null_text = pc.is_null(texts).to_numpy(zero_copy_only=False)
-    blank = pc.fill_null(
-        pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False
-    ).to_numpy(zero_copy_only=False)
+    blank = blank_rows(texts)
     duplicated = np.fromiter((i in duplicate_ids for i in ids.to_pylist()), dtype=bool, count=len(ids)) \
         if duplicate_ids else np.zeros(len(ids), dtype=bool)
     reasons = np.where(null_id, "null_id", np.where(null_text, "null_text", np.where(
@@ -71,8 +86,9 @@ class CheckRows(beam.DoFn):
 
     def process(self, batch: pa.RecordBatch, duplicate_ids):
         before = pc.sum(char_lengths(batch.column(self.text_col))).as_py() or 0
-        batch, keep, reasons = check_batch(batch, self.id_col, self.text_col, duplicate_ids)
-        after = pc.sum(char_lengths(batch.column(self.text_col))).as_py() or 0
+        checked, keep, reasons = check_batch(batch, self.id_col, self.text_col, duplicate_ids)
+        after = before if checked is batch else pc.sum(char_lengths(checked.column(self.text_col))).as_py() or 0
+        batch = checked
         if before != after:  # repaired UTF-8 changes the character count: account for it
             yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (0, before - after)))
         yield from emit_split(batch, self.stage, keep, reasons)
