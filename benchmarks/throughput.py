@@ -252,7 +252,7 @@ def main() -> int:
     parser.add_argument("--datatrove-python", help="python of a venv with datatrove (pip install '.[bench]')")
     parser.add_argument("--datatrove-max-size", type=int, default=10**9,
                         help="run datatrove only on corpora up to this size")
-    parser.add_argument("--chain-runs", type=int, default=2, help="run the whole chain this many times, keep the fastest")
+    parser.add_argument("--chain-runs", type=int, default=5, help="run the whole chain this many times, keep the fastest")
     parser.add_argument("--chain-kernels-max-size", type=int, default=100_000,
                         help="time the bare kernels on the chain's own documents for corpora up to this size")
     parser.add_argument("--alone-max-size", type=int, default=10_000,
