@@ -211,3 +211,16 @@ def test_union_find_maps_every_label_to_the_smallest_of_its_component():
                 parent[max(ra, rb)] = min(ra, rb)
         assert _union_find(edges) == {x: find(x) for x in parent}, trial
     assert _union_find([]) == {}
+
+
+def test_packed_removals_name_the_same_rows_as_the_tuples_they_pack():
+    from curate.transforms.key_blocks import pack_removals, removal_dict
+
+    pairs = [(f"k{i % 7}", (f"d{i}", f"d{i - 1}" if i % 3 else None)) for i in range(1, 200)]
+    packed = pack_removals(iter(pairs))
+    assert [key for key, _ in packed] == sorted({key for key, _ in pairs})
+    for key, batch in packed:
+        expected = dict(item for k, item in pairs if k == key)
+        assert removal_dict([batch]) == expected
+        assert removal_dict([item for k, item in pairs if k == key]) == expected  # tuples still accepted
+    assert pack_removals([]) == []

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from curate.classifiers.text import exact_dedup_hashes
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
-                                          split_by_partition)
+                                          pack_removals, split_by_partition)
 from curate.transforms.stage import Stage, StageResult
 
 __all__ = ["DUPLICATE_OF", "ExactDedup"]
@@ -50,10 +50,8 @@ class ExactDedup(Stage):
 
         def removals(element):
             _, blocks = element
-            for run in equal_key_runs(blocks):
-                kept_id = run[0][0]  # smallest id of the run
-                for doc_id, bk, _ in run[1:]:
-                    yield bk, (doc_id, kept_id)
+            return pack_removals((bk, (doc_id, run[0][0]))  # kept: the smallest id of the run
+                                 for run in equal_key_runs(blocks) for doc_id, bk, _ in run[1:])
 
         removed = (batches
                    | "HashBlocks" >> beam.FlatMap(hash_blocks)

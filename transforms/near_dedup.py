@@ -12,7 +12,9 @@ Element shapes, in order:
   verified edges          [pair, ...]                       pairs whose Jaccard >= threshold, as tuples
                           pair = ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key)
   labels                  (node, (priority, rep_node))     min label over the component
-  removals                (batch_key, (doc_id, rep_id))    meet the batches at the end (``key_blocks``)
+  removals                (batch_key, pa.RecordBatch)      doc ids and representatives, packed per batch
+                                                            (``rounds > 0``: (batch_key, (doc_id, rep_id)));
+                                                            meet the batches at the end (``key_blocks``)
 
 Band keys and shingle sets travel as numpy blocks, one element per (batch,
 partition) rather than ``bands`` + 1 elements per document; each partition's
@@ -59,7 +61,7 @@ import pyarrow.compute as pc
 from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
-                                          batch_key, key_runs, split_by_partition, take_segments)
+                                          batch_key, key_runs, pack_removals, split_by_partition, take_segments)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -421,7 +423,7 @@ class NearDedup(Stage):
                  | "UnionFind" >> beam.Map(lambda blobs: _union_find(x for blob in blobs for x in pickle.loads(blob))))
         # remap: label (priority, node) -> root label, for every node of a verified edge
         removals = remap | "Removals" >> beam.FlatMap(
-            lambda m: [r for label, root in m.items() for r in _removal(label[1], root)])
+            lambda m: pack_removals(r for label, root in m.items() for r in _removal(label[1], root)))
         stats = remap | "ClusterSizes" >> beam.FlatMap(
             lambda m: _size_histogram(name, _counts(root[1] for root in m.values()).values()))
         return removals, stats
