@@ -8,7 +8,8 @@ group is kept; the others are rejected with reason ``exact_duplicate`` and
 Element shapes, in order:
   batches          pa.RecordBatch
   hash blocks      (partition, (batch_key, HashBlock))   one per partition a batch has hashes in
-  removals         (batch_key, (doc_id, kept_id))         only the duplicates
+  removals         (batch_key, pa.RecordBatch)            the duplicates (doc_id, duplicate_of) of one batch
+                                                          found in one partition (``key_blocks.pack_removals``)
   keyed batches    (batch_key, pa.RecordBatch)            joined with their removals (``join: shuffle``)
 
 The block shuffle and the removal join (``join``: side input or shuffle) are ``key_blocks``'s.
