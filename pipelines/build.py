@@ -18,6 +18,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import time
 import uuid
 from importlib import resources
@@ -344,7 +345,11 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     beam_args = pipeline_args(cfg, beam_args or [], input_rows)
     options = PipelineOptions(beam_args)
     p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
-    ran = build_pipeline(p, cfg, paths, schema, staging, input_rows)
+    try:
+        ran = build_pipeline(p, cfg, paths, schema, staging, input_rows)
+    except BaseException:
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)  # Beam removes it only when the pipeline runs
+        raise
     _run_pipeline(p)
 
     stats = _read_json(FileSystems.join(staging, STATS_FILE))

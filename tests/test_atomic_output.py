@@ -28,8 +28,11 @@ def test_kill_9_then_rerun_gives_identical_output(tmp_path):
     assert done.returncode == 0, done.stderr
 
     out = tmp_path / "killed"
+    killed_tmp = tmp_path / "killed-tmp"  # what a SIGKILL leaves in the temp folder (Beam's) stays in tmp_path
+    killed_tmp.mkdir()
     proc = subprocess.Popen([CURATE, "run", "--output", str(out), *MULTI], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, "TMPDIR": str(killed_tmp)})
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("_tmp-*/**/*.parquet")):
         time.sleep(0.2)  # wait until the run has started writing into its staging folder

@@ -63,7 +63,9 @@ def test_install_is_idempotent_and_running_a_pipeline_installs_it():
     if beam_fixes.installed():
         del TimeBasedBufferingClosableOutputStream.write  # as Beam ships it
     assert not beam_fixes.installed()
-    p = beam.Pipeline()
+    from curate.pipelines.local_runner import LocalRunner
+
+    p = beam.Pipeline(runner=LocalRunner())
     p | beam.Create([1, 2]) | beam.Map(lambda x: x)
     _run_pipeline(p)
     assert beam_fixes.installed()

@@ -18,6 +18,7 @@ from apache_beam.runners.worker import data_plane
 from apache_beam.testing.util import assert_that, equal_to
 
 from curate.pipelines import data_plane_copies as plane
+from curate.pipelines.local_runner import LocalRunner
 
 KEYS = 7
 PAYLOAD = 40_000  # bytes per element: 1,200 elements are ~48 MB, several flushes per fusion break
@@ -49,7 +50,7 @@ class SplitOdd(beam.DoFn):
 def _run_and_check():
     groups, odd = _expected()
     options = PipelineOptions(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
-    with beam.Pipeline(options=options) as p:
+    with beam.Pipeline(runner=LocalRunner(), options=options) as p:
         items = p | beam.Create(list(range(ELEMENTS))) | beam.Reshuffle() | beam.Map(lambda i: (i, _payload(i)))
         split = items | beam.ParDo(SplitOdd()).with_output_types(beam.typehints.Any).with_outputs("odd", main="keyed")
         total = split.keyed | beam.Map(lambda kv: len(kv[1])) | beam.CombineGlobally(sum)
@@ -108,7 +109,7 @@ def test_leaves_beam_alone_when_its_internals_differ(beams_own_plane, monkeypatc
 def test_running_a_curate_pipeline_installs_it(beams_own_plane):
     from curate.pipelines.build import _run_pipeline
 
-    p = beam.Pipeline()
+    p = beam.Pipeline(runner=LocalRunner())
     p | beam.Create([1, 2]) | beam.Map(lambda x: x)
     _run_pipeline(p)
     assert plane.installed()

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from curate.pipelines.local_runner import LocalRunner
 from curate.transforms.key_blocks import RemoveListed, auto_partitions, equal_key_runs, split_by_partition
 
 
@@ -52,7 +53,7 @@ def test_auto_partitions_bounds():
 def _run(batches, removals, expect_kept, expect_rejected, join):
     from apache_beam.testing.util import assert_that, equal_to
 
-    with beam.Pipeline() as p:
+    with beam.Pipeline(runner=LocalRunner()) as p:
         result = p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals),
                                                                 join)
         kept = result.kept | "K" >> beam.FlatMap(lambda b: b.column("id").to_pylist())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -165,6 +166,8 @@ def _graph_for(config_name: str, tmp_path: Path):
     paths = [sample_corpus_path()]
     schema, _ = build.inspect_inputs(paths, build.Columns())
     p = beam.Pipeline(runner="DirectRunner", options=options)
+    shutil.rmtree(p.local_tempdir, ignore_errors=True)  # built, never run: Beam would leave it behind
+    p.local_tempdir = str(tmp_path / "beam-local")
     build.build_pipeline(p, cfg, paths, schema, str(tmp_path / "out" / "_tmp-test"))
     return cfg, options, p
 
