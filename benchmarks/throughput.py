@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import BENCHMARK_SETS, machine_facts, machine_line, require_shared, timed, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 
+# the decontamination benchmarks of the chain and of the n-gram kernel: (format, file under BENCHMARK_SETS)
+BENCHMARKS = (("gsm8k", "gsm8k_test.jsonl"), ("humaneval", "HumanEval.jsonl.gz"), ("mmlu", "mmlu_test"))
 STAGES = ["exact_dedup", "near_dedup", "language", "quality", "decontamination", "mixing"]
 SINGLE_CORE = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 KERNEL_DOCS = 20_000
@@ -49,10 +51,7 @@ def chain_config() -> dict:
     cfg = yaml.safe_load(resources.files("curate.configs").joinpath("default.yaml").read_text())
     cfg["input"]["paths"] = []
     cfg["stages"]["decontamination"]["benchmarks"] = [
-        {"name": "gsm8k", "format": "gsm8k", "path": str(BENCHMARK_SETS / "gsm8k_test.jsonl"), "policy": "any"},
-        {"name": "humaneval", "format": "humaneval", "path": str(BENCHMARK_SETS / "HumanEval.jsonl.gz"), "policy": "any"},
-        {"name": "mmlu", "format": "mmlu", "path": str(BENCHMARK_SETS / "mmlu_test"), "policy": "any"},
-    ]
+        {"name": fmt, "format": fmt, "path": str(BENCHMARK_SETS / path), "policy": "any"} for fmt, path in BENCHMARKS]
     cfg["stages"]["mixing"].pop("source_map", None)
     return cfg
 
@@ -92,6 +91,16 @@ def _best(fn, runs: int = 2) -> float:
     return timed(fn, repeat=runs)[0]
 
 
+def _benchmark_index():
+    """The chain's 13-gram index of ``BENCHMARKS``, built as the decontamination stage builds it."""
+    from curate.classifiers import benchmark_sets
+    from curate.classifiers.ngram_index import NgramIndex
+
+    items = [(fmt, i, t) for fmt, path in BENCHMARKS
+             for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))]
+    return NgramIndex.build(items, n=13)
+
+
 def bare_kernels(shards: list[Path]) -> dict:
     """Seconds per document of each kernel, without Beam."""
     import numpy as np
@@ -99,8 +108,7 @@ def bare_kernels(shards: list[Path]) -> dict:
     import pyarrow.parquet as pq
 
     import fasttext
-    from curate.classifiers import benchmark_sets, langid, minhash, quality, text
-    from curate.classifiers.ngram_index import NgramIndex
+    from curate.classifiers import langid, minhash, quality, text
 
     read_s = _best(lambda: [pq.read_table(p) for p in shards])
     n_all = sum(pq.ParquetFile(p).metadata.num_rows for p in shards)
@@ -117,10 +125,7 @@ def bare_kernels(shards: list[Path]) -> dict:
     flat = [t.replace("\n", " ") for t in py_texts]
     ident = langid.LanguageIdentifier()
     model = quality.load_model(quality.default_model_dir())
-    items = []
-    for fmt, path in (("gsm8k", "gsm8k_test.jsonl"), ("humaneval", "HumanEval.jsonl.gz"), ("mmlu", "mmlu_test")):
-        items += [(fmt, i, t) for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))]
-    index = NgramIndex.build(items, n=13)
+    index = _benchmark_index()
     per_doc = {
         "read": read_s / n_all,
         "exact_hash": _best(lambda: [text.exact_dedup_hashes(b) for b in batches]) / n,
@@ -202,8 +207,7 @@ def chain_kernel_seconds(out: Path, funnel: dict, shards: list[Path], runs: int 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from curate.classifiers import benchmark_sets, langid, minhash, quality, text
-    from curate.classifiers.ngram_index import NgramIndex
+    from curate.classifiers import langid, minhash, quality, text
 
     received = stage_inputs(out, funnel)
 
@@ -213,10 +217,7 @@ def chain_kernel_seconds(out: Path, funnel: dict, shards: list[Path], runs: int 
 
     hasher, ident = minhash.MinHasher(), langid.LanguageIdentifier()
     model = quality.load_model(quality.default_model_dir())
-    items = []
-    for fmt, path in (("gsm8k", "gsm8k_test.jsonl"), ("humaneval", "HumanEval.jsonl.gz"), ("mmlu", "mmlu_test")):
-        items += [(fmt, i, t) for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))]
-    index = NgramIndex.build(items, n=13)
+    index = _benchmark_index()
     near = batches("near_dedup")
     all_signatures = np.concatenate([hasher.signatures(b) for b in near])
     for warm in (lambda: hasher.signatures(near[0][:8]), lambda: ident.predict(near[0][:8]),
