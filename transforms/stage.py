@@ -29,6 +29,11 @@ beam_speedups.install()  # every stage module imports this one, on the driver an
 _IPC_STREAM_SLACK = 64  # the stream's continuation markers, padding and end-of-stream marker
 
 
+def _write_stream(sink, batch: pa.RecordBatch) -> None:
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+
+
 class RecordBatchCoder(beam.coders.Coder):
     """Arrow IPC stream bytes for a ``pa.RecordBatch``, decoded without copying.
 
@@ -45,12 +50,10 @@ class RecordBatchCoder(beam.coders.Coder):
         buffer = pa.allocate_buffer(size)
         sink = pa.FixedSizeBufferWriter(buffer)
         try:
-            with pa.ipc.new_stream(sink, batch.schema) as writer:
-                writer.write_batch(batch)
-        except (pa.ArrowInvalid, OSError, EOFError, IOError):
+            _write_stream(sink, batch)
+        except (pa.ArrowInvalid, OSError, EOFError):
             sink = pa.BufferOutputStream()
-            with pa.ipc.new_stream(sink, batch.schema) as writer:
-                writer.write_batch(batch)
+            _write_stream(sink, batch)
             return sink.getvalue().to_pybytes()
         return buffer[:sink.tell()].to_pybytes()
 
