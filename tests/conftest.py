@@ -76,3 +76,12 @@ def run_pipeline(inputs, output: Path, config: dict | None = None, beam_args=Non
     cfg = config_from_dict(config or {})
     return build.run(cfg, str(output), input_paths=[str(i) for i in inputs], beam_args=beam_args,
                      log=lambda m: None)
+
+
+def keep_beam_tempdir_in(p, tmp_path: Path) -> None:
+    """For a pipeline that is built but never run: Beam removes the local temp folder it
+    makes for every Pipeline only in ``run()``, so put it under ``tmp_path``."""
+    import shutil
+
+    shutil.rmtree(p.local_tempdir, ignore_errors=True)
+    p.local_tempdir = str(tmp_path / "beam-local")

@@ -8,6 +8,7 @@ from apache_beam.pipeline import PipelineVisitor
 from apache_beam.transforms import userstate
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 
+from conftest import keep_beam_tempdir_in
 from curate.pipelines.build import build_pipeline, sample_corpus_path
 from curate.pipelines.config import load_config
 from curate.transforms import beam_speedups
@@ -54,7 +55,7 @@ def test_same_specs_as_beam_for_every_dofn_of_the_curation_pipeline(tmp_path):
     paths = [sample_corpus_path()]
     schema, _ = inspect_inputs(paths, Columns(id=cfg.input.id_column, text=cfg.input.text_column), None)
     p = beam.Pipeline()
-    _keep_local_tempdir_in(p, tmp_path)  # built, never run: Beam would leave its temp dir behind
+    keep_beam_tempdir_in(p, tmp_path)
     build_pipeline(p, cfg, paths, schema, str(tmp_path))
     fns = []
 
@@ -107,10 +108,3 @@ def test_options_views_are_kept_and_read_and_write_what_new_views_would():
     other = PipelineOptions(["--direct_num_workers=7"])  # another options object: its own views
     assert other.view_as(DirectOptions) is not direct and other.view_as(DirectOptions).direct_num_workers == 7
     assert options.view_as(StandardOptions).runner is None
-
-
-def _keep_local_tempdir_in(p, tmp_path):
-    import shutil
-
-    shutil.rmtree(p.local_tempdir, ignore_errors=True)
-    p.local_tempdir = str(tmp_path / "beam-local")

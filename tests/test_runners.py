@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import run_pipeline
+from conftest import keep_beam_tempdir_in, run_pipeline
 
 from curate.pipelines import build
 from curate.pipelines.build import sample_corpus_path
@@ -166,8 +165,7 @@ def _graph_for(config_name: str, tmp_path: Path):
     paths = [sample_corpus_path()]
     schema, _ = build.inspect_inputs(paths, build.Columns())
     p = beam.Pipeline(runner="DirectRunner", options=options)
-    shutil.rmtree(p.local_tempdir, ignore_errors=True)  # built, never run: Beam would leave it behind
-    p.local_tempdir = str(tmp_path / "beam-local")
+    keep_beam_tempdir_in(p, tmp_path)
     build.build_pipeline(p, cfg, paths, schema, str(tmp_path / "out" / "_tmp-test"))
     return cfg, options, p
 
