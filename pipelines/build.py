@@ -47,12 +47,13 @@ from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   write_json)
 from curate.transforms.mixing import Mix
-from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, Rebatch, sum_pairs
+from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, Rebatch, SampleRejects, sum_pairs
 from curate.transforms.validate import InputCheck
 
 TMP_PREFIX = "_tmp-"
 STATS_FILE = "_stats.json"
 WRITTEN_FILE = "_written.json"
+SAMPLES_FILE = "samples.json"  # written by the pipeline (SampleRejects), published as is
 
 
 class OutputExistsError(Exception):
@@ -146,6 +147,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                                                     cfg.stages.mixing.source_column)
     stats = []
     written = []
+    rejected = []
     # a stage's input is the PCollection the previous stage kept: counted once, under both keys
     current, current_keys = batches, [("raw", KEPT)]
     ran = []
@@ -166,6 +168,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
             current | CountDocs(stage.name, IN, columns.text, also=current_keys),
             leaving | CountDocs(stage.name, REJECTED, columns.text),
         ]
+        rejected.append(result.rejected)
         written.append(
             result.rejected
             | f"WriteRejects[{stage.name}]" >> WriteParquetShards(
@@ -222,9 +225,16 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         | "AllWritten" >> beam.combiners.ToDict()
         | "WriteWritten" >> beam.Map(lambda d: write_json(written_path, d) or "written")
     )
+    samples_path = FileSystems.join(staging, SAMPLES_FILE)
+    samples_done = (
+        (rejected or [p | "NoRejects" >> beam.Create([])])
+        | "FlattenRejected" >> beam.Flatten()
+        | "SampleRejects" >> SampleRejects(columns.id, columns.text)
+        | "WriteSamples" >> beam.Map(lambda samples: _write_text(samples_path, funnel_mod.dumps(samples)) or "samples")
+    )
     # One terminal node that depends on every sink: Beam's DaskRunner computes
     # only the last transform's graph, so every write must lead into it.
-    (stats_done, written_done) | "Sinks" >> beam.Flatten() | "Done" >> beam.combiners.Count.Globally()
+    (stats_done, written_done, samples_done) | "Sinks" >> beam.Flatten() | "Done" >> beam.combiners.Count.Globally()
     return ran
 
 
@@ -369,8 +379,8 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     if contamination is not None:
         _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
     _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
-    samples = report_mod.collect_samples(staging, columns.id, columns.text)
-    _write_text(FileSystems.join(staging, "samples.json"), funnel_mod.dumps(samples))
+    samples_path = FileSystems.join(staging, SAMPLES_FILE)
+    samples = _read_json(samples_path) if FileSystems.exists(samples_path) else {}
     report_mod.write_report(staging, funnel, samples)
     seconds = time.time() - started
     run_info = {

@@ -2,44 +2,16 @@
 
 Self-contained (inline CSS and SVG, no script, no network).  Built from
 ``funnel.json`` and ``samples.json`` of a finished run, so ``curate report DIR``
-regenerates it.  Every piece of document text is HTML-escaped.
+regenerates it; the samples (a few dropped documents per stage and reason) are
+chosen in the pipeline (``transforms.stage.SampleRejects``).  Every piece of document text is HTML-escaped.
 """
 from __future__ import annotations
 
 import html
 import json
 
-import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-
-SAMPLES_PER_REASON = 5
-SNIPPET_CHARS = 400
-SAMPLE_FIELDS = ("duplicate_of", "lang", "lang_score", "edu_score", "contamination_benchmark",
-                 "contamination_item", "matched_ngrams", "mixture_source")
-
-
-def collect_samples(directory: str, id_col: str, text_col: str, per_reason: int = SAMPLES_PER_REASON) -> dict:
-    """A few dropped documents per stage and reason, the smallest ids first (deterministic)."""
-    samples: dict[str, dict[str, list]] = {}
-    root = FileSystems.join(directory, "rejects")
-    try:
-        files = sorted(m.path for r in FileSystems.match([FileSystems.join(root, "*", "*.parquet")])
-                       for m in r.metadata_list)
-    except Exception:
-        files = []
-    for path in files:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-            table = pq.read_table(handle)
-        cols = [c for c in (id_col, text_col, "stage", "reason", *SAMPLE_FIELDS) if c in table.column_names]
-        for row in sorted(table.select(cols).to_pylist(), key=lambda r: (r["reason"] or "", r[id_col] or "")):
-            bucket = samples.setdefault(row["stage"], {}).setdefault(row["reason"], [])
-            if len(bucket) < per_reason:
-                text = row[text_col] or ""
-                bucket.append({"id": row[id_col], "chars": len(text),
-                               "text": text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
-                               **{k: row[k] for k in SAMPLE_FIELDS if k in row and row[k] is not None}})
-    return samples
 
 
 def _e(value) -> str:

@@ -66,3 +66,35 @@ def test_curate_report_regenerates_the_page(report_dir):
     proc = subprocess.run([CURATE, "report", str(report_dir)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert (report_dir / "report.html").read_bytes() == before
+
+
+def test_samples_are_the_smallest_ids_of_each_reason_over_all_batches_and_files(tmp_path):
+    """Chosen in the pipeline from many small batches written to three reject files:
+    each reason's samples are its five smallest (id, text) among all its rejects."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from conftest import only_stages, read_rejects
+    from curate.pipelines.build import sample_corpus_path
+
+    rows = pq.read_table(sample_corpus_path(), columns=["id", "text"]).to_pylist()[::-1]  # smallest ids last
+    rows += [{"id": "dup", "text": f"copy {i} of a document whose id repeats"} for i in (5, 3, 6, 1, 4, 2, 0)]
+    rows += [{"id": None, "text": "no id"}, {"id": "blank", "text": "   "}]
+    config = {**only_stages("exact_dedup", "language"), "input": {"batch_size": 8}, "output": {"reject_shards": 3}}
+    run_pipeline([write_parquet(tmp_path / "in.parquet", rows)], tmp_path / "out", config)
+    samples = json.loads((tmp_path / "out" / "samples.json").read_text())
+
+    expected: dict = {}
+    for stage, table in read_rejects(tmp_path / "out").items():
+        for row in sorted(table.to_pylist(), key=lambda r: (r["id"] is not None, r["id"] or "", r["text"] or "")):
+            picked = expected.setdefault(stage, {}).setdefault(row["reason"], [])
+            if len(picked) < 5:
+                text = row["text"] or ""
+                picked.append((row["id"], len(text), text[:400] + ("…" if len(text) > 400 else "")))
+    got = {stage: {reason: [(s["id"], s["chars"], s["text"]) for s in docs] for reason, docs in by_reason.items()}
+           for stage, by_reason in samples.items()}
+    assert got == expected
+    assert [s[2] for s in got["input_check"]["duplicate_id"]] == [f"copy {i} of a document whose id repeats"
+                                                                 for i in range(5)]
+    assert len(got["language"]) >= 3 and any(len(v) == 5 for v in got["language"].values())

@@ -13,6 +13,7 @@ input document ends in exactly one of the two.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -304,6 +305,70 @@ class CountDocs(beam.PTransform):
                 yield (stage, kind, str(group)), (int(mask.sum()), int(chars_np[mask].sum()))
 
         return batches | "Count" >> beam.FlatMap(count)
+
+
+SAMPLES_PER_REASON = 5
+SNIPPET_CHARS = 400
+SAMPLE_FIELDS = ("duplicate_of", "lang", "lang_score", "edu_score", "contamination_benchmark",
+                 "contamination_item", "matched_ngrams", "mixture_source")
+
+
+def sample_order(row: dict) -> tuple:
+    """Samples sort by id (null first), then by everything they show: a total order."""
+    return (row["id"] is not None, row["id"] if row["id"] is not None else 0,
+            json.dumps(row, sort_keys=True, default=str))
+
+
+def reject_samples(batch: pa.RecordBatch, id_col: str, text_col: str, per_reason: int = SAMPLES_PER_REASON):
+    """Rejected batch -> ((stage, reason), sample) for the ``per_reason`` smallest
+    (id, text) of each reason in it; a sample is the id, the text's length, its
+    first ``SNIPPET_CHARS`` characters and the stage's annotations."""
+    if batch.num_rows == 0:
+        return
+    ids, texts = batch.column(id_col), batch.column(text_col)
+    keys = pa.table({"reason": batch.column("reason"), "has_id": pc.is_valid(ids), "id": ids,
+                     "has_text": pc.is_valid(texts), "text": texts})  # nulls first, as in sample_order
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+    taken: dict = {}
+    rows = []
+    for row, reason in zip(order.to_pylist(), batch.column("reason").take(order).to_pylist()):
+        if taken.get(reason, 0) < per_reason:
+            taken[reason] = taken.get(reason, 0) + 1
+            rows.append(row)
+    fields = [f for f in SAMPLE_FIELDS if f in batch.schema.names]
+    picked = batch.select([id_col, text_col, "stage", "reason", *fields]).take(pa.array(rows, pa.int64()))
+    for r in picked.to_pylist():
+        text = r[text_col] or ""
+        yield (r["stage"], r["reason"]), {
+            "id": r[id_col], "chars": len(text),
+            "text": text[:SNIPPET_CHARS] + ("\u2026" if len(text) > SNIPPET_CHARS else ""),
+            **{k: r[k] for k in fields if r[k] is not None}}
+
+
+def nest_samples(keyed: list) -> dict:
+    """[((stage, reason), samples), ...] -> {stage: {reason: samples}}."""
+    out: dict = {}
+    for (stage, reason), samples in sorted(keyed, key=lambda kv: (kv[0][0] or "", kv[0][1] or "")):
+        out.setdefault(stage, {})[reason] = sorted(samples, key=sample_order)
+    return out
+
+
+class SampleRejects(beam.PTransform):
+    """Rejected batches of every stage -> one ``{stage: {reason: [sample, ...]}}``
+    with the ``per_reason`` smallest ids of each reason (what ``report.html``
+    shows).  Chosen where the rejects pass, per batch and then per key: no
+    worker or driver reads the rejects back (at 1B documents, ~1B rows)."""
+
+    def __init__(self, id_col: str, text_col: str, per_reason: int = SAMPLES_PER_REASON):
+        super().__init__()
+        self.id_col, self.text_col, self.per_reason = id_col, text_col, per_reason
+
+    def expand(self, rejected):
+        return (rejected
+                | "Candidates" >> beam.FlatMap(reject_samples, self.id_col, self.text_col, self.per_reason)
+                | "Smallest" >> beam.combiners.Top.SmallestPerKey(self.per_reason, key=sample_order)
+                | "All" >> beam.combiners.ToList()
+                | "Nest" >> beam.Map(nest_samples))
 
 
 def sum_pairs(pairs):
