@@ -225,3 +225,36 @@ def test_packed_removals_name_the_same_rows_as_the_tuples_they_pack():
         assert removal_dict([batch]) == expected
         assert removal_dict([item for k, item in pairs if k == key]) == expected  # tuples still accepted
     assert pack_removals([]) == []
+
+
+def test_components_of_pair_blocks_match_the_union_find_over_pair_tuples():
+    """The Arrow path (``rounds: 0``) removes exactly what the label path's union-find
+    does, under both keep rules, with pairs repeated across blocks."""
+    from curate.transforms.key_blocks import removal_dict
+    from curate.transforms.near_dedup import _removal, _union_find, components_of_pairs, pair_tuples
+
+    rng = random.Random(5)
+    for trial in range(30):
+        n = rng.randrange(2, 150)
+        length = {i: rng.randrange(1, 40) for i in range(n)}
+        rows, lengths = [], []
+        for _ in range(rng.randrange(1, 200)):
+            x, y = sorted(rng.sample(range(n), 2))
+            rows.append((f"d{x:03d}", f"k{x // 9}", f"d{y:03d}", f"k{y // 9}"))
+            lengths.append((length[x], length[y]))
+        rows, lengths = rows + rows[:5], lengths + lengths[:5]  # found by several band partitions
+        for by_length in (False, True):
+            blocks = [_pairs(rows[i:i + 13], lengths[i:i + 13] if by_length else None) for i in range(0, len(rows), 13)]
+            tuples = [t for block in blocks for t in pair_tuples(block)]
+            labels = [((prio_a, a), (prio_b, b)) for (a, prio_a), (b, prio_b) in tuples]
+            expected: dict = {}
+            for label, root in _union_find(labels).items():
+                for key, removal in _removal(label[1], root):
+                    expected.setdefault(key, {})[removal[0]] = removal[1]
+            packed, sizes = components_of_pairs(blocks)
+            assert [key for key, _ in packed] == sorted(expected), trial
+            assert {key: removal_dict([batch]) for key, batch in packed} == expected, trial
+            members = {x for a, _, b, _ in rows for x in (a, b)}
+            assert sizes.sum() == len(members) and len(sizes) == len(members) - sum(map(len, expected.values()))
+    packed, sizes = components_of_pairs([_pairs([])])
+    assert packed == [] and len(sizes) == 0
