@@ -354,18 +354,25 @@ def nest_samples(keyed: list) -> dict:
 
 
 class SampleRejects(beam.PTransform):
-    """Rejected batches of every stage -> one ``{stage: {reason: [sample, ...]}}``
-    with the ``per_reason`` smallest ids of each reason (what ``report.html``
-    shows).  Chosen where the rejects pass, per batch and then per key: no
-    worker or driver reads the rejects back (at 1B documents, ~1B rows)."""
+    """The rejected batches of every stage (a tuple of PCollections) -> one
+    ``{stage: {reason: [sample, ...]}}`` with the ``per_reason`` smallest ids of
+    each reason (what ``report.html`` shows).  Chosen where the rejects pass, per
+    batch and then per key: no worker or driver reads the rejects back (at 1B
+    documents, ~1B rows)."""
 
     def __init__(self, id_col: str, text_col: str, per_reason: int = SAMPLES_PER_REASON):
         super().__init__()
         self.id_col, self.text_col, self.per_reason = id_col, text_col, per_reason
 
     def expand(self, rejected):
-        return (rejected
-                | "Candidates" >> beam.FlatMap(reject_samples, self.id_col, self.text_col, self.per_reason)
+        # candidates are taken from each stage's rejects before they meet: the
+        # FnApiRunner materializes every input of a Flatten (~200 MB of rejected
+        # batches at 100k documents), and a handful of samples per batch is small
+        candidates = [pcoll | f"Candidates[{i}]" >> beam.FlatMap(reject_samples, self.id_col, self.text_col,
+                                                                  self.per_reason)
+                      for i, pcoll in enumerate(rejected)]
+        return (candidates
+                | "Flatten" >> beam.Flatten()
                 | "Smallest" >> beam.combiners.Top.SmallestPerKey(self.per_reason, key=sample_order)
                 | "All" >> beam.combiners.ToList()
                 | "Nest" >> beam.Map(nest_samples))
