@@ -924,6 +924,16 @@ def markdown_counts(data, offsets):
 
 
 @numba.njit(cache=True, nogil=True)
+def utf8_continuation_bytes(data):
+    """How many bytes of UTF-8 ``data`` continue a character (``10xxxxxx``): the
+    bytes minus these are its code points."""
+    count = 0
+    for byte in data:
+        count += (byte & 0xC0) == 0x80
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
 def sorted_intersection_size(a, b):
     """How many values two sorted unique arrays share (one merge pass)."""
     i = j = count = 0

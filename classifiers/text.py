@@ -7,6 +7,7 @@ compiled whitespace pass; the hash reads the result's buffer directly.
 """
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -75,6 +76,21 @@ def exact_dedup_hashes(texts: pa.Array) -> list[bytes]:
 def char_lengths(texts: pa.Array) -> pa.Array:
     """Characters (code points) per document; null counts as 0."""
     return pc.fill_null(pc.utf8_length(texts), 0)
+
+
+def total_chars(texts: pa.Array) -> int:
+    """Characters (code points) of all documents; null counts as 0.  Counted on
+    the UTF-8 bytes when there is no null (a null slot may hold bytes): 4x
+    faster than summing ``char_lengths``, and the funnel counts every stage's
+    input this way."""
+    if texts.null_count or not pa.types.is_string(texts.type):
+        return pc.sum(char_lengths(texts)).as_py() or 0
+    from curate.classifiers import kernels  # lazy, as above
+
+    _, offsets_buf, data_buf = texts.buffers()
+    bounds = np.frombuffer(offsets_buf, dtype=np.int32)[[texts.offset, texts.offset + len(texts)]]
+    data = np.frombuffer(data_buf, dtype=np.uint8)[bounds[0]:bounds[1]] if data_buf is not None else np.zeros(0, np.uint8)
+    return len(data) - int(kernels.utf8_continuation_bytes(data))
 
 
 def estimate_tokens(chars: int, tokens_per_char: float = DEFAULT_TOKENS_PER_CHAR) -> int:

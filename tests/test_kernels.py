@@ -171,3 +171,28 @@ def test_markdown_counts_are_the_re2_patterns_counts(real_docs_path):
         bad = np.flatnonzero(got[:, col] != expected)
         assert len(bad) == 0, (name, [texts[i].as_py() for i in bad[:3]], got[bad[:3], col], expected[bad[:3]])
     assert got[:, 2].sum() > 0 and got[:, 3].sum() > 0 and got[:, 1].sum() > 0  # the real textbooks have them
+
+
+def test_total_chars_counts_what_arrow_counts_per_document():
+    """Code points summed, on slices, with nulls and with bytes that are not UTF-8
+    (input_check counts texts before repairing them)."""
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from curate.classifiers.text import char_lengths, total_chars
+
+    rng = random.Random(1)
+    alphabet = "aé€😀ß \n中\u0301"
+    for trial in range(300):
+        texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 20))]
+        if trial % 5 == 0:  # not UTF-8: a stray continuation byte and 0xff
+            raw = [t.encode() + bytes([0x80, 0xFF]) for t in texts]
+            arr = pa.Array.from_buffers(pa.string(), len(raw), pa.array(raw, pa.binary()).buffers())
+        else:
+            arr = pa.array([None if trial % 7 == 0 and i == 1 else t for i, t in enumerate(texts)], pa.string())
+        if trial % 3 == 0 and len(arr) > 2:
+            arr = arr.slice(1, len(arr) - 2)
+        assert total_chars(arr) == (pc.sum(char_lengths(arr)).as_py() or 0), trial
+    assert total_chars(pa.array(["héllo", "😀"], pa.large_string())) == 6

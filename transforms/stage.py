@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.text import char_lengths
+from curate.classifiers.text import char_lengths, total_chars
 from curate.transforms import beam_speedups
 
 beam_speedups.install()  # every stage module imports this one, on the driver and on workers
@@ -292,12 +292,12 @@ class CountDocs(beam.PTransform):
         def count(batch: pa.RecordBatch):
             if batch.num_rows == 0:
                 return
-            chars = char_lengths(batch.column(text_column))
             if group_column is None:
-                counted = (batch.num_rows, pc.sum(chars).as_py() or 0)
+                counted = (batch.num_rows, total_chars(batch.column(text_column)))
                 for key_stage, key_kind in keys:
                     yield (key_stage, key_kind, ""), counted
                 return
+            chars = char_lengths(batch.column(text_column))
             groups = batch.column(group_column).to_numpy(zero_copy_only=False).astype(str)
             chars_np = chars.to_numpy(zero_copy_only=False)
             for group in np.unique(groups):

@@ -22,7 +22,7 @@ import xxhash
 
 import apache_beam as beam
 
-from curate.classifiers.text import char_lengths
+from curate.classifiers.text import total_chars
 from curate.transforms.key_blocks import MIN_PARTITIONS, equal_key_runs, split_by_partition
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
@@ -85,9 +85,9 @@ class CheckRows(beam.DoFn):
         self.stage, self.id_col, self.text_col = stage, id_col, text_col
 
     def process(self, batch: pa.RecordBatch, duplicate_ids):
-        before = pc.sum(char_lengths(batch.column(self.text_col))).as_py() or 0
+        before = total_chars(batch.column(self.text_col))
         checked, keep, reasons = check_batch(batch, self.id_col, self.text_col, duplicate_ids)
-        after = before if checked is batch else pc.sum(char_lengths(checked.column(self.text_col))).as_py() or 0
+        after = before if checked is batch else total_chars(checked.column(self.text_col))
         batch = checked
         if before != after:  # repaired UTF-8 changes the character count: account for it
             yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (0, before - after)))
