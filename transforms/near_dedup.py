@@ -9,9 +9,9 @@ Element shapes, in order:
   set blocks              (partition, SetBlock)             sorted unique shingle hashes (or signatures)
                                                             of a batch's wanted documents in one id-hash partition
   half blocks             (partition of b, HalfBlock)       pairs with their a's sets
-  verified edges          [pair, ...]                       pairs whose Jaccard >= threshold, as tuples
+  verified pairs          pa.RecordBatch                    pair block rows whose Jaccard >= threshold
+  labels (rounds > 0)     (node, (priority, rep_node))     min label over the component, from
                           pair = ((node_a, prio_a), (node_b, prio_b)), node = (doc_id, batch_key)
-  labels                  (node, (priority, rep_node))     min label over the component
   removals                (batch_key, pa.RecordBatch)      doc ids and representatives, packed per batch
                                                             (``rounds > 0``: (batch_key, (doc_id, rep_id)));
                                                             meet the batches at the end (``key_blocks``)
@@ -22,8 +22,8 @@ keys are sorted together and runs of equal keys are the LSH buckets.  Only the
 documents of a candidate pair get a set, made again from their text once the
 pairs are known (``CandidateSets``); a pair meets the sets of its two
 documents in the partitions of their ids.  Pairs travel as Arrow columns, one
-element per pair of partitions; only verified edges, labels and removals are
-Python tuples, and only for duplicates.  Documents stay in their batches
+element per pair of partitions, and so do the verified pairs; only the label
+propagation (``rounds > 0``) makes Python tuples, and only for duplicates.  Documents stay in their batches
 (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
@@ -36,8 +36,9 @@ as NeMo Curator's false-positive check; ``signature`` uses the MinHash
 estimate (cheaper, less precise); ``none`` keeps every candidate pair.
 
 Connected components: with ``rounds: 0`` (the automatic choice up to 10M
-documents) one union-find over all verified edges on one worker, as
-datatrove's clustering step.  Otherwise ``rounds`` rounds of min-label
+documents) one connected-components pass over all verified pairs on one
+worker (``components_of_pairs``: Arrow and scipy), as datatrove's clustering
+step.  Otherwise ``rounds`` rounds of min-label
 propagation over the verified edges (each a CoGroupByKey + CombinePerKey
 over edges, O(1) state per document).  A component whose diameter exceeds ``rounds`` is finished by a
 union-find over the label pairs that still disagree; that list is collected on
@@ -61,7 +62,7 @@ import pyarrow.compute as pc
 from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
-                                          batch_key, key_runs, pack_removals, split_by_partition, take_segments)
+                                          batch_key, key_runs, split_by_partition, take_segments)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -242,7 +243,7 @@ def distinct_pairs(blocks: list) -> pa.Table:
 def pair_tuples(pairs) -> list:
     """Pair block -> [((node_a, prio_a), (node_b, prio_b)), ...], node = (doc_id, batch_key),
     prio = (-length, doc_id) under the ``longest_text`` keep rule, else (doc_id,):
-    the shape the components are found over (made only for verified pairs)."""
+    the shape label propagation (``rounds > 0``) works on (made only for verified pairs)."""
     a, a_bk, b, b_bk = (pairs.column(name).to_pylist() for name in ("a", "a_bk", "b", "b_bk"))
     if "a_len" not in pairs.schema.names:
         return [(((x, xk), (x,)), ((y, yk), (y,))) for x, xk, y, yk in zip(a, a_bk, b, b_bk)]
@@ -455,7 +456,7 @@ def components_of_pairs(blocks: list) -> tuple[list, np.ndarray]:
     rank_b = pc.index_in(pairs.column("b"), value_set=ids).to_numpy()
     n = len(ids)
     _, component = connected_components(
-        coo_matrix((np.ones(len(rank_a), dtype=np.int8), (rank_a, rank_b)), shape=(n, n)), directed=False)
+        coo_matrix((np.ones(len(rank_a), dtype=np.int32), (rank_a, rank_b)), shape=(n, n)), directed=False)
     first = np.full(int(component.max()) + 1, n, dtype=np.int64)
     np.minimum.at(first, component, np.arange(n))  # nodes are in keep-rule order: the smallest rank stays
     kept_as = first[component]
