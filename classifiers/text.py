@@ -7,7 +7,6 @@ compiled whitespace pass; the hash reads the result's buffer directly.
 """
 from __future__ import annotations
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -86,10 +85,10 @@ def total_chars(texts: pa.Array) -> int:
     if texts.null_count or not pa.types.is_string(texts.type):
         return pc.sum(char_lengths(texts)).as_py() or 0
     from curate.classifiers import kernels  # lazy, as above
+    from curate.classifiers.minhash import string_buffers
 
-    _, offsets_buf, data_buf = texts.buffers()
-    bounds = np.frombuffer(offsets_buf, dtype=np.int32)[[texts.offset, texts.offset + len(texts)]]
-    data = np.frombuffer(data_buf, dtype=np.uint8)[bounds[0]:bounds[1]] if data_buf is not None else np.zeros(0, np.uint8)
+    data, offsets = string_buffers(texts)
+    data = data[offsets[0]:offsets[-1]]
     return len(data) - int(kernels.utf8_continuation_bytes(data))
 
 
