@@ -23,8 +23,8 @@ documents of a candidate pair get a set, made again from their text once the
 pairs are known (``CandidateSets``); a pair meets the sets of its two
 documents in the partitions of their ids.  Pairs travel as Arrow columns, one
 element per pair of partitions, and so do the verified pairs; only the label
-propagation (``rounds > 0``) makes Python tuples, and only for duplicates.  Documents stay in their batches
-(see ``key_blocks``).
+propagation (``rounds > 0``) makes Python tuples, and only for duplicates.
+Documents stay in their batches (see ``key_blocks``).
 
 Candidate pairs per bucket: every pair when the bucket holds at most
 ``max_bucket_pairs`` documents; a larger bucket (typically thousands of copies of
@@ -62,7 +62,7 @@ import pyarrow.compute as pc
 from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
-                                          batch_key, key_runs, split_by_partition, take_segments)
+                                          batch_key, key_runs, pack_removals, split_by_partition, take_segments)
 from curate.transforms.io import shard_of
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -436,10 +436,8 @@ def components_of_pairs(blocks: list) -> tuple[list, np.ndarray]:
     duplicate of it.  Ids are unique (``input_check``), so a document is its id.
     Arrow and scipy over the pairs' columns: the same components as
     ``_union_find`` over ``pair_tuples`` (checked in the tests), which for the
-    ~100k verified pairs of 100k documents made and pickled ~0.4 s of tuples."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    ~100k verified pairs of 100k documents made and pickled ~0.4 s of tuples;
+    only the ~20k removals become tuples, for ``pack_removals``."""
     blocks = [block for block in blocks if block.num_rows]
     if not blocks:
         return [], np.zeros(0, dtype=np.int64)
@@ -454,23 +452,26 @@ def components_of_pairs(blocks: list) -> tuple[list, np.ndarray]:
         raise ValueError("near_dedup: a document id is in two batches or has two lengths; ids must be unique")
     rank_a = pc.index_in(pairs.column("a"), value_set=ids).to_numpy()
     rank_b = pc.index_in(pairs.column("b"), value_set=ids).to_numpy()
-    n = len(ids)
-    _, component = connected_components(
-        coo_matrix((np.ones(len(rank_a), dtype=np.int32), (rank_a, rank_b)), shape=(n, n)), directed=False)
+    kept_as, component = _component_firsts(len(ids), rank_a, rank_b)  # nodes are in keep-rule order
+    removed = np.flatnonzero(kept_as != np.arange(len(ids)))
+    batch_keys = nodes.column("bk").take(pa.array(removed)).to_pylist()
+    doc_ids = ids.take(pa.array(removed)).to_pylist()
+    kept_ids = ids.take(pa.array(kept_as[removed])).to_pylist()
+    return pack_removals(zip(batch_keys, zip(doc_ids, kept_ids))), np.bincount(component)
+
+
+def _component_firsts(n: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes 0..n-1 and edges (rows[k], cols[k]) -> (the smallest node of each node's
+    connected component, the component of each node), by scipy's
+    ``connected_components`` (repeated edges are summed: int32 weights)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, component = connected_components(coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)),
+                                                   shape=(n, n)), directed=False)
     first = np.full(int(component.max()) + 1, n, dtype=np.int64)
-    np.minimum.at(first, component, np.arange(n))  # nodes are in keep-rule order: the smallest rank stays
-    kept_as = first[component]
-    removed = np.flatnonzero(kept_as != np.arange(n))
-    removals = pa.table({"bk": nodes.column("bk").take(pa.array(removed)),
-                         "doc_id": ids.take(pa.array(removed)).cast(pa.string()),
-                         DUPLICATE_OF.name: ids.take(pa.array(kept_as[removed])).cast(pa.string())}).sort_by("bk")
-    keys = removals.column("bk").to_pylist()
-    starts = [i for i in range(len(keys)) if i == 0 or keys[i] != keys[i - 1]] + [len(keys)]
-    rows = removals.select(["doc_id", DUPLICATE_OF.name]).combine_chunks()
-    # take copies: a slice would pickle (side input) with the whole columns' buffers
-    packed = [(keys[lo], rows.take(pa.array(np.arange(lo, hi))).combine_chunks().to_batches()[0])
-              for lo, hi in zip(starts[:-1], starts[1:])]
-    return packed, np.bincount(component)
+    np.minimum.at(first, component, np.arange(n))
+    return first[component], component
 
 
 def _removal(node, root):
@@ -513,9 +514,6 @@ def _union_find(pairs) -> dict:
     ``connected_components`` over the ranks (a union-find in Python took ~0.3 s
     for the ~150k verified edges of 100k documents, and grows with them: at the
     10M-document bound of ``rounds: 0`` that is ~15M edges)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     firsts, seconds = [], []
     for a, b in pairs:
         firsts.append(a)
@@ -524,11 +522,8 @@ def _union_find(pairs) -> dict:
     if not labels:
         return {}
     rank = {label: i for i, label in enumerate(labels)}
-    n, m = len(labels), len(firsts)
+    m = len(firsts)
     rows = np.fromiter((rank[x] for x in firsts), dtype=np.int64, count=m)
     cols = np.fromiter((rank[x] for x in seconds), dtype=np.int64, count=m)
-    _, component = connected_components(coo_matrix((np.ones(m, dtype=np.int32), (rows, cols)), shape=(n, n)),
-                                        directed=False)
-    smallest = np.full(int(component.max()) + 1, n, dtype=np.int64)
-    np.minimum.at(smallest, component, np.arange(n))  # labels are in rank order: the smallest rank is the root
-    return dict(zip(labels, (labels[r] for r in smallest[component].tolist())))
+    roots, _ = _component_firsts(len(labels), rows, cols)  # labels are in rank order: the smallest is the root
+    return dict(zip(labels, (labels[r] for r in roots.tolist())))
