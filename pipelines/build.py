@@ -227,7 +227,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     )
     samples_path = FileSystems.join(staging, SAMPLES_FILE)
     samples_done = (
-        tuple(rejected or [p | "NoRejects" >> beam.Create([])])
+        tuple(rejected)  # input_check always runs
         | "SampleRejects" >> SampleRejects(columns.id, columns.text)
         | "WriteSamples" >> beam.Map(lambda samples: _write_text(samples_path, funnel_mod.dumps(samples)) or "samples")
     )
@@ -378,8 +378,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     if contamination is not None:
         _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
     _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
-    samples_path = FileSystems.join(staging, SAMPLES_FILE)
-    samples = _read_json(samples_path) if FileSystems.exists(samples_path) else {}
+    samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
     report_mod.write_report(staging, funnel, samples)
     seconds = time.time() - started
     run_info = {

@@ -3,7 +3,8 @@
 Self-contained (inline CSS and SVG, no script, no network).  Built from
 ``funnel.json`` and ``samples.json`` of a finished run, so ``curate report DIR``
 regenerates it; the samples (a few dropped documents per stage and reason) are
-chosen in the pipeline (``transforms.stage.SampleRejects``).  Every piece of document text is HTML-escaped.
+chosen in the pipeline (``transforms.stage.SampleRejects``).  Every piece of
+document text is HTML-escaped.
 """
 from __future__ import annotations
 
