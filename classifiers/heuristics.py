@@ -1,0 +1,753 @@
+"""The rule-based filters of Gopher (quality, repetition), C4 and FineWeb, as datatrove 0.10.1
+implements them (``GopherQualityFilter``, ``GopherRepetitionFilter``, ``C4QualityFilter``,
+``FineWebQualityFilter``), over a batch of texts.  Pure: no Beam.
+
+Each family has a frozen config dataclass (every threshold, datatrove's default and the
+paper it comes from) and one function ``<family>_reasons(texts, config, languages)``
+returning per document ``None`` (keep) or the first failing rule's reason,
+``"<family>:<rule>"``, checked in datatrove's order, so the keep/drop decision and the
+rule are datatrove's.  ``texts`` is a list of str or a pyarrow string array (null: "").
+
+Words.  datatrove splits words with the document language's tokenizer: a blank spaCy
+tokenizer for en/de/es/fr/pt/ru (and most languages), jieba for zh, SudachiPy for ja.
+``WordTokenizer`` re-implements spaCy's tokenizer loop (special cases, prefixes,
+suffixes, infixes, URL match) in Python over spaCy's own rules
+(``heuristic_rules.py``, exported from spaCy by ``benchmarks/export_spacy_rules.py``),
+so words are spaCy's without spaCy here.  Speed comes from caching: a document is
+split on whitespace and each whitespace-separated chunk is tokenized once per process
+(Zipf: most chunks of a new document were seen before) into ids of a vocabulary whose
+per-token properties (length, has a letter, is only punctuation, ...) are numpy
+arrays, so every count over words is an array reduction over the whole batch.
+CJK (zh, ja and other text in Han/Hiragana/Katakana): instead of a dictionary
+segmenter every Han/Kana character is one word (runs of other characters go through
+the spaCy rules); datatrove's segmenters average ~1.5 characters a word, and the rules
+that count words mostly decide CJK documents the same way either way (Gopher quality's
+English stop words and C4's ASCII line endings drop them regardless);
+``benchmarks/results/heuristics.md`` measures the effect.  Each document is tokenized
+once per family call, and a family's rules share it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from collections.abc import Sequence
+from itertools import chain
+
+import numba
+import numpy as np
+import pyarrow as pa
+
+from curate.classifiers import heuristic_rules as _rules
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclasses.dataclass(frozen=True)
+class GopherQualityConfig:
+    """Gopher's quality filter, Rae et al. 2021 (arXiv:2112.11446) section A.1.1 /
+    datatrove ``GopherQualityFilter`` defaults.  ``None`` disables a rule."""
+
+    min_doc_words: int | None = 50  # "fewer than 50 ... words" (A.1.1)
+    max_doc_words: int | None = 100_000  # "more than 100,000 words" (A.1.1)
+    min_avg_word_length: float | None = 3  # "mean word length is outside the range of 3 to 10 characters"
+    max_avg_word_length: float | None = 10
+    max_symbol_word_ratio: float | None = 0.1  # "symbol-to-word ratio greater than 0.1" for "#" and ellipsis
+    max_bullet_lines_ratio: float | None = 0.9  # "more than 90% of lines starting with a bullet point"
+    max_ellipsis_lines_ratio: float | None = 0.3  # "more than 30% ending with an ellipsis"
+    min_alpha_words_ratio: float | None = 0.8  # "80% of words ... contain at least one alphabetic character"
+    min_stop_words: int | None = 2  # "at least two of the following English words"
+    stop_words: tuple[str, ...] = ("the", "be", "to", "of", "and", "that", "have", "with")  # A.1.1's list
+
+
+@dataclasses.dataclass(frozen=True)
+class GopherRepetitionConfig:
+    """Gopher's repetition removal, Rae et al. 2021 Table A1 / datatrove
+    ``GopherRepetitionFilter`` defaults.  ``None`` (or an empty tuple) disables."""
+
+    dup_line_frac: float | None = 0.3  # duplicate line fraction (Table A1)
+    dup_para_frac: float | None = 0.3  # duplicate paragraph fraction
+    dup_line_char_frac: float | None = 0.2  # duplicate line character fraction
+    dup_para_char_frac: float | None = 0.2  # duplicate paragraph character fraction
+    # top n-gram character fraction, n = 2, 3, 4 (Table A1)
+    top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
+    # duplicate n-gram character fraction, n = 5..10 (Table A1)
+    dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11),
+                                                  (10, 0.10))
+
+
+@dataclasses.dataclass(frozen=True)
+class C4Config:
+    """C4's cleaning, Raffel et al. 2020 (JMLR 21:140) section 2.2 and TFDS ``c4_utils`` /
+    datatrove ``C4QualityFilter`` defaults (``split_paragraph=True``: lines are ``\\n`` lines)."""
+
+    remove_citations: bool = True  # Wikipedia "[1]", "[edit]", "[citation needed]" removed from lines (c4_utils)
+    filter_no_terminal_punct: bool = True  # "only retained lines that ended in a terminal punctuation mark"
+    min_num_sentences: int = 5  # "discarded any page with fewer than 5 sentences" (-1: off)
+    min_words_per_line: int = 3  # "only retained lines that contained at least 3 words" (-1: off)
+    max_word_length: int = 1000  # lines with a word over 1000 characters removed (c4_utils; -1: off)
+    filter_lorem_ipsum: bool = True  # "removed any page where the phrase 'lorem ipsum' appeared"
+    filter_javascript: bool = True  # "removed any line with the word Javascript"
+    filter_curly_bracket: bool = True  # "removed any pages that contained a curly bracket"
+    filter_policy: bool = True  # cookie / terms-of-use lines removed (c4_utils)
+
+
+@dataclasses.dataclass(frozen=True)
+class FineWebConfig:
+    """FineWeb's custom filters, Penedo et al. 2024 (arXiv:2406.17557) section 3.3 /
+    datatrove ``FineWebQualityFilter`` defaults."""
+
+    line_punct_thr: float = 0.12  # "fraction of lines ending with punctuation <= 0.12" removed
+    line_punct_exclude_zero: bool = False
+    short_line_thr: float = 0.67  # "fraction of lines shorter than 30 characters >= 0.67" removed
+    short_line_length: int = 30
+    char_duplicates_ratio: float = 0.01  # "fraction of characters in duplicated lines >= 0.1"; datatrove: 0.01
+    new_line_ratio: float = 0.3  # newlines per word (list-like pages), datatrove's default
+    stop_chars: str | None = None  # line endings counted as punctuation; None: datatrove's TERMINAL_PUNCTUATION
+
+
+# ---------------------------------------------------------------- words
+
+PUNCTUATION = frozenset(_rules.PUNCTUATION)  # datatrove's PUNCTUATION_SET: a word of only these is a symbol
+TERMINAL_PUNCTUATION = tuple(_rules.TERMINAL_PUNCTUATION)
+SENTENCE_PUNCT = frozenset(_rules.SENTENCE_PUNCT)  # spaCy sentencizer's punct_chars
+CJK_LANGUAGES = frozenset({"ja", "jpn", "zho", "cmn", "yue", "wuu"})  # not "zh": see tokenizer_for
+_SPACY_LANGUAGES = {lang for lang in _rules.RULES if lang != "xx"}
+_CJK_RUN = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f])")
+_MAX_CACHE = 1 << 20  # chunks cached per tokenizer; cleared when full (output does not depend on it)
+
+
+def _is_punct(token: str) -> bool:
+    """spaCy's ``is_punct``: every character is Unicode punctuation (P*)."""
+    return all(unicodedata.category(c).startswith("P") for c in token)
+
+
+_CLOSERS = frozenset(',;:!?)"')
+
+
+class _ChunkCache(dict):
+    """chunk -> word ids, computed on a miss; cleared when full (the ids of a chunk do not
+    depend on what else is cached, so neither does any output)."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self.compute = compute
+
+    def __missing__(self, chunk: str) -> tuple[int, ...]:
+        if len(self) >= _MAX_CACHE:
+            self.clear()
+        ids = self[chunk] = self.compute(chunk)
+        return ids
+
+
+class WordTokenizer:
+    """spaCy's blank tokenizer for one language, cached by whitespace chunk; words are ids
+    into ``self.tokens`` with per-id property arrays (``props``)."""
+
+    def __init__(self, lang: str):
+        rules = _rules.RULES[lang]
+        self.lang = lang
+        self.cjk = False
+        self._prefix = re.compile(rules["prefix"]).search if rules["prefix"] else None
+        self._suffix = re.compile(rules["suffix"]).search if rules["suffix"] else None
+        self._infix = re.compile(rules["infix"]).finditer if rules["infix"] else None
+        self._token_match = re.compile(rules["token_match"]).match if rules["token_match"] else None
+        self._url_match = re.compile(rules["url_match"]).match if rules["url_match"] else None
+        self._specials = {k: tuple(v) for k, v in rules["specials"].items()}
+        self.tokens: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._cache = _ChunkCache(self._chunk_ids)
+        self._props_n = 0
+        self._props: dict[str, np.ndarray] = {}
+
+    # spaCy's Tokenizer._split_affixes and _attach_tokens (tokenizer.pyx), on one chunk
+    def _split(self, string: str) -> list[str]:
+        specials, prefixes, suffixes = self._specials, [], []
+        if string in specials:
+            return list(specials[string])
+        last_size = 0
+        while string and len(string) != last_size:
+            if self._token_match and self._token_match(string):
+                break
+            if string in specials:
+                break
+            last_size = len(string)
+            m = self._prefix(string) if self._prefix else None
+            pre_len = m.end() - m.start() if m else 0
+            if pre_len:
+                prefix, minus_pre = string[:pre_len], string[pre_len:]
+                if minus_pre and minus_pre in specials:
+                    string = minus_pre
+                    prefixes.append(prefix)
+                    break
+            m = self._suffix(string[pre_len:]) if self._suffix else None
+            suf_len = m.end() - m.start() if m else 0
+            if suf_len:
+                suffix, minus_suf = string[-suf_len:], string[:-suf_len]
+                if minus_suf and minus_suf in specials:
+                    string = minus_suf
+                    suffixes.append(suffix)
+                    break
+            if pre_len and suf_len and (pre_len + suf_len) <= len(string):
+                string = string[pre_len:-suf_len]
+                prefixes.append(prefix)
+                suffixes.append(suffix)
+            elif pre_len:
+                string = minus_pre
+                prefixes.append(prefix)
+            elif suf_len:
+                string = minus_suf
+                suffixes.append(suffix)
+        out = prefixes
+        if string:
+            if string in specials:
+                out.extend(specials[string])
+            elif (self._token_match and self._token_match(string)) or (self._url_match and self._url_match(string)):
+                out.append(string)
+            else:
+                matches = list(self._infix(string)) if self._infix else []
+                if not matches:
+                    out.append(string)
+                else:
+                    start = 0
+                    for match in matches:
+                        infix_start, infix_end = match.start(), match.end()
+                        if infix_start == 0:
+                            continue
+                        if infix_start != start:
+                            out.append(string[start:infix_start])
+                        if infix_start != infix_end:
+                            out.append(string[infix_start:infix_end])
+                        start = infix_end
+                    if string[start:]:
+                        out.append(string[start:])
+        out.extend(reversed(suffixes))
+        return out
+
+    def _chunk_words(self, chunk: str) -> list[str]:
+        """Fast paths give what ``_split`` gives (tests compare both on every chunk of
+        the real documents): a special case; letters only; letters and one closing mark;
+        lower-case letters and a full stop (spaCy splits the stop after a lower-case letter)."""
+        specials = self._specials
+        if chunk in specials:
+            return list(specials[chunk])
+        if chunk.isalpha() and not (self.cjk and _CJK_RUN.search(chunk)):
+            return [chunk]
+        head, last = chunk[:-1], chunk[-1:]
+        if head.isalpha() and not (self.cjk and _CJK_RUN.search(head)) and (
+                last in _CLOSERS or (last == "." and head[-1].islower() and head.isascii())):
+            return [*specials.get(head, (head,)), last]
+        return self._slow_words(chunk)
+
+    def _slow_words(self, chunk: str) -> list[str]:
+        if self.cjk and _CJK_RUN.search(chunk):
+            return [w for piece in _CJK_RUN.split(chunk) if piece
+                    for w in ([piece] if _CJK_RUN.fullmatch(piece) else self._split(piece))]
+        return self._split(chunk)
+
+    def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
+        ids = self._ids
+        out = []
+        for word in self._chunk_words(chunk):
+            word = word.strip()  # datatrove's strip_strings
+            if not word:
+                continue
+            i = ids.get(word)
+            if i is None:
+                i = ids[word] = len(self.tokens)
+                self.tokens.append(word)
+            out.append(i)
+        return tuple(out)
+
+    def word_ids(self, text: str) -> list[int]:
+        return list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
+
+    def words(self, text: str) -> list[str]:
+        return [self.tokens[i] for i in self.word_ids(text)]
+
+    def props(self) -> dict[str, np.ndarray]:
+        """Per-id arrays: ``len``, ``alpha`` (has a letter), ``non_symbol`` (a character
+        outside datatrove's punctuation), ``punct`` (spaCy is_punct), ``sent_punct``."""
+        n = len(self.tokens)
+        if n != self._props_n:
+            new = self.tokens[self._props_n:]
+            add = {
+                "len": np.fromiter(map(len, new), np.int64, len(new)),
+                "alpha": np.fromiter((any(c.isalpha() for c in w) for w in new), np.bool_, len(new)),
+                "non_symbol": np.fromiter((any(c not in PUNCTUATION for c in w) for w in new), np.bool_, len(new)),
+                "punct": np.fromiter(map(_is_punct, new), np.bool_, len(new)),
+                "sent_punct": np.fromiter((w in SENTENCE_PUNCT for w in new), np.bool_, len(new)),
+            }
+            self._props = {k: np.concatenate([self._props[k], v]) if self._props else v for k, v in add.items()}
+            self._props_n = n
+        return self._props
+
+    def id_of(self, word: str) -> int:
+        return self._ids.get(word, -1)
+
+
+_TOKENIZERS: dict[str, WordTokenizer] = {}
+
+
+def reset_word_caches() -> None:
+    """Forget every cached chunk and vocabulary (compiled rules stay): for benchmarks that
+    time a cold start, as datatrove's spaCy starts with an empty cache."""
+    for tok in _TOKENIZERS.values():
+        tok._cache.clear()
+        tok.tokens, tok._ids, tok._props_n, tok._props = [], {}, 0, {}
+
+
+def tokenizer_for(lang: str | None) -> WordTokenizer:
+    """The cached tokenizer for an ISO 639-1 code (None: English).  Languages with spaCy
+    rules of their own use them; CJK uses English rules plus one word per Han/Kana
+    character; any other language spaCy's multi-language ``xx`` rules."""
+    lang = (lang or "en").split("_")[0].lower()
+    key = lang if lang in _SPACY_LANGUAGES else ("cjk" if lang in CJK_LANGUAGES else "xx")
+    if lang == "zh":  # datatrove 0.10.1's tokenizer_assignment.csv gives "zh" spaCy's "xx" (cmn/zho: jieba)
+        key = "xx"
+    tok = _TOKENIZERS.get(key)
+    if tok is None:
+        tok = WordTokenizer("en" if key == "cjk" else key)
+        tok.cjk = key == "cjk"
+        _TOKENIZERS[key] = tok
+    return tok
+
+
+# ---------------------------------------------------------------- batch plumbing
+
+
+def _as_list(texts) -> list[str]:
+    if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+        return [t or "" for t in texts.to_pylist()]
+    return [t or "" for t in texts]
+
+
+def _languages(languages, n: int) -> list[str | None]:
+    if languages is None or isinstance(languages, str):
+        return [languages] * n
+    if isinstance(languages, (pa.Array, pa.ChunkedArray)):
+        languages = languages.to_pylist()
+    return list(languages)
+
+
+class _Words:
+    """The words of a batch: per document, a tokenizer and its ids (flat, with offsets)."""
+
+    def __init__(self, texts: list[str], languages: list[str | None]):
+        self.tok = [tokenizer_for(lang) for lang in languages]
+        per_doc = [tok.word_ids(t) for tok, t in zip(self.tok, texts)]
+        self.counts = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
+        self.offsets = np.zeros(len(per_doc) + 1, np.int64)
+        np.cumsum(self.counts, out=self.offsets[1:])
+        self.ids = np.fromiter(chain.from_iterable(per_doc), np.int64, int(self.offsets[-1]))
+        # which tokenizer each word's id belongs to: one per distinct tokenizer of the batch
+        self.groups = {}
+        for i, tok in enumerate(self.tok):
+            self.groups.setdefault(id(tok), (tok, []))[1].append(i)
+
+    def prop(self, name: str) -> np.ndarray:
+        """Per word, the property ``name`` of its token (as in ``WordTokenizer.props``)."""
+        if len(self.groups) == 1:
+            (tok, _), = self.groups.values()
+            return tok.props()[name][self.ids]
+        out = None
+        for tok, docs in self.groups.values():
+            table = tok.props()[name]
+            if out is None:
+                out = np.zeros(len(self.ids), table.dtype)
+            for d in docs:
+                a, b = self.offsets[d], self.offsets[d + 1]
+                out[a:b] = table[self.ids[a:b]]
+        return out if out is not None else np.zeros(0)
+
+    def per_doc_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum of ``values`` (one per word) per document."""
+        csum = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+        return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
+
+    def doc_ids(self, d: int) -> np.ndarray:
+        return self.ids[self.offsets[d]:self.offsets[d + 1]]
+
+
+def _ratio_over(count: np.ndarray, total: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return count / total
+
+
+# ---------------------------------------------------------------- Gopher quality
+
+_ELLIPSES = ("...", "\u2026")
+_BULLETS = ("\u2022", "-")
+
+
+def gopher_quality_reasons(texts, config: GopherQualityConfig = GopherQualityConfig(),
+                           languages=None) -> list[str | None]:
+    """Per document None (keep) or ``gopher_quality:<rule>``, rules in datatrove's order:
+    ``too_few_words`` / ``too_many_words`` (words with a non-punctuation character),
+    ``mean_word_length`` (of those words), ``hash_ratio`` and ``ellipsis_ratio`` ("#",
+    and "..."/"…" occurrences per word, all words), ``bullet_lines``, ``ellipsis_lines``,
+    ``alpha_words`` (share of words with a letter), ``stop_words`` (distinct stop words,
+    matched case-sensitively as datatrove does)."""
+    texts = _as_list(texts)
+    n = len(texts)
+    c = config
+    words = _Words(texts, _languages(languages, n))
+    n_words = words.counts
+    non_symbol = words.prop("non_symbol")
+    n_ns = words.per_doc_sum(non_symbol)
+    ns_len = words.per_doc_sum(np.where(non_symbol, words.prop("len"), 0))
+    alpha = words.per_doc_sum(words.prop("alpha"))
+    reasons: list[str | None] = [None] * n
+    stop_ids = {}
+    for d in range(n):
+        text = texts[d]
+        if c.min_doc_words and n_ns[d] < c.min_doc_words:
+            reasons[d] = "gopher_quality:too_few_words"
+            continue
+        if c.max_doc_words and n_ns[d] > c.max_doc_words:
+            reasons[d] = "gopher_quality:too_many_words"
+            continue
+        mean = ns_len[d] / n_ns[d] if n_ns[d] else float("nan")  # datatrove: np.mean([]) is nan, passes
+        if c.min_avg_word_length and mean < c.min_avg_word_length:
+            reasons[d] = "gopher_quality:mean_word_length"
+            continue
+        if c.max_avg_word_length and mean > c.max_avg_word_length:
+            reasons[d] = "gopher_quality:mean_word_length"
+            continue
+        nw = n_words[d]
+        if c.max_symbol_word_ratio and text.count("#") / nw > c.max_symbol_word_ratio:
+            reasons[d] = "gopher_quality:hash_ratio"
+            continue
+        if c.max_symbol_word_ratio and (text.count("...") + text.count("\u2026")) / nw > c.max_symbol_word_ratio:
+            reasons[d] = "gopher_quality:ellipsis_ratio"
+            continue
+        lines = text.splitlines()
+        if c.max_bullet_lines_ratio and sum(s.lstrip().startswith(_BULLETS) for s in lines) / len(lines) \
+                > c.max_bullet_lines_ratio:
+            reasons[d] = "gopher_quality:bullet_lines"
+            continue
+        if c.max_ellipsis_lines_ratio and sum(s.rstrip().endswith(_ELLIPSES) for s in lines) / len(lines) \
+                > c.max_ellipsis_lines_ratio:
+            reasons[d] = "gopher_quality:ellipsis_lines"
+            continue
+        if c.min_alpha_words_ratio and alpha[d] / nw < c.min_alpha_words_ratio:
+            reasons[d] = "gopher_quality:alpha_words"
+            continue
+        if c.min_stop_words:
+            tok = words.tok[d]
+            ids = stop_ids.get(id(tok))
+            if ids is None:
+                ids = stop_ids[id(tok)] = np.array([i for i in (tok.id_of(w) for w in set(c.stop_words)) if i >= 0],
+                                                   np.int64)
+            found = np.unique(words.doc_ids(d)[np.isin(words.doc_ids(d), ids)]).size if ids.size else 0
+            if found < c.min_stop_words:
+                reasons[d] = "gopher_quality:stop_words"
+    return reasons
+
+
+# ---------------------------------------------------------------- Gopher repetition
+
+_PARAGRAPHS = re.compile(r"\n{2,}")
+_LINES = re.compile("\n+")
+
+
+def _find_duplicates(parts: list[str]) -> tuple[int, int]:
+    """datatrove's find_duplicates: (repeated elements, their characters), first copy free."""
+    seen: set[str] = set()
+    dup = dup_chars = 0
+    for p in parts:
+        if p in seen:
+            dup += 1
+            dup_chars += len(p)
+        else:
+            seen.add(p)
+    return dup, dup_chars
+
+
+@numba.njit(cache=True, nogil=True)
+def _ngram_groups(ids, a, b, n):
+    """Per n-gram of ``ids[a:b]`` (``b - a - n + 1`` of them): a dense group number, equal
+    for equal n-grams, and how many groups; n-grams are keyed by a mixed 64-bit
+    polynomial of their word ids."""
+    m = b - a - n + 1
+    keys = np.empty(m, np.uint64)
+    for i in range(m):
+        h = np.uint64(0)
+        for k in range(n):
+            h = h * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ids[a + i + k] + 1)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(29)
+        keys[i] = h
+    order = np.argsort(keys, kind="mergesort")
+    group = np.empty(m, np.int64)
+    g = -1
+    for j in range(m):
+        if j == 0 or keys[order[j]] != keys[order[j - 1]]:
+            g += 1
+        group[order[j]] = g
+    return group, g + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _repetition_kernel(ids, word_len, offsets, sizes, top_ns, top_fracs, dup_ns, dup_fracs):
+    """Per document the index of the first failing n-gram rule (top rules first, then the
+    duplicate rules, numbered after them), or -1.
+
+    top n-gram: characters of the most frequent n-gram (words joined by one space) times
+    its count, ties to the n-gram occurring first (``Counter.most_common(1)``);
+    duplicate n-grams: datatrove's ``find_all_duplicate``, scanning left to right, an
+    n-gram seen before adds its characters (words joined without a separator) and the
+    scan jumps past it; a skipped n-gram is not remembered."""
+    n_docs = len(offsets) - 1
+    out = np.full(n_docs, -1, np.int64)
+    for d in range(n_docs):
+        a, b = offsets[d], offsets[d + 1]
+        size = sizes[d]
+        csum = np.zeros(b - a + 1, np.int64)
+        for i in range(b - a):
+            csum[i + 1] = csum[i] + word_len[a + i]
+        done = False
+        for r in range(len(top_ns)):
+            n = top_ns[r]
+            if b - a < n:
+                continue
+            group, n_groups = _ngram_groups(ids, a, b, n)
+            count = np.zeros(n_groups, np.int64)
+            first = np.full(n_groups, -1, np.int64)
+            for i in range(len(group)):
+                count[group[i]] += 1
+                if first[group[i]] < 0:
+                    first[group[i]] = i
+            best, pos = 0, 0
+            for g in range(n_groups):
+                if count[g] > best or (count[g] == best and first[g] < pos):
+                    best, pos = count[g], first[g]
+            chars = (csum[pos + n] - csum[pos] + n - 1) * best
+            if chars / size > top_fracs[r]:
+                out[d] = r
+                done = True
+                break
+        if done:
+            continue
+        for r in range(len(dup_ns)):
+            n = dup_ns[r]
+            if b - a < n:
+                continue
+            group, n_groups = _ngram_groups(ids, a, b, n)
+            m = len(group)
+            if n_groups == m:
+                continue
+            seen = np.zeros(n_groups, np.bool_)
+            total, i = 0, 0
+            while i < m:
+                if seen[group[i]]:
+                    total += csum[i + n] - csum[i]
+                    i += n
+                else:
+                    seen[group[i]] = True
+                    i += 1
+            if total / size > dup_fracs[r]:
+                out[d] = len(top_ns) + r
+                break
+    return out
+
+
+def gopher_repetition_reasons(texts, config: GopherRepetitionConfig = GopherRepetitionConfig(),
+                              languages=None) -> list[str | None]:
+    """Per document None (keep) or ``gopher_repetition:<rule>``, in datatrove's order:
+    ``empty``, ``dup_para_frac``, ``dup_para_char_frac`` (paragraphs: split on 2+ newlines),
+    ``dup_line_frac``, ``dup_line_char_frac`` (lines: split on newlines), ``top_{n}_gram``
+    (characters of the most frequent word n-gram, words joined by spaces, times its count,
+    over the text's characters), ``duplicated_{n}_n_grams`` (characters of repeated n-grams,
+    datatrove's greedy scan).  N-grams are compared by a 64-bit key of their word ids
+    rather than by their joined string (datatrove joins the 5..10-grams without a
+    separator, so "ab c" equals "a bc" there: a collision this does not reproduce)."""
+    texts = _as_list(texts)
+    n = len(texts)
+    c = config
+    words = None
+    reasons: list[str | None] = [None] * n
+    need_words = []
+    for d, text in enumerate(texts):
+        if not text:
+            reasons[d] = "gopher_repetition:empty"
+            continue
+        size = len(text)
+        paragraphs = _PARAGRAPHS.split(text.strip())
+        dup, dup_chars = _find_duplicates(paragraphs)
+        if c.dup_para_frac and dup / len(paragraphs) > c.dup_para_frac:
+            reasons[d] = "gopher_repetition:dup_para_frac"
+            continue
+        if c.dup_para_char_frac and dup_chars / size > c.dup_para_char_frac:
+            reasons[d] = "gopher_repetition:dup_para_char_frac"
+            continue
+        lines = _LINES.split(text)
+        dup, dup_chars = _find_duplicates(lines)
+        if c.dup_line_frac and dup / len(lines) > c.dup_line_frac:
+            reasons[d] = "gopher_repetition:dup_line_frac"
+            continue
+        if c.dup_line_char_frac and dup_chars / size > c.dup_line_char_frac:
+            reasons[d] = "gopher_repetition:dup_line_char_frac"
+            continue
+        need_words.append(d)
+    if not need_words or not (c.top_n_grams or c.dup_n_grams):
+        return reasons
+    langs = _languages(languages, n)
+    words = _Words([texts[d] for d in need_words], [langs[d] for d in need_words])
+    top, dup = list(c.top_n_grams), list(c.dup_n_grams)
+    sizes = np.fromiter((len(texts[d]) for d in need_words), np.int64, len(need_words))
+    failed = _repetition_kernel(words.ids, words.prop("len").astype(np.int64), words.offsets, sizes,
+                                np.array([k for k, _ in top], np.int64), np.array([f for _, f in top], np.float64),
+                                np.array([k for k, _ in dup], np.int64), np.array([f for _, f in dup], np.float64))
+    names = [f"gopher_repetition:top_{k}_gram" for k, _ in top] + \
+            [f"gopher_repetition:duplicated_{k}_n_grams" for k, _ in dup]
+    for d, r in zip(need_words, failed.tolist()):
+        if r >= 0:
+            reasons[d] = names[r]
+    return reasons
+
+
+# ---------------------------------------------------------------- C4
+
+_CITATION = re.compile(r"\[\d*]|\[edit]|\[citation needed]")
+_END_PUNCT = (".", "?", "!", '"', "'")
+_POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
+
+
+def _sentences(tok: WordTokenizer, line: str) -> int:
+    """spaCy's sentencizer on ``line``: a sentence starts at the first token that is neither
+    punctuation nor a sentence-final mark after a sentence-final mark."""
+    ids = tok.word_ids(line)
+    if not ids:
+        return 0  # pragma: no cover - kept lines have words
+    props = tok.props()
+    punct, sent = props["punct"], props["sent_punct"]
+    count, seen = 1, False
+    for i in ids:
+        if sent[i]:
+            seen = True
+        elif seen and not punct[i]:
+            count += 1
+            seen = False
+    return count
+
+
+def c4_filter(texts, config: C4Config = C4Config(), languages=None):
+    """C4's rules over a batch: ``(reasons, edited, removed)``, per document: None or
+    ``c4:<rule>``; the edited text of a kept document (None for a dropped one);
+    the characters removed from a kept document (0 for a dropped one).
+
+    Rules that REMOVE LINES (each ``\\n`` line is stripped first, and removed when): a word
+    over ``max_word_length`` characters; not ending in . ? ! " ' or ending in "...";
+    fewer than ``min_words_per_line`` whitespace words; "javascript" (any case); a
+    cookie/terms-of-use phrase.  Wikipedia citation marks are cut out of every line.
+    Rules that DROP THE DOCUMENT: ``c4:lorem_ipsum`` and ``c4:curly_bracket``, looked for
+    only in lines that passed the line rules before them (as datatrove: a "{" on a line
+    without terminal punctuation removes that line, not the page);
+    ``c4:too_few_sentences``: fewer than ``min_num_sentences`` sentences (spaCy's
+    sentencizer on the document language's words) in the kept lines.  The kept text is
+    the kept lines joined by ``\\n``."""
+    texts = _as_list(texts)
+    n = len(texts)
+    c = config
+    langs = _languages(languages, n)
+    reasons: list[str | None] = [None] * n
+    edited: list[str | None] = [None] * n
+    removed = [0] * n
+    for d, text in enumerate(texts):
+        tok = tokenizer_for(langs[d])
+        kept, sentences, reason = [], 0, None
+        for line in text.splitlines():
+            line = line.strip()
+            words = line.split()
+            if c.max_word_length != -1 and any(len(w) > c.max_word_length for w in words):
+                continue
+            if c.remove_citations and "[" in line:
+                line = _CITATION.sub("", line)
+            if c.filter_no_terminal_punct and (not line.endswith(_END_PUNCT) or line.endswith("...")):
+                continue
+            if len(words) < c.min_words_per_line:
+                continue
+            lower = line.lower()
+            if c.filter_lorem_ipsum and "lorem ipsum" in lower:
+                reason = "c4:lorem_ipsum"
+                break
+            if c.filter_javascript and "javascript" in lower:
+                continue
+            if c.filter_curly_bracket and "{" in line:
+                reason = "c4:curly_bracket"
+                break
+            if c.filter_policy and any(p in lower for p in _POLICY):
+                continue
+            if c.min_num_sentences != -1:
+                sentences += _sentences(tok, line)
+            kept.append(line)
+        if reason is None and sentences < c.min_num_sentences:
+            reason = "c4:too_few_sentences"
+        if reason is not None:
+            reasons[d] = reason
+            continue
+        out = "\n".join(kept).strip()
+        edited[d], removed[d] = out, len(text) - len(out)
+    return reasons, edited, removed
+
+
+def c4_reasons(texts, config: C4Config = C4Config(), languages=None) -> list[str | None]:
+    return c4_filter(texts, config, languages)[0]
+
+
+# ---------------------------------------------------------------- FineWeb
+
+
+def fineweb_reasons(texts, config: FineWebConfig = FineWebConfig(), languages=None) -> list[str | None]:
+    """Per document None (keep) or ``fineweb:<rule>``, in datatrove's order, over the
+    non-blank ``\\n`` lines: ``empty``; ``line_punct_ratio`` (share of lines ending in
+    terminal punctuation below ``line_punct_thr``); ``short_line_ratio`` (share of lines
+    of at most ``short_line_length`` characters above ``short_line_thr``);
+    ``char_dup_ratio`` (characters of repeated lines over the text's non-newline
+    characters); ``list_ratio`` (newlines per word above ``new_line_ratio``)."""
+    texts = _as_list(texts)
+    n = len(texts)
+    c = config
+    stop = tuple(c.stop_chars) if c.stop_chars is not None else TERMINAL_PUNCTUATION
+    reasons: list[str | None] = [None] * n
+    need_words = []
+    for d, text in enumerate(texts):
+        lines = [line for line in text.split("\n") if line.strip()]
+        if not lines:
+            reasons[d] = "fineweb:empty"
+            continue
+        ratio = sum(1 for line in lines if line.endswith(stop)) / len(lines)
+        if ratio < c.line_punct_thr and not (ratio == 0 and c.line_punct_exclude_zero):
+            reasons[d] = "fineweb:line_punct_ratio"
+            continue
+        if sum(1 for line in lines if len(line) <= c.short_line_length) / len(lines) > c.short_line_thr:
+            reasons[d] = "fineweb:short_line_ratio"
+            continue
+        if _find_duplicates(lines)[1] / (len(text) - text.count("\n")) > c.char_duplicates_ratio:
+            reasons[d] = "fineweb:char_dup_ratio"
+            continue
+        need_words.append(d)
+    if need_words:
+        langs = _languages(languages, n)
+        sub = [texts[d] for d in need_words]
+        counts = _Words(sub, [langs[d] for d in need_words]).counts
+        for d, text, nw in zip(need_words, sub, counts):
+            if nw == 0 or text.count("\n") / nw > c.new_line_ratio:
+                reasons[d] = "fineweb:list_ratio"
+    return reasons
+
+
+FAMILIES = {"gopher_quality": gopher_quality_reasons, "gopher_repetition": gopher_repetition_reasons,
+            "c4": c4_reasons, "fineweb": fineweb_reasons}
+
+
+def family_reasons(family: str, texts, config=None, languages=None) -> list[str | None]:
+    fn = FAMILIES[family]
+    return fn(texts, languages=languages) if config is None else fn(texts, config, languages)
+
+
+__all__ = ["GopherQualityConfig", "GopherRepetitionConfig", "C4Config", "FineWebConfig", "WordTokenizer",
+           "tokenizer_for", "gopher_quality_reasons", "gopher_repetition_reasons", "c4_filter", "c4_reasons",
+           "fineweb_reasons", "FAMILIES", "family_reasons", "Sequence"]
