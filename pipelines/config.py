@@ -396,29 +396,83 @@ def config_from_dict(data: dict | None) -> Config:
     return _build(Config, data, "")
 
 
-def load_config(path: str | None = None) -> Config:
-    """Load a YAML config; ``None`` loads the packaged ``default.yaml``."""
-    if path is None:
-        text = resources.files("curate.configs").joinpath("default.yaml").read_text()
-        source = "default.yaml"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            packaged = resources.files("curate.configs").joinpath(p.name)
-            if p.parent == Path("configs") and packaged.is_file():
-                text, source = packaged.read_text(), str(p)
-            else:
-                raise ConfigError(f"config file {path}: not found")
+# Maps that merge key by key when configs are layered (each key is an independent
+# option); every other mapping (weights, source_map, input.sources) and every
+# list is replaced whole by a later layer, as a user writing one expects.
+MERGED_MAPS = {("runner", "options")}
+
+
+def _merge(cls, base: dict, over: dict, at: tuple = ()) -> dict:
+    """``over`` layered on ``base``: sections (dataclasses) merge key by key, later wins."""
+    hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    out = dict(base)
+    for key, value in over.items():
+        tp = hints.get(key)
+        if (tp is not None and dataclasses.is_dataclass(tp) and isinstance(value, dict)
+                and isinstance(out.get(key), dict)):
+            out[key] = _merge(tp, out[key], value, at + (key,))
+        elif at + (key,) in MERGED_MAPS and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
         else:
-            text, source = p.read_text(), str(p)
+            out[key] = value
+    return out
+
+
+def _read_layer(path: str) -> tuple[dict, str]:
+    p = Path(path)
+    if not p.is_file():
+        packaged = resources.files("curate.configs").joinpath(p.name)
+        if p.parent == Path("configs") and packaged.is_file():
+            text, source = packaged.read_text(), str(p)
+        elif p.is_dir():
+            raise ConfigError(f"config file {path}: is a folder, not a YAML file")
+        else:
+            raise ConfigError(f"config file {path}: not found")
+    else:
+        text, source = p.read_text(), str(p)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {source}: not valid YAML ({exc})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {source}: expected a mapping of config keys, got {type(data).__name__}")
+    return data, source
+
+
+def default_config_data() -> dict:
+    return yaml.safe_load(resources.files("curate.configs").joinpath("default.yaml").read_text())
+
+
+def load_config_data(paths: str | list[str] | None = None) -> dict:
+    """The packaged ``default.yaml`` with each file in ``paths`` layered over it, in order.
+
+    Each layer is validated as soon as it is merged, so an error names the file
+    that introduced it (the defaults are valid)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    data = default_config_data()
+    for path in paths or []:
+        layer, source = _read_layer(path)
+        data = _merge(Config, data, layer)
+        try:
+            config_from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return data
+
+
+def load_config(paths: str | list[str] | None = None) -> Config:
+    """The validated config: ``default.yaml`` with the given files layered over it (later wins, key by key).
+
+    A runner config (``configs/direct.yaml`` ...) therefore only adds runner
+    options: choosing a runner never changes what is kept."""
+    data = load_config_data(paths)
     try:
         return config_from_dict(data)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise ConfigError(f"default.yaml: {exc}") from None
 
 
 def config_to_dict(cfg: Config) -> dict:
