@@ -134,6 +134,25 @@ def _subword_rows(word: bytes, minn: int, maxn: int, bucket: int, nwords: int, p
     return rows
 
 
+def model_labels(path: str) -> list[str]:
+    """The labels of a fastText model (``__label__`` stripped), reading only its header and
+    dictionary: cheap enough for a driver-side check of a config's language codes."""
+    with open(path, "rb") as handle:
+        r = _Reader(handle.read())
+    _magic, version = r.read("ii")
+    if version != 12:
+        raise UnsupportedModel(f"{path}: fastText format version {version} (expected 12)")
+    r.read("12id")
+    size, nwords, _nlabels = r.read("iii")
+    r.read("qq")
+    words = []
+    for _ in range(size):
+        words.append(r.cstring())
+        r.read("qb")
+    return [w[len(LABEL_PREFIX):].decode("utf-8", "replace") if w.startswith(LABEL_PREFIX)
+            else w.decode("utf-8", "replace") for w in words[nwords:]]
+
+
 class FastTextModel:
     """A supervised fastText model as arrays, for ``predict_top1``."""
 

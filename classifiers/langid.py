@@ -62,6 +62,32 @@ def check_fasttext_file(path: str) -> None:
         raise ModelFileError(f"model file {path}: not a fastText model (bad magic number)")
 
 
+# English names of the languages users most often write instead of their code.
+LANGUAGE_NAMES = {
+    "english": "en", "french": "fr", "german": "de", "spanish": "es", "portuguese": "pt", "italian": "it",
+    "dutch": "nl", "russian": "ru", "chinese": "zh", "mandarin": "zh", "japanese": "ja", "korean": "ko",
+    "arabic": "ar", "hindi": "hi", "bengali": "bn", "urdu": "ur", "turkish": "tr", "polish": "pl",
+    "ukrainian": "uk", "czech": "cs", "swedish": "sv", "danish": "da", "norwegian": "no", "finnish": "fi",
+    "greek": "el", "hebrew": "he", "persian": "fa", "farsi": "fa", "vietnamese": "vi", "thai": "th",
+    "indonesian": "id", "malay": "ms", "romanian": "ro", "hungarian": "hu", "bulgarian": "bg",
+    "catalan": "ca", "croatian": "hr", "serbian": "sr", "slovak": "sk", "slovenian": "sl", "tamil": "ta",
+    "telugu": "te", "swahili": "sw", "tagalog": "tl", "latin": "la", "esperanto": "eo", "basque": "eu",
+}
+
+
+def suggest_codes(code: str, labels: list[str]) -> str:
+    """'did you mean en?' for a language name, a code in the wrong case or a near miss."""
+    import difflib
+
+    key = code.strip().lower()
+    found = [c for c in (key.replace("__label__", ""), LANGUAGE_NAMES.get(key)) if c and c in labels]
+    found += difflib.get_close_matches(key, labels, n=3, cutoff=0.6)
+    found = list(dict.fromkeys(found))[:3]
+    if found:
+        return "did you mean " + " or ".join(found) + "?"
+    return f"valid codes are the model's {len(labels)} labels, e.g. {', '.join(sorted(labels)[:8])}, ..."
+
+
 def prepare(text: str, max_chars: int) -> str:
     """One line, at most ``max_chars`` characters, cut at a space when possible."""
     if len(text) > max_chars:

@@ -26,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from curate.classifiers.benchmark_sets import load_items
+from curate.classifiers.benchmark_sets import BenchmarkFormatError, load_items
 from curate.classifiers.ngram_index import NgramIndex, cut_matches
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
@@ -137,10 +137,18 @@ class Decontaminate(Stage):
         self.reference_texts = reference_texts or []
 
     def check(self):
-        """Parse every benchmark file on the driver: a bad file stops the run before any output."""
-        for spec in self.specs:
-            for _ in load_spec_items(spec):
-                pass
+        """Parse every benchmark file on the driver: a bad or missing file stops the run before any output,
+        naming its config key."""
+        for i, spec in enumerate(self.specs):
+            key = f"config key stages.decontamination.benchmarks[{i}].path"
+            try:
+                for _ in load_spec_items(spec):
+                    pass
+            except BenchmarkFormatError as exc:
+                raise BenchmarkFormatError(f"{key} ({spec['name']}): {exc}") from None
+            except OSError as exc:  # FileNotFoundError, a folder, permissions; Beam's IOError for remote paths
+                reason = exc.strerror or str(exc)
+                raise BenchmarkFormatError(f"{key} ({spec['name']}): cannot read {spec['path']} ({reason})") from None
 
     def expand(self, batches) -> StageResult:
         n, max_freq, refs = self.ngram, self.max_item_frequency, self.reference_texts

@@ -19,7 +19,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.langid import LanguageIdentifier, check_fasttext_file, default_model_path
+from curate.classifiers.fasttext_lid import UnsupportedModel, model_labels
+from curate.classifiers.langid import (LanguageIdentifier, ModelFileError, check_fasttext_file, default_model_path,
+                                       suggest_codes)
 from curate.transforms.stage import (REJECTED_TAG, ROUTED_TAG, Stage, StageResult, TaggedParDo, reject_batch,
                                      with_columns)
 
@@ -102,9 +104,24 @@ class LanguageFilter(Stage):
         self.max_chars, self.route = max_chars, non_target == "route"
 
     def check(self):
-        """Driver-side check of a local model file, before anything runs."""
-        if self.model_path and "://" not in self.model_path:
+        """Driver-side check of a local model file and of the target codes against its labels.
+
+        A code the model cannot output (``english``, ``EN``) would silently drop
+        every document, so it stops the run with the closest valid codes."""
+        if self.model_path and "://" in self.model_path:
+            return  # a remote model is read on the workers only; its codes are not checked up front
+        if self.model_path:
             check_fasttext_file(self.model_path)
+        path = self.model_path or default_model_path()
+        try:
+            labels = model_labels(path)
+        except UnsupportedModel as exc:
+            raise ModelFileError(f"model file {exc}") from exc
+        for i, code in enumerate(self.languages):
+            if code not in labels:
+                raise ModelFileError(
+                    f"config key stages.language.languages[{i}]: {code!r} is not a label of the language model "
+                    f"{os.path.basename(path)}; {suggest_codes(code, labels)}")
 
     def expand(self, batches) -> StageResult:
         out = batches | "IdentifyLanguage" >> TaggedParDo(IdentifyLanguage(
