@@ -4,6 +4,8 @@ Plan.  ``available[s]`` tokens per source after filtering, target weights
 ``w[s]`` (normalized to sum 1) and a token budget ``B`` give target tokens
 ``B * w[s]`` and a sampling rate ``r[s] = target / available``: below 1 a source
 is down-sampled, above 1 it is repeated (up-sampled) for ``ceil(r)`` epochs.
+All of it in exact fractions: float sums differ with the order a runner adds
+them in, and ``ceil`` turns 1.0000000000000002 into 2 epochs.
 With no budget, ``B`` is the largest budget no source has to repeat for:
 ``min_s available[s] * W / w[s]`` over sources with data, ``W`` their total
 weight (the target of a source with no data is redistributed over them, see
@@ -26,28 +28,53 @@ Sampling.  Deterministic by document id: a document of a source with rate
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import xxhash
 
 
-def plan_mixture(available: dict[str, float], weights: dict[str, float], budget: float | None,
+def _exact(x) -> Fraction:
+    """A number as an exact fraction (a float's own binary value: no decimal guessing)."""
+    return x if isinstance(x, Fraction) else Fraction(x)
+
+
+def _fraction_text(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+
+def tokens_from_chars(chars: dict[str, int], tokens_per_char: float) -> dict[str, Fraction]:
+    """Available tokens per source, exactly: integer character sums times the rate as a fraction."""
+    rate = _exact(tokens_per_char)
+    return {s: int(n) * rate for s, n in chars.items()}
+
+
+def plan_mixture(available: dict, weights: dict[str, float], budget: float | None,
                  max_epochs: float = 4.0) -> dict:
-    total_w = sum(weights.values())
-    w = {s: weights[s] / total_w for s in weights}
-    avail = {s: float(available.get(s, 0.0)) for s in w}
+    """The plan, computed in exact fractions.
+
+    ``available`` should be exact (integers or Fractions: the pipeline sums
+    integer characters and multiplies by the tokens-per-character rate as a
+    fraction), so the plan does not depend on the order a runner summed the
+    sources in: a rate of exactly 1 is 1 epoch on every runner and worker count."""
+    total_w = sum((_exact(v) for v in weights.values()), Fraction(0))
+    w = {s: _exact(weights[s]) / total_w for s in weights}
+    avail = {s: _exact(available.get(s, 0)) for s in w}
+    max_ep = _exact(max_epochs)
     with_data = [s for s in w if avail[s] > 0 and w[s] > 0]
     if budget is None:  # the share of sources with no data goes to the others: weigh those alone
-        w_data = sum(w[s] for s in with_data)
-        budget = min((avail[s] * w_data / w[s] for s in with_data), default=0.0)
-    cap = {s: max_epochs * avail[s] for s in w}
-    allotted: dict[str, float] = {}
+        w_data = sum((w[s] for s in with_data), Fraction(0))
+        budget_x = min((avail[s] * w_data / w[s] for s in with_data), default=Fraction(0))
+    else:
+        budget_x = _exact(budget)
+    cap = {s: max_ep * avail[s] for s in w}
+    allotted: dict[str, Fraction] = {}
     capped: set[str] = set()
-    remaining_budget, open_sources = float(budget), [s for s in w if w[s] > 0]
+    remaining_budget, open_sources = budget_x, [s for s in w if w[s] > 0]
     while open_sources:
-        open_w = sum(w[s] for s in open_sources)
+        open_w = sum((w[s] for s in open_sources), Fraction(0))
         share = {s: remaining_budget * w[s] / open_w for s in open_sources}
-        newly = [s for s in open_sources if share[s] > cap[s] + 1e-9]
+        newly = [s for s in open_sources if share[s] > cap[s]]
         if not newly:
             allotted.update(share)
             break
@@ -57,31 +84,43 @@ def plan_mixture(available: dict[str, float], weights: dict[str, float], budget:
             remaining_budget -= cap[s]
         open_sources = [s for s in open_sources if s not in capped]
     for s in w:
-        allotted.setdefault(s, 0.0)
-    delivered = sum(allotted.values())
+        allotted.setdefault(s, Fraction(0))
+    delivered = sum(allotted.values(), Fraction(0))
     sources = {}
     for s in sorted(w):
-        rate = allotted[s] / avail[s] if avail[s] > 0 else 0.0
+        rate = allotted[s] / avail[s] if avail[s] > 0 else Fraction(0)
         sources[s] = {
-            "available_tokens": round(avail[s]), "target_share": round(w[s], 6),
-            "target_tokens": round(budget * w[s]), "planned_tokens": round(allotted[s]),
-            "sampling_rate": round(rate, 6), "epochs": math.ceil(rate) if rate > 0 else 0,
+            "available_tokens": round(avail[s]), "target_share": round(float(w[s]), 6),
+            "target_tokens": round(budget_x * w[s]), "planned_tokens": round(allotted[s]),
+            "sampling_rate": round(float(rate), 6), "sampling_rate_exact": _fraction_text(rate),
+            "epochs": math.ceil(rate),
             "feasible": s not in capped and (avail[s] > 0 or w[s] == 0),
+            "why_infeasible": (None if s not in capped and (avail[s] > 0 or w[s] == 0) else
+                               "no documents of this source were left after filtering" if avail[s] == 0 else
+                               f"its target needs more than max_epochs ({float(max_ep):g}) passes over the "
+                               f"{round(avail[s]):,} tokens left"),
         }
     infeasible = [s for s, v in sources.items() if not v["feasible"]]
+    given_sum = math.fsum(float(v) for v in weights.values())
     return {
-        "budget_tokens": round(budget), "planned_tokens": round(delivered), "max_epochs": max_epochs,
+        "budget_tokens": round(budget_x), "planned_tokens": round(delivered), "max_epochs": max_epochs,
         "sources": sources, "infeasible": infeasible,
+        "weights_given": {s: float(weights[s]) for s in sorted(weights)},
+        "weights_normalised": (None if total_w == 1 else {s: round(float(w[s]), 6) for s in sorted(w)}),
+        "weights_note": (None if total_w == 1 else
+                         f"the configured weights sum to {given_sum:g}, not 1: they were normalised"),
         "rule": "infeasible sources are capped at max_epochs x available tokens; their unfilled budget is "
                 "redistributed over the other sources in proportion to their weights (water-filling)",
-        "budget_met": abs(delivered - budget) <= max(1.0, 1e-6 * budget),
+        "budget_met": delivered == budget_x,
     }
 
 
-def epochs_for(ids: list[str], rate: float, seed: int) -> np.ndarray:
-    """Copies of each document (0 = sampled out) for a source with ``rate``."""
+def epochs_for(ids: list[str], rate, seed: int) -> np.ndarray:
+    """Copies of each document (0 = sampled out) for a source with ``rate`` (a Fraction from the
+    plan's ``sampling_rate_exact``, or a float)."""
+    rate = _exact(rate)
     whole = math.floor(rate)
-    frac = rate - whole
+    frac = float(rate - whole)
     if frac <= 0:
         return np.full(len(ids), whole, dtype=np.int64)
     digest = xxhash.xxh64_intdigest

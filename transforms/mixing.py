@@ -14,12 +14,14 @@ documents (epoch 0); repeats are counted apart.
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers.mixture import epochs_for, plan_mixture
+from curate.classifiers.mixture import epochs_for, plan_mixture, tokens_from_chars
 from curate.transforms.io import write_json
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, reject_batch, with_columns
 
@@ -50,7 +52,7 @@ class Sample(beam.DoFn):
         src_arr = np.array([s if s is not None else "" for s in sources], dtype=object)
         for source in set(sources) - {None}:
             idx = np.flatnonzero(src_arr == source)
-            rate = plan["sources"][source]["sampling_rate"]
+            rate = Fraction(plan["sources"][source]["sampling_rate_exact"])
             epochs[idx] = epochs_for([ids[i] for i in idx], rate, c["seed"])
         annotated = with_columns(batch, {MIX_SOURCE.name: pa.array(sources, pa.string())})
         dropped = np.flatnonzero(epochs == 0)
@@ -79,24 +81,25 @@ class Mix(Stage):
     def expand(self, batches) -> StageResult:
         c, tpc, text_col = self.cfg, self.tpc, self.columns.text
 
-        def tokens_by_source(batch: pa.RecordBatch):
+        def chars_by_source(batch: pa.RecordBatch):
             sources = np.array([s or "" for s in mixture_sources(batch, c["source_column"], c["source_map"],
                                                                  c["weights"])], dtype=object)
             chars = pc.fill_null(pc.utf8_length(batch.column(text_col)), 0).to_numpy(zero_copy_only=False)
             for source in set(sources) - {""}:
-                yield source, float(chars[sources == source].sum()) * tpc
+                yield source, int(chars[sources == source].sum())  # integers: the sum is the same in any order
 
         plan_path = self.plan_path
 
-        def make_plan(available: dict) -> dict:
-            plan = plan_mixture(available, c["weights"], c["token_budget"], c["max_epochs"])
+        def make_plan(available_chars: dict) -> dict:
+            plan = plan_mixture(tokens_from_chars(available_chars, tpc), c["weights"], c["token_budget"],
+                                c["max_epochs"])
             write_json(plan_path, plan)
             return plan
 
         plan = (
             batches
-            | "TokensBySource" >> beam.FlatMap(tokens_by_source)
-            | "SumTokens" >> beam.CombinePerKey(sum)
+            | "CharsBySource" >> beam.FlatMap(chars_by_source)
+            | "SumChars" >> beam.CombinePerKey(sum)
             | "Available" >> beam.combiners.ToDict()
             | "Plan" >> beam.Map(make_plan)
         )
