@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import math
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ from curate.pipelines import beam_fixes, data_plane_copies, local_runner
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
+from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
 from curate.transforms import beam_speedups
 from curate.transforms.exact_dedup import ExactDedup
 from curate.transforms.key_blocks import auto_partitions, removal_join
@@ -45,7 +47,7 @@ from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
 from curate.transforms.near_dedup import NearDedup, auto_rounds
 from curate.transforms.quality import QualityThreshold, TextbookHeuristics
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
-                                  write_json)
+                                  open_parquet, write_json)
 from curate.transforms.mixing import Mix
 from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, Rebatch, SampleRejects, sum_pairs
 from curate.transforms.validate import InputCheck
@@ -110,6 +112,15 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     return stages
 
 
+def check_stages(cfg: Config) -> None:
+    """The driver-side checks of every configured stage (models, benchmark files, language codes)
+    without input: ``curate config check``.  A run makes the same checks on its real schema."""
+    columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
+    schema = pa.schema([(columns.id, pa.string()), (columns.text, pa.string()),
+                        (cfg.stages.mixing.source_column, pa.string())])
+    make_stages(cfg, columns, schema)
+
+
 def source_by_path(cfg: Config, paths: list[str]) -> dict:
     """input.sources maps globs to source names; each shard takes the first matching glob."""
     import fnmatch
@@ -136,13 +147,21 @@ def _read_json(path: str):
         return json.loads(handle.read().decode("utf-8"))
 
 
+def input_schema(cfg: Config, paths: list[str], schema: pa.Schema) -> pa.Schema:
+    """The schema batches have once read: the shards' plus a ``source`` column from ``input.sources``."""
+    if source_by_path(cfg, paths) and cfg.stages.mixing.source_column not in schema.names:
+        schema = schema.append(pa.field(cfg.stages.mixing.source_column, pa.string()))
+    return schema
+
+
 def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str,
-                   input_rows: int = 0) -> list[tuple[str, str]]:
-    """Add the whole curation graph to ``p``; returns (slot, name) of the stages run."""
+                   input_rows: int = 0, stages=None) -> list[tuple[str, str]]:
+    """Add the whole curation graph to ``p``; returns (slot, name) of the stages run.
+
+    ``stages`` are ``make_stages``' result when the caller checked them already."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     source_of = source_by_path(cfg, paths)
-    if source_of and cfg.stages.mixing.source_column not in schema.names:
-        schema = schema.append(pa.field(cfg.stages.mixing.source_column, pa.string()))
+    schema = input_schema(cfg, paths, schema)
     batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size, source_of,
                                                     cfg.stages.mixing.source_column)
     stats = []
@@ -151,7 +170,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     # a stage's input is the PCollection the previous stage kept: counted once, under both keys
     current, current_keys = batches, [("raw", KEPT)]
     ran = []
-    for stage in make_stages(cfg, columns, schema, staging, input_rows):
+    for stage in stages if stages is not None else make_stages(cfg, columns, schema, staging, input_rows):
         result = current | stage
         kept_once, repeat_column = result.kept, getattr(stage, "repeat_column", None)
         if repeat_column:  # a repeated document counts once as kept, its copies as repeats
@@ -249,8 +268,9 @@ def _listing(directory: str) -> list[str]:
 
 
 def prepare_output(output: str, overwrite: bool) -> None:
-    """Refuse a non-empty output unless ``overwrite``; leftovers of killed runs do not count."""
-    existing = [p for p in _listing(output) if f"/{TMP_PREFIX}" not in p.replace(os.sep, "/")]
+    """Refuse a non-empty output unless ``overwrite``; staging of dead runs and the lock do not count."""
+    existing = [p for p in _listing(output) if f"/{TMP_PREFIX}" not in p.replace(os.sep, "/")
+                and os.path.basename(p) != LOCK_FILE]
     if existing and not overwrite:
         raise OutputExistsError(
             f"output {output} exists and is not empty ({len(existing)} files); "
@@ -258,32 +278,67 @@ def prepare_output(output: str, overwrite: bool) -> None:
         )
 
 
-def publish(staging: str, output: str) -> None:
-    """Move the staged files into ``output`` (replacing an earlier run's), then drop staging."""
-    for sub in ("kept", "rejects", "by_language", "cuts"):
+PUBLISHED_DIRS = ("kept", "rejects", "by_language", "cuts")
+RUN_FILES = ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "samples.json",
+             "report.html", "_SUCCESS")
+
+
+def staged_files(staging: str) -> list[str]:
+    """Every file of a finished staging folder that is published (the pipeline's own bookkeeping is not)."""
+    return sorted(p for p in _listing(staging)
+                  if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE, MIXTURE_PLAN_FILE))
+
+
+def published_rows(files: list[str], staging: str, routed_stage: str | None) -> dict[str, int]:
+    """Rows per published folder, from the Parquet footers of ``files``: ``kept``,
+    ``rejects/<stage>``, ``routed/<stage>`` (``by_language/``).  Cut spans are not documents."""
+    prefix = staging.rstrip("/") + "/"
+    rows: dict[str, int] = {}
+    for path in files:
+        rel = path.replace(os.sep, "/")[len(prefix):] if path.startswith(prefix) else path
+        top, _, rest = rel.partition("/")
+        if not rel.endswith(".parquet") or top == "cuts":
+            continue
+        if top == "kept":
+            label = "kept"
+        elif top == "rejects":
+            label = "rejects/" + rest.split("/", 1)[0]
+        elif top == "by_language":
+            label = f"routed/{routed_stage}"
+        else:
+            continue
+        rows[label] = rows.get(label, 0) + open_parquet(path).metadata.num_rows
+    return rows
+
+
+def publish(staging: str, output: str, files: list[str]) -> None:
+    """Move ``files`` (staged, counted) into ``output``, replacing an earlier run's, then drop staging."""
+    for sub in PUBLISHED_DIRS:
         old = [p for p in _listing(FileSystems.join(output, sub))]
         if old:
             FileSystems.delete(old)
-    for name in ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "samples.json",
-                 "report.html", "_SUCCESS"):
+    for name in RUN_FILES:
         path = FileSystems.join(output, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
-    staged = [p for p in _listing(staging) if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE, MIXTURE_PLAN_FILE)]
     prefix = staging.rstrip("/")
-    targets = [output.rstrip("/") + p[len(prefix):] for p in staged]
+    targets = [output.rstrip("/") + p[len(prefix):] for p in files]
     for target in targets:
         if "://" not in target:  # local renames need the parent folder
             os.makedirs(os.path.dirname(target), exist_ok=True)
-    if staged:
-        FileSystems.rename(staged, targets)
+    if files:
+        FileSystems.rename(files, targets)
     FileSystems.delete([staging])
 
 
-def clean_stale_staging(output: str) -> None:
-    """Remove staging folders left by killed runs."""
+def clean_stale_staging(output: str, keep: str) -> None:
+    """Remove staging folders of dead runs.
+
+    Called only while this run holds the output's lock: a live run would hold
+    it, so every other staging folder belongs to a run that is gone."""
     marker = re.compile(r"^(.*/" + re.escape(TMP_PREFIX) + r"[^/]+)/")
-    stale = sorted({m.group(1) for p in _listing(output) if (m := marker.match(p.replace(os.sep, "/")))})
+    keep = keep.replace(os.sep, "/").rstrip("/")
+    stale = sorted({m.group(1) for p in _listing(output) if (m := marker.match(p.replace(os.sep, "/")))} - {keep})
     if stale:
         FileSystems.delete(stale)
 
@@ -332,11 +387,64 @@ def _run_pipeline(p: beam.Pipeline) -> None:
         raise PipelineFailed(f"the pipeline failed: {last[0][:500]}") from exc
 
 
+def before_publish(staging: str) -> None:
+    """Test hook: the staged output is complete and about to be counted and published.
+
+    With ``CURATE_TEST_PAUSE_BEFORE_PUBLISH=DIR`` the run writes ``DIR/staged``
+    (its staging path) and waits for ``DIR/go``, so a test can act on a run
+    that is provably mid-flight (a second run into the same output, a deleted
+    shard) without sleeping and hoping."""
+    pause = os.environ.get("CURATE_TEST_PAUSE_BEFORE_PUBLISH")
+    if not pause:
+        return
+    with open(os.path.join(pause, "staged.tmp"), "w") as handle:
+        handle.write(staging)
+    os.replace(os.path.join(pause, "staged.tmp"), os.path.join(pause, "staged"))
+    deadline = time.monotonic() + 600
+    while not os.path.exists(os.path.join(pause, "go")):
+        if time.monotonic() > deadline:
+            raise PipelineFailed("test hook: gave up waiting for the go file")
+        time.sleep(0.05)
+
+
+def write_empty_kept(staging: str, schema: pa.Schema, num_shards: int, compression: str) -> None:
+    """An empty, schema-correct ``kept/`` shard when nothing was kept: readers of
+    ``OUTPUT/kept/*.parquet`` find the folder and the columns either way."""
+    kept = FileSystems.join(staging, "kept")
+    if any(p.endswith(".parquet") for p in _listing(kept)):
+        return
+    path = FileSystems.join(kept, f"part-00000-of-{num_shards:05d}.parquet")
+    if "://" not in path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        pq.write_table(schema.empty_table(), handle, compression=compression)
+
+
+def mixing_weights_note(cfg: Config) -> str | None:
+    """A console warning when the mixture weights do not sum to 1 (they are normalised)."""
+    if not cfg.stages.mixing.enabled:
+        return None
+    weights = cfg.stages.mixing.weights
+    total = math.fsum(weights.values())
+    if abs(total - 1.0) <= 1e-9:
+        return None
+    normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in weights.items())
+    return (f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
+            "(recorded in mixture.json)")
+
+
 def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrite: bool = False,
-        beam_args: list[str] | None = None, log=print, skip_bad_shards: bool = False) -> RunResult:
-    """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure."""
+        beam_args: list[str] | None = None, log=print, skip_bad_shards: bool = False,
+        config_files: list[str] | None = None) -> RunResult:
+    """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure.
+
+    Everything that can be known before the run is checked before it: the
+    output path, every input footer, every stage's models, benchmark files and
+    settings.  Then the run takes the output's lock (``output_lock``) and holds
+    it until it has published."""
     started = time.time()
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
+    check_output_path(output)
     patterns = input_paths or cfg.input.paths or [sample_corpus_path()]
     paths = expand_inputs(patterns)
     skipped: list | None = [] if skip_bad_shards else None
@@ -346,54 +454,74 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         paths = [p for p in paths if p not in bad]
         for path, reason in skipped:
             log(f"[curate] skipped bad shard: {reason}")
-    prepare_output(output, overwrite)
-    clean_stale_staging(output)
-    staging = FileSystems.join(output, TMP_PREFIX + uuid.uuid4().hex[:12])
-    log(f"[curate] {len(paths)} input file(s), {input_rows:,} rows -> {output}")
+    run_id = uuid.uuid4().hex[:12]
+    staging = FileSystems.join(output, TMP_PREFIX + run_id)
+    stages = make_stages(cfg, columns, input_schema(cfg, paths, schema), staging, input_rows)
+    note = mixing_weights_note(cfg)
+    if note:
+        log(f"[curate] {note}")
 
-    beam_args = pipeline_args(cfg, beam_args or [], input_rows)
-    options = PipelineOptions(beam_args)
-    p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
-    try:
-        ran = build_pipeline(p, cfg, paths, schema, staging, input_rows)
-    except BaseException:
-        shutil.rmtree(p.local_tempdir, ignore_errors=True)  # Beam removes it only when the pipeline runs
-        raise
-    _run_pipeline(p)
+    with OutputLock(output, staging, run_id):
+        prepare_output(output, overwrite)
+        clean_stale_staging(output, keep=staging)
+        log(f"[curate] {len(paths)} input file(s), {input_rows:,} rows -> {output}")
 
-    stats = _read_json(FileSystems.join(staging, STATS_FILE))
-    written_path = FileSystems.join(staging, WRITTEN_FILE)
-    written = _read_json(written_path) if FileSystems.exists(written_path) else {}
-    funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows)
-    funnel["skipped_shards"] = [{"path": path, "reason": reason} for path, reason in (skipped or [])]
-    if not funnel["conservation"]["ok"]:
-        raise ConservationError("; ".join(funnel["conservation"]["problems"]) + f" (staged output kept in {staging})")
-    plan_path = FileSystems.join(staging, MIXTURE_PLAN_FILE)
-    if FileSystems.exists(plan_path):
-        mixture = funnel_mod.mixture_report(_read_json(plan_path), funnel)
-        funnel["mixture"] = mixture
-        _write_text(FileSystems.join(staging, "mixture.json"), funnel_mod.dumps(mixture))
-    _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
-    contamination = next((s["contamination"] for s in funnel["stages"] if s.get("contamination")), None)
-    if contamination is not None:
-        _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
-    _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
-    samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
-    report_mod.write_report(staging, funnel, samples)
-    seconds = time.time() - started
-    run_info = {
-        "curate_version": curate.__version__,
-        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 3),
-        "inputs": paths,
-        "input_rows": input_rows,
-        "beam_args": beam_args or [],
-        "config": config_to_dict(cfg),
-        "stages_run": [name for _, name in ran],
-    }
-    _write_text(FileSystems.join(staging, "run.json"), json.dumps(run_info, indent=2, sort_keys=True) + "\n")
-    publish(staging, output)
-    _write_text(FileSystems.join(output, "_SUCCESS"), "")
+        beam_args = pipeline_args(cfg, beam_args or [], input_rows)
+        options = PipelineOptions(beam_args)
+        p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
+        try:
+            ran = build_pipeline(p, cfg, paths, schema, staging, input_rows, stages=stages)
+        except BaseException:
+            shutil.rmtree(p.local_tempdir, ignore_errors=True)  # Beam removes it only when the pipeline runs
+            raise
+        _run_pipeline(p)
+        kept_schema = input_schema(cfg, paths, schema)
+        for stage in stages:
+            kept_schema = stage.output_schema(kept_schema)
+        write_empty_kept(staging, kept_schema, cfg.output.num_shards, _compression(cfg))
+        before_publish(staging)
+
+        stats = _read_json(FileSystems.join(staging, STATS_FILE))
+        written_path = FileSystems.join(staging, WRITTEN_FILE)
+        pipeline_written = _read_json(written_path) if FileSystems.exists(written_path) else {}
+        # conservation counts what is about to be published: the footers of these very files
+        files = staged_files(staging)
+        routed_stage = next((s.name for s in stages if getattr(s, "route", False)), None)
+        written = published_rows(files, staging, routed_stage)
+        funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows,
+                                         pipeline_written=pipeline_written)
+        funnel["skipped_shards"] = [{"path": path, "reason": reason} for path, reason in (skipped or [])]
+        if not funnel["conservation"]["ok"]:
+            raise ConservationError("; ".join(funnel["conservation"]["problems"])
+                                    + f" (nothing was published; staged output kept in {staging})")
+        plan_path = FileSystems.join(staging, MIXTURE_PLAN_FILE)
+        if FileSystems.exists(plan_path):
+            mixture = funnel_mod.mixture_report(_read_json(plan_path), funnel)
+            funnel["mixture"] = mixture
+            _write_text(FileSystems.join(staging, "mixture.json"), funnel_mod.dumps(mixture))
+        _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
+        contamination = next((s["contamination"] for s in funnel["stages"] if s.get("contamination")), None)
+        if contamination is not None:
+            _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
+        _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
+        samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
+        report_mod.write_report(staging, funnel, samples)
+        seconds = time.time() - started
+        run_info = {
+            "curate_version": curate.__version__,
+            "run_id": run_id,
+            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3),
+            "inputs": paths,
+            "input_rows": input_rows,
+            "beam_args": beam_args or [],
+            "config_files": list(config_files or []),
+            "config": config_to_dict(cfg),
+            "stages_run": [name for _, name in ran],
+        }
+        _write_text(FileSystems.join(staging, "run.json"), json.dumps(run_info, indent=2, sort_keys=True) + "\n")
+        publish(staging, output, staged_files(staging))
+        _write_text(FileSystems.join(output, "_SUCCESS"), "")
     return RunResult(output, funnel, seconds)
 
 

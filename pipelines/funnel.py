@@ -46,9 +46,12 @@ def _pct(part: int, whole: int):
 
 
 def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float,
-                 written: dict | None = None, input_rows: int | None = None) -> dict:
+                 written: dict | None = None, input_rows: int | None = None,
+                 pipeline_written: dict | None = None) -> dict:
     """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline;
-    ``ran``: (slot, name) of the stages run, in order."""
+    ``ran``: (slot, name) of the stages run, in order; ``written``: rows per
+    published folder read from the staged files' Parquet footers;
+    ``pipeline_written``: the rows the pipeline's writers reported."""
     ran_by_slot = dict(ran)
     sums: dict[tuple, tuple[int, int]] = {}
     for stage, kind, reason, docs, chars in stats:
@@ -146,6 +149,17 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 w = written.get(f"rejects/{s['name']}", 0) + written.get(f"routed/{s['name']}", 0)
                 if w != s["rejected"]["docs"]:
                     problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
+        published = (written.get("kept", 0) - sum(s.get("repeats", {}).get("docs", 0) for s in stages)
+                     + sum(n for label, n in written.items() if label.startswith(("rejects/", "routed/"))))
+        if input_rows is not None and published != input_rows:
+            problems.append(f"output: the files to publish hold {published} distinct documents (kept, rejects, "
+                            f"routed) != {input_rows} rows in the input files")
+    for label, n in sorted((pipeline_written or {}).items()):
+        if label.startswith("cuts/"):
+            continue
+        on_disk = (written or {}).get(label, 0)
+        if on_disk != n:
+            problems.append(f"output: the pipeline wrote {n} rows to {label}, the staged files hold {on_disk}")
 
     run_stages = {s["slot"]: s for s in stages if s["status"] == "run"}
     reference = []
@@ -205,6 +219,8 @@ def render_markdown(funnel: dict) -> str:
         "",
         f"Tokens are estimated at {funnel['tokens_per_char']} tokens per character.",
         "",
+        *(["The input holds no documents: every stage ran on nothing; `kept/` holds one empty shard.", ""]
+          if not raw["docs"] else []),
         "| stage | in | kept | dropped | % of previous | % of raw | chars kept | est. tokens kept | per 1B raw |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| raw | | {_fmt_int(raw['docs'])} | | | 100.00% | {_fmt_int(raw['chars'])} | {_fmt_int(raw['tokens_est'])} | {_fmt_int(PROJECTION_RAW)} |",
