@@ -1,6 +1,8 @@
 """The ``curate`` command.
 
-  curate run [--config FILE] [--input GLOB ...] [--output DIR] [--overwrite] [BEAM OPTIONS...]
+  curate run [--config FILE ...] [--input GLOB|DIR ...] [--output DIR] [--overwrite] [BEAM OPTIONS...]
+  curate config show [--config FILE ...]
+  curate config check FILE [FILE ...]
   curate funnel DIR
   curate job-service [--port N] [--worker-pool-port N]
 
@@ -21,8 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="curate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the curation pipeline (default: the bundled sample corpus)")
-    run.add_argument("--config", help="YAML config (default: the packaged configs/default.yaml)")
-    run.add_argument("--input", action="append", help="Parquet glob or path; repeatable (overrides input.paths)")
+    run.add_argument("--config", action="append",
+                     help="YAML config layered over the packaged defaults; repeatable, later wins key by key")
+    run.add_argument("--input", action="append",
+                     help="Parquet glob, file or folder (every *.parquet under it); repeatable (overrides input.paths)")
     run.add_argument("--output", default="out", help="output folder or URL (default: ./out)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     run.add_argument("--skip-bad-shards", action="store_true",
@@ -35,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument("--worker-pool-port", type=int, metavar="N",
                          help="also start a pool of SDK worker processes on this port (0 picks a free one), "
                               "for --environment_type=EXTERNAL --environment_config=localhost:N")
+    config = sub.add_parser("config", help="show the merged config, or check config files without running")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the validated config: the defaults with each --config layered over")
+    show.add_argument("--config", action="append", help="YAML config layered over the defaults; repeatable")
+    check = config_sub.add_parser("check", help="validate config files (each layered over the defaults) and their "
+                                  "models, benchmark files and language codes, without running")
+    check.add_argument("files", nargs="+", help="YAML config files")
     funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
     funnel.add_argument("output", help="output folder of a finished run")
     report = sub.add_parser("report", help="regenerate report.html of a finished run from its JSON")
@@ -67,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     from curate.classifiers.benchmark_sets import BenchmarkFormatError
     from curate.classifiers.quality import ModelFormatError
     from curate.transforms.io import InputError
+    from curate.pipelines.output_lock import OutputLocked, OutputNotWritable
     from curate.transforms.stage import ColumnClashError
 
     if args.command == "train-quality":
@@ -102,6 +114,32 @@ def main(argv: list[str] | None = None) -> int:
             return _error(str(exc))
         return 0
 
+    if args.command == "config":
+        import yaml
+
+        from curate.pipelines.config import config_to_dict
+
+        files = (args.config or []) if args.config_command == "show" else args.files
+        layers = [files] if args.config_command == "show" else [[f] for f in files]
+        failed = 0
+        for layer in layers:
+            try:
+                cfg = load_config(layer)
+                build.check_stages(cfg)
+            except (ConfigError, ModelFileError, ModelFormatError, BenchmarkFormatError, ColumnClashError) as exc:
+                message = str(exc)
+                if layer and not message.startswith(layer[-1]):
+                    message = f"{layer[-1]}: {message}"
+                _error(message)
+                failed += 1
+                continue
+            if args.config_command == "show":
+                print(f"# defaults{''.join(' + ' + f for f in layer)}")
+                print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+            else:
+                print(f"{layer[0]}: ok")
+        return EXIT_USAGE if failed else 0
+
     if args.command == "job-service":
         from curate.pipelines import job_service
 
@@ -122,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                 beam_args = stack.enter_context(LocalDaskCluster(args.dask_workers)) + beam_args
             result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
                                beam_args=beam_args, log=lambda m: print(m, file=sys.stderr),
-                               skip_bad_shards=args.skip_bad_shards)
+                               skip_bad_shards=args.skip_bad_shards, config_files=args.config)
     except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
-            ModelFormatError, BenchmarkFormatError) as exc:
+            ModelFormatError, BenchmarkFormatError, OutputLocked, OutputNotWritable) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)

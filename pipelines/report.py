@@ -4,19 +4,35 @@ Self-contained (inline CSS and SVG, no script, no network).  Built from
 ``funnel.json`` and ``samples.json`` of a finished run, so ``curate report DIR``
 regenerates it; the samples (a few dropped documents per stage and reason) are
 chosen in the pipeline (``transforms.stage.SampleRejects``).  Every piece of
-document text is HTML-escaped.
+document text is HTML-escaped, and control characters from the data (NUL,
+ESC, bidirectional overrides such as U+202E) are shown as ``\u202e`` rather
+than passed through: a document must not be able to reorder the report's text.
 """
 from __future__ import annotations
 
 import html
 import json
+import re
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 
+# C0 and C1 controls (tab and newline excepted), DEL, and the Unicode bidirectional
+# marks, embeddings, overrides and isolates (U+061C, U+200E-F, U+202A-E, U+2066-9).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(visible_controls(str(value)), quote=True)
+
+
+def _n(value) -> str:
+    return "–" if value is None else f"{value:,}"
 
 
 def _pct(p) -> str:
@@ -48,7 +64,7 @@ def _funnel_chart(funnel: dict) -> str:
         rows.append((f"{r['step']} (reference)", r["reference_pct_of_raw"] or 0, _pct(r["reference_pct_of_raw"])))
         measured = r["measured_pct_of_raw"]
         rows.append((f"{r['step']} (measured)", measured or 0,
-                     "not run" if measured is None else f"{_pct(measured)} → {r['projected_per_1B_raw']:,} per 1B raw"))
+                     "not run" if measured is None else f"{_pct(measured)} → {_n(r['projected_per_1B_raw'])} per 1B raw"))
     width, label_width, h = 760, 230, 22
     parts = [f'<svg width="{width}" height="{h * len(rows) + 4}" role="img" aria-label="funnel">']
     for i, (label, value, text) in enumerate(rows):
@@ -104,6 +120,8 @@ def render_html(funnel: dict, samples: dict) -> str:
            f"{funnel['tokens_per_char']} tokens/char) → {funnel['final']['docs']:,} kept. Conservation check: "
            + ("<span class=ok>passed</span>" if cons["ok"] else f"<span class=bad>FAILED</span>: {_e('; '.join(cons['problems']))}")
            + "</p>",
+           *(["<p><b>The input holds no documents</b>: every stage ran on nothing, and <code>kept/</code> holds "
+              "one empty shard with the output schema.</p>"] if not raw["docs"] else []),
            "<h2>Funnel beside the Phi reference</h2>", _funnel_chart(funnel),
            "<table><tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>% of previous</th><th>% of raw</th>"
            "<th>est. tokens kept</th><th>per 1B raw</th></tr>"]
@@ -113,7 +131,7 @@ def render_html(funnel: dict, samples: dict) -> str:
             continue
         out.append(f"<tr><td>{_e(s['name'])}</td><td>{s['in']['docs']:,}</td><td>{s['kept']['docs']:,}</td>"
                    f"<td>{s['rejected']['docs']:,}</td><td>{_pct(s['pct_of_previous'])}</td><td>{_pct(s['pct_of_raw'])}</td>"
-                   f"<td>{s['kept']['tokens_est']:,}</td><td>{s['projected_per_1B_raw']:,}</td></tr>")
+                   f"<td>{s['kept']['tokens_est']:,}</td><td>{_n(s['projected_per_1B_raw'])}</td></tr>")
     out.append("</table>")
 
     out.append("<h2>Why documents were dropped</h2>")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -34,17 +35,45 @@ class InputError(Exception):
     """A whole-input problem (file, column, type): stop before writing output."""
 
 
+def _hidden(relative: str) -> bool:
+    """Files Spark, Hive and Hadoop write beside the data: ``_SUCCESS``, ``_metadata``,
+    ``.part-0.crc``, ``_temporary/``, hidden folders."""
+    return any(part.startswith(("_", ".")) for part in relative.replace("\\", "/").split("/") if part)
+
+
+def _folder_shards(folder: str) -> list[str]:
+    """Every ``*.parquet`` under ``folder``, recursively, skipping hidden and bookkeeping files."""
+    if "://" not in folder:
+        found = []
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not _hidden(d)]
+            found += [os.path.join(root, f) for f in files if f.endswith(".parquet") and not _hidden(f)]
+        return sorted(found)
+    base = folder.rstrip("/") + "/"
+    results = FileSystems.match([base + "**"])
+    return sorted(m.path for r in results for m in r.metadata_list
+                  if m.path.endswith(".parquet") and not _hidden(m.path[len(base):]))
+
+
 def expand_inputs(patterns: list[str]) -> list[str]:
-    """Glob every pattern through FileSystems; sorted, de-duplicated paths."""
+    """Glob every pattern through FileSystems; sorted, de-duplicated paths.
+
+    A folder (local, or a remote prefix ending in ``/``) stands for every
+    ``*.parquet`` under it, recursively, as Spark and datatrove read a dataset
+    folder; names starting with ``_`` or ``.`` are skipped there."""
     paths: set[str] = set()
     for pattern in patterns:
+        is_folder = os.path.isdir(pattern) if "://" not in pattern else pattern.endswith("/")
         try:
-            results = FileSystems.match([pattern])
+            if is_folder:
+                matched = _folder_shards(pattern)
+            else:
+                matched = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
         except Exception as exc:  # Beam raises BeamIOError with a nested dict
             raise InputError(f"input {pattern!r}: cannot list files ({exc})") from exc
-        matched = [m.path for r in results for m in r.metadata_list]
         if not matched:
-            raise InputError(f"input {pattern!r} matches no files")
+            raise InputError(f"input {pattern!r} " + ("is a folder with no *.parquet file under it" if is_folder
+                                                      else "matches no files"))
         paths.update(matched)
     return sorted(paths)
 
