@@ -13,25 +13,28 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import keep_beam_tempdir_in, run_pipeline
+from conftest import keep_beam_tempdir_in
 
 from curate.pipelines import build
 from curate.pipelines.build import sample_corpus_path
-from curate.pipelines.config import config_from_dict, load_config
+from curate.pipelines.config import config_from_dict, load_config, load_config_data
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
-    files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*.parquet")}
-    files["funnel.json"] = (out / "funnel.json").read_bytes()
+    """Every published file but run.json (which says when, where and how), byte for byte."""
+    files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    assert "funnel.json" in files and "report.html" in files and "mixture.json" in files, sorted(files)
     return files
 
 
 @pytest.fixture(scope="module")
 def direct_output(tmp_path_factory):
+    """The default config (the packaged defaults, as `curate run` loads them) on one in-process worker."""
     out = tmp_path_factory.mktemp("direct") / "out"
-    run_pipeline([sample_corpus_path()], out, beam_args=["--direct_num_workers=1"])
+    build.run(load_config(), str(out), input_paths=[sample_corpus_path()], beam_args=["--direct_num_workers=1"],
+              log=lambda m: None)
     return _outputs(out)
 
 
@@ -62,7 +65,7 @@ def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, 
     process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
-        cfg = yaml.safe_load((CONFIGS / "portable.yaml").read_text())
+        cfg = load_config_data([str(CONFIGS / "portable.yaml")])  # layered over the defaults, as `curate run`
         cfg["runner"]["options"]["job_endpoint"] = f"localhost:{port}"
         if service == "curate":
             _wait_for_port(pool_port, process)
