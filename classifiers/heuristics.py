@@ -114,7 +114,7 @@ SENTENCE_PUNCT = frozenset(_rules.SENTENCE_PUNCT)  # spaCy sentencizer's punct_c
 CJK_LANGUAGES = frozenset({"ja", "jpn", "zho", "cmn", "yue", "wuu"})  # not "zh": see tokenizer_for
 _SPACY_LANGUAGES = {lang for lang in _rules.RULES if lang != "xx"}
 _CJK_RUN = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f])")
-_MAX_CACHE = 1 << 20  # chunks cached per tokenizer; cleared when full (output does not depend on it)
+_MAX_CACHE = 1 << 20  # chunks (and distinct words) kept per tokenizer; forgotten when full, between batches
 
 
 def _is_punct(token: str) -> bool:
@@ -126,18 +126,15 @@ _CLOSERS = frozenset(',;:!?)"')
 
 
 class _ChunkCache(dict):
-    """chunk -> word ids, computed on a miss; cleared when full (the ids of a chunk do not
-    depend on what else is cached, so neither does any output)."""
+    """chunk -> value, computed on a miss."""
 
     def __init__(self, compute):
         super().__init__()
         self.compute = compute
 
-    def __missing__(self, chunk: str) -> tuple[int, ...]:
-        if len(self) >= _MAX_CACHE:
-            self.clear()
-        ids = self[chunk] = self.compute(chunk)
-        return ids
+    def __missing__(self, chunk: str):
+        value = self[chunk] = self.compute(chunk)
+        return value
 
 
 class WordTokenizer:
@@ -157,6 +154,8 @@ class WordTokenizer:
         self.tokens: list[str] = []
         self._ids: dict[str, int] = {}
         self._cache = _ChunkCache(self._chunk_ids)
+        self._classes = _ChunkCache(self._chunk_classes)  # chunk -> sentencizer class per word, "0"/"1"/"2"
+        self._class_of: list[str] = []
         self._props_n = 0
         self._props: dict[str, np.ndarray] = {}
 
@@ -259,6 +258,26 @@ class WordTokenizer:
             out.append(i)
         return tuple(out)
 
+    def trim(self) -> None:
+        """Forget the chunks and the vocabulary once either holds ``_MAX_CACHE`` entries, so
+        memory stays bounded on any number of documents.  Called between batches only (ids
+        of a batch stay valid); a chunk's words do not depend on the cache, so neither does
+        any output."""
+        if len(self._cache) >= _MAX_CACHE or len(self.tokens) >= _MAX_CACHE:
+            self.forget()
+
+    def forget(self) -> None:
+        self._cache.clear()
+        self._classes.clear()
+        self.tokens, self._ids, self._props_n, self._props, self._class_of = [], {}, 0, {}, []
+
+    def _chunk_classes(self, chunk: str) -> str:
+        ids = self._cache[chunk]
+        cls = self._class_of
+        for word in self.tokens[len(cls):]:
+            cls.append("2" if word in SENTENCE_PUNCT else "1" if _is_punct(word) else "0")
+        return "".join(cls[i] for i in ids)
+
     def word_ids(self, text: str) -> list[int]:
         return list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
 
@@ -267,7 +286,7 @@ class WordTokenizer:
 
     def props(self) -> dict[str, np.ndarray]:
         """Per-id arrays: ``len``, ``alpha`` (has a letter), ``non_symbol`` (a character
-        outside datatrove's punctuation), ``punct`` (spaCy is_punct), ``sent_punct``."""
+        outside datatrove's punctuation)."""
         n = len(self.tokens)
         if n != self._props_n:
             new = self.tokens[self._props_n:]
@@ -275,8 +294,6 @@ class WordTokenizer:
                 "len": np.fromiter(map(len, new), np.int64, len(new)),
                 "alpha": np.fromiter((any(c.isalpha() for c in w) for w in new), np.bool_, len(new)),
                 "non_symbol": np.fromiter((any(c not in PUNCTUATION for c in w) for w in new), np.bool_, len(new)),
-                "punct": np.fromiter(map(_is_punct, new), np.bool_, len(new)),
-                "sent_punct": np.fromiter((w in SENTENCE_PUNCT for w in new), np.bool_, len(new)),
             }
             self._props = {k: np.concatenate([self._props[k], v]) if self._props else v for k, v in add.items()}
             self._props_n = n
@@ -293,8 +310,7 @@ def reset_word_caches() -> None:
     """Forget every cached chunk and vocabulary (compiled rules stay): for benchmarks that
     time a cold start, as datatrove's spaCy starts with an empty cache."""
     for tok in _TOKENIZERS.values():
-        tok._cache.clear()
-        tok.tokens, tok._ids, tok._props_n, tok._props = [], {}, 0, {}
+        tok.forget()
 
 
 def tokenizer_for(lang: str | None) -> WordTokenizer:
@@ -335,15 +351,17 @@ class _Words:
 
     def __init__(self, texts: list[str], languages: list[str | None]):
         self.tok = [tokenizer_for(lang) for lang in languages]
+        # the documents of each distinct tokenizer (its ids are its own)
+        self.groups = {}
+        for i, tok in enumerate(self.tok):
+            self.groups.setdefault(id(tok), (tok, []))[1].append(i)
+        for tok, _ in self.groups.values():
+            tok.trim()
         per_doc = [tok.word_ids(t) for tok, t in zip(self.tok, texts)]
         self.counts = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
         self.offsets = np.zeros(len(per_doc) + 1, np.int64)
         np.cumsum(self.counts, out=self.offsets[1:])
         self.ids = np.fromiter(chain.from_iterable(per_doc), np.int64, int(self.offsets[-1]))
-        # which tokenizer each word's id belongs to: one per distinct tokenizer of the batch
-        self.groups = {}
-        for i, tok in enumerate(self.tok):
-            self.groups.setdefault(id(tok), (tok, []))[1].append(i)
 
     def prop(self, name: str) -> np.ndarray:
         """Per word, the property ``name`` of its token (as in ``WordTokenizer.props``)."""
@@ -466,11 +484,19 @@ def _find_duplicates(parts: list[str]) -> tuple[int, int]:
 
 @numba.njit(cache=True, nogil=True)
 def _ngram_groups(ids, a, b, n):
-    """Per n-gram of ``ids[a:b]`` (``b - a - n + 1`` of them): a dense group number, equal
-    for equal n-grams, and how many groups; n-grams are keyed by a mixed 64-bit
-    polynomial of their word ids."""
+    """Per n-gram of ``ids[a:b]`` (``b - a - n + 1`` of them): a group number, equal for
+    equal n-grams and numbered in order of first occurrence, and how many groups.
+    N-grams are keyed by a mixed 64-bit polynomial of their word ids, grouped in an
+    open-addressing table."""
     m = b - a - n + 1
-    keys = np.empty(m, np.uint64)
+    cap = 16
+    while cap < 2 * m:
+        cap <<= 1
+    mask = cap - 1
+    table_key = np.empty(cap, np.uint64)
+    table_group = np.full(cap, -1, np.int64)
+    group = np.empty(m, np.int64)
+    g = 0
     for i in range(m):
         h = np.uint64(0)
         for k in range(n):
@@ -478,15 +504,15 @@ def _ngram_groups(ids, a, b, n):
         h ^= h >> np.uint64(31)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(29)
-        keys[i] = h
-    order = np.argsort(keys, kind="mergesort")
-    group = np.empty(m, np.int64)
-    g = -1
-    for j in range(m):
-        if j == 0 or keys[order[j]] != keys[order[j - 1]]:
+        slot = np.int64(h & np.uint64(mask))
+        while table_group[slot] >= 0 and table_key[slot] != h:
+            slot = (slot + 1) & mask
+        if table_group[slot] < 0:
+            table_group[slot] = g
+            table_key[slot] = h
             g += 1
-        group[order[j]] = g
-    return group, g + 1
+        group[i] = table_group[slot]
+    return group, g
 
 
 @numba.njit(cache=True, nogil=True)
@@ -520,8 +546,8 @@ def _repetition_kernel(ids, word_len, offsets, sizes, top_ns, top_fracs, dup_ns,
                 if first[group[i]] < 0:
                     first[group[i]] = i
             best, pos = 0, 0
-            for g in range(n_groups):
-                if count[g] > best or (count[g] == best and first[g] < pos):
+            for g in range(n_groups):  # groups are in order of first occurrence: the first max wins
+                if count[g] > best:
                     best, pos = count[g], first[g]
             chars = (csum[pos + n] - csum[pos] + n - 1) * best
             if chars / size > top_fracs[r]:
@@ -615,22 +641,16 @@ _END_PUNCT = (".", "?", "!", '"', "'")
 _POLICY = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
+_BOUNDARY = re.compile("2[12]*0")
+
+
 def _sentences(tok: WordTokenizer, line: str) -> int:
     """spaCy's sentencizer on ``line``: a sentence starts at the first token that is neither
-    punctuation nor a sentence-final mark after a sentence-final mark."""
-    ids = tok.word_ids(line)
-    if not ids:
-        return 0  # pragma: no cover - kept lines have words
-    props = tok.props()
-    punct, sent = props["punct"], props["sent_punct"]
-    count, seen = 1, False
-    for i in ids:
-        if sent[i]:
-            seen = True
-        elif seen and not punct[i]:
-            count += 1
-            seen = False
-    return count
+    punctuation nor a sentence-final mark after a sentence-final mark.  Over the words'
+    classes (0 other, 1 punctuation, 2 sentence-final, cached per chunk) a boundary is
+    ``2[12]*0``."""
+    classes = "".join(map(tok._classes.__getitem__, line.split()))
+    return 1 + len(_BOUNDARY.findall(classes)) if classes else 0
 
 
 def c4_filter(texts, config: C4Config = C4Config(), languages=None):
@@ -655,13 +675,16 @@ def c4_filter(texts, config: C4Config = C4Config(), languages=None):
     reasons: list[str | None] = [None] * n
     edited: list[str | None] = [None] * n
     removed = [0] * n
+    for tok in {id(t): t for t in map(tokenizer_for, set(langs))}.values():
+        tok.trim()
     for d, text in enumerate(texts):
         tok = tokenizer_for(langs[d])
         kept, sentences, reason = [], 0, None
         for line in text.splitlines():
             line = line.strip()
             words = line.split()
-            if c.max_word_length != -1 and any(len(w) > c.max_word_length for w in words):
+            if c.max_word_length != -1 and len(line) > c.max_word_length and \
+                    any(len(w) > c.max_word_length for w in words):
                 continue
             if c.remove_citations and "[" in line:
                 line = _CITATION.sub("", line)
