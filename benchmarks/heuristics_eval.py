@@ -17,7 +17,7 @@ the ``zh`` assignment and give ``ja``/``cmn`` one word per Han/Kana character; t
 Chinese documents are also run as ``cmn`` on both sides (datatrove: jieba) to measure
 what per-character words change there.
 
-usage: python benchmarks/heuristics_eval.py --datatrove-python /work/dtvenv/bin/python
+usage: python benchmarks/heuristics_eval.py --datatrove-python /work/dtvenv/bin/python [--datatrove-cache DIR]
 """
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ TARGET_AGREEMENT = 0.995
 
 def run_datatrove(python: str, path: Path, lang_column: str, work: Path, name: str) -> dict:
     out = work / f"dt-{name}.json"
+    if out.is_file():  # --datatrove-cache from an earlier run (same datatrove, same data)
+        return json.loads(out.read_text())
     subprocess.run([python, str(Path(__file__).with_name("datatrove_heuristics_side.py")), str(path), str(out),
                     "--lang-column", lang_column], check=True, capture_output=True, text=True)
     return json.loads(out.read_text())
@@ -159,12 +161,14 @@ def report(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datatrove-python", required=True, help="python of a venv with datatrove ('.[bench]')")
+    parser.add_argument("--datatrove-cache", help="folder keeping datatrove's decisions and timings between runs")
     args = parser.parse_args()
     version = subprocess.run([args.datatrove_python, "-c", "import importlib.metadata as m; print(m.version('datatrove'))"],
                              check=True, capture_output=True, text=True).stdout.strip()
     results = {"machine": machine_facts(), "datatrove_version": version, "datasets": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.datatrove_cache or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name, path, lang_column in DATASETS:
             if not path.is_file():
                 sys.exit(f"{path} not found")
