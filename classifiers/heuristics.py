@@ -123,6 +123,12 @@ def _is_punct(token: str) -> bool:
 
 
 _CLOSERS = frozenset(',;:!?)"')
+# a letters-only word wrapped in opening and closing marks (no full stop: abbreviations),
+# each mark its own word; in English, a word joined to a word by a hyphen or dash
+# (spaCy's infix; French keeps "-il" and the like): the tests hold these fast paths to
+# the rules on every chunk of the real documents
+_WRAPPED = re.compile(r"([(\[\u201c\u2018\"]*)([^\W\d_]+)([)\],;:!?\u201d\u2019\".]*)\Z")
+_HYPHENATED = re.compile(r"([^\W\d_]+)([-\u2014\u2013])([^\W\d_]+)\Z")
 
 
 class _ChunkCache(dict):
@@ -236,6 +242,14 @@ class WordTokenizer:
         if head.isalpha() and not (self.cjk and _CJK_RUN.search(head)) and (
                 last in _CLOSERS or (last == "." and head[-1].islower() and head.isascii())):
             return [*specials.get(head, (head,)), last]
+        m = _WRAPPED.match(chunk)
+        if m and not (self.cjk and _CJK_RUN.search(chunk)):
+            opening, core, closing = m.groups()
+            if core not in specials and "." not in closing and "".join(closing[:2]) != "''":
+                return [*opening, core, *closing]
+        m = _HYPHENATED.match(chunk) if self.lang == "en" else None
+        if m and not (self.cjk and _CJK_RUN.search(chunk)):
+            return list(m.groups())
         return self._slow_words(chunk)
 
     def _slow_words(self, chunk: str) -> list[str]:

@@ -65,7 +65,7 @@ def test_words_are_spacys():
 def test_fast_paths_match_the_rules(docs):
     """The cached fast paths give what spaCy's affix loop gives, on every chunk of 400 real documents."""
     texts = [d["text"] for d in list(docs.values())[:400]]
-    for lang in ("en", "fr", "de"):
+    for lang in ("en", "fr", "de", "es", "pt", "ru", "ja"):
         tok = H.tokenizer_for(lang)
         for chunk in {c for t in texts for c in t.split()}:
             assert tok._chunk_words(chunk) == tok._slow_words(chunk), (lang, chunk)
