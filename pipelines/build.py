@@ -38,19 +38,11 @@ from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
-from curate.transforms import beam_speedups
-from curate.transforms.exact_dedup import ExactDedup
-from curate.transforms.key_blocks import auto_partitions, removal_join
-from curate.classifiers.minhash import optimal_bands
-from curate.transforms.language import LanguageFilter
-from curate.transforms.decontaminate import CUT_SCHEMA, Decontaminate
-from curate.transforms.near_dedup import NearDedup, auto_rounds
-from curate.transforms.quality import QualityThreshold, TextbookHeuristics
+from curate.transforms import beam_speedups, registry
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   open_parquet, write_json)
-from curate.transforms.mixing import Mix
-from curate.transforms.stage import IN, KEPT, REJECTED, Columns, CountDocs, Rebatch, SampleRejects, sum_pairs
-from curate.transforms.validate import InputCheck
+from curate.transforms.stage import (IN, KEPT, KEPT_BY_GROUP, REJECTED, REPEATS, Columns, CountDocs, Rebatch,
+                                     SampleRejects, sum_pairs)
 
 TMP_PREFIX = "_tmp-"
 STATS_FILE = "_stats.json"
@@ -66,46 +58,17 @@ def sample_corpus_path() -> str:
     return str(resources.files("curate.sample").joinpath("sample.parquet"))
 
 
-MIXTURE_PLAN_FILE = "_mixture_plan.json"
-
-
 def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_rows: int = 0):
-    """The configured stages in recipe order; each checks its files on the driver.
+    """The configured stages in the registry's order; each checks its files on the driver.
 
     ``input_rows`` sizes the dedup shuffles (partitions) when the config leaves them null."""
-    st = cfg.stages
-    stages = [InputCheck(columns, auto_partitions(input_rows, 1))]
-    if st.exact_dedup.enabled:
-        partitions = st.exact_dedup.partitions or auto_partitions(input_rows, 1)
-        stages.append(ExactDedup(columns, partitions, st.exact_dedup.join or removal_join(input_rows)))
-    if st.near_dedup.enabled:
-        nd = dataclasses.asdict(st.near_dedup)
-        if nd["bands"] is None:
-            nd["bands"], nd["rows"] = optimal_bands(nd["threshold"], nd["num_perm"])
-        partitions = nd.pop("partitions") or auto_partitions(input_rows, nd["bands"])
-        join = nd.pop("join") or removal_join(input_rows)
-        if nd["rounds"] is None:
-            nd["rounds"] = auto_rounds(input_rows)
-        stages.append(NearDedup(columns, nd, partitions, join))
-    if st.language.enabled:
-        lang = st.language
-        stages.append(LanguageFilter(columns, lang.languages, lang.min_score, lang.model_path, lang.max_chars,
-                                     lang.non_target, lang.output_column, lang.score_column))
-    if st.quality.enabled:
-        q = st.quality
-        stages.append(QualityThreshold(columns, q.low, "quality_low", q.model_dir, rescore=True))
-        stages.append(QualityThreshold(columns, q.high, "quality_high", q.model_dir, rescore=False))
-    if st.textbook.enabled:
-        tb = st.textbook
-        stages.append(TextbookHeuristics(columns, tb.min_words, tb.min_markers, tb.check_code))
-    if st.decontamination.enabled:
-        dc = st.decontamination
-        specs = [dataclasses.asdict(b) for b in dc.benchmarks]
-        refs = _reference_texts(dc.reference_texts, columns)
-        stages.append(Decontaminate(columns, specs, dc.ngram, dc.max_item_frequency, refs))
-    if st.mixing.enabled:
-        mx = dataclasses.asdict(st.mixing)
-        stages.append(Mix(columns, mx, cfg.tokens_per_char, FileSystems.join(staging, MIXTURE_PLAN_FILE)))
+    ctx = registry.BuildContext(columns=columns, input_rows=input_rows, staging=staging,
+                                tokens_per_char=cfg.tokens_per_char, batch_size=cfg.input.batch_size)
+    stages = []
+    for spec in registry.specs():
+        stage_cfg = spec.config() if spec.always else cfg.stages.__dict__[spec.key]
+        if spec.always or stage_cfg.enabled:
+            stages += spec.build(stage_cfg, ctx)
     for stage in stages:
         stage.check()
         schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
@@ -132,14 +95,6 @@ def source_by_path(cfg: Config, paths: list[str]) -> dict:
                 out[path] = name
                 break
     return out
-
-
-def _reference_texts(paths: list[str], columns: Columns) -> list[str]:
-    texts: list[str] = []
-    for path in paths:
-        for shard in expand_inputs([path]):
-            texts += [t for t in pq.read_table(shard, columns=[columns.text]).column(0).to_pylist() if t]
-    return texts
 
 
 def _read_json(path: str):
@@ -170,15 +125,17 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
     # a stage's input is the PCollection the previous stage kept: counted once, under both keys
     current, current_keys = batches, [("raw", KEPT)]
     ran = []
-    for stage in stages if stages is not None else make_stages(cfg, columns, schema, staging, input_rows):
+    if stages is None:
+        stages = make_stages(cfg, columns, schema, staging, input_rows)
+    for stage in stages:
         result = current | stage
-        kept_once, repeat_column = result.kept, getattr(stage, "repeat_column", None)
+        kept_once, repeat_column = result.kept, stage.repeat_column
         if repeat_column:  # a repeated document counts once as kept, its copies as repeats
             kept_once = result.kept | f"FirstCopy[{stage.name}]" >> beam.Map(
                 lambda b, c=repeat_column: b.filter(pc.equal(b.column(c), 0)))
             repeats = result.kept | f"Repeats[{stage.name}]" >> beam.Map(
                 lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0)))
-            stats.append(repeats | CountDocs(stage.name, "repeats", columns.text))
+            stats.append(repeats | CountDocs(stage.name, REPEATS, columns.text))
             stats.append(kept_once | CountDocs(stage.name, KEPT, columns.text))
         stats += [
             current | CountDocs(stage.name, IN, columns.text, also=current_keys),
@@ -203,17 +160,17 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
                     cfg.output.reject_shards, columns, _compression(cfg), partition_column=stage.group_column)
                 | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
             )
-        if getattr(stage, "cuts", None) is not None:
+        if stage.cuts is not None:
             written.append(
-                stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(CUT_SCHEMA, cfg.input.batch_size)
+                stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(stage.cut_schema, cfg.input.batch_size)
                 | f"WriteCuts[{stage.name}]" >> WriteParquetShards(
-                    FileSystems.join(staging, "cuts", stage.name), CUT_SCHEMA, 1, Columns(id="id", text="cut_text"),
-                    _compression(cfg))
+                    FileSystems.join(staging, "cuts", stage.name), stage.cut_schema, 1,
+                    Columns(id="id", text="cut_text"), _compression(cfg))
                 | f"LabelCuts[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"cuts/{name}", w.rows)))
         if result.extra_stats is not None:
             stats.append(result.extra_stats)
         if stage.group_column:
-            stats.append(result.kept | CountDocs(stage.name, "kept_by_lang", columns.text, stage.group_column))
+            stats.append(result.kept | CountDocs(stage.name, KEPT_BY_GROUP, columns.text, stage.group_column))
         schema = stage.output_schema(schema)
         current, current_keys = result.kept, ([] if repeat_column else [(stage.name, KEPT)])
         ran.append((stage.slot, stage.name))
@@ -223,8 +180,8 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         current
         | "WriteKept" >> WriteParquetShards(
             FileSystems.join(staging, "kept"), schema, cfg.output.num_shards, columns, _compression(cfg),
-            partition_column="mixture_source" if cfg.stages.mixing.enabled and cfg.stages.mixing.folder_per_source
-            else None)
+            partition_column=next((s.kept_partition_column for s in reversed(stages) if s.kept_partition_column),
+                                  None))
         | "LabelKept" >> beam.Map(lambda w: ("kept", w.rows))
     )
     stats_path = FileSystems.join(staging, STATS_FILE)
@@ -286,7 +243,7 @@ RUN_FILES = ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixt
 def staged_files(staging: str) -> list[str]:
     """Every file of a finished staging folder that is published (the pipeline's own bookkeeping is not)."""
     return sorted(p for p in _listing(staging)
-                  if os.path.basename(p) not in (STATS_FILE, WRITTEN_FILE, MIXTURE_PLAN_FILE))
+                  if not os.path.basename(p).startswith("_"))
 
 
 def published_rows(files: list[str], staging: str, routed_stage: str | None) -> dict[str, int]:
@@ -407,6 +364,24 @@ def before_publish(staging: str) -> None:
         time.sleep(0.05)
 
 
+def publish_stage_files(funnel: dict, staging: str) -> None:
+    """Each run stage's ``publish`` hook: files of its own (mixture.json ...) and top-level funnel keys."""
+    def read(name):
+        path = FileSystems.join(staging, name)
+        return _read_json(path) if FileSystems.exists(path) else None
+
+    def write(name, payload):
+        _write_text(FileSystems.join(staging, name), funnel_mod.dumps(payload))
+
+    for spec in registry.specs():
+        if spec.publish is None:
+            continue
+        slots = dict(spec.slots)
+        for entry in funnel["stages"]:
+            if entry["status"] == "run" and entry["slot"] in slots:
+                spec.publish(entry, funnel, read, write)
+
+
 def write_empty_kept(staging: str, schema: pa.Schema, num_shards: int, compression: str) -> None:
     """An empty, schema-correct ``kept/`` shard when nothing was kept: readers of
     ``OUTPUT/kept/*.parquet`` find the folder and the columns either way."""
@@ -486,7 +461,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         pipeline_written = _read_json(written_path) if FileSystems.exists(written_path) else {}
         # conservation counts what is about to be published: the footers of these very files
         files = staged_files(staging)
-        routed_stage = next((s.name for s in stages if getattr(s, "route", False)), None)
+        routed_stage = next((s.name for s in stages if s.route), None)
         written = published_rows(files, staging, routed_stage)
         funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows,
                                          pipeline_written=pipeline_written)
@@ -494,15 +469,8 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         if not funnel["conservation"]["ok"]:
             raise ConservationError("; ".join(funnel["conservation"]["problems"])
                                     + f" (nothing was published; staged output kept in {staging})")
-        plan_path = FileSystems.join(staging, MIXTURE_PLAN_FILE)
-        if FileSystems.exists(plan_path):
-            mixture = funnel_mod.mixture_report(_read_json(plan_path), funnel)
-            funnel["mixture"] = mixture
-            _write_text(FileSystems.join(staging, "mixture.json"), funnel_mod.dumps(mixture))
+        publish_stage_files(funnel, staging)
         _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
-        contamination = next((s["contamination"] for s in funnel["stages"] if s.get("contamination")), None)
-        if contamination is not None:
-            _write_text(FileSystems.join(staging, "contamination.json"), funnel_mod.dumps(contamination))
         _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
         samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
         report_mod.write_report(staging, funnel, samples)

@@ -7,23 +7,11 @@ from __future__ import annotations
 
 import json
 
-from curate.classifiers.text import estimate_tokens
-
-# The recipe's stages in order.  A stage that is not configured or not built
-# yet is listed as "not run", never given numbers.
-# (slot, name shown when the stage did not run); a run stage shows its own name
-# (e.g. quality>=0.6 when the threshold is configured so).
-STAGE_SLOTS = [
-    ("input_check", "input_check"),
-    ("exact_dedup", "exact_dedup"),
-    ("near_dedup", "near_dedup"),
-    ("language", "language"),
-    ("quality_low", "quality>=0.5"),
-    ("quality_high", "quality>=0.8"),
-    ("textbook", "textbook"),
-    ("decontamination", "decontamination"),
-    ("mixing", "mixing"),
-]
+from curate.transforms import registry
+from curate.transforms.render import fmt_int as _fmt_int
+from curate.transforms.render import fmt_pct as _fmt_pct
+from curate.transforms.render import size as _size
+from curate.transforms.stage import CUT, REPEATS
 
 # Phi recipe reference funnel (documents): raw 1,000M -> dedup 400M ->
 # language 200M -> quality>=0.5 20M -> quality>=0.8 5M.
@@ -35,10 +23,6 @@ REFERENCE = [
     ("quality >= 0.8", 5_000_000, ["quality_high"]),
 ]
 PROJECTION_RAW = 1_000_000_000
-
-
-def _size(docs: int, chars: int, tokens_per_char: float) -> dict:
-    return {"docs": docs, "chars": chars, "tokens_est": estimate_tokens(chars, tokens_per_char)}
 
 
 def _pct(part: int, whole: int):
@@ -63,7 +47,7 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     raw_docs, raw_chars = get("raw", "kept")
     stages, problems = [], []
     previous, previous_chars = raw_docs, raw_chars
-    for slot, default_name in STAGE_SLOTS:
+    for spec, (slot, default_name) in ((spec, slot) for spec in registry.specs() for slot in spec.slots):
         if slot not in ran_by_slot:
             stages.append({"name": default_name, "slot": slot, "status": "not run"})
             continue
@@ -77,52 +61,21 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
         }
         rej_d = sum(r["docs"] for r in by_reason.values())
         rej_c = sum(r["chars"] for r in by_reason.values())
-        cut_d, cut_c = get(name, "cut")  # characters cut out of kept documents (decontamination)
+        cut_d, cut_c = get(name, CUT)  # characters cut out of kept documents (decontamination)
         if in_d != kept_d + rej_d or in_c != kept_c + rej_c + cut_c:
             problems.append(f"{name}: in {in_d} docs != kept {kept_d} + rejected {rej_d}")
         if in_d != previous:
             problems.append(f"{name}: in {in_d} docs != {previous} docs left by the previous stage")
-        kept_by_lang = {
-            group: _size(d, c, tokens_per_char)
-            for (s, kind, group), (d, c) in sorted(sums.items())
-            if s == name and kind == "kept_by_lang"
-        }
-        extra = {"kept_by_language": kept_by_lang} if kept_by_lang else {}
-        clusters = {int(group): d for (s, kind, group), (d, _) in sums.items()
-                    if s == name and kind == "cluster_size"}
-        if clusters or (name, "unconverged_label_pairs", "") in sums:
-            extra["clusters"] = {
-                "count": sum(clusters.values()),
-                "documents_in_clusters": sum(size * n for size, n in clusters.items()),
-                "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
-                "label_pairs_finished_by_union_find": get(name, "unconverged_label_pairs")[0],
-            }
+        extra: dict = {}
         if cut_d or cut_c:
             extra["cut"] = _size(cut_d, cut_c, tokens_per_char)
-        repeats = get(name, "repeats")
+        repeats = get(name, REPEATS)
         if repeats != (0, 0):
             extra["repeats"] = _size(*repeats, tokens_per_char)
-        mixed = {group: _size(d, c, tokens_per_char) for (s, kind, group), (d, c) in sorted(sums.items())
-                 if s == name and kind == "mixed_by_source"}
-        if mixed:
-            extra["mixed_by_source"] = mixed
-        hist = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "score_hist"}
-        if hist:
-            extra["score_histogram"] = [hist.get(f"{b:02d}", 0) for b in range(20)]
-        index_stats = {group: d for (s, kind, group), (d, _) in sums.items() if s == name and kind == "index"}
-        if index_stats:
-            found: dict[str, dict[str, int]] = {}
-            for (s, kind, group), (d, _) in sorted(sums.items()):
-                if s == name and kind == "item_found":
-                    bench, item = group.split("\t", 1)
-                    found.setdefault(bench, {})[item] = d
-            benches = sorted(set(found) | {r.split(":", 1)[1] for r in by_reason if r.startswith("contaminated:")})
-            extra["contamination"] = {
-                "index": dict(sorted(index_stats.items())),
-                "benchmarks": {b: {"docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
-                                   "items_found": len(found.get(b, {})),
-                                   "items": found.get(b, {})} for b in benches},
-            }
+        own = {(kind, group): v for (s, kind, group), v in sums.items() if s == name}
+        entry = {"name": name, "in": _size(in_d, in_c, tokens_per_char), "rejected_by_reason": by_reason}
+        for stat in spec.stats:
+            extra.update(stat.funnel(own, entry, tokens_per_char))
         stages.append({
             **extra,
             "name": name,
@@ -191,27 +144,6 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     }
 
 
-def mixture_report(plan: dict, funnel: dict) -> dict:
-    """The plan beside what was achieved: tokens written per source, incl. repeats."""
-    stage = next((s for s in funnel["stages"] if s.get("slot") == "mixing" and s["status"] == "run"), {})
-    mixed = stage.get("mixed_by_source", {})
-    total = sum(v["tokens_est"] for v in mixed.values())
-    sources = {}
-    for name, p in plan["sources"].items():
-        achieved = mixed.get(name, {}).get("tokens_est", 0)
-        sources[name] = {**p, "achieved_tokens": achieved, "achieved_docs_with_repeats": mixed.get(name, {}).get("docs", 0),
-                         "achieved_share": round(achieved / total, 6) if total else 0.0}
-    return {**plan, "sources": sources, "achieved_tokens": total}
-
-
-def _fmt_int(n):
-    return "-" if n is None else f"{n:,}"
-
-
-def _fmt_pct(p):
-    return "-" if p is None else f"{p:.2f}%"
-
-
 def render_markdown(funnel: dict) -> str:
     raw = funnel["raw"]
     lines = [
@@ -240,44 +172,7 @@ def render_markdown(funnel: dict) -> str:
             continue
         for reason, size in s["rejected_by_reason"].items():
             lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
-    if funnel.get("mixture"):
-        m = funnel["mixture"]
-        lines += ["", "## Mixture", "",
-                  f"Budget {m['budget_tokens']:,} tokens; planned {m['planned_tokens']:,}; achieved {m['achieved_tokens']:,} "
-                  f"(estimated). Max epochs {m['max_epochs']:g}.", "",
-                  "| source | available tokens | target share | achieved share | sampling rate | epochs | feasible |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
-        for name, v in m["sources"].items():
-            lines.append(f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% | "
-                         f"{100 * v['achieved_share']:.1f}% | {v['sampling_rate']:.3f} | {v['epochs']} | "
-                         f"{'yes' if v['feasible'] else 'NO'} |")
-        if m["infeasible"]:
-            lines += ["", f"Infeasible: {', '.join(m['infeasible'])}. Rule: {m['rule']}."]
-    for s in funnel["stages"]:
-        if s.get("contamination"):
-            c = s["contamination"]
-            idx = c["index"]
-            lines += ["", f"## Contamination ({s['name']})", "",
-                      f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
-                      f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
-                      f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
-                      f"text; {idx.get('items_too_short', 0):,} items too short to index.", "",
-                      "| benchmark | documents dropped | benchmark items found |", "|---|---:|---:|"]
-            for bench, b in c["benchmarks"].items():
-                lines.append(f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |")
-        if s.get("clusters"):
-            c = s["clusters"]
-            lines += ["", f"## Duplicate clusters ({s['name']})", "",
-                      f"{c['count']:,} clusters of 2 or more documents, {c['documents_in_clusters']:,} documents in them; "
-                      f"{c['label_pairs_finished_by_union_find']} label pairs needed the union-find fix-up.", "",
-                      "| cluster size | clusters |", "|---:|---:|"]
-            for size, n in c["size_histogram"].items():
-                lines.append(f"| {size} | {n:,} |")
-        if s.get("kept_by_language"):
-            lines += ["", f"## Kept by language ({s['name']})", "", "| lang | docs | chars | est. tokens |",
-                      "|---|---:|---:|---:|"]
-            for lang, size in s["kept_by_language"].items():
-                lines.append(f"| {lang} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
+    lines += stat_sections(funnel, "markdown")
     lines += ["", "## Beside the Phi reference funnel", "",
               "| step | reference docs | reference % of raw | measured after | measured docs | measured % of raw | projected per 1B raw |",
               "|---|---:|---:|---|---:|---:|---:|"]
@@ -294,6 +189,22 @@ def render_markdown(funnel: dict) -> str:
     lines += ["", "Conservation check: " + ("passed (every document is kept or rejected with a reason)." if cons["ok"]
                                            else "FAILED: " + "; ".join(cons["problems"])), ""]
     return "\n".join(lines)
+
+
+def stat_sections(funnel: dict, how: str, samples: dict | None = None) -> list:
+    """The sections each run stage's declared stats render to, in their declared order."""
+    sections = []
+    for spec in registry.specs():
+        slots = dict(spec.slots)
+        for position, entry in enumerate(funnel["stages"]):
+            if entry["status"] != "run" or entry["slot"] not in slots:
+                continue
+            for stat in spec.stats:
+                if how == "markdown":
+                    sections.append((stat.markdown_order, position, stat.markdown(entry, funnel)))
+                else:
+                    sections.append((stat.html_order, position, stat.html(entry, funnel, samples or {})))
+    return [line for _, _, part in sorted(sections, key=lambda t: (t[0], t[1])) for line in part]
 
 
 def dumps(funnel: dict) -> str:

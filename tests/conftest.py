@@ -39,13 +39,12 @@ def only_stages(*names: str, **settings) -> dict:
 
     ``settings`` maps a stage name to extra keys for it.
     """
-    import dataclasses
-
-    from curate.pipelines.config import StagesConfig
+    from curate.transforms import registry
 
     stages = {}
-    for field in dataclasses.fields(StagesConfig):
-        stages[field.name] = {"enabled": field.name in names, **settings.get(field.name, {})}
+    for spec in registry.specs():
+        if not spec.always:
+            stages[spec.key] = {"enabled": spec.key in names, **settings.get(spec.key, {})}
     return {"stages": stages}
 
 

@@ -40,11 +40,12 @@ def test_kill_9_then_rerun_gives_identical_output(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL
     leftovers = sorted(p.name for p in out.iterdir())
-    assert leftovers and all(name.startswith("_tmp-") for name in leftovers), leftovers  # nothing looks complete
+    # nothing looks complete: the staging folder, and the lock the dead run held (free now: the kernel dropped it)
+    assert leftovers and all(name.startswith("_tmp-") or name == "_curate.lock" for name in leftovers), leftovers
 
     rerun = subprocess.run([CURATE, "run", "--output", str(out), *MULTI], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
-    assert not list(out.glob("_tmp-*"))  # the killed run's staging folder was cleaned up
+    assert not list(out.glob("_tmp-*")) and not (out / "_curate.lock").exists()  # the killed run's leftovers are gone
     assert _outputs(out) == _outputs(reference)
 
 

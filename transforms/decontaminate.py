@@ -22,13 +22,20 @@ Rejects carry ``contamination_benchmark``, ``contamination_item`` and
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from curate.classifiers.benchmark_sets import BenchmarkFormatError, load_items
+from curate.classifiers.benchmark_sets import FORMATS, BenchmarkFormatError, load_items
 from curate.classifiers.ngram_index import NgramIndex, cut_matches
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
+from curate.transforms import render
+from curate.transforms.io import expand_inputs
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, StrList, register
+from curate.transforms.stage import CUT, REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 BENCHMARK = pa.field("contamination_benchmark", pa.string())
 ITEM = pa.field("contamination_item", pa.string())
@@ -111,7 +118,7 @@ class MatchBenchmarks(beam.DoFn):
                 drop_order.append(d)
                 reasons.append(f"contaminated:{bench}" + (":too_many_cuts" if n_cuts > max_cuts else ""))
             else:
-                yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (1, len(texts[d]) - len(new_text))))
+                yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, CUT, ""), (1, len(texts[d]) - len(new_text))))
                 texts[d], cuts[d] = new_text, n_cuts
         if texts is not None:  # some documents were cut: replace the text column
             col = batch.schema.get_field_index(self.text_col)
@@ -130,10 +137,14 @@ class Decontaminate(Stage):
     added_fields = (CUTS,)
     reject_fields = (BENCHMARK, ITEM, MATCHED)
 
-    def __init__(self, columns, specs: list[dict], ngram: int = 13, max_item_frequency: int = 2,
-                 reference_texts: list[str] | None = None):
+    cut_schema = CUT_SCHEMA
+
+    def __init__(self, columns, cfg: "DecontaminationConfig", reference_texts: list[str] | None = None):
+        """``reference_texts``: the texts of ``cfg.reference_texts`` (read on the driver by the build)."""
         super().__init__(columns)
-        self.specs, self.ngram, self.max_item_frequency = specs, ngram, max_item_frequency
+        # plain records: they are the elements of the pipeline's BenchmarkSpecs step
+        self.specs = [b.model_dump() for b in cfg.benchmarks]
+        self.ngram, self.max_item_frequency = cfg.ngram, cfg.max_item_frequency
         self.reference_texts = reference_texts or []
 
     def check(self):
@@ -174,15 +185,152 @@ class Decontaminate(Stage):
 
         def index_stats(idx: NgramIndex):
             for key, value in idx.stats.items():
-                yield (name, "index", key), (int(value), 0)
-            yield (name, "index", "bytes"), (idx.nbytes(), 0)
+                yield CONTAMINATION.key(name, key, kind=INDEX), (int(value), 0)
+            yield CONTAMINATION.key(name, "bytes", kind=INDEX), (idx.nbytes(), 0)
 
         def items_found(batch: pa.RecordBatch):
             for bench, item in zip(batch.column(BENCHMARK.name).to_pylist(), batch.column(ITEM.name).to_pylist()):
-                yield (name, "item_found", f"{bench}\t{item}"), (1, 0)
+                yield CONTAMINATION.key(name, f"{bench}\t{item}"), (1, 0)
 
         stats = ((index | "IndexStats" >> beam.FlatMap(index_stats)),
                  (out[REJECTED_TAG] | "ItemsFound" >> beam.FlatMap(items_found)),
                  out.cut_stats) | "DecontamStats" >> beam.Flatten()
         self.cuts = out.cuts  # rows of CUT_SCHEMA, written by the pipeline to cuts/decontamination/
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=stats)
+
+
+class BenchmarkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(min_length=1)
+    # gsm8k | humaneval | mmlu | arc | hellaswag | mbpp | generic (see classifiers/benchmark_sets.py)
+    format: str = "generic"
+    # File (or folder, for mmlu) on any FileSystems path; "bundled:sample_benchmark.jsonl"
+    # names the small benchmark shipped with the sample corpus.
+    path: str = Field(min_length=1)
+    fields: StrList = Field(default_factory=list)  # generic: columns to join
+    id_field: str | None = None
+    policy: Literal["any", "fraction", "cut"] = "any"
+    min_fraction: float = Field(0.5, gt=0.0, le=1.0)  # fraction: share of one item's n-grams that must match
+    # cut (NeMo Curator's defaults): characters removed around a match, shortest
+    # piece kept, most cuts before the document is dropped instead.
+    cut_window: int = Field(200, ge=0)
+    min_piece_chars: int = Field(200, ge=0)
+    max_cuts: int = Field(10, ge=1)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in FORMATS:
+            raise ValueError(f"must be one of {', '.join(FORMATS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _generic_fields(self):
+        if self.format == "generic" and not self.fields:
+            raise ValueError("@fields: the generic format needs fields")
+        return self
+
+
+class DecontaminationConfig(StageConfig):
+    # 13-grams as GPT-3's decontamination; 8 as Llama's.
+    ngram: int = Field(13, ge=2, le=64)
+    # An n-gram found in more than this many benchmark items is a template
+    # ("which of the following is true ...") and is not indexed.
+    max_item_frequency: int = Field(2, ge=1)
+    # Optional Parquet/text of clean ordinary text whose n-grams are not indexed.
+    reference_texts: StrList = Field(default_factory=list)
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(
+        name="sample_benchmark", format="gsm8k", path="bundled:sample_benchmark.jsonl")])
+
+    @model_validator(mode="after")
+    def _benchmarks(self):
+        names = [b.name for b in self.benchmarks]
+        if len(names) != len(set(names)):
+            raise ValueError("@benchmarks: benchmark names must be unique")
+        if self.enabled and not self.benchmarks:
+            raise ValueError("@benchmarks: name at least one benchmark")
+        return self
+
+
+INDEX = "index"
+
+
+class Contamination(StatKind):
+    """Benchmark items found (``item_found``: benchmark TAB item) and the index's size (``index``)."""
+
+    kind = "item_found"
+    markdown_order = 50
+    html_order = 40
+
+    def funnel(self, sums, entry, tokens_per_char):
+        index_stats = {group: d for (kind, group), (d, _) in sums.items() if kind == INDEX}
+        if not index_stats:
+            return {}
+        found: dict[str, dict[str, int]] = {}
+        for (kind, group), (d, _) in sorted(sums.items()):
+            if kind == self.kind:
+                bench, item = group.split("\t", 1)
+                found.setdefault(bench, {})[item] = d
+        by_reason = entry["rejected_by_reason"]
+        benches = sorted(set(found) | {r.split(":", 1)[1] for r in by_reason if r.startswith("contaminated:")})
+        return {"contamination": {
+            "index": dict(sorted(index_stats.items())),
+            "benchmarks": {b: {"docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
+                               "items_found": len(found.get(b, {})),
+                               "items": found.get(b, {})} for b in benches},
+        }}
+
+    def markdown(self, entry, funnel):
+        c = entry.get("contamination")
+        if not c:
+            return []
+        idx = c["index"]
+        lines = ["", f"## Contamination ({entry['name']})", "",
+                 f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
+                 f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
+                 f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
+                 f"text; {idx.get('items_too_short', 0):,} items too short to index.", "",
+                 "| benchmark | documents dropped | benchmark items found |", "|---|---:|---:|"]
+        return lines + [f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |"
+                        for bench, b in c["benchmarks"].items()]
+
+    def html(self, entry, funnel, samples):
+        c = entry.get("contamination")
+        if not c:
+            return []
+        out = ["<h2>Benchmark contamination</h2>", "<table><tr><th>benchmark</th><th>documents dropped</th>"
+               "<th>items found</th></tr>"]
+        for bench, b in c["benchmarks"].items():
+            out.append(f"<tr><td>{render.e(bench)}</td><td>{b['docs_dropped']:,}</td><td>{b['items_found']:,}</td></tr>")
+        if not c["benchmarks"]:
+            out.append("<tr><td colspan=3 class=muted>no benchmark item found</td></tr>")
+        idx = c["index"]
+        out.append(f"</table><p class=muted>Index: {idx.get('items', 0):,} items, {idx.get('ngrams', 0):,} n-grams.</p>")
+        return out
+
+
+CONTAMINATION = Contamination()
+
+
+def reference_texts(paths: list[str], columns) -> list[str]:
+    texts: list[str] = []
+    for path in paths:
+        for shard in expand_inputs([path]):
+            texts += [t for t in pq.read_table(shard, columns=[columns.text]).column(0).to_pylist() if t]
+    return texts
+
+
+def build_decontamination(cfg: DecontaminationConfig, ctx: BuildContext) -> list[Stage]:
+    return [Decontaminate(ctx.columns, cfg, reference_texts(cfg.reference_texts, ctx.columns))]
+
+
+def publish_contamination(entry: dict, funnel: dict, read, write) -> None:
+    """``contamination.json``: the stage's findings on their own, for tools that read only them."""
+    if entry.get("contamination") is not None:
+        write("contamination.json", entry["contamination"])
+
+
+register(StageSpec(key="decontamination", config=DecontaminationConfig, build=build_decontamination, order=70,
+                   slots=(("decontamination", "decontamination"),), stats=(CONTAMINATION,),
+                   publish=publish_contamination))

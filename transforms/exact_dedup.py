@@ -16,13 +16,17 @@ The block shuffle and the removal join (``join``: side input or shuffle) are ``k
 """
 from __future__ import annotations
 
+from typing import Literal
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from curate.classifiers.text import exact_dedup_hashes
-from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, batch_key, equal_key_runs,
-                                          pack_removals, split_by_partition)
+from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, auto_partitions, batch_key,
+                                          equal_key_runs, pack_removals, removal_join, split_by_partition)
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
 from curate.transforms.stage import Stage, StageResult
 
 __all__ = ["DUPLICATE_OF", "ExactDedup"]
@@ -60,3 +64,21 @@ class ExactDedup(Stage):
                    | "Duplicates" >> beam.FlatMap(removals))
         return batches | "RemoveDuplicates" >> RemoveListed(self.name, "exact_duplicate", id_col, removed,
                                                                   self.join)
+
+
+class ExactDedupConfig(StageConfig):
+    # Partitions of the hash shuffle; null: one per 1M hashes of input (at least
+    # 4, at most 4096), see transforms/key_blocks.py.
+    partitions: int | None = Field(None, ge=1, le=65536)
+    # How documents meet their removals: side_input | shuffle; null: side_input up
+    # to 10M input documents, else shuffle (transforms/key_blocks.py).
+    join: Literal["side_input", "shuffle"] | None = None
+
+
+def build_exact_dedup(cfg: ExactDedupConfig, ctx: BuildContext) -> list[Stage]:
+    return [ExactDedup(ctx.columns, cfg.partitions or auto_partitions(ctx.input_rows, 1),
+                       cfg.join or removal_join(ctx.input_rows))]
+
+
+register(StageSpec(key="exact_dedup", config=ExactDedupConfig, build=build_exact_dedup, order=20,
+                   slots=(("exact_dedup", "exact_dedup"),)))

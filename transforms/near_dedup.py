@@ -52,18 +52,22 @@ id).  Other members are rejected with ``near_duplicate`` and ``duplicate_of``.
 from __future__ import annotations
 
 import pickle
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field, model_validator
 
 from curate.classifiers.kernels import unique_segments
-from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs
+from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs, optimal_bands
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
-                                          batch_key, key_runs, pack_removals, split_by_partition, take_segments)
+                                          auto_partitions, batch_key, key_runs, pack_removals, removal_join,
+                                          split_by_partition, take_segments)
 from curate.transforms.io import shard_of
+from curate.transforms import render
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
 PAIRS_PER_LARGE_BUCKET = 8
@@ -82,7 +86,7 @@ def auto_rounds(input_rows: int) -> int:
 class Signatures(beam.DoFn):
     """batch -> band blocks, by band-key partition."""
 
-    def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
+    def __init__(self, cfg: "NearDedupConfig", id_col: str, text_col: str, partitions: int):
         self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
 
     def setup(self):
@@ -93,9 +97,9 @@ class Signatures(beam.DoFn):
             return
         c = self.cfg
         texts = batch.column(self.text_col)
-        keys = band_keys(self.hasher.signatures(texts), c["bands"], c["rows"])
+        keys = band_keys(self.hasher.signatures(texts), c.bands, c.rows)
         lengths = (pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-                   if c["keep"] == "longest_text" else None)
+                   if c.keep == "longest_text" else None)
         bk = batch_key(batch, self.id_col)
         entry_doc = np.repeat(np.arange(batch.num_rows), keys.shape[1])  # band keys row-major: doc d's bands
         for p, block in split_by_partition(keys.reshape(-1, 1), batch.column(self.id_col).take(pa.array(entry_doc)),
@@ -103,8 +107,8 @@ class Signatures(beam.DoFn):
             yield p, (bk, block)
 
 
-def make_hasher(cfg: dict) -> MinHasher:
-    return MinHasher(num_perm=cfg["num_perm"], seed=cfg["seed"], ngram=cfg["ngram"], bits=cfg["bits"])
+def make_hasher(cfg: "NearDedupConfig") -> MinHasher:
+    return MinHasher(num_perm=cfg.num_perm, seed=cfg.seed, ngram=cfg.ngram, bits=cfg.bits)
 
 
 def wanted_by_batch(pair_list) -> list:
@@ -131,7 +135,7 @@ class CandidateSets(BatchVisitor):
     documents through both joins, 9.5 of a 42 s chain (``verify: none`` took
     32.7 s)."""
 
-    def __init__(self, cfg: dict, id_col: str, text_col: str, partitions: int):
+    def __init__(self, cfg: "NearDedupConfig", id_col: str, text_col: str, partitions: int):
         self.cfg, self.id_col, self.text_col, self.partitions = cfg, id_col, text_col, partitions
 
     def setup(self):
@@ -147,7 +151,7 @@ class CandidateSets(BatchVisitor):
             if not len(rows):
                 continue
             texts = batch.column(self.text_col).take(rows)
-            if self.cfg["verify"] == "exact":
+            if self.cfg.verify == "exact":
                 values, offsets = self.hasher.shingles(texts)
                 values, offsets = unique_per_document(values.astype(self.hasher.dtype, copy=False),
                                                       np.asarray(offsets, np.int64))
@@ -273,9 +277,10 @@ class NearDedup(Stage):
     name = "near_dedup"
     reject_fields = (DUPLICATE_OF,)
 
-    def __init__(self, columns, cfg: dict, partitions: int = MIN_PARTITIONS, join: str = "side_input"):
+    def __init__(self, columns, cfg: "NearDedupConfig", partitions: int = MIN_PARTITIONS, join: str = "side_input"):
+        """``cfg`` with ``bands``, ``rows`` and ``rounds`` resolved (``build_near_dedup``)."""
         super().__init__(columns)
-        self.cfg, self.partitions, self.join = dict(cfg), partitions, join
+        self.cfg, self.partitions, self.join = cfg, partitions, join
 
     def expand(self, batches) -> StageResult:
         c = self.cfg
@@ -284,9 +289,9 @@ class NearDedup(Stage):
         pair_lists = (
             bands.bands
             | "GroupBands" >> beam.GroupByKey()
-            | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c["max_bucket_pairs"], self.partitions)
+            | "BucketPairs" >> beam.FlatMap(bucket_pairs_of_partition, c.max_bucket_pairs, self.partitions)
         )  # a pair found in several bands comes once per band partition; _verify meets the copies
-        if c["verify"] != "none":
+        if c.verify != "none":
             wanted = pair_lists | "WantedSets" >> beam.FlatMap(wanted_by_batch)
             # A PCollection of its own: the FnApiRunner advances a PCollection's watermark
             # only when every stage reading it has run, and RemoveDuplicates reads
@@ -306,7 +311,7 @@ class NearDedup(Stage):
         return StageResult(result.kept, result.rejected, extra_stats=stats)
 
     def _verify(self, pair_lists, sets):
-        verify, threshold, partitions = self.cfg["verify"], self.cfg["threshold"], self.partitions
+        verify, threshold, partitions = self.cfg.verify, self.cfg.threshold, self.partitions
 
         def sets_of(blocks, wanted: pa.Array) -> dict:
             found = {}
@@ -358,7 +363,7 @@ class NearDedup(Stage):
 
     def _components(self, edge_lists):
         """Lists of verified pairs -> (removals, cluster stats)."""
-        rounds = self.cfg["rounds"]
+        rounds = self.cfg.rounds
         if rounds == 0:
             return self._components_on_one_worker(edge_lists)
         verified = edge_lists | "EachEdge" >> beam.FlatMap(pair_tuples)
@@ -422,7 +427,7 @@ class NearDedup(Stage):
                  | "Sizes" >> beam.Values() | "AllSizes" >> beam.combiners.ToList()
                  | "Histogram" >> beam.FlatMap(lambda sizes_list: _size_histogram(name, sizes_list)))
         leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
-                         | "LeftoverStat" >> beam.Map(lambda n: ((name, "unconverged_label_pairs", ""), (n, 0))))
+                         | "LeftoverStat" >> beam.Map(lambda n: (CLUSTERS.key(name, kind=UNCONVERGED), (n, 0))))
         return (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
 
 
@@ -489,7 +494,7 @@ def _counts(values) -> dict:
 
 def _size_histogram(name: str, sizes):
     for size, count in sorted(_counts(sizes).items()):
-        yield (name, "cluster_size", str(size)), (count, 0)
+        yield CLUSTERS.key(name, str(size)), (count, 0)
 
 
 class CollectPacked(beam.PTransform):
@@ -527,3 +532,99 @@ def _union_find(pairs) -> dict:
     cols = np.fromiter((rank[x] for x in seconds), dtype=np.int64, count=m)
     roots, _ = _component_firsts(len(labels), rows, cols)  # labels are in rank order: the smallest is the root
     return dict(zip(labels, (labels[r] for r in roots.tolist())))
+
+
+# -- the stage's unit: config, declared stats, registration ----------------------------------------
+
+class NearDedupConfig(StageConfig):
+    # Shingle size: word 5-grams (FineWeb); character 5-grams in CJK/Thai documents.
+    ngram: int = Field(5, ge=1, le=50)
+    # 112 permutations = 14 bands x 8 rows, as FineWeb: P(candidate) = 1-(1-J^8)^14,
+    # 0.5 at J~0.72, 0.92 at J=0.8, 0.9995 at J=0.9.
+    num_perm: int = Field(112, ge=1, le=1024)
+    bands: int | None = Field(14, ge=1)
+    rows: int | None = Field(8, ge=1)
+    # Jaccard threshold of a duplicate; with bands/rows null they are chosen from it
+    # (datasketch's optimal-parameter rule, equal false-positive/negative weights).
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    bits: Literal[32, 64] = 32        # 32 (datasketch affine32) or 64 (affine64)
+    seed: int = 1
+    verify: Literal["exact", "signature", "none"] = "exact"
+    keep: Literal["smallest_id", "longest_text"] = "smallest_id"
+    # A band bucket of at most this many documents yields all its pairs; a larger
+    # one pairs each document with the bucket's first 8 ids only (m x 8 pairs, not
+    # m^2/2: a bucket of 10,000 copies of one page must not make 5e7 pairs).
+    max_bucket_pairs: int = Field(12, ge=2)
+    # Label-propagation rounds before the union-find fix-up; 0: one union-find
+    # over all verified edges on one worker; null: 0 up to 10M input documents,
+    # else 6.  The components are the same either way.
+    rounds: int | None = Field(None, ge=0, le=50)
+    # Partitions of the band-key shuffle; null: one per 1M band keys of input
+    # (rows x bands; at least 4, at most 4096).
+    partitions: int | None = Field(None, ge=1, le=65536)
+    # How documents meet their removals: side_input | shuffle; null: side_input up
+    # to 10M input documents, else shuffle (transforms/key_blocks.py).
+    join: Literal["side_input", "shuffle"] | None = None
+
+    @model_validator(mode="after")
+    def _bands_fit(self):
+        if (self.bands is None) != (self.rows is None):
+            raise ValueError("@bands: set both bands and rows, or neither")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError("@bands: bands x rows must be <= num_perm")
+        return self
+
+
+UNCONVERGED = "unconverged_label_pairs"
+
+
+class Clusters(StatKind):
+    """Duplicate clusters by size, and the label pairs the union-find had to finish."""
+
+    kind = "cluster_size"
+    markdown_order = 50
+    html_order = 30
+
+    def funnel(self, sums, entry, tokens_per_char):
+        clusters = {int(group): d for (kind, group), (d, _) in sums.items() if kind == self.kind}
+        if not clusters and (UNCONVERGED, "") not in sums:
+            return {}
+        return {"clusters": {
+            "count": sum(clusters.values()),
+            "documents_in_clusters": sum(size * n for size, n in clusters.items()),
+            "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
+            "label_pairs_finished_by_union_find": sums.get((UNCONVERGED, ""), (0, 0))[0],
+        }}
+
+    def markdown(self, entry, funnel):
+        c = entry.get("clusters")
+        if not c:
+            return []
+        lines = ["", f"## Duplicate clusters ({entry['name']})", "",
+                 f"{c['count']:,} clusters of 2 or more documents, {c['documents_in_clusters']:,} documents in them; "
+                 f"{c['label_pairs_finished_by_union_find']} label pairs needed the union-find fix-up.", "",
+                 "| cluster size | clusters |", "|---:|---:|"]
+        return lines + [f"| {size} | {n:,} |" for size, n in c["size_histogram"].items()]
+
+    def html(self, entry, funnel, samples):
+        c = entry.get("clusters")
+        if not c:
+            return []
+        return ["<h2>Near-duplicate clusters</h2>",
+                f"<p>{c['count']:,} clusters with {c['documents_in_clusters']:,} documents.</p>",
+                render.bars([(f"size {k}", v, f"{v:,} clusters") for k, v in c["size_histogram"].items()])]
+
+
+CLUSTERS = Clusters()
+
+
+def build_near_dedup(cfg: NearDedupConfig, ctx: BuildContext) -> list[Stage]:
+    bands, rows = (cfg.bands, cfg.rows) if cfg.bands is not None else optimal_bands(cfg.threshold, cfg.num_perm)
+    rounds = cfg.rounds if cfg.rounds is not None else auto_rounds(ctx.input_rows)
+    resolved = cfg.model_copy(update={"bands": bands, "rows": rows, "rounds": rounds})
+    return [NearDedup(ctx.columns, resolved, cfg.partitions or auto_partitions(ctx.input_rows, bands),
+                      cfg.join or removal_join(ctx.input_rows))]
+
+
+register(StageSpec(key="near_dedup", config=NearDedupConfig, build=build_near_dedup, order=30,
+                   slots=(("near_dedup", "near_dedup"),), stats=(CLUSTERS,)))

@@ -1,4 +1,4 @@
-"""Stages ``quality>=LOW`` and ``quality>=HIGH``, and the optional ``textbook`` heuristics.
+"""Stages ``quality>=LOW`` and ``quality>=HIGH``.
 
 ``QualityThreshold(low)`` scores every batch once with the educational-quality
 model (loaded in ``DoFn.setup``), adds ``edu_score`` and keeps documents
@@ -11,14 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Literal
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from pydantic import Field, model_validator
 
 from curate.classifiers.quality import default_model_dir, load_model
-from curate.classifiers.textbook import textbook_reasons
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
+from curate.transforms import render
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 EDU_SCORE = "edu_score"
 HIST_BINS = 20
@@ -56,7 +59,7 @@ class ScoreAndSplit(beam.DoFn):
             # score histogram for the report: 20 bins of 0.05
             bins = np.minimum((np.asarray(scores) * HIST_BINS).astype(int), HIST_BINS - 1)
             for b, n in zip(*np.unique(bins, return_counts=True)):
-                yield beam.pvalue.TaggedOutput("hist", ((self.stage, "score_hist", f"{b:02d}"), (int(n), 0)))
+                yield beam.pvalue.TaggedOutput("hist", (SCORES.key(self.stage, f"{b:02d}"), (int(n), 0)))
         else:
             scores = batch.column(EDU_SCORE).to_numpy(zero_copy_only=False)
         # compare in float32, the stored precision, so a reloaded score gives the same decision
@@ -65,11 +68,15 @@ class ScoreAndSplit(beam.DoFn):
 
 
 class QualityThreshold(Stage):
-    def __init__(self, columns, threshold: float, slot: str, model_dir: str | None = None, rescore: bool = True):
+    """One of the config's two cuts: ``low`` scores (and adds ``edu_score``), ``high`` reads the score."""
+
+    def __init__(self, columns, cfg: "QualityConfig", cut: Literal["low", "high"]):
+        threshold = cfg.low if cut == "low" else cfg.high
         self.name = f"quality>={threshold:g}"
-        self.slot = slot
+        self.slot = f"quality_{cut}"
         super().__init__(columns)
-        self.threshold, self.model_dir, self.rescore = threshold, model_dir, rescore
+        rescore = cut == "low"
+        self.threshold, self.model_dir, self.rescore = threshold, cfg.model_dir, rescore
         self.added_fields = (pa.field(EDU_SCORE, pa.float32()),) if rescore else ()
         self.added_fields_key = "(rename the input column edu_score)"
 
@@ -84,19 +91,45 @@ class QualityThreshold(Stage):
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.hist)
 
 
-class TextbookHeuristics(Stage):
-    name = "textbook"
+class QualityConfig(StageConfig):
+    # Folder with model.json + weights.npz (written by `curate train-quality`),
+    # local or any FileSystems URL.  Empty: the shipped default model.
+    model_dir: str | None = None
+    # The recipe's two cuts; each is a funnel stage (quality>=LOW, quality>=HIGH).
+    low: float = Field(0.5, ge=0.0, le=1.0)
+    high: float = Field(0.8, ge=0.0, le=1.0)
 
-    def __init__(self, columns, min_words: int = 100, min_markers: int = 2, check_code: bool = True):
-        super().__init__(columns)
-        self.min_words, self.min_markers, self.check_code = min_words, min_markers, check_code
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError("@high: must be >= low")
+        return self
 
-    def expand(self, batches) -> StageResult:
-        text_col, args = self.columns.text, (self.min_words, self.min_markers, self.check_code)
 
-        def decide(batch):
-            reasons = np.asarray(textbook_reasons(batch.column(text_col), *args), dtype=object)
-            keep = reasons == ""
-            return keep, [str(r) for r in reasons[~keep]], {}, {}
+class ScoreHistogram(StatKind):
+    """Documents entering the first cut by ``edu_score``, in 20 bins of 0.05."""
 
-        return split_by_mask(batches, self.name, decide)
+    kind = "score_hist"
+    html_order = 20
+
+    def funnel(self, sums, entry, tokens_per_char):
+        hist = {group: d for (kind, group), (d, _) in sums.items() if kind == self.kind}
+        return {"score_histogram": [hist.get(f"{b:02d}", 0) for b in range(HIST_BINS)]} if hist else {}
+
+    def html(self, entry, funnel, samples):
+        if not entry.get("score_histogram"):
+            return []
+        return ["<h2>Educational-quality scores</h2>",
+                "<p>Documents entering the quality stage by <code>edu_score</code>; dashed lines: the 0.5 and 0.8 "
+                "cuts.</p>", render.histogram(entry["score_histogram"])]
+
+
+SCORES = ScoreHistogram()
+
+
+def build_quality(cfg: QualityConfig, ctx: BuildContext) -> list[Stage]:
+    return [QualityThreshold(ctx.columns, cfg, "low"), QualityThreshold(ctx.columns, cfg, "high")]
+
+
+register(StageSpec(key="quality", config=QualityConfig, build=build_quality, order=50,
+                   slots=(("quality_low", "quality>=0.5"), ("quality_high", "quality>=0.8")), stats=(SCORES,)))

@@ -154,8 +154,12 @@ beam.coders.registry.register_fallback_coder(SizeEstimatingCoder())
 STAGE_FIELD = pa.field("stage", pa.string())
 REASON_FIELD = pa.field("reason", pa.string())
 
-# Stat kinds: documents entering a stage, leaving it kept, leaving it rejected.
+# Stat kinds every stage has: documents entering a stage, leaving it kept, leaving it rejected;
+# characters a stage cut out of documents it kept (``CUT``: (documents edited, characters removed));
+# copies of kept documents (``REPEATS``, for a stage with a ``repeat_column``); kept documents by
+# the stage's ``group_column`` (``KEPT_BY_GROUP``).  Stage-specific stats are ``registry.StatKind``s.
 IN, KEPT, REJECTED = "in", "kept", "rejected"
+CUT, REPEATS, KEPT_BY_GROUP = "cut", "repeats", "kept_by_lang"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,6 +198,17 @@ class Stage(beam.PTransform):
     added_fields_key: str = ""
     # A column of kept documents the funnel breaks counts down by (e.g. language).
     group_column: str | None = None
+    # A column numbering the copies of a kept document (0 = the first): the funnel
+    # counts a document once as kept and its copies as repeats (mixing's epochs).
+    repeat_column: str | None = None
+    # A PCollection of pieces cut out of kept documents, written to cuts/<stage>/,
+    # set by ``expand`` (decontamination's cut policy); with ``cut_schema``.
+    cuts = None
+    cut_schema: pa.Schema | None = None
+    # Documents leaving the stage but written to by_language/<group>/ instead of rejects.
+    route: bool = False
+    # Kept documents are written to kept/<value>/ by this column (the last stage that sets it).
+    kept_partition_column: str | None = None
 
     def __init__(self, columns: Columns):
         super().__init__(label=self.name)

@@ -23,8 +23,9 @@ import xxhash
 import apache_beam as beam
 
 from curate.classifiers.text import total_chars
-from curate.transforms.key_blocks import MIN_PARTITIONS, equal_key_runs, split_by_partition
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
+from curate.transforms.key_blocks import MIN_PARTITIONS, auto_partitions, equal_key_runs, split_by_partition
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
+from curate.transforms.stage import CUT, REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 
 def invalid_utf8_rows(texts: pa.Array) -> np.ndarray:
@@ -90,7 +91,7 @@ class CheckRows(beam.DoFn):
         after = before if checked is batch else total_chars(checked.column(self.text_col))
         batch = checked
         if before != after:  # repaired UTF-8 changes the character count: account for it
-            yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, "cut", ""), (0, before - after)))
+            yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, CUT, ""), (0, before - after)))
         yield from emit_split(batch, self.stage, keep, reasons)
 
 
@@ -135,3 +136,15 @@ class InputCheck(Stage):
         out = batches | "Check" >> TaggedParDo(CheckRows(self.name, id_col, text_col), [REJECTED_TAG, "cut_stats"],
                                                main="kept", duplicate_ids=beam.pvalue.AsSingleton(duplicates))
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.cut_stats)
+
+
+class InputCheckConfig(StageConfig):
+    """Always runs: rows no stage can judge (null, empty, invalid UTF-8, repeated ids) leave here."""
+
+
+def build_input_check(cfg: InputCheckConfig, ctx: BuildContext) -> list[Stage]:
+    return [InputCheck(ctx.columns, auto_partitions(ctx.input_rows, 1))]
+
+
+register(StageSpec(key="input_check", config=InputCheckConfig, build=build_input_check, order=0,
+                   slots=(("input_check", "input_check"),), always=True))
