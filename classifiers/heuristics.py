@@ -18,12 +18,14 @@ split on whitespace and each whitespace-separated chunk is tokenized once per pr
 (Zipf: most chunks of a new document were seen before) into ids of a vocabulary whose
 per-token properties (length, has a letter, is only punctuation, ...) are numpy
 arrays, so every count over words is an array reduction over the whole batch.
-CJK (zh, ja and other text in Han/Hiragana/Katakana): instead of a dictionary
-segmenter every Han/Kana character is one word (runs of other characters go through
-the spaCy rules); datatrove's segmenters average ~1.5 characters a word, and the rules
-that count words mostly decide CJK documents the same way either way (Gopher quality's
-English stop words and C4's ASCII line endings drop them regardless);
-``benchmarks/results/heuristics.md`` measures the effect.  Each document is tokenized
+CJK (ja, and Chinese given as cmn/zho/yue/wuu): instead of a dictionary segmenter
+(datatrove: SudachiPy, jieba), runs of Han and of Hiragana are cut into two-character
+words and a Katakana run is one word (other characters go through the spaCy rules):
+those segmenters average ~1.5-2 characters a word, and one word per character made
+the top 2/3/4-gram shares of short Japanese documents far larger than datatrove's
+(``benchmarks/results/heuristics.md`` measures both).  Gopher quality's English stop
+words and C4's ASCII line endings drop CJK documents whatever the words.  ``zh`` itself
+follows datatrove 0.10.1, which gives it spaCy's unsegmented multi-language rules.  Each document is tokenized
 once per family call, and a family's rules share it.
 """
 from __future__ import annotations
@@ -113,7 +115,9 @@ TERMINAL_PUNCTUATION = tuple(_rules.TERMINAL_PUNCTUATION)
 SENTENCE_PUNCT = frozenset(_rules.SENTENCE_PUNCT)  # spaCy sentencizer's punct_chars
 CJK_LANGUAGES = frozenset({"ja", "jpn", "zho", "cmn", "yue", "wuu"})  # not "zh": see tokenizer_for
 _SPACY_LANGUAGES = {lang for lang in _rules.RULES if lang != "xx"}
-_CJK_RUN = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f])")
+_HAN = "\u3005\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_CJK_RUN = re.compile(f"[{_HAN}\u3040-\u30ff]")
+_CJK_PIECES = re.compile(f"([{_HAN}]+)|([\u3040-\u309f]+)|([\u30a0-\u30ff]+)|([^{_HAN}\u3040-\u30ff]+)")
 _MAX_CACHE = 1 << 20  # chunks (and distinct words) kept per tokenizer; forgotten when full, between batches
 
 
@@ -254,8 +258,16 @@ class WordTokenizer:
 
     def _slow_words(self, chunk: str) -> list[str]:
         if self.cjk and _CJK_RUN.search(chunk):
-            return [w for piece in _CJK_RUN.split(chunk) if piece
-                    for w in ([piece] if _CJK_RUN.fullmatch(piece) else self._split(piece))]
+            out = []
+            for han, hira, kata, other in _CJK_PIECES.findall(chunk):
+                run = han or hira
+                if run:  # Han and Hiragana runs in two-character words, Katakana runs whole
+                    out += [run[i:i + 2] for i in range(0, len(run), 2)]
+                elif kata:
+                    out.append(kata)
+                else:
+                    out += self._split(other)
+            return out
         return self._split(chunk)
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
@@ -329,8 +341,9 @@ def reset_word_caches() -> None:
 
 def tokenizer_for(lang: str | None) -> WordTokenizer:
     """The cached tokenizer for an ISO 639-1 code (None: English).  Languages with spaCy
-    rules of their own use them; CJK uses English rules plus one word per Han/Kana
-    character; any other language spaCy's multi-language ``xx`` rules."""
+    rules of their own use them; ja/cmn/zho/yue/wuu use English rules plus two-character
+    Han/Hiragana words and whole Katakana runs; any other language (zh included, as
+    datatrove) spaCy's multi-language ``xx`` rules."""
     lang = (lang or "en").split("_")[0].lower()
     key = lang if lang in _SPACY_LANGUAGES else ("cjk" if lang in CJK_LANGUAGES else "xx")
     if lang == "zh":  # datatrove 0.10.1's tokenizer_assignment.csv gives "zh" spaCy's "xx" (cmn/zho: jieba)

@@ -71,8 +71,11 @@ def test_fast_paths_match_the_rules(docs):
             assert tok._chunk_words(chunk) == tok._slow_words(chunk), (lang, chunk)
 
 
-def test_cjk_words_are_characters():
-    assert H.tokenizer_for("ja").words("東京は大きい。Tokyo!") == ["東", "京", "は", "大", "き", "い", "。", "Tokyo", "!"]
+def test_cjk_words():
+    """Han and Hiragana runs in two-character words, Katakana runs whole, the rest by the rules."""
+    assert H.tokenizer_for("ja").words("東京都はとても大きい。テレビ、Tokyo!") == [
+        "東京", "都", "はと", "ても", "大", "きい", "。", "テレビ", "、", "Tokyo", "!"]
+    assert H.tokenizer_for("cmn").words("努克的經濟以漁業為主。") == ["努克", "的經", "濟以", "漁業", "為主", "。"]
     # datatrove 0.10.1 gives "zh" spaCy's multi-language rules: no segmentation
     assert H.tokenizer_for("zh").words("努克的經濟以漁業為主，鱈魚業相當發達。") == ["努克的經濟以漁業為主，鱈魚業相當發達", "。"]
 
