@@ -33,12 +33,13 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
-from curate.pipelines import beam_fixes, data_plane_copies, local_runner
+from curate.pipelines import beam as beam_patches
+from curate.pipelines.beam import local_runner
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.config import Config, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
-from curate.transforms import beam_speedups, registry
+from curate.transforms import registry
 from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
                                   open_parquet, write_json)
 from curate.transforms.stage import (IN, KEPT, KEPT_BY_GROUP, REJECTED, REPEATS, Columns, CountDocs, Rebatch,
@@ -306,7 +307,7 @@ def pipeline_args(cfg: Config, cli_args: list[str], input_rows: int) -> list[str
     With no runner chosen and at least ``runner.multiprocess_min_rows`` input rows,
     the DirectRunner runs in multi-processing mode with one worker per core.
     """
-    args = cfg.runner.as_args() + list(cli_args)
+    args = beam_patches.worker_options(cfg.runner.as_args() + list(cli_args))
     chosen = any(a.startswith("--runner") for a in args)
     if not chosen and input_rows >= cfg.runner.multiprocess_min_rows and not any(
             a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args):
@@ -330,9 +331,7 @@ _READ_FAILURE = re.compile(r"(\S+: failed while reading \([^\n]*?\))")
 
 def _run_pipeline(p: beam.Pipeline) -> None:
     """Run and wait; a shard that breaks mid-read becomes an InputError naming it."""
-    beam_fixes.install()  # the runner's input stream could drop chunks (see beam_fixes)
-    beam_speedups.tune_gc()  # the in-process runners work here
-    data_plane_copies.install()  # fewer copies of encoded chunks between the runner and its worker
+    beam_patches.install_on_driver()  # whatever built the pipeline: the runner's data stream needs the fix
     try:
         p.run().wait_until_finish()
     except Exception as exc:  # Beam wraps worker errors; find ours in the text
@@ -418,6 +417,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
     settings.  Then the run takes the output's lock (``output_lock``) and holds
     it until it has published."""
     started = time.time()
+    beam_patches.install_on_driver()  # before the graph is built: the fallback coder is chosen then
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     check_output_path(output)
     patterns = input_paths or cfg.input.paths or [sample_corpus_path()]

@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if failed else 0
 
     if args.command == "job-service":
-        from curate.pipelines import job_service
+        from curate.pipelines.beam import job_service
 
         try:
             return job_service.serve(args.port, args.worker_pool_port, log=lambda m: print(m, file=sys.stderr,
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config)
         with contextlib.ExitStack() as stack:
             if args.dask_workers:
-                from curate.pipelines.dask_runner import LocalDaskCluster
+                from curate.pipelines.beam.dask_runner import LocalDaskCluster
 
                 beam_args = stack.enter_context(LocalDaskCluster(args.dask_workers)) + beam_args
             result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,

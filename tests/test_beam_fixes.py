@@ -11,7 +11,7 @@ import threading
 import pytest
 from apache_beam.runners.worker.data_plane import TimeBasedBufferingClosableOutputStream
 
-from curate.pipelines import beam_fixes
+from curate.pipelines.beam import fixes as beam_fixes
 
 
 def _write_during_flush(stream_factory):
@@ -63,7 +63,7 @@ def test_install_is_idempotent_and_running_a_pipeline_installs_it():
     if beam_fixes.installed():
         del TimeBasedBufferingClosableOutputStream.write  # as Beam ships it
     assert not beam_fixes.installed()
-    from curate.pipelines.local_runner import LocalRunner
+    from curate.pipelines.beam.local_runner import LocalRunner
 
     p = beam.Pipeline(runner=LocalRunner())
     p | beam.Create([1, 2]) | beam.Map(lambda x: x)

@@ -11,7 +11,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from conftest import keep_beam_tempdir_in
 from curate.pipelines.build import build_pipeline, sample_corpus_path
 from curate.pipelines.config import load_config
-from curate.transforms import beam_speedups
+from curate.pipelines.beam import speedups as beam_speedups
 from curate.transforms.io import inspect_inputs
 from curate.transforms.stage import Columns
 
@@ -35,7 +35,8 @@ class Duplicated(beam.DoFn):
 
 
 def test_installed_and_answers_like_beam_for_state_timers_and_wrapped_functions():
-    assert userstate.get_dofn_specs is beam_speedups.get_dofn_specs  # importing the stages installs it
+    beam_speedups.install()  # what a run's install_on_driver / a worker's plugin does
+    assert userstate.get_dofn_specs is beam_speedups.get_dofn_specs
     for dofn in (Stateful(), Plain(), Stateful(), Plain()):  # second round from the memo
         assert beam_speedups.get_dofn_specs(dofn) == beam_speedups._ORIGINAL(dofn)
     assert beam_speedups.get_dofn_specs(Stateful()) == ({COUNT}, {ALARM})
@@ -85,7 +86,7 @@ def test_gc_is_tuned_once_per_process_keeping_the_collector_on():
     import subprocess
     import sys
 
-    code = ("import gc; from curate.transforms import beam_speedups as b; b.tune_gc(); b.tune_gc(); "
+    code = ("import gc; from curate.pipelines.beam import speedups as b; b.tune_gc(); b.tune_gc(); "
             "print(gc.isenabled(), gc.get_threshold() == b.GC_THRESHOLD, gc.get_freeze_count() > 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "True"]
@@ -96,6 +97,7 @@ def test_options_views_are_kept_and_read_and_write_what_new_views_would():
     from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
                                                       StandardOptions)
 
+    beam_speedups.install()
     assert PipelineOptions.view_as is beam_speedups.view_as
     options = PipelineOptions(["--direct_num_workers=3", "--experiments=a"])
     direct = options.view_as(DirectOptions)

@@ -17,8 +17,8 @@ from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.worker import data_plane
 from apache_beam.testing.util import assert_that, equal_to
 
-from curate.pipelines import data_plane_copies as plane
-from curate.pipelines.local_runner import LocalRunner
+from curate.pipelines.beam import data_plane_copies as plane
+from curate.pipelines.beam.local_runner import LocalRunner
 
 KEYS = 7
 PAYLOAD = 40_000  # bytes per element: 1,200 elements are ~48 MB, several flushes per fusion break

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curate.pipelines.local_runner import LocalRunner
+from curate.pipelines.beam.local_runner import LocalRunner
 from curate.transforms.key_blocks import RemoveListed, auto_partitions, equal_key_runs, split_by_partition
 
 

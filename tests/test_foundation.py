@@ -238,7 +238,8 @@ def test_untyped_elements_carrying_batches_are_sized_without_encoding():
     import numpy as np
 
     from curate.transforms.near_dedup import SetBlock
-    from curate.transforms.stage import SizeEstimatingCoder
+    from curate.pipelines.beam import size_estimates
+    from curate.pipelines.beam.size_estimates import SizeEstimatingCoder
 
     class Refuses(beam.coders.PickleCoder):
         def _create_impl(self):
@@ -258,4 +259,5 @@ def test_untyped_elements_carrying_batches_are_sized_without_encoding():
     # small per-document tuples are left to Beam's own count, which is exact
     small = (("d1", "bk"), (("-5", "d1"), ("d0", "bk")))
     assert real.get_estimated_size_and_observables(small)[0] == len(real.encode(small))
+    size_estimates.install()  # what a run does before it builds its pipeline
     assert isinstance(beam.coders.registry.get_coder(beam.typehints.Any), SizeEstimatingCoder)  # what Beam uses

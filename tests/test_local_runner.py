@@ -7,7 +7,7 @@ import textwrap
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from curate.pipelines.local_runner import LocalRunner, runner_for
+from curate.pipelines.beam.local_runner import LocalRunner, runner_for
 
 
 def test_direct_runner_names_choose_the_local_runner_and_others_are_left_to_beam():

@@ -83,7 +83,7 @@ def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, 
 def test_job_service_worker_count_comes_from_the_job_options():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from curate.pipelines.job_service import worker_count
+    from curate.pipelines.beam.job_service import worker_count
 
     assert worker_count(PipelineOptions([])) == 1
     assert worker_count(PipelineOptions(["--sdk_worker_parallelism=2"])) == 2
@@ -103,7 +103,7 @@ def test_dask_cluster_of_two_worker_processes_gives_identical_output(tmp_path, d
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     run_info = json.loads((out / "run.json").read_text())
-    assert "--runner=curate.pipelines.dask_runner.DaskRunner" in run_info["beam_args"]
+    assert "--runner=curate.pipelines.beam.dask_runner.DaskRunner" in run_info["beam_args"]
     assert any(a.startswith("--dask_client_address=tcp://127.0.0.1:") for a in run_info["beam_args"])
     assert _outputs(out) == direct_output
 
@@ -133,7 +133,7 @@ def test_dask_runner_keeps_what_beams_own_loses():
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, tempfile.TemporaryDirectory() as work:
-        options = PipelineOptions(["--runner=curate.pipelines.dask_runner.DaskRunner",
+        options = PipelineOptions(["--runner=curate.pipelines.beam.dask_runner.DaskRunner",
                                    f"--dask_client_address={cluster.scheduler_address}", "--dask_npartitions=3"])
         with beam.Pipeline(options=options) as p:
             offset = p | "Offset" >> beam.Create([1000])
@@ -150,10 +150,12 @@ def test_dask_runner_keeps_what_beams_own_loses():
 def test_runner_options_from_config_and_command_line():
     cfg = load_config("configs/portable.yaml")
     args = build.pipeline_args(cfg, ["--job_endpoint=localhost:1234"], input_rows=10)
-    assert args[:3] == ["--runner=PortableRunner", "--job_endpoint=localhost:8099", "--environment_type=LOOPBACK"]
+    plugin = "--beam_plugin=curate.pipelines.beam.worker_plugin"  # workers install curate's Beam patches
+    assert args[:4] == [plugin, "--runner=PortableRunner", "--job_endpoint=localhost:8099",
+                        "--environment_type=LOOPBACK"]
     assert args[-1] == "--job_endpoint=localhost:1234"  # the command line comes last and wins
     default = load_config()
-    assert build.pipeline_args(default, [], input_rows=10) == []
+    assert build.pipeline_args(default, [], input_rows=10) == [plugin]
     big = build.pipeline_args(default, [], input_rows=10**6)
     assert "--direct_running_mode=multi_processing" in big and any(a.startswith("--direct_num_workers=") for a in big)
 

@@ -28,7 +28,7 @@ from apache_beam.portability.api import beam_job_api_pb2
 from apache_beam.runners.portability import local_job_service
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-from curate.pipelines import beam_fixes
+from curate.pipelines.beam import install_on_driver, require_tested_beam
 
 
 def worker_count(options) -> int:
@@ -45,6 +45,7 @@ class ParallelBeamJob(local_job_service.BeamJob):
     """Beam's local job, run on ``worker_count(options)`` SDK workers."""
 
     def _invoke_runner(self):
+        require_tested_beam("job_service")  # overrides BeamJob._invoke_runner of apache-beam 2.77
         self.set_state(beam_job_api_pb2.JobState.RUNNING)
         options = self.pipeline_options()
         runner = fn_runner.FnApiRunner(provision_info=self._provision_info)
@@ -54,7 +55,7 @@ class ParallelBeamJob(local_job_service.BeamJob):
 
 def start(port: int = 0, worker_pool_port: int | None = None, staging_dir: str | None = None):
     """Start the job service (and the worker pool); returns (job port, pool port or None, stop)."""
-    beam_fixes.install()  # jobs run in this process: its runner sends their inputs (see beam_fixes)
+    install_on_driver()  # jobs run in this process: its runner sends their inputs (see fixes)
     servicer = local_job_service.LocalJobServicer(staging_dir, beam_job_type=ParallelBeamJob)
     job_port = servicer.start_grpc_server(port)
     pool = None

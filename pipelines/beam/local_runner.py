@@ -7,7 +7,7 @@ Prism.  Without network access the download fails and it falls back to the
 ``FnApiRunner``, leaving a ``/tmp/beam-temp*`` directory and the worker pool's
 threads behind (one per run here); with network access a user's "DirectRunner"
 run would happen on a runner this project neither tests nor patches
-(``beam_fixes``, ``data_plane_copies``).
+(``fixes``, ``data_plane_copies``).
 
 ``LocalRunner`` is the fallback itself: the ``FnApiRunner`` with the pipeline
 options as its provision info, as ``SwitchingDirectRunner`` builds it for a
@@ -22,6 +22,8 @@ from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import fn_runner
 from apache_beam.runners.portability.portable_runner import JobServiceHandle
 from apache_beam.runners.runner import PipelineRunner
+
+from curate.pipelines.beam import tested_beam_or_skip
 
 DIRECT_NAMES = {"direct", "directrunner", "switchingdirectrunner"}
 
@@ -40,6 +42,8 @@ def runner_for(options: PipelineOptions) -> PipelineRunner | None:
     """``LocalRunner`` when the options ask for the DirectRunner (or no runner); else
     None: Beam resolves ``--runner`` itself."""
     name = options.view_as(StandardOptions).runner
+    if not tested_beam_or_skip("local_runner"):  # another Beam's DirectRunner: leave the choice to it
+        return None
     if name is None or (isinstance(name, str) and name.rsplit(".", 1)[-1].lower() in DIRECT_NAMES):
         return LocalRunner()
     return None

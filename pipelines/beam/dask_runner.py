@@ -27,7 +27,7 @@ collected after ``finish_bundle`` as ``(tag, value)`` pairs that each consuming
 ParDo filters by its tag as it reads them, side inputs materialized once as a
 dask ``Delayed`` shared by all partitions, groups and flattened collections
 spread over ``dask_npartitions``, and every leaf computed.  Select it with
-``--runner=curate.pipelines.dask_runner.DaskRunner`` (``configs/dask.yaml``).
+``--runner=curate.pipelines.beam.dask_runner.DaskRunner`` (``configs/dask.yaml``).
 """
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows, TimestampedValue
 from apache_beam.utils.windowed_value import WindowedValue
+
+from curate.pipelines.beam import require_tested_beam
 
 
 class _ListReceiver(Receiver):
@@ -271,6 +273,7 @@ class DaskRunner(beam_dask.DaskRunner):
     """Beam's DaskRunner with the fixes listed in this module's docstring."""
 
     def run_pipeline(self, pipeline, options):
+        require_tested_beam("dask_runner")  # replaces transform evaluators of apache-beam 2.77's DaskRunner
         import dask
         import dask.distributed as ddist
 

@@ -1,0 +1,97 @@
+"""Every change curate makes to apache-beam, quarantined in one package.
+
+Each module here replaces or wraps private internals of one apache-beam minor
+version (``TESTED_BEAM``), names the upstream defect or cost it works around,
+and is installed explicitly, never by importing a curate module:
+
+* on the driver, by the run code through ``install_on_driver()``
+  (``pipelines/build.py`` before a pipeline runs; ``curate job-service``);
+* on SDK workers, through Beam's own plugin hook: ``worker_options()`` adds
+  ``--beam_plugin=curate.pipelines.beam.worker_plugin`` to the pipeline
+  options, and Beam's ``sdk_worker_main`` imports every plugin named there
+  before the worker runs a bundle;
+* runner replacements (``local_runner``, ``dask_runner``, ``job_service``)
+  are chosen by name, by the run code or the user's ``--runner``.
+
+On another apache-beam version a correctness fix refuses to install
+(``BeamVersionError``: the pipeline could lose data without it) and a
+speed-up is skipped with a warning.  ``pyproject.toml`` pins apache-beam to
+the tested minor version.
+
+| module | kind | upstream defect or cost |
+|---|---|---|
+| ``fixes`` | correctness | the runner's time-flushed data stream drops chunks written during a flush |
+| ``speedups`` | speed | DoFn signature introspection and options views rebuilt on every call |
+| ``data_plane_copies`` | speed | protobuf copies of every encoded chunk in the in-memory data plane |
+| ``size_estimates`` | speed | Beam pickles whole batches only to sample their size for its counters |
+| ``local_runner`` | runner | the DirectRunner downloads Prism from GitHub before falling back |
+| ``dask_runner`` | runner | Beam's DaskRunner loses finish_bundle and tagged outputs, side inputs, sinks |
+| ``job_service`` | runner | Beam's local job service runs every job on one worker |
+"""
+from __future__ import annotations
+
+import logging
+
+import apache_beam
+
+TESTED_BEAM = "2.77"
+_LOG = logging.getLogger("curate.beam")
+
+
+class BeamVersionError(RuntimeError):
+    """A correctness patch was written for another apache-beam version."""
+
+
+def beam_matches() -> bool:
+    return apache_beam.__version__.split(".")[:2] == TESTED_BEAM.split(".")
+
+
+def require_tested_beam(patch: str) -> None:
+    """For patches without which a run could be wrong: refuse on another Beam."""
+    if not beam_matches():
+        raise BeamVersionError(
+            f"{patch} fixes internals of apache-beam {TESTED_BEAM}.x, but {apache_beam.__version__} is installed; "
+            f"install apache-beam=={TESTED_BEAM}.* (what pyproject.toml pins), or check that the defect is fixed "
+            f"upstream and update curate.pipelines.beam")
+
+
+def tested_beam_or_skip(patch: str) -> bool:
+    """For speed-ups: on another Beam, leave Beam as it is (with a warning)."""
+    if beam_matches():
+        return True
+    _LOG.warning("%s was written for apache-beam %s.x, %s is installed: not installed", patch, TESTED_BEAM,
+                 apache_beam.__version__)
+    return False
+
+
+def install_on_driver() -> None:
+    """What the process that runs the pipeline's runner needs (idempotent)."""
+    from curate.pipelines.beam import data_plane_copies, fixes, size_estimates, speedups
+
+    require_tested_beam("fixes")
+    fixes.install()  # the runner's input stream could drop chunks
+    if tested_beam_or_skip("speedups"):
+        speedups.install()
+    speedups.tune_gc()  # the in-process runners work here
+    if tested_beam_or_skip("data_plane_copies"):
+        data_plane_copies.install()
+    if tested_beam_or_skip("size_estimates"):
+        size_estimates.install()
+
+
+def install_on_worker() -> None:
+    """What an SDK worker process needs (idempotent): called by ``worker_plugin``."""
+    from curate.pipelines.beam import speedups
+
+    if tested_beam_or_skip("speedups"):
+        speedups.install()
+    speedups.tune_gc()
+
+
+WORKER_PLUGIN = "curate.pipelines.beam.worker_plugin"
+
+
+def worker_options(args: list[str]) -> list[str]:
+    """``args`` with the worker plugin named first (options given later still win), once."""
+    flag = f"--beam_plugin={WORKER_PLUGIN}"
+    return args if flag in args else [flag, *args]
