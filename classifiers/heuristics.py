@@ -166,12 +166,14 @@ class WordTokenizer:
         self._cache = _ChunkCache(self._chunk_ids)
         self._classes = _ChunkCache(self._chunk_classes)  # chunk -> sentencizer class per word, "0"/"1"/"2"
         self._class_of: list[str] = []
+        self._first_ids: set[int] | None = None  # ids of words that start a special-case pattern
+        self._patterns = None
         self._props_n = 0
         self._props: dict[str, np.ndarray] = {}
 
     # spaCy's Tokenizer._split_affixes and _attach_tokens (tokenizer.pyx), on one chunk
-    def _split(self, string: str) -> list[str]:
-        specials, prefixes, suffixes = self._specials, [], []
+    def _split(self, string: str, with_specials: bool = True) -> list[str]:
+        specials, prefixes, suffixes = (self._specials if with_specials else {}), [], []
         if string in specials:
             return list(specials[string])
         last_size = 0
@@ -278,10 +280,7 @@ class WordTokenizer:
             if not word:
                 continue
             i = ids.get(word)
-            if i is None:
-                i = ids[word] = len(self.tokens)
-                self.tokens.append(word)
-            out.append(i)
+            out.append(self._intern(word) if i is None else i)
         return tuple(out)
 
     def trim(self) -> None:
@@ -296,6 +295,7 @@ class WordTokenizer:
         self._cache.clear()
         self._classes.clear()
         self.tokens, self._ids, self._props_n, self._props, self._class_of = [], {}, 0, {}, []
+        self._first_ids = None
 
     def _chunk_classes(self, chunk: str) -> str:
         ids = self._cache[chunk]
@@ -304,8 +304,92 @@ class WordTokenizer:
             cls.append("2" if word in SENTENCE_PUNCT else "1" if _is_punct(word) else "0")
         return "".join(cls[i] for i in ids)
 
-    def word_ids(self, text: str) -> list[int]:
-        return list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
+    def word_ids(self, text: str, match_specials: bool = True) -> list[int]:
+        """The ids of ``text``'s words; ``match_specials=False`` leaves the special-case
+        matcher to the caller (``_Words`` runs it on a whole batch at once)."""
+        ids = list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
+        if match_specials:
+            starts = self.pattern_starts(np.array(ids, np.int64))
+            if len(starts):
+                ids = self._match_specials(ids, starts.tolist())
+        return ids
+
+    def pattern_starts(self, ids: np.ndarray) -> np.ndarray:
+        """Positions in ``ids`` where the first two words of a special-case pattern stand."""
+        if self._first_ids is None:
+            self._build_matcher()
+        if len(ids) < 2:
+            return np.zeros(0, np.int64)
+        first = self._first_table[np.minimum(ids[:-1], len(self._first_table) - 1)]
+        pos = np.flatnonzero(first)
+        return pos[np.isin((ids[pos] << 32) | ids[pos + 1], self._pair_keys)]
+
+    def _build_matcher(self) -> None:
+        """spaCy's special-case matcher: a special case whose string has a prefix, suffix or
+        infix (``"h."``, ``":)"``) is also looked for as a sequence of words after splitting
+        ("s/h." splits into "s", "/", "h", "." and "h", "." becomes "h.")."""
+        if self._patterns is None:
+            self._patterns = self._special_patterns()
+        self._first_ids = {self._intern(w) for w in self._patterns}
+        keys = {(self._intern(p[0]) << 32) | self._intern(p[1]) for v in self._patterns.values() for p, _ in v}
+        self._pair_keys = np.array(sorted(keys), np.int64)
+        # by id: does a pattern start with this word (one slot past the last for ids added later)
+        self._first_table = np.zeros(len(self.tokens) + 1, np.bool_)
+        self._first_table[list(self._first_ids)] = True
+
+    def _special_patterns(self) -> dict:
+        """first word -> [(pattern words, special-case words)], for the special cases with an affix."""
+        patterns: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
+        for string, words in self._specials.items():
+            if not ((self._prefix and self._prefix(string)) or (self._suffix and self._suffix(string))
+                    or (self._infix and any(True for _ in self._infix(string))) or " " in string):
+                continue
+            pattern = tuple(w for w in (w.strip() for w in self._split(string, with_specials=False)) if w)
+            replacement = tuple(w for w in words if w.strip())
+            if len(pattern) > 1 and pattern != replacement:  # (one-word patterns all replace themselves)
+                patterns.setdefault(pattern[0], []).append((pattern, replacement))
+        return patterns
+
+    def _match_specials(self, ids: list[int], starts: list[int]) -> list[int]:
+        """``ids`` with every special-case pattern found at ``starts`` replaced (``ids``
+        itself when none)."""
+        if self._first_ids is None:
+            self._build_matcher()
+        tokens, patterns = self.tokens, self._patterns
+        found = []
+        for i in starts:
+            t = ids[i]
+            if t in self._first_ids:
+                for pattern, words in patterns[tokens[t]]:
+                    n = len(pattern)
+                    if tuple(tokens[j] for j in ids[i:i + n]) == pattern:
+                        found.append((n, i, words))
+        if not found:
+            return ids
+        found.sort(key=lambda f: (f[0], f[1]))  # spaCy: longest first, then the later start
+        seen: set[int] = set()
+        chosen = {}
+        for n, i, words in reversed(found):
+            if i not in seen and i + n - 1 not in seen:
+                chosen[i] = (n, words)
+            seen.update(range(i, i + n))
+        out, i = [], 0
+        for start in sorted(chosen):
+            n, words = chosen[start]
+            out += ids[i:start]
+            out += [self._intern(w) for w in words]
+            i = start + n
+        out += ids[i:]
+        return out
+
+    def _intern(self, word: str) -> int:
+        i = self._ids.get(word)
+        if i is None:
+            i = self._ids[word] = len(self.tokens)
+            self.tokens.append(word)
+            if self._first_ids is not None and word in self._patterns:  # pragma: no cover - interned at build
+                self._first_ids.add(i)
+        return i
 
     def words(self, text: str) -> list[str]:
         return [self.tokens[i] for i in self.word_ids(text)]
@@ -384,7 +468,29 @@ class _Words:
             self.groups.setdefault(id(tok), (tok, []))[1].append(i)
         for tok, _ in self.groups.values():
             tok.trim()
-        per_doc = [tok.word_ids(t) for tok, t in zip(self.tok, texts)]
+        per_doc = [tok.word_ids(t, match_specials=False) for tok, t in zip(self.tok, texts)]
+        self._index(per_doc)
+        # spaCy's special-case matcher, where the first two words of a pattern stand
+        changed = False
+        for tok, docs in self.groups.values():
+            if len(self.groups) == 1:
+                starts = tok.pattern_starts(self.ids)
+            else:
+                starts = np.concatenate([tok.pattern_starts(self.ids[self.offsets[d]:self.offsets[d + 1]])
+                                         + self.offsets[d] for d in docs])
+            if not len(starts):
+                continue
+            doc_of = np.searchsorted(self.offsets, starts, side="right") - 1
+            for d in np.unique(doc_of).tolist():
+                local = (starts[doc_of == d] - self.offsets[d]).tolist()
+                local = [i for i in local if i + 1 < self.counts[d]]  # a pair across two documents
+                matched = tok._match_specials(per_doc[d], local) if local else per_doc[d]
+                if matched is not per_doc[d]:
+                    per_doc[d], changed = matched, True
+        if changed:
+            self._index(per_doc)
+
+    def _index(self, per_doc: list[list[int]]) -> None:
         self.counts = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
         self.offsets = np.zeros(len(per_doc) + 1, np.int64)
         np.cumsum(self.counts, out=self.offsets[1:])
