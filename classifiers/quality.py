@@ -18,12 +18,17 @@ Two feature families, computed for a whole batch at once:
 
 Model types (``model_type``): ``features`` (logistic regression on the
 standardized hand features), ``tfidf`` (logistic regression on TF-IDF), and
-``ensemble`` (one logistic regression over both, the default).  ``predict_proba``
-of the logistic regression is the score in [0, 1].
+``ensemble`` (one logistic regression over both, the default).  A model may
+strip markdown cues before featurizing (``preprocess``: the shipped one does,
+so a section scores alike with or without its headers and bullets), and may
+carry a calibration map of its decision value (isotonic, fitted on
+out-of-fold decision values); without one, ``predict_proba`` of the logistic
+regression is the score in [0, 1].
 
 Models are stored without pickle: ``model.json`` (type, feature names, scaler,
-coefficients, hashing parameters) and ``weights.npz`` (float arrays, loaded
-with ``allow_pickle=False``), plus ``MODEL_CARD.md``.
+coefficients, hashing parameters, preprocessing, calibration map) and
+``weights.npz`` (float arrays, loaded with ``allow_pickle=False``), plus
+``MODEL_CARD.md``.
 """
 from __future__ import annotations
 
@@ -45,7 +50,12 @@ from curate.classifiers.kernels import (ascii_class_counts, hashed_ngram_csr, ma
 from curate.classifiers.minhash import as_string_array as _string_array
 from curate.classifiers.minhash import normalized_buffers, string_buffers, text_token_hashes
 
-FORMAT_VERSION = 2  # 2: n-gram hashing by curate's tokenizer kernel (1: scikit-learn's HashingVectorizer)
+# 3: optional markdown stripping before featurizing and a calibration map of the
+#    decision value (model.json "preprocess", "calibration"); 2 files still load
+# 2: n-gram hashing by curate's tokenizer kernel (1: scikit-learn's HashingVectorizer)
+FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (2, 3)
+PREPROCESSING = ("none", "strip_markdown")
 MODEL_TYPES = ("features", "tfidf", "ensemble")
 # Loading refuses files larger than these (a model is a few MB).
 MAX_JSON_BYTES = 5 * 1024**2
@@ -158,18 +168,20 @@ def hand_features(texts: list[str] | pa.Array, normalized=None) -> np.ndarray:
     return np.column_stack([cols[name] for name in HAND_FEATURES])
 
 
-_MARKDOWN_CUES = [
-    (re.compile(r"(?m)^\s*```[^\n]*\n?"), ""),           # code fences (the code stays)
-    (re.compile(r"(?m)^\s*#{1,6}\s+"), ""),               # header marks
-    (re.compile(r"(?m)^\s*(?:[-*+•]|\d+[.)])\s+"), ""),   # list bullets and numbers
-]
+# Markdown cues, as one RE2 pattern run by Arrow over a whole batch: a code
+# fence line (the code stays), header marks, list bullets and numbers.  Only
+# spaces and tabs around a cue are taken, so lines and paragraphs stay.
+MARKDOWN_CUES = r"(?m)^[ \t]*(?:```[^\n]*(?:\n|$)|#{1,6}[ \t]+|(?:[-*+•]|\d+[.)])[ \t]+)"
+
+
+def strip_markdown_batch(texts) -> pa.Array:
+    """The texts with markdown cues removed (``MARKDOWN_CUES``), as an Arrow string array."""
+    return pc.replace_substring_regex(_string_array(texts), pattern=MARKDOWN_CUES, replacement="")
 
 
 def strip_markdown(text: str) -> str:
     """Remove markdown cues (headers, list bullets, code fences), keeping the words."""
-    for pattern, repl in _MARKDOWN_CUES:
-        text = pattern.sub(repl, text)
-    return text
+    return strip_markdown_batch([text])[0].as_py()
 
 
 @dataclasses.dataclass
@@ -199,9 +211,13 @@ class QualityModel:
 
     def __init__(self, model_type: str, coef_hand: np.ndarray | None, coef_tfidf: np.ndarray | None,
                  intercept: float, scaler_mean: np.ndarray | None, scaler_scale: np.ndarray | None,
-                 idf: np.ndarray | None, hashing: HashingParams, card: dict | None = None):
+                 idf: np.ndarray | None, hashing: HashingParams, card: dict | None = None,
+                 preprocess: str = "none", calibration: dict | None = None):
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}")
+        if preprocess not in PREPROCESSING:
+            raise ValueError(f"preprocess must be one of {PREPROCESSING}")
+        self.preprocess, self.calibration = preprocess, calibration and check_calibration(calibration)
         self.model_type, self.coef_hand, self.coef_tfidf = model_type, coef_hand, coef_tfidf
         self.intercept, self.scaler_mean, self.scaler_scale = float(intercept), scaler_mean, scaler_scale
         self.idf, self.hashing, self.card = idf, hashing, card or {}
@@ -216,14 +232,20 @@ class QualityModel:
     def uses_tfidf(self) -> bool:
         return self.model_type in ("tfidf", "ensemble")
 
+    def prepare(self, texts) -> pa.Array:
+        """The texts as the model featurizes them (markdown cues stripped when ``preprocess`` says so)."""
+        texts = _string_array(texts)
+        return strip_markdown_batch(texts) if self.preprocess == "strip_markdown" else texts
+
     def design_matrix(self, texts) -> sp.csr_matrix:
+        texts = self.prepare(texts)
         return design_matrix(texts, self.model_type, self.hashing, self.idf, self.scaler_mean, self.scaler_scale)
 
     def decision(self, texts) -> np.ndarray:
         """The linear model's decision value: the design matrix's row times the
         coefficients, with the TF-IDF part's dot product computed straight from
         the token hashes (``kernels.tfidf_dot``: no sparse matrix)."""
-        texts = _string_array(texts)
+        texts = self.prepare(texts)
         normalized = normalized_buffers(texts)  # tokenized once for both feature families
         z = np.full(len(texts), self.intercept)
         if self.uses_hand():
@@ -234,7 +256,13 @@ class QualityModel:
         return z
 
     def score(self, texts) -> np.ndarray:
-        z = self.decision(texts)
+        """Scores in [0, 1]: the calibration map of the decision value when the model
+        has one (``calibrate``), else the logistic regression's probability."""
+        return self.score_decision(self.decision(texts))
+
+    def score_decision(self, z: np.ndarray) -> np.ndarray:
+        if self.calibration:
+            return calibrate(self.calibration, z).astype(np.float32)
         return (1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))).astype(np.float32)
 
     # ---- persistence (no pickle) -----------------------------------------
@@ -251,6 +279,7 @@ class QualityModel:
             "format": "curate-quality-linear", "format_version": FORMAT_VERSION, "model_type": self.model_type,
             "hand_features": HAND_FEATURES if self.uses_hand() else [],
             "hashing": dataclasses.asdict(self.hashing), "intercept": self.intercept, "card": self.card,
+            "preprocess": self.preprocess, "calibration": self.calibration,
         }
         (d / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if card_markdown:
@@ -280,7 +309,7 @@ def load_model(directory: str | Path) -> QualityModel:
         raise ModelFormatError(f"quality model {d}: model.json is not JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != "curate-quality-linear":
         raise ModelFormatError(f"quality model {d}: model.json is not a curate quality model")
-    if meta.get("format_version") != FORMAT_VERSION or meta.get("model_type") not in MODEL_TYPES:
+    if meta.get("format_version") not in READABLE_FORMAT_VERSIONS or meta.get("model_type") not in MODEL_TYPES:
         raise ModelFormatError(f"quality model {d}: unsupported format_version or model_type")
     if meta.get("hand_features") and meta["hand_features"] != HAND_FEATURES:
         raise ModelFormatError(f"quality model {d}: trained on other hand features than this version computes")
@@ -303,9 +332,41 @@ def load_model(directory: str | Path) -> QualityModel:
     for name, size in expect.items():
         if name not in arrays or arrays[name].shape != (size,):
             raise ModelFormatError(f"quality model {d}: array {name} missing or not of length {size}")
+    preprocess = meta.get("preprocess", "none")
+    if preprocess not in PREPROCESSING:
+        raise ModelFormatError(f"quality model {d}: unknown preprocess {preprocess!r}")
+    try:
+        calibration = check_calibration(meta["calibration"]) if meta.get("calibration") else None
+    except ValueError as exc:
+        raise ModelFormatError(f"quality model {d}: {exc}") from exc
     return QualityModel(model_type, arrays.get("coef_hand"), arrays.get("coef_tfidf"), float(meta["intercept"]),
                         arrays.get("scaler_mean"), arrays.get("scaler_scale"), arrays.get("idf"), hashing,
-                        meta.get("card"))
+                        meta.get("card"), preprocess, calibration)
+
+
+def check_calibration(cal: dict) -> dict:
+    """A calibration map as stored in model.json: ``{"method": "isotonic", "x": [...], "y": [...]}``
+    (piecewise linear through (x, y), x increasing, y non-decreasing in [0, 1]) or
+    ``{"method": "platt", "a": a, "b": b}`` (sigmoid(a * z + b))."""
+    if not isinstance(cal, dict) or cal.get("method") not in ("isotonic", "platt"):
+        raise ValueError("calibration must be {'method': 'isotonic'|'platt', ...}")
+    if cal["method"] == "platt":
+        if not all(isinstance(cal.get(k), (int, float)) and math.isfinite(cal[k]) for k in ("a", "b")):
+            raise ValueError("platt calibration needs finite numbers a and b")
+        return {"method": "platt", "a": float(cal["a"]), "b": float(cal["b"])}
+    x, y = np.asarray(cal.get("x", []), dtype=np.float64), np.asarray(cal.get("y", []), dtype=np.float64)
+    if (x.ndim != 1 or x.shape != y.shape or len(x) < 2 or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y))
+            or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0) or y.min() < 0 or y.max() > 1):
+        raise ValueError("isotonic calibration needs increasing x and non-decreasing y in [0, 1] of one length >= 2")
+    return {"method": "isotonic", "x": x.tolist(), "y": y.tolist()}
+
+
+def calibrate(cal: dict, z: np.ndarray) -> np.ndarray:
+    """Apply a calibration map (``check_calibration``) to decision values."""
+    z = np.asarray(z, dtype=np.float64)
+    if cal["method"] == "platt":
+        return 1.0 / (1.0 + np.exp(-np.clip(cal["a"] * z + cal["b"], -50, 50)))
+    return np.interp(z, cal["x"], cal["y"])
 
 
 def default_model_dir() -> str:
@@ -322,47 +383,92 @@ def design_matrix(texts, model_type: str, hashing: HashingParams, idf, scaler_me
         hand = (hand_features(texts, normalized) - scaler_mean) / scaler_scale
         blocks.append(sp.csr_matrix(hand))
     if model_type in ("tfidf", "ensemble"):
-        counts = hashing.transform(texts, normalized)
-        counts.data = np.log1p(counts.data)  # sublinear tf
-        tfidf = counts.multiply(idf.reshape(1, -1)).tocsr()
-        norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1))).ravel()
-        norms[norms == 0] = 1.0
-        blocks.append(sp.diags(1.0 / norms) @ tfidf)
+        blocks.append(_tfidf_rows(hashing.transform(texts, normalized), idf))
     return sp.hstack(blocks, format="csr")
 
 
-def train(texts: list[str], labels: np.ndarray, model_type: str = "ensemble", C: float = 4.0,
-          hashing: HashingParams | None = None, card: dict | None = None) -> QualityModel:
-    """Fit the scaler, IDF and a logistic regression; deterministic (liblinear, fixed data order)."""
+@dataclasses.dataclass
+class Features:
+    """The stateless part of a model's features for a set of documents: raw hand
+    features and hashed n-gram counts (either may be None, by model type).  The
+    scaler and the IDF are fitted per training set (``fit``), so one
+    ``featurize`` serves every fold of a cross-validation."""
+    hand: np.ndarray | None
+    counts: sp.csr_matrix | None
+
+    def take(self, rows) -> "Features":
+        return Features(None if self.hand is None else self.hand[rows],
+                        None if self.counts is None else self.counts[rows])
+
+
+def featurize(texts, model_type: str = "ensemble", hashing: HashingParams | None = None,
+              preprocess: str = "none") -> Features:
+    hashing = hashing or HashingParams()
+    texts = _string_array(texts)
+    if preprocess == "strip_markdown":
+        texts = strip_markdown_batch(texts)
+    normalized = normalized_buffers(texts)  # once, for both feature families
+    hand = hand_features(texts, normalized) if model_type in ("features", "ensemble") else None
+    counts = hashing.transform(texts, normalized) if model_type in ("tfidf", "ensemble") else None
+    return Features(hand, counts)
+
+
+def fit(features: Features, labels, model_type: str = "ensemble", C: float = 4.0,
+        hashing: HashingParams | None = None, preprocess: str = "none", sample_weight=None,
+        hand_weight: float = 1.0, card: dict | None = None) -> QualityModel:
+    """Fit the scaler, the IDF and a logistic regression (liblinear, balanced classes,
+    fixed seed: deterministic) on featurized documents.  ``hand_weight`` scales the
+    standardized hand features against the unit-norm TF-IDF row (a per-block
+    regularization strength); it is folded into the stored coefficients."""
     from sklearn.linear_model import LogisticRegression
 
     hashing = hashing or HashingParams()
     labels = np.asarray(labels, dtype=int)
-    texts = _string_array(texts)
-    normalized = normalized_buffers(texts)  # once, for the scaler, the IDF and the design matrix
+    blocks = []
     scaler_mean = scaler_scale = idf = None
     if model_type in ("features", "ensemble"):
-        hand = hand_features(texts, normalized)
-        scaler_mean = hand.mean(axis=0)
-        scaler_scale = hand.std(axis=0)
+        scaler_mean = features.hand.mean(axis=0)
+        scaler_scale = features.hand.std(axis=0)
         scaler_scale[scaler_scale == 0] = 1.0
+        blocks.append(sp.csr_matrix(hand_weight * (features.hand - scaler_mean) / scaler_scale))
     if model_type in ("tfidf", "ensemble"):
-        counts = hashing.transform(texts, normalized)
+        counts = features.counts
         df = np.bincount(counts.indices, minlength=hashing.n_features)
-        idf = (np.log((1 + len(texts)) / (1 + df)) + 1).astype(np.float32)
-    x = design_matrix(texts, model_type, hashing, idf, scaler_mean, scaler_scale, normalized)
-    clf = LogisticRegression(C=C, solver="liblinear", max_iter=1000, class_weight="balanced")
-    clf.fit(x, labels)
+        idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
+        blocks.append(_tfidf_rows(counts, idf))
+    x = sp.hstack(blocks, format="csr")
+    clf = LogisticRegression(C=C, solver="liblinear", max_iter=1000, class_weight="balanced", random_state=0)
+    clf.fit(x, labels, sample_weight=sample_weight)
     coef = clf.coef_.ravel()
     n_hand = len(HAND_FEATURES) if model_type in ("features", "ensemble") else 0
-    coef_hand = coef[:n_hand] if n_hand else None
+    coef_hand = coef[:n_hand] * hand_weight if n_hand else None
     coef_tfidf = coef[n_hand:].astype(np.float32) if model_type != "features" else None
     card = dict(card or {})
-    card.setdefault("trained_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    card.setdefault("train_documents", int(len(texts)))
+    card.setdefault("train_documents", int(len(labels)))
     card.setdefault("positives", int(labels.sum()))
     return QualityModel(model_type, coef_hand, coef_tfidf, float(clf.intercept_[0]), scaler_mean, scaler_scale,
-                        idf, hashing, card)
+                        idf, hashing, card, preprocess)
+
+
+def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Sublinear TF-IDF rows, L2-normalized (what ``tfidf_dot`` computes per document)."""
+    counts = counts.copy()
+    counts.data = np.log1p(counts.data)  # sublinear tf
+    tfidf = counts.multiply(idf.reshape(1, -1)).tocsr()
+    norms = np.sqrt(np.asarray(tfidf.multiply(tfidf).sum(axis=1))).ravel()
+    norms[norms == 0] = 1.0
+    return (sp.diags(1.0 / norms) @ tfidf).tocsr()
+
+
+def train(texts: list[str], labels: np.ndarray, model_type: str = "ensemble", C: float = 4.0,
+          hashing: HashingParams | None = None, card: dict | None = None, preprocess: str = "none",
+          sample_weight=None, hand_weight: float = 1.0) -> QualityModel:
+    """Featurize and ``fit``; deterministic (liblinear, fixed seed, fixed data order)."""
+    hashing = hashing or HashingParams()
+    card = dict(card or {})
+    card.setdefault("trained_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    return fit(featurize(texts, model_type, hashing, preprocess), labels, model_type, C, hashing, preprocess,
+               sample_weight, hand_weight, card)
 
 
 def roc_auc(labels, scores) -> float:
