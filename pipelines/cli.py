@@ -56,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label")
     train.add_argument("--model-type", default="ensemble", choices=["ensemble", "tfidf", "features"])
     train.add_argument("--holdout", type=float, default=0.2, help="held-out fraction for the report (default 0.2)")
+    train.add_argument("--group-column", help="column of a group per row (book, subject, source): evaluate by leaving "
+                       "one group out and report each fold's ROC AUC and the worst (instead of --holdout)")
     train.add_argument("--out", required=True, help="folder to write model.json, weights.npz, MODEL_CARD.md")
     return parser
 
@@ -82,15 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     from curate.transforms.stage import ColumnClashError
 
     if args.command == "train-quality":
-        from curate.pipelines.train_quality import TrainingDataError, train_and_report
+        from curate.pipelines.train_quality import TrainingDataError, grouped_summary, train_and_report, train_grouped
 
         if not 0.0 < args.holdout < 1.0:
             return _error("--holdout must be between 0 and 1")
         try:
-            metrics = train_and_report(args.data, args.text_column, args.label_column, args.model_type,
-                                       args.out, args.holdout)
+            if args.group_column:
+                metrics = train_grouped(args.data, args.text_column, args.label_column, args.group_column,
+                                        args.model_type, args.out)
+            else:
+                metrics = train_and_report(args.data, args.text_column, args.label_column, args.model_type,
+                                           args.out, args.holdout)
         except TrainingDataError as exc:
             return _error(str(exc))
+        if args.group_column:
+            print(grouped_summary(metrics, args.group_column, args.out))
+            return 0
         print(f"held-out ROC AUC {metrics['roc_auc']:.4f} on {metrics['heldout_docs']} documents")
         for key in ("at_0.5", "at_0.8"):
             m = metrics[key]
