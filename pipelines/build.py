@@ -66,7 +66,7 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     ctx = registry.BuildContext(columns=columns, input_rows=input_rows, staging=staging,
                                 tokens_per_char=cfg.tokens_per_char, batch_size=cfg.input.batch_size)
     stages = []
-    for spec in registry.specs():
+    for spec in registry.specs(cfg.order):
         stage_cfg = spec.config() if spec.always else cfg.stages.__dict__[spec.key]
         if spec.always or stage_cfg.enabled:
             stages += spec.build(stage_cfg, ctx)
@@ -464,7 +464,7 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         routed_stage = next((s.name for s in stages if s.route), None)
         written = published_rows(files, staging, routed_stage)
         funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows,
-                                         pipeline_written=pipeline_written)
+                                         pipeline_written=pipeline_written, order=cfg.order)
         funnel["skipped_shards"] = [{"path": path, "reason": reason} for path, reason in (skipped or [])]
         if not funnel["conservation"]["ok"]:
             raise ConservationError("; ".join(funnel["conservation"]["problems"])

@@ -90,6 +90,17 @@ class RunnerConfig(Section):
         return args
 
 
+def _check_order(cfg):
+    if cfg.order is not None:
+        known = [key for key in type(cfg.stages).model_fields]
+        for i, key in enumerate(cfg.order):
+            if key not in known:
+                raise ValueError(f"@order[{i}]: {key!r} is not a stage (stages: {', '.join(known)})")
+        if len(set(cfg.order)) != len(cfg.order):
+            raise ValueError("@order: a stage is listed twice")
+    return cfg
+
+
 @functools.lru_cache(maxsize=None)
 def _config_model(stage_keys: tuple[str, ...]) -> type[BaseModel]:
     """The whole config's model for the registered stages (one per set of stages: tests add some)."""
@@ -105,6 +116,11 @@ def _config_model(stage_keys: tuple[str, ...]) -> type[BaseModel]:
         # Estimated tokens per character (English BPE ~0.26); used for token counts
         # in the funnel and for token budgets.
         tokens_per_char=(float, Field(0.26, gt=0, le=4)),
+        # Stage keys in the order they run (null: the registry's, the Phi recipe's:
+        # dedup, language, quality, decontamination, mixing).  Listed stages run in this
+        # order, first; stages not listed follow in the registry's order.
+        order=(typing.Optional[registry.StrList], None),
+        __validators__={"_order": model_validator(mode="after")(_check_order)},
     )
 
 

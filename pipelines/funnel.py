@@ -31,11 +31,12 @@ def _pct(part: int, whole: int):
 
 def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float,
                  written: dict | None = None, input_rows: int | None = None,
-                 pipeline_written: dict | None = None) -> dict:
+                 pipeline_written: dict | None = None, order: list[str] | None = None) -> dict:
     """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline;
     ``ran``: (slot, name) of the stages run, in order; ``written``: rows per
     published folder read from the staged files' Parquet footers;
-    ``pipeline_written``: the rows the pipeline's writers reported."""
+    ``pipeline_written``: the rows the pipeline's writers reported; ``order``: the
+    config's stage order (null: the registry's)."""
     ran_by_slot = dict(ran)
     sums: dict[tuple, tuple[int, int]] = {}
     for stage, kind, reason, docs, chars in stats:
@@ -47,7 +48,7 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     raw_docs, raw_chars = get("raw", "kept")
     stages, problems = [], []
     previous, previous_chars = raw_docs, raw_chars
-    for spec, (slot, default_name) in ((spec, slot) for spec in registry.specs() for slot in spec.slots):
+    for spec, (slot, default_name) in ((spec, slot) for spec in registry.specs(order) for slot in spec.slots):
         if slot not in ran_by_slot:
             stages.append({"name": default_name, "slot": slot, "status": "not run"})
             continue

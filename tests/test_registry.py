@@ -59,3 +59,16 @@ def test_a_registered_stage_has_a_typed_validated_config():
 def test_funnel_of_a_run_without_the_stage_does_not_mention_it(tmp_path):
     result = run_pipeline([sample_corpus_path()], tmp_path / "out")
     assert "min_words" not in json.dumps(result.funnel)
+
+
+def test_a_config_can_run_the_stages_in_its_own_order(tmp_path):
+    """FineWeb runs its filters before MinHash; the funnel follows the order that ran."""
+    with registry.registered(MIN_WORDS):
+        result = run_pipeline([sample_corpus_path()], tmp_path / "out", {
+            "order": ["language", "min_words", "exact_dedup", "near_dedup"],
+            "stages": {"min_words": {"enabled": True}}})
+    names = [s["name"] for s in result.funnel["stages"] if s["status"] == "run"]
+    assert names[:5] == ["input_check", "language", "min_words", "exact_dedup", "near_dedup"]
+    assert result.funnel["conservation"]["ok"]
+    with pytest.raises(ConfigError, match="config key order\\[1\\]: 'minhash' is not a stage"):
+        config_from_dict({"order": ["language", "minhash"]})

@@ -143,10 +143,16 @@ def load() -> None:
     _LOADED = True
 
 
-def specs() -> list[StageSpec]:
-    """The registered stages in chain order."""
+def specs(order: list[str] | None = None) -> list[StageSpec]:
+    """The registered stages in chain order: each spec's ``order``, or the keys of ``order``
+    first (a recipe's own order, e.g. FineWeb's filters before its dedup) after the stages
+    that always run, then the others in registry order."""
     load()
-    return sorted(_REGISTRY.values(), key=lambda s: (s.order, s.key))
+    ranked = sorted(_REGISTRY.values(), key=lambda s: (s.order, s.key))
+    if not order:
+        return ranked
+    position = {key: i for i, key in enumerate(order)}
+    return sorted(ranked, key=lambda s: (not s.always, s.key not in position, position.get(s.key, 0)))
 
 
 def spec_for_slot(slot: str) -> StageSpec | None:

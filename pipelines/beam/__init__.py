@@ -31,6 +31,7 @@ the tested minor version.
 from __future__ import annotations
 
 import logging
+import os
 
 import apache_beam
 
@@ -64,18 +65,24 @@ def tested_beam_or_skip(patch: str) -> bool:
     return False
 
 
+def _skipped(patch: str) -> bool:
+    """``CURATE_BEAM_SKIP=data_plane_copies,...`` leaves a speed-up out, to measure what it is worth
+    (``benchmarks/beam_patches_eval.py``); the correctness fix cannot be left out."""
+    return patch in {p.strip() for p in os.environ.get("CURATE_BEAM_SKIP", "").split(",")}
+
+
 def install_on_driver() -> None:
     """What the process that runs the pipeline's runner needs (idempotent)."""
     from curate.pipelines.beam import data_plane_copies, fixes, size_estimates, speedups
 
     require_tested_beam("fixes")
     fixes.install()  # the runner's input stream could drop chunks
-    if tested_beam_or_skip("speedups"):
+    if not _skipped("speedups") and tested_beam_or_skip("speedups"):
         speedups.install()
     speedups.tune_gc()  # the in-process runners work here
-    if tested_beam_or_skip("data_plane_copies"):
+    if not _skipped("data_plane_copies") and tested_beam_or_skip("data_plane_copies"):
         data_plane_copies.install()
-    if tested_beam_or_skip("size_estimates"):
+    if not _skipped("size_estimates") and tested_beam_or_skip("size_estimates"):
         size_estimates.install()
 
 
