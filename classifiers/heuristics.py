@@ -39,6 +39,7 @@ from itertools import chain
 import numba
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from curate.classifiers import heuristic_rules as _rules
 
@@ -111,6 +112,7 @@ class FineWebConfig:
 # ---------------------------------------------------------------- words
 
 PUNCTUATION = frozenset(_rules.PUNCTUATION)  # datatrove's PUNCTUATION_SET: a word of only these is a symbol
+_NON_SYMBOL = "[^" + "".join(f"\\x{{{ord(c):x}}}" for c in sorted(PUNCTUATION)) + "]"  # RE2: a non-punctuation char
 TERMINAL_PUNCTUATION = tuple(_rules.TERMINAL_PUNCTUATION)
 SENTENCE_PUNCT = frozenset(_rules.SENTENCE_PUNCT)  # spaCy sentencizer's punct_chars
 CJK_LANGUAGES = frozenset({"ja", "jpn", "zho", "cmn", "yue", "wuu"})  # not "zh": see tokenizer_for
@@ -274,10 +276,12 @@ class WordTokenizer:
 
     def _chunk_ids(self, chunk: str) -> tuple[int, ...]:
         ids = self._ids
+        if chunk.isalpha() and chunk not in self._specials and not (self.cjk and _CJK_RUN.search(chunk)):
+            i = ids.get(chunk)  # the common miss: a word of letters only (as _chunk_words)
+            return (self._intern(chunk) if i is None else i,)
         out = []
         for word in self._chunk_words(chunk):
-            word = word.strip()  # datatrove's strip_strings
-            if not word:
+            if not word.strip():  # datatrove's strip_strings (a chunk holds no whitespace)
                 continue
             i = ids.get(word)
             out.append(self._intern(word) if i is None else i)
@@ -399,11 +403,11 @@ class WordTokenizer:
         outside datatrove's punctuation)."""
         n = len(self.tokens)
         if n != self._props_n:
-            new = self.tokens[self._props_n:]
-            add = {
-                "len": np.fromiter(map(len, new), np.int64, len(new)),
-                "alpha": np.fromiter((any(c.isalpha() for c in w) for w in new), np.bool_, len(new)),
-                "non_symbol": np.fromiter((any(c not in PUNCTUATION for c in w) for w in new), np.bool_, len(new)),
+            new = pa.array(self.tokens[self._props_n:], pa.string())
+            add = {  # Arrow's compiled kernels over the new words (\pL: Python's isalpha categories)
+                "len": pc.utf8_length(new).to_numpy(zero_copy_only=False).astype(np.int64),
+                "alpha": pc.match_substring_regex(new, r"\pL").to_numpy(zero_copy_only=False),
+                "non_symbol": pc.match_substring_regex(new, _NON_SYMBOL).to_numpy(zero_copy_only=False),
             }
             self._props = {k: np.concatenate([self._props[k], v]) if self._props else v for k, v in add.items()}
             self._props_n = n

@@ -74,6 +74,18 @@ def test_fast_paths_match_the_rules(docs):
             assert tok._chunk_words(chunk) == tok._slow_words(chunk), (lang, chunk)
 
 
+def test_word_properties_are_pythons(docs):
+    """The Arrow-computed per-word properties equal datatrove's Python definitions."""
+    texts = [d["text"] for d in list(docs.values())[::5]]
+    H._Words(texts, ["en"] * len(texts))
+    tok = H.tokenizer_for("en")
+    props = tok.props()
+    for i, w in enumerate(tok.tokens):
+        assert props["len"][i] == len(w)
+        assert props["alpha"][i] == any(c.isalpha() for c in w), w
+        assert props["non_symbol"][i] == any(c not in H.PUNCTUATION for c in w), w
+
+
 def test_cjk_words():
     """Han and Hiragana runs in two-character words, Katakana runs whole, the rest by the rules."""
     assert H.tokenizer_for("ja").words("東京都はとても大きい。テレビ、Tokyo!") == [
