@@ -318,13 +318,16 @@ class WordTokenizer:
                 ids = self._match_specials(ids, starts.tolist())
         return ids
 
-    def pattern_starts(self, ids: np.ndarray) -> np.ndarray:
-        """Positions in ``ids`` where the first two words of a special-case pattern stand."""
+    def pattern_starts(self, ids: np.ndarray, mine: np.ndarray | None = None) -> np.ndarray:
+        """Positions in ``ids`` where the first two words of a special-case pattern stand
+        (only where ``mine``, when given: the positions holding this tokenizer's ids)."""
         if self._first_ids is None:
             self._build_matcher()
         if len(ids) < 2:
             return np.zeros(0, np.int64)
         first = self._first_table[np.minimum(ids[:-1], len(self._first_table) - 1)]
+        if mine is not None:
+            first &= mine[:-1] & mine[1:]
         pos = np.flatnonzero(first)
         return pos[np.isin((ids[pos] << 32) | ids[pos + 1], self._pair_keys)]
 
@@ -480,8 +483,9 @@ class _Words:
             if len(self.groups) == 1:
                 starts = tok.pattern_starts(self.ids)
             else:
-                starts = np.concatenate([tok.pattern_starts(self.ids[self.offsets[d]:self.offsets[d + 1]])
-                                         + self.offsets[d] for d in docs])
+                in_group = np.zeros(len(per_doc), np.bool_)
+                in_group[docs] = True
+                starts = tok.pattern_starts(self.ids, np.repeat(in_group, self.counts))
             if not len(starts):
                 continue
             doc_of = np.searchsorted(self.offsets, starts, side="right") - 1
