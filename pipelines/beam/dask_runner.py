@@ -83,7 +83,7 @@ def _windowed(item, window_fn):
 
     Beam's helper builds a ``GlobalWindow`` per element, and its constructor
     parses the max timestamp from a proto constant each time: most of the
-    runner's per-element cost (15 of 19 s for 1.4M elements, profiled).
+    runner's per-element cost (most of the stage's time in a profile).
     """
     if window_fn is None or isinstance(window_fn, GlobalWindows):
         if isinstance(item, WindowedValue):
@@ -218,8 +218,8 @@ class _Visitor(PipelineVisitor):
 class _Part(list):
     """A partition's elements.  Not ``type(x) is list``, so dask.distributed pickles
     it as one frame; a plain list of tuples is serialized element by element
-    (measured: 42 MB of (key, dict) pairs took 1.7 s between two workers on
-    loopback, the same bytes as one blob 0.07 s)."""
+    (many small pickled pairs cost far more between workers than the same bytes
+    as one blob)."""
 
 
 def _partition_of(key, n: int) -> int:
@@ -311,7 +311,7 @@ class LocalDaskCluster:
 
     def __init__(self, workers: int, partitions: int | None = None):
         # 4 partitions per worker: with 2 per worker a worker idles while the other finishes its
-        # heavier partition (100k docs, 2 workers: 8 partitions 68-80 s, 4: 103 s, 16: 94 s)
+        # heavier partition (the partition counts were compared in a 2-worker run; see performance_notes.md)
         self.workers, self.partitions = workers, partitions or 4 * workers
 
     def __enter__(self) -> list[str]:

@@ -6,11 +6,8 @@ through ``InMemoryDataChannel``.  Beam wraps each chunk in a protobuf
 ``Elements.Data`` message, which copies the bytes in, copies them out again on
 every ``.data`` read, and the runner first concatenates a whole PCollection
 into one ``OutputStream`` (two more copies) before sending it.  An Arrow batch
-of documents crosses a fusion break as ~10 MB of IPC bytes, and a 100k
-document chain moves ~3.8 GB that way: eight copies of it put 2.0M page
-faults and 8.5 s of system time into a 42.6 s run (``perf record -e
-page-faults``: 80% in ``PyUpb_PyToUpb``, ``PyUpb_Message_GetAttr`` and
-``OutputStream.get``).
+of documents crosses a fusion break as megabytes of IPC bytes, so those copies
+are page faults and system time proportional to the corpus.
 
 1. The in-memory channel carries the same chunks as plain objects
    (``InMemoryData``: instruction id, transform id, bytes), and the runner
@@ -20,12 +17,14 @@ page-faults``: 80% in ``PyUpb_PyToUpb``, ``PyUpb_Message_GetAttr`` and
    ``isinstance(x, beam_fn_api_pb2.Elements.Data)``; those three modules see
    a view of ``beam_fn_api_pb2`` in which ``Elements.Data`` is the pair of
    both types (everything else is the real module).  gRPC channels are
-   untouched.  100k chain: 42.6 -> 37.6-39.5 s, faults 2.0M -> 1.1M.
+   untouched.
 2. A ``GroupByKey``'s output (``GroupingBuffer.partition``, on any
    FnApiRunner) is cut into chunks of ``GROUPED_CHUNK_BYTES`` between keys
    instead of one stream per worker that grows by doubling to the size of the
-   whole PCollection (near-dedup's joins: ~200 MB each) and is then copied
-   out.  100k chain: system time 5.6-5.8 -> 3.6-4.4 s, faults 1.25M -> 1.0M.
+   whole PCollection and is then copied out.
+
+What it is worth today: ``benchmarks/results/paired_patches.md``; its history:
+``benchmarks/results/performance_notes.md``.
 
 Same kept, rejected and funnel output.  ``install`` checks the Beam
 internals it replaces and leaves Beam alone if they differ.

@@ -3,11 +3,11 @@
 Beam's Python job service (``local_job_service_main``) hands every job to an
 ``FnApiRunner`` through ``run_via_runner_api``, which skips the code that
 reads ``direct_num_workers``: each job runs on one SDK worker whatever the
-options say (apache-beam 2.77; measured 0.96x with 2 "workers").  This
+options say (apache-beam 2.77).  This
 service is Beam's, with two changes: the job's ``--sdk_worker_parallelism``
 (else ``--direct_num_workers``) becomes the runner's worker count, so bundles
 are split across that many workers of the job's environment; and the runner's
-data plane gets ``beam_fixes`` (inputs sent to workers could lose chunks).
+data plane gets ``fixes`` (inputs sent to workers could lose chunks).
 
 For real parallelism the workers must be processes: ``--worker-pool-port``
 also starts Beam's worker pool (``BeamFnExternalWorkerPoolServicer`` with

@@ -3,7 +3,7 @@
 The cost (apache-beam 2.77, ``coders/coder_impl.py``): Beam samples the size
 of elements for its counters by encoding them.  An untyped element holding a
 batch or a numpy block (a ``(tag, batch)`` pair, a set block) was pickled only
-to be measured: 2.5 GB of pickles in a 100k-document run.  The coder here is
+to be measured, a pickle the size of the data for every sampled element.  The coder here is
 Beam's ``FastPrimitivesCoder`` (encoding is Beam's, pickle fallback included)
 with a size estimate read from the buffers; it subclasses a private impl class,
 hence its place in this package.  Registered as Beam's fallback coder by
@@ -81,8 +81,7 @@ class SizeEstimatingCoder(beam.coders.FastPrimitivesCoder):
 
     Beam samples the size of elements for its counters by encoding them: an
     untyped element holding a batch or a numpy block (a ``(tag, batch)`` pair,
-    a set block) was pickled only to be measured, 2.5 GB of pickles in a
-    100k-document run.  Encoding itself is Beam's (pickle fallback)."""
+    a set block) was pickled only to be measured.  Encoding itself is Beam's (pickle fallback)."""
 
     def _create_impl(self):
         return _SizeEstimatingImpl(self._fallback_coder.get_impl())
