@@ -134,6 +134,8 @@ _CLOSERS = frozenset(',;:!?)"')
 # (spaCy's infix; French keeps "-il" and the like): the tests hold these fast paths to
 # the rules on every chunk of the real documents
 _WRAPPED = re.compile(r"([(\[\u201c\u2018\"]*)([^\W\d_]+)([)\],;:!?\u201d\u2019\".]*)\Z")
+_NUMBER = re.compile(r"(\d+(?:[.,]\d+)*)([,;:)]?)\Z")  # ASCII only: 12 / 3.5 / 200,000 and one closing mark
+_POSSESSIVE = re.compile(r"([^\W\d_]+)(['\u2019][sS])\Z")  # English "body's": spaCy's 's suffix
 _HYPHENATED = re.compile(r"([^\W\d_]+)([-\u2014\u2013])([^\W\d_]+)\Z")
 
 
@@ -255,6 +257,14 @@ class WordTokenizer:
             opening, core, closing = m.groups()
             if core not in specials and "." not in closing and "".join(closing[:2]) != "''":
                 return [*opening, core, *closing]
+        if chunk.isascii():
+            m = _NUMBER.match(chunk)
+            if m:
+                number, closer = m.groups()
+                return [number, closer] if closer else [number]
+        m = _POSSESSIVE.match(chunk) if self.lang == "en" else None
+        if m and chunk not in specials and m.group(1) not in specials and not (self.cjk and _CJK_RUN.search(chunk)):
+            return list(m.groups())
         m = _HYPHENATED.match(chunk) if self.lang == "en" else None
         if m and not (self.cjk and _CJK_RUN.search(chunk)):
             return list(m.groups())
