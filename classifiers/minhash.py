@@ -1,7 +1,7 @@
 """MinHash signatures for a batch of documents, bit-identical to ``datasketch``.
 
 Shingles.  Text is normalized (NFKC, lower-case) and split into tokens by the
-compiled tokenizer in ``kernels``: punctuation, symbols and whitespace separate
+compiled tokenizer in ``token_kernels``: punctuation, symbols and whitespace separate
 tokens; a token is a run of word characters, or, in documents where CJK, kana,
 Hangul or Thai characters make up at least 30% of the word characters (scripts
 written without spaces), a single character.  A shingle is ``k`` consecutive
@@ -10,7 +10,7 @@ scripts).  A document with fewer than ``k`` tokens is one shingle of all its
 tokens.
 
 Shingle hash (the "hash function" in datasketch's sense).  Each token gets
-``kernels.token_hash`` (FNV-1a 64 + fmix64); a shingle's hash is the
+``token_kernels.token_hash`` (FNV-1a 64 + fmix64); a shingle's hash is the
 polynomial ``sum_j t_j * M^j`` mod 2^64 of its token hashes, folded to 32 bits
 (``hi ^ lo``) for the 32-bit scheme or kept at 64 bits.  ``shingle_hash(tokens)``
 computes the same for one shingle so datasketch can be handed exactly this
@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers import kernels
+from curate.classifiers import minhash_kernels, normalize_kernels, token_kernels
 
 _POLY = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the shingle polynomial
 
@@ -52,31 +52,32 @@ def nfkc(texts) -> pa.Array:
     """NFKC of every text, equal to ``unicodedata.normalize("NFKC", t)``.
 
     Texts whose only unstable characters have a context-free NFKC form
-    (``kernels.nfkc_map_table``: fullwidth forms, "…", "µ", superscripts,
+    (``normalize_kernels.nfkc_map_table``: fullwidth forms, "…", "µ", superscripts,
     ligatures) are rewritten by one compiled pass; only the rest (combining
     marks, jamo) go through Python's ``unicodedata``.  On the scaled real
     corpus 13% of documents need NFKC and 94% of those take the compiled pass.
     """
     texts = as_string_array(texts)
-    data, offsets = _rewritten(texts, kernels.nfkc_map_table(), kernels.NO_REPLACEMENTS, kernels.ASCII_SAME)
+    data, offsets = _rewritten(texts, normalize_kernels.nfkc_map_table(), normalize_kernels.NO_REPLACEMENTS,
+                               normalize_kernels.ASCII_SAME)
     return pa.Array.from_buffers(pa.large_string(), len(offsets) - 1,
                                  [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.string())
 
 
 def _rewritten(texts: pa.Array, table, after_unicodedata, ascii_map) -> tuple[np.ndarray, np.ndarray]:
-    """``kernels.rewrite_texts`` of ``texts``: the table's rewrite, or for the texts
+    """``normalize_kernels.rewrite_texts`` of ``texts``: the table's rewrite, or for the texts
     holding a code point it codes -2, ``unicodedata``'s NFKC then ``after_unicodedata``."""
     data, offsets = string_buffers(texts)
     code, repl, repl_offsets = table
-    sizes = kernels.rewritten_sizes(data, offsets, code, repl_offsets)
+    sizes = normalize_kernels.rewritten_sizes(data, offsets, code, repl_offsets)
     slow = np.flatnonzero(sizes < 0)
     slow_of = np.full(len(texts), -1, dtype=np.int64)
     slow_of[slow] = np.arange(len(slow))
     normalized = [unicodedata.normalize("NFKC", t) for t in texts.take(pa.array(slow)).to_pylist()] if len(slow) \
         else []
     slow_data, slow_offsets = string_buffers(pa.array(normalized, pa.string()))
-    return kernels.rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets,
-                                 *after_unicodedata, ascii_map)
+    return normalize_kernels.rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data,
+                                           slow_offsets, *after_unicodedata, ascii_map)
 
 
 def normalize_for_shingles(texts) -> pa.Array:
@@ -100,7 +101,7 @@ def tokenize(texts) -> pa.ListArray:
     For inspection and tests; the signature path hashes the same byte spans
     without materializing strings (``text_token_hashes``)."""
     data, offsets = string_buffers(normalize_for_shingles(texts))
-    starts, ends, token_offsets = kernels.token_spans(data, offsets)
+    starts, ends, token_offsets = token_kernels.token_spans(data, offsets)
     raw = data.tobytes()
     flat = pa.array([raw[s:e].decode("utf-8") for s, e in zip(starts.tolist(), ends.tolist())], pa.string())
     return pa.ListArray.from_arrays(pa.array(token_offsets, pa.int32()), flat)
@@ -108,21 +109,21 @@ def tokenize(texts) -> pa.ListArray:
 
 def normalized_buffers(texts) -> tuple[np.ndarray, np.ndarray]:
     """(UTF-8 bytes, int64 offsets) of NFKC then Arrow-lower-cased texts: the input
-    of the kernels, made by one compiled pass (``kernels.nfkc_lower_table``: the
+    of the kernels, made by one compiled pass (``normalize_kernels.nfkc_lower_table``: the
     ``nfkc`` rules and Arrow's lower-casing as one table), with ``unicodedata``
     only for the documents holding a character whose NFKC depends on context.
     One pass instead of a rewrite, a splice and Arrow's lower-casing: the text
     is copied once per stage, not four times (0.100 -> 0.064 s per 12.5k documents)."""
-    return _rewritten(as_string_array(texts), kernels.nfkc_lower_table(), kernels.lower_table(),
-                      kernels.ASCII_LOWER)
+    return _rewritten(as_string_array(texts), normalize_kernels.nfkc_lower_table(), normalize_kernels.lower_table(),
+                      normalize_kernels.ASCII_LOWER)
 
 
 def text_token_hashes(texts, buffers=None) -> tuple[np.ndarray, np.ndarray]:
     """(uint64 token hash per token, per-document token offsets), straight from texts
     (or from their ``normalized_buffers`` when the caller already has them)."""
     data, offsets = buffers if buffers is not None else normalized_buffers(texts)
-    starts, ends, token_offsets = kernels.token_spans(data, offsets)
-    return kernels.hash_spans(data, starts, ends), token_offsets
+    starts, ends, token_offsets = token_kernels.token_spans(data, offsets)
+    return token_kernels.hash_spans(data, starts, ends), token_offsets
 
 
 def token_hashes(tokens: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +134,7 @@ def token_hashes(tokens: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     if len(flat) == 0:
         return np.zeros(0, dtype=np.uint64), offsets
     data, spans = string_buffers(flat)
-    return kernels.hash_spans(data, spans[:-1], spans[1:]), offsets
+    return token_kernels.hash_spans(data, spans[:-1], spans[1:]), offsets
 
 
 def _fold(h64: np.ndarray, bits: int) -> np.ndarray:
@@ -146,7 +147,7 @@ def shingle_hash(tokens: list[str], bits: int = 32) -> int:
     """The shingle hash of one shingle (its tokens), as the batch path computes it."""
     acc, power, mask = 0, 1, (1 << 64) - 1
     for token in tokens:
-        acc = (acc + kernels.token_hash(token) * power) & mask
+        acc = (acc + token_kernels.token_hash(token) * power) & mask
         power = (power * int(_POLY)) & mask
     return acc if bits == 64 else (acc >> 32) ^ (acc & 0xFFFFFFFF)
 
@@ -233,8 +234,8 @@ class MinHasher:
     def signatures_from_shingles(self, values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         out = np.full((len(offsets) - 1, self.num_perm), self.empty, dtype=self.dtype)
         if len(values):
-            mix, min_affine = ((kernels.fmix32, kernels.min_affine32) if self.bits == 32
-                               else (kernels.fmix64, kernels.min_affine64))
+            mix, min_affine = ((minhash_kernels.fmix32, minhash_kernels.min_affine32) if self.bits == 32
+                               else (minhash_kernels.fmix64, minhash_kernels.min_affine64))
             min_affine(mix(values.astype(self.dtype, copy=False)), np.asarray(offsets, dtype=np.int64),
                                self.a, self.b, out)
         return out
@@ -252,7 +253,7 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
         acc = np.zeros((n, bands), dtype=np.uint64) + (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _POLY
         for r in range(rows):
             acc = acc * np.uint64(0x100000001B3) + sig[:, :, r]
-    return kernels.fmix64(acc.ravel()).reshape(n, bands)
+    return minhash_kernels.fmix64(acc.ravel()).reshape(n, bands)
 
 
 @numba.njit(cache=True)
@@ -319,5 +320,6 @@ def jaccard_sorted(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     if a.dtype != b.dtype:
         a, b = a.astype(np.uint64), b.astype(np.uint64)
-    inter = kernels.sorted_intersection_size(a, b)  # one merge pass: 5.6 vs 9.4 us for np.intersect1d (500 values)
+    # one merge pass: 5.6 vs 9.4 us for np.intersect1d (500 values)
+    inter = minhash_kernels.sorted_intersection_size(a, b)
     return inter / (len(a) + len(b) - inter)

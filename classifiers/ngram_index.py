@@ -3,7 +3,7 @@
 Normalization, shared by index and documents: NFKC, lower-case, every
 punctuation and symbol character deleted (not replaced by a space, so "don't",
 "dont" and "DON'T" agree, and so do "3.5" and "35"), then split on whitespace.
-Tokens get ``kernels.token_hash`` (FNV-1a 64 + fmix64); an n-gram's 64-bit hash is the polynomial of its token
+Tokens get ``token_kernels.token_hash`` (FNV-1a 64 + fmix64); an n-gram's 64-bit hash is the polynomial of its token
 hashes (the same machinery as the MinHash shingles).
 
 Index: sorted unique uint64 n-gram hashes with, for each, the item that owns
@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.classifiers import kernels
+from curate.classifiers import token_kernels
 from curate.classifiers.minhash import _POLY, normalize_for_shingles, normalized_buffers, shingle_hashes
 
 _DELETE = r"[\p{P}\p{S}]"
@@ -45,9 +45,9 @@ def tokenize(texts) -> pa.ListArray:
 
 def text_token_hashes(texts) -> tuple[np.ndarray, np.ndarray]:
     """``token_hashes(tokenize(texts))`` by one compiled pass over the normalized
-    bytes (``kernels.deleting_token_hashes``): no regex pass, no token strings
+    bytes (``token_kernels.deleting_token_hashes``): no regex pass, no token strings
     (14.5k -> 25.4k docs/s on the scaled real documents, mean 2.2 KB)."""
-    return kernels.deleting_token_hashes(*normalized_buffers(texts))
+    return token_kernels.deleting_token_hashes(*normalized_buffers(texts))
 
 
 def ngram_hashes(texts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -123,7 +123,7 @@ class NgramIndex:
               reference_texts: list[str] | None = None) -> "NgramIndex":
         """``items``: (benchmark, item_id, text)."""
         stats = IndexStats(items=len(items))
-        token_h, token_off, is_numeric = kernels.deleting_token_hashes(
+        token_h, token_off, is_numeric = token_kernels.deleting_token_hashes(
             *normalized_buffers([t for _, _, t in items]), numeric=True)
         values, offsets, lengths = grams_from_token_hashes(token_h, token_off, n)
         owner = np.repeat(np.arange(len(items), dtype=np.int32), np.diff(offsets))
@@ -200,9 +200,9 @@ class NgramIndex:
         return self._bitmaps[id(keys)]
 
     def _gram_owners(self, token_h, token_off, k: int, keys: np.ndarray, owners: np.ndarray):
-        """(owner per k-gram or -1, per-document gram offsets): ``kernels.gram_owners``."""
+        """(owner per k-gram or -1, per-document gram offsets): ``token_kernels.gram_owners``."""
         bits, shift = self._bitmap(keys)
-        return kernels.gram_owners(token_h, token_off, k, _POLY, _POLY_INV, bits, shift, keys, owners)
+        return token_kernels.gram_owners(token_h, token_off, k, _POLY, _POLY_INV, bits, shift, keys, owners)
 
     def match_batch(self, texts) -> list[dict]:
         """Per text: {item index: matched n-gram count} (empty dict when clean),

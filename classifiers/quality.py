@@ -45,10 +45,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from curate.classifiers.kernels import (ascii_class_counts, hashed_ngram_csr, markdown_counts, tfidf_dot,
-                                       whitespace_table, word_counts)
+from curate.classifiers.feature_kernels import (ascii_class_counts, hashed_ngram_csr, markdown_counts, tfidf_dot,
+                                               word_counts)
 from curate.classifiers.minhash import as_string_array as _string_array
 from curate.classifiers.minhash import normalized_buffers, string_buffers, text_token_hashes
+from curate.classifiers.normalize_kernels import whitespace_table
 
 # 3: optional markdown stripping before featurizing and a calibration map of the
 #    decision value (model.json "preprocess", "calibration"); 2 files still load

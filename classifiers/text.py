@@ -30,10 +30,10 @@ def normalize_one_for_exact_dedup(text: str) -> str:
 def _collapsed_buffers(texts: pa.Array):
     """(data, offsets) of the normalized texts, from the compiled kernels: NFKC only
     where a character could change, Arrow's lower-casing, one whitespace pass."""
-    from curate.classifiers import kernels  # lazy: numba kernels load only when normalizing
+    from curate.classifiers import normalize_kernels  # lazy: numba kernels load only when normalizing
     from curate.classifiers.minhash import normalized_buffers
 
-    return kernels.collapse_whitespace(*normalized_buffers(texts), kernels.whitespace_table())
+    return normalize_kernels.collapse_whitespace(*normalized_buffers(texts), normalize_kernels.whitespace_table())
 
 
 def normalize_for_exact_dedup(texts: pa.Array) -> pa.Array:
@@ -84,12 +84,12 @@ def total_chars(texts: pa.Array) -> int:
     input this way."""
     if texts.null_count or not pa.types.is_string(texts.type):
         return pc.sum(char_lengths(texts)).as_py() or 0
-    from curate.classifiers import kernels  # lazy, as above
+    from curate.classifiers import normalize_kernels  # lazy, as above
     from curate.classifiers.minhash import string_buffers
 
     data, offsets = string_buffers(texts)
     data = data[offsets[0]:offsets[-1]]
-    return len(data) - int(kernels.utf8_continuation_bytes(data))
+    return len(data) - int(normalize_kernels.utf8_continuation_bytes(data))
 
 
 def estimate_tokens(chars: int, tokens_per_char: float = DEFAULT_TOKENS_PER_CHAR) -> int:

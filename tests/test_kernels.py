@@ -1,4 +1,9 @@
-"""The compiled kernels against plain-Python definitions of the same thing."""
+"""The compiled kernels against plain-Python definitions of the same thing.
+
+One file for the four kernel modules, which share its texts and its definition
+of the tokenizer: ``normalize_kernels`` (NFKC, lower-casing, code-point counts),
+``token_kernels`` (tokenizers, token hashes), ``minhash_kernels`` (signatures)
+and ``feature_kernels`` (quality features)."""
 from __future__ import annotations
 
 import random
@@ -10,7 +15,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
-from curate.classifiers import kernels, minhash, quality
+from curate.classifiers import feature_kernels, minhash, minhash_kernels, normalize_kernels, quality, token_kernels
 
 TEXTS = ["", "   ", "Hello, World! hello", "don't stop -- it's 3.5 km", "Ünïcödé ﬁne Ⅻ", "今天天气很好，我们去公园。",
          "mixed 中文 text", "tab\tand\nnewline\u00a0nbsp", "a", "x" * 5]
@@ -19,10 +24,10 @@ TEXTS = ["", "   ", "Hello, World! hello", "don't stop -- it's 3.5 km", "Ünïc�
 def _py_tokens(text: str) -> list[str]:
     """The tokenizer's definition: NFKC, lower-case, P/S/whitespace separate; CJK-heavy text in characters."""
     text = unicodedata.normalize("NFKC", text).lower()
-    table = kernels.code_point_classes()
+    table = token_kernels.code_point_classes()
     cls = [table[ord(c)] if ord(c) < len(table) else 1 for c in text]
     word_chars = sum(c != 0 for c in cls)
-    if word_chars and sum(c == 2 for c in cls) >= kernels.SPACELESS_SHARE * word_chars:
+    if word_chars and sum(c == 2 for c in cls) >= token_kernels.SPACELESS_SHARE * word_chars:
         return [ch for ch, c in zip(text, cls) if c != 0]
     tokens, current = [], ""
     for ch, c in zip(text, cls):
@@ -42,7 +47,7 @@ def test_tokenizer_matches_its_definition():
 
 def test_token_hashes_match_the_python_twin():
     hashes, offsets = minhash.text_token_hashes(pa.array(TEXTS))
-    expected = [kernels.token_hash(tok) for t in TEXTS for tok in _py_tokens(t)]
+    expected = [token_kernels.token_hash(tok) for t in TEXTS for tok in _py_tokens(t)]
     assert hashes.tolist() == expected
     assert np.diff(offsets).tolist() == [len(_py_tokens(t)) for t in TEXTS]
 
@@ -52,7 +57,7 @@ def test_hashed_ngram_counts_match_a_python_reference():
     counts = params.transform(pa.array(TEXTS)).toarray()
     mask = (1 << 64) - 1
     for row, text in zip(counts, TEXTS):
-        hashes = [kernels.token_hash(tok) for tok in _py_tokens(text)]
+        hashes = [token_kernels.token_hash(tok) for tok in _py_tokens(text)]
         expected = np.zeros(97)
         for k in range(1, 4):
             for i in range(len(hashes) - k + 1):
@@ -60,14 +65,15 @@ def test_hashed_ngram_counts_match_a_python_reference():
                 for h in hashes[i + 1:i + k]:
                     g = (g * 0x9E3779B97F4A7C15 + h) & mask
                 if k > 1:
-                    g = int(kernels.fmix64(np.array([g], dtype=np.uint64))[0])
+                    g = int(minhash_kernels.fmix64(np.array([g], dtype=np.uint64))[0])
                 expected[g % 97] += 1
         np.testing.assert_array_equal(row, expected, err_msg=text)
 
 
 def test_word_counts_are_pythons_split(real_docs_path):
     texts = pq.read_table(real_docs_path).column("text").combine_chunks()[:400]
-    words, distinct = kernels.word_counts(*minhash.normalized_buffers(texts), kernels.whitespace_table())
+    words, distinct = feature_kernels.word_counts(*minhash.normalized_buffers(texts),
+                                                  normalize_kernels.whitespace_table())
     normalized = [unicodedata.normalize("NFKC", t).lower() for t in texts.to_pylist()]
     assert words.tolist() == [len(t.split()) for t in normalized]
     assert distinct.tolist() == [len(set(t.split())) for t in normalized]
@@ -89,9 +95,9 @@ def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
               "Tag\U000e0041E\u0301X", "Tag\U000e0041\uff21", "\U0001d400BC"]
     texts = pa.concat_arrays([texts, pa.array(tricky, pa.string())])
     data, offsets = minhash.string_buffers(texts)
-    action = kernels.nfkc_map_table()[0]
+    action = normalize_kernels.nfkc_map_table()[0]
     only_stable = np.where(action == -1, -1, -2).astype(np.int32)  # any other code point: not skipped
-    needs = kernels.rewritten_sizes(data, offsets, only_stable, np.zeros(1, dtype=np.int64)) < 0
+    needs = normalize_kernels.rewritten_sizes(data, offsets, only_stable, np.zeros(1, dtype=np.int64)) < 0
     py = texts.to_pylist()
     skipped = [t for t, n in zip(py, needs) if not n]
     assert all(unicodedata.is_normalized("NFKC", t) for t in skipped)
@@ -103,7 +109,7 @@ def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
 def test_compiled_nfkc_equals_unicodedata_on_every_replaced_character_in_context():
     """Every table-replaced character, alone, doubled, between letters and next to
     random others (stable, replaced, combining, jamo), normalizes as ``unicodedata``."""
-    action, _, _ = kernels.nfkc_map_table()
+    action, _, _ = normalize_kernels.nfkc_map_table()
     replaced = [chr(cp) for cp in np.flatnonzero(action >= 0).tolist()]
     stable = [chr(cp) for cp in np.flatnonzero(action == -1)[::97].tolist() if not 0xD800 <= cp <= 0xDFFF]
     slow = [chr(cp) for cp in np.flatnonzero(action == -2).tolist() if not 0xD800 <= cp <= 0xDFFF]
@@ -121,7 +127,8 @@ def test_compiled_nfkc_equals_unicodedata_on_every_replaced_character_in_context
     lowered = pa.compute.utf8_lower(pa.array(expected, pa.string()))
     assert minhash.normalize_for_shingles(pa.array(texts, pa.string())).equals(lowered)
     mixed = pa.array(texts[-60_000:-20_000], pa.string())
-    sizes = kernels.rewritten_sizes(*minhash.string_buffers(mixed), *kernels.nfkc_map_table()[::2])
+    sizes = normalize_kernels.rewritten_sizes(*minhash.string_buffers(mixed),
+                                              *normalize_kernels.nfkc_map_table()[::2])
     assert (sizes >= 0).all()  # the compiled pass did the work, no text went to unicodedata
 
 
@@ -141,7 +148,7 @@ def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path
     np.testing.assert_array_equal(offsets, expected_offsets)
     np.testing.assert_array_equal(hashes, expected_hashes)
     # the numeric flag per token (the index leaves out mostly-numeric n-grams) is Arrow's
-    _, _, numeric = kernels.deleting_token_hashes(*minhash.normalized_buffers(texts), numeric=True)
+    _, _, numeric = token_kernels.deleting_token_hashes(*minhash.normalized_buffers(texts), numeric=True)
     expected_numeric = pa.compute.utf8_is_numeric(pa.compute.list_flatten(tokens)).to_numpy(zero_copy_only=False)
     np.testing.assert_array_equal(numeric, expected_numeric)
     assert 1000 < numeric.sum() < len(numeric) // 2
@@ -165,7 +172,7 @@ def test_markdown_counts_are_the_re2_patterns_counts(real_docs_path):
     patterns that define them, on every real document and on fuzzed markdown."""
     texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
     texts = pa.concat_arrays([texts, pa.array(_markdown_fuzz(5000), pa.string())])
-    got = kernels.markdown_counts(*minhash.string_buffers(texts))
+    got = feature_kernels.markdown_counts(*minhash.string_buffers(texts))
     for col, (name, pattern) in enumerate(quality.MARKDOWN_PATTERNS.items()):
         expected = pa.compute.count_substring_regex(texts, pattern=pattern).to_numpy(zero_copy_only=False)
         bad = np.flatnonzero(got[:, col] != expected)

@@ -60,8 +60,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import Field, model_validator
 
-from curate.classifiers.kernels import unique_segments
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs, optimal_bands
+from curate.classifiers.minhash_kernels import unique_segments
 from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
                                           auto_partitions, batch_key, key_runs, pack_removals, removal_join,
                                           split_by_partition, take_segments)
@@ -178,7 +178,7 @@ class SetBlock(NamedTuple):
 
 
 def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique values of each document's segment (``kernels.unique_segments``)."""
+    """Sorted unique values of each document's segment (``minhash_kernels.unique_segments``)."""
     return unique_segments(values, np.asarray(offsets, dtype=np.int64))
 
 
