@@ -129,14 +129,16 @@ def _is_punct(token: str) -> bool:
 
 
 _CLOSERS = frozenset(',;:!?)"')
-# a letters-only word wrapped in opening and closing marks (no full stop: abbreviations),
-# each mark its own word; in English, a word joined to a word by a hyphen or dash
-# (spaCy's infix; French keeps "-il" and the like): the tests hold these fast paths to
+# English fast paths (other languages' rules differ in places: French keeps "-il", German
+# quotes): a letters-only word wrapped in opening and closing marks, each mark its own
+# word (a full stop only after a lower-case word that is no abbreviation); words joined
+# by hyphens or dashes (spaCy's infix); numbers; possessives.  The tests hold them to
 # the rules on every chunk of the real documents
 _WRAPPED = re.compile(r"([(\[\u201c\u2018\"]*)([^\W\d_]+)([)\],;:!?\u201d\u2019\".]*)\Z")
 _NUMBER = re.compile(r"(\d+(?:[.,]\d+)*)([,;:)]?)\Z")  # ASCII only: 12 / 3.5 / 200,000 and one closing mark
 _POSSESSIVE = re.compile(r"([^\W\d_]+)(['\u2019][sS])\Z")  # English "body's": spaCy's 's suffix
-_HYPHENATED = re.compile(r"([^\W\d_]+)([-\u2014\u2013])([^\W\d_]+)\Z")
+_HYPHENATED = re.compile(r"([^\W\d_]+(?:[-\u2014\u2013][^\W\d_]+)+)([),;:!?\u201d\u2019\"]*)\Z")
+_HYPHEN_SPLIT = re.compile("([-\u2014\u2013])")
 
 
 class _ChunkCache(dict):
@@ -252,10 +254,12 @@ class WordTokenizer:
         if head.isalpha() and not (self.cjk and _CJK_RUN.search(head)) and (
                 last in _CLOSERS or (last == "." and head[-1].islower() and head.isascii())):
             return [*specials.get(head, (head,)), last]
-        m = _WRAPPED.match(chunk)
+        m = _WRAPPED.match(chunk) if self.lang == "en" else None
         if m and not (self.cjk and _CJK_RUN.search(chunk)):
             opening, core, closing = m.groups()
-            if core not in specials and "." not in closing and "".join(closing[:2]) != "''":
+            if core not in specials and "".join(closing[:2]) != "''" and (
+                    "." not in closing or (".." not in closing and core.isascii() and core[-1].islower()
+                                           and core + "." not in specials and len(core) > 1)):
                 return [*opening, core, *closing]
         if chunk.isascii():
             m = _NUMBER.match(chunk)
@@ -267,7 +271,8 @@ class WordTokenizer:
             return list(m.groups())
         m = _HYPHENATED.match(chunk) if self.lang == "en" else None
         if m and not (self.cjk and _CJK_RUN.search(chunk)):
-            return list(m.groups())
+            words, closing = m.groups()
+            return [w for w in _HYPHEN_SPLIT.split(words) if w] + list(closing)
         return self._slow_words(chunk)
 
     def _slow_words(self, chunk: str) -> list[str]:
