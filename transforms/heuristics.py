@@ -13,13 +13,18 @@ still equal kept + rejected + cut.
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+from pydantic import BeforeValidator, create_model
 
 from curate.classifiers.heuristics import (C4Config, FineWebConfig, GopherQualityConfig, GopherRepetitionConfig,
                                            c4_filter, fineweb_reasons, gopher_quality_reasons,
                                            gopher_repetition_reasons)
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
 
 CUT_STATS_TAG = "cut_stats"
@@ -121,3 +126,58 @@ STAGES = {"gopher_quality": (GopherQuality, GopherQualityConfig),
           "gopher_repetition": (GopherRepetition, GopherRepetitionConfig),
           "c4": (C4Quality, C4Config),
           "fineweb": (FineWebQuality, FineWebConfig)}
+
+
+# -- the four families as registry stages ---------------------------------------------------------
+# Their thresholds live in classifiers/heuristics.py's dataclasses (defaults and sources beside
+# each field); each stage's config is that dataclass's fields, validated as every stage config is,
+# plus ``enabled`` and the column holding each document's language.
+
+def _tuples(value):
+    """YAML has lists where the dataclasses hold tuples (stop words, (n, fraction) pairs)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def _stage_config(name: str, rules, doc: str) -> type[StageConfig]:
+    hints = typing.get_type_hints(rules)
+    fields = {}
+    for field in dataclasses.fields(rules):
+        tp = hints[field.name]
+        if typing.get_origin(tp) is tuple:
+            tp = typing.Annotated[tp, BeforeValidator(_tuples)]
+        fields[field.name] = (tp, field.default)
+    model = create_model(name, __base__=StageConfig, __doc__=doc, __module__=__name__,
+                         enabled=(bool, False), language_column=(typing.Optional[str], "lang"), **fields)
+    model.rules = lambda self: rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(rules)})
+    return model
+
+
+GopherQualityStageConfig = _stage_config(
+    "GopherQualityStageConfig", GopherQualityConfig,
+    "Gopher quality rules (Rae et al. 2021, appendix A.1.1), as datatrove's GopherQualityFilter; "
+    "language_column: the column with each document's language (the language stage's), else English.")
+GopherRepetitionStageConfig = _stage_config(
+    "GopherRepetitionStageConfig", GopherRepetitionConfig,
+    "Gopher repetition rules (Rae et al. 2021, table A1), as datatrove's GopherRepetitionFilter.")
+C4StageConfig = _stage_config(
+    "C4StageConfig", C4Config,
+    "C4's rules (Raffel et al. 2020), as datatrove's C4QualityFilter: line rules edit the text of kept "
+    "documents, page rules drop documents.")
+FineWebStageConfig = _stage_config(
+    "FineWebStageConfig", FineWebConfig,
+    "FineWeb's own rules (Penedo et al. 2024), as datatrove's FineWebQualityFilter.")
+
+
+def _register(key: str, stage_class, config_class, order: float) -> None:
+    def build(cfg, ctx: BuildContext) -> list[Stage]:
+        return [stage_class(ctx.columns, cfg.rules(), cfg.language_column)]
+
+    register(StageSpec(key=key, config=config_class, build=build, order=order, slots=((key, key),)))
+
+
+# Off by default; in the Phi order they run after language ID (they need each document's
+# language) and before the quality model; configs/fineweb.yaml puts them in FineWeb's order.
+_register("gopher_repetition", GopherRepetition, GopherRepetitionStageConfig, 41)
+_register("gopher_quality", GopherQuality, GopherQualityStageConfig, 42)
+_register("c4", C4Quality, C4StageConfig, 43)
+_register("fineweb", FineWebQuality, FineWebStageConfig, 44)
