@@ -4,6 +4,8 @@ Two uses, each committed under benchmarks/results/:
 
 * ``patches``: what each optional Beam speed-up in ``curate.pipelines.beam`` is
   still worth: the same command with and without it (``CURATE_BEAM_SKIP``).
+* ``chain``: the default chain against the same chain with extra configs layered
+  on (``--with configs/heuristics_on.yaml``): docs/s of each, per core.
 * ``refactor``: two installs of curate (two commits, each in its own virtualenv
   with ``curate`` on its PATH) on the same corpus: wall time per run and whether
   every published file but run.json is identical.
@@ -79,12 +81,14 @@ def paired(a: tuple[list[str], dict], b: tuple[list[str], dict], runs: int, work
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["patches", "refactor"])
+    parser.add_argument("what", choices=["patches", "refactor", "chain"])
     parser.add_argument("--docs", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--a", help="refactor: the new install's curate")
     parser.add_argument("--b", help="refactor: the old install's curate")
     parser.add_argument("--name", default="refactor")
+    parser.add_argument("--with", dest="with_configs", action="append", default=[],
+                        help="chain: config files layered on for side B")
     parser.add_argument("--patches", default="data_plane_copies,size_estimates",
                         help="patches: the speed-ups to measure, comma-separated")
     args = parser.parse_args()
@@ -110,6 +114,21 @@ def main() -> None:
         head = ("| speed-up | with it: median wall s | without it: median wall s | wall with / without "
                 "(median of pairs) | CPU with / without | peak RSS MB with / without | identical output |"
                 "\n|---|---:|---:|---:|---:|---:|---|")
+    elif args.what == "chain":
+        curate = str(Path(sys.executable).parent / "curate")
+        base = [curate, "run", "--input", str(corpus), *ONE_WORKER]
+        with_b = base + [a for c in args.with_configs for a in ("--config", c)]
+        result = paired((base, env), (with_b, env), args.runs, work)
+        result["a_docs_per_s_best"] = round(args.docs / result["a_best"])
+        result["b_docs_per_s_best"] = round(args.docs / result["b_best"])
+        payload["comparisons"][args.name] = {**result, "with": args.with_configs}
+        rows.append(f"| default chain | {result['a_median']:.2f} ({', '.join(map(str, result['a_s']))}) | "
+                    f"{result['a_docs_per_s_best']:,} |")
+        rows.append(f"| with {' + '.join(args.with_configs)} | {result['b_median']:.2f} "
+                    f"({', '.join(map(str, result['b_s']))}) | {result['b_docs_per_s_best']:,} |")
+        title = f"Whole chain, per core: {args.name}"
+        head = ("| chain | median wall s (runs, start-up included) | docs/s per core (fastest run) |\n"
+                "|---|---:|---:|")
     else:
         base_a = [args.a, "run", "--input", str(corpus), *ONE_WORKER]
         base_b = [args.b, "run", "--input", str(corpus), *ONE_WORKER]
@@ -126,7 +145,7 @@ def main() -> None:
                           f"{args.docs:,} documents (benchmarks/corpus.py), one in-process worker "
                           f"({' '.join(ONE_WORKER)}), {args.runs} alternated pairs after one warm-up pair.", "",
                           head, *rows, ""])
-    write_results(f"paired_{args.what}" if args.what == "patches" else f"paired_{args.name}", payload, markdown)
+    write_results(f"paired_{args.what}" if args.what == "patches" else f"{args.what}_{args.name}", payload, markdown)
     shutil.rmtree(work, ignore_errors=True)
 
 
