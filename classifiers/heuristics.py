@@ -172,8 +172,7 @@ class WordTokenizer:
         self._cache = _ChunkCache(self._chunk_ids)
         self._classes = _ChunkCache(self._chunk_classes)  # chunk -> sentencizer class per word, "0"/"1"/"2"
         self._class_of: list[str] = []
-        self._first_ids: set[int] | None = None  # ids of words that start a special-case pattern
-        self._patterns = None
+        self._patterns = None  # first word -> special-case patterns, built on first use
         self._props_n = 0
         self._props: dict[str, np.ndarray] = {}
 
@@ -295,7 +294,10 @@ class WordTokenizer:
             i = ids.get(chunk)  # the common miss: a word of letters only (as _chunk_words)
             return (self._intern(chunk) if i is None else i,)
         out = []
-        for word in self._chunk_words(chunk):
+        words = self._chunk_words(chunk)
+        if len(words) > 1:
+            words = self._match_specials(words)
+        for word in words:
             if not word.strip():  # datatrove's strip_strings (a chunk holds no whitespace)
                 continue
             i = ids.get(word)
@@ -314,7 +316,6 @@ class WordTokenizer:
         self._cache.clear()
         self._classes.clear()
         self.tokens, self._ids, self._props_n, self._props, self._class_of = [], {}, 0, {}, []
-        self._first_ids = None
 
     def _chunk_classes(self, chunk: str) -> str:
         ids = self._cache[chunk]
@@ -323,44 +324,16 @@ class WordTokenizer:
             cls.append("2" if word in SENTENCE_PUNCT else "1" if _is_punct(word) else "0")
         return "".join(cls[i] for i in ids)
 
-    def word_ids(self, text: str, match_specials: bool = True) -> list[int]:
-        """The ids of ``text``'s words; ``match_specials=False`` leaves the special-case
-        matcher to the caller (``_Words`` runs it on a whole batch at once)."""
-        ids = list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
-        if match_specials:
-            starts = self.pattern_starts(np.array(ids, np.int64))
-            if len(starts):
-                ids = self._match_specials(ids, starts.tolist())
-        return ids
-
-    def pattern_starts(self, ids: np.ndarray, mine: np.ndarray | None = None) -> np.ndarray:
-        """Positions in ``ids`` where the first two words of a special-case pattern stand
-        (only where ``mine``, when given: the positions holding this tokenizer's ids)."""
-        if self._first_ids is None:
-            self._build_matcher()
-        if len(ids) < 2:
-            return np.zeros(0, np.int64)
-        first = self._first_table[np.minimum(ids[:-1], len(self._first_table) - 1)]
-        if mine is not None:
-            first &= mine[:-1] & mine[1:]
-        pos = np.flatnonzero(first)
-        return pos[np.isin((ids[pos] << 32) | ids[pos + 1], self._pair_keys)]
-
-    def _build_matcher(self) -> None:
-        """spaCy's special-case matcher: a special case whose string has a prefix, suffix or
-        infix (``"h."``, ``":)"``) is also looked for as a sequence of words after splitting
-        ("s/h." splits into "s", "/", "h", "." and "h", "." becomes "h.")."""
-        if self._patterns is None:
-            self._patterns = self._special_patterns()
-        self._first_ids = {self._intern(w) for w in self._patterns}
-        keys = {(self._intern(p[0]) << 32) | self._intern(p[1]) for v in self._patterns.values() for p, _ in v}
-        self._pair_keys = np.array(sorted(keys), np.int64)
-        # by id: does a pattern start with this word (one slot past the last for ids added later)
-        self._first_table = np.zeros(len(self.tokens) + 1, np.bool_)
-        self._first_table[list(self._first_ids)] = True
+    def word_ids(self, text: str) -> list[int]:
+        return list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
 
     def _special_patterns(self) -> dict:
-        """first word -> [(pattern words, special-case words)], for the special cases with an affix."""
+        """spaCy's special-case matcher: a special case whose string has a prefix, suffix or
+        infix (``"h."``, ``":)"``) is also looked for as a run of words after splitting
+        ("s/h." splits into "s", "/", "h", "." and "h", "." becomes "h.").  spaCy applies a
+        match only where the words' text is the special case's string, i.e. within one
+        whitespace chunk, so it is applied per chunk (and cached with it).
+        Returns first word -> [(pattern words, special-case words)]."""
         patterns: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
         for string, words in self._specials.items():
             if not ((self._prefix and self._prefix(string)) or (self._suffix and self._suffix(string))
@@ -372,36 +345,34 @@ class WordTokenizer:
                 patterns.setdefault(pattern[0], []).append((pattern, replacement))
         return patterns
 
-    def _match_specials(self, ids: list[int], starts: list[int]) -> list[int]:
-        """``ids`` with every special-case pattern found at ``starts`` replaced (``ids``
-        itself when none)."""
-        if self._first_ids is None:
-            self._build_matcher()
-        tokens, patterns = self.tokens, self._patterns
+    def _match_specials(self, words: list[str]) -> list[str]:
+        """``words`` (of one chunk) with the special-case patterns found replaced: longest
+        first, then the later start, none overlapping (spaCy's ``_filter_special_spans``)."""
+        if self._patterns is None:
+            self._patterns = self._special_patterns()
+        patterns = self._patterns
         found = []
-        for i in starts:
-            t = ids[i]
-            if t in self._first_ids:
-                for pattern, words in patterns[tokens[t]]:
-                    n = len(pattern)
-                    if tuple(tokens[j] for j in ids[i:i + n]) == pattern:
-                        found.append((n, i, words))
+        for i, w in enumerate(words):
+            for pattern, replacement in patterns.get(w, ()):
+                n = len(pattern)
+                if tuple(words[i:i + n]) == pattern:
+                    found.append((n, i, replacement))
         if not found:
-            return ids
-        found.sort(key=lambda f: (f[0], f[1]))  # spaCy: longest first, then the later start
+            return words
+        found.sort(key=lambda f: (f[0], f[1]))
         seen: set[int] = set()
         chosen = {}
-        for n, i, words in reversed(found):
+        for n, i, replacement in reversed(found):
             if i not in seen and i + n - 1 not in seen:
-                chosen[i] = (n, words)
+                chosen[i] = (n, replacement)
             seen.update(range(i, i + n))
         out, i = [], 0
         for start in sorted(chosen):
-            n, words = chosen[start]
-            out += ids[i:start]
-            out += [self._intern(w) for w in words]
+            n, replacement = chosen[start]
+            out += words[i:start]
+            out += replacement
             i = start + n
-        out += ids[i:]
+        out += words[i:]
         return out
 
     def _intern(self, word: str) -> int:
@@ -409,8 +380,6 @@ class WordTokenizer:
         if i is None:
             i = self._ids[word] = len(self.tokens)
             self.tokens.append(word)
-            if self._first_ids is not None and word in self._patterns:  # pragma: no cover - interned at build
-                self._first_ids.add(i)
         return i
 
     def words(self, text: str) -> list[str]:
@@ -490,28 +459,7 @@ class _Words:
             self.groups.setdefault(id(tok), (tok, []))[1].append(i)
         for tok, _ in self.groups.values():
             tok.trim()
-        per_doc = [tok.word_ids(t, match_specials=False) for tok, t in zip(self.tok, texts)]
-        self._index(per_doc)
-        # spaCy's special-case matcher, where the first two words of a pattern stand
-        changed = False
-        for tok, docs in self.groups.values():
-            if len(self.groups) == 1:
-                starts = tok.pattern_starts(self.ids)
-            else:
-                in_group = np.zeros(len(per_doc), np.bool_)
-                in_group[docs] = True
-                starts = tok.pattern_starts(self.ids, np.repeat(in_group, self.counts))
-            if not len(starts):
-                continue
-            doc_of = np.searchsorted(self.offsets, starts, side="right") - 1
-            for d in np.unique(doc_of).tolist():
-                local = (starts[doc_of == d] - self.offsets[d]).tolist()
-                local = [i for i in local if i + 1 < self.counts[d]]  # a pair across two documents
-                matched = tok._match_specials(per_doc[d], local) if local else per_doc[d]
-                if matched is not per_doc[d]:
-                    per_doc[d], changed = matched, True
-        if changed:
-            self._index(per_doc)
+        self._index([tok.word_ids(t) for tok, t in zip(self.tok, texts)])
 
     def _index(self, per_doc: list[list[int]]) -> None:
         self.counts = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
