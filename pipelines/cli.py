@@ -18,11 +18,45 @@ import sys
 
 EXIT_USAGE = 2
 
+EXIT_CODES = """exit codes:
+  0  the run finished and published its output (or the command did what it says)
+  1  the run failed after it started (a worker error, a failed conservation check); nothing was published
+  2  a usage or input problem found before any work: a bad option, config key, input shard, output path,
+     model or benchmark file, or an output folder another run holds; the message names it"""
+
+RUNNERS = """runners (--runner, or runner.options in a config; see configs/*.yaml):
+  (none)          the DirectRunner: in-process below runner.multiprocess_min_rows input rows (50,000),
+                  one worker process per core above
+  --dask-workers N  a dask.distributed cluster of N worker processes on loopback, started and stopped by curate
+  configs/dask.yaml      an existing Dask cluster          configs/portable.yaml  a Beam job service (Flink, Spark)
+  configs/flink.yaml     a Flink cluster                   configs/dataflow.yaml  Google Cloud Dataflow"""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="curate", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the curation pipeline (default: the bundled sample corpus)")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="curate", formatter_class=formatter,
+        description="Pretraining-data curation on Apache Beam: dedup, language ID, quality, decontamination and "
+                    "mixing, with a funnel of what was kept and why the rest was dropped.",
+        epilog="examples:\n  curate run                                  # the bundled sample corpus into ./out\n"
+               "  curate run --input 'shards/*.parquet' --output out --config my_recipe.yaml\n"
+               "  curate funnel out                           # the funnel of a finished run\n\n" + EXIT_CODES)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser(
+        "run", formatter_class=formatter, help="run the curation pipeline (default: the bundled sample corpus)",
+        description="Run the curation pipeline: read Parquet shards, run the configured stages, publish kept/, "
+                    "rejects/<stage>/ (every dropped document with its stage and reason), the funnel and a report.\n\n"
+                    "Options curate does not know are passed to Beam as pipeline options (--runner, "
+                    "--direct_num_workers, --project ...); on the command line they win over runner.options of "
+                    "the config.",
+        epilog="examples:\n"
+               "  curate run                                   # the bundled sample corpus into ./out\n"
+               "  curate run --input data/ --output out          # every *.parquet under data/\n"
+               "  curate run --config configs/fineweb.yaml --input 'crawl/*.parquet' --output out\n"
+               "  curate run --dask-workers 2 --input 'crawl/*.parquet' --output out\n"
+               "  curate run --config configs/dataflow.yaml --input 'gs://b/crawl/*.parquet' --output gs://b/out "
+               "--project p\n\n" + RUNNERS + "\n\n" + EXIT_CODES)
     run.add_argument("--config", action="append",
                      help="YAML config layered over the packaged defaults; repeatable, later wins key by key")
     run.add_argument("--input", action="append",
@@ -31,26 +65,43 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
     run.add_argument("--skip-bad-shards", action="store_true",
                      help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
+    run.add_argument("--quiet", action="store_true", help="no progress lines on stderr (errors and the funnel still)")
+    run.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="level of Beam's and the workers' logging (default WARNING; known-harmless warnings "
+                          "are dropped at WARNING)")
     run.add_argument("--dask-workers", type=int, metavar="N",
                      help="start a dask.distributed cluster of N worker processes on loopback and run on it")
-    service = sub.add_parser("job-service", help="a local Beam job service (portable Job API) that runs each job "
+    service = sub.add_parser("job-service", formatter_class=formatter,
+                             epilog="example:\n  curate job-service --port 8099 --worker-pool-port 50000 &\n"
+                                    "  curate run --config configs/portable.yaml --environment_type=EXTERNAL "
+                                    "--environment_config=localhost:50000 --sdk_worker_parallelism=2",
+                             help="a local Beam job service (portable Job API) that runs each job "
                              "on --sdk_worker_parallelism SDK workers")
     service.add_argument("--port", type=int, default=8099, help="job API port (default 8099; 0 picks a free one)")
     service.add_argument("--worker-pool-port", type=int, metavar="N",
                          help="also start a pool of SDK worker processes on this port (0 picks a free one), "
                               "for --environment_type=EXTERNAL --environment_config=localhost:N")
-    config = sub.add_parser("config", help="show the merged config, or check config files without running")
+    config = sub.add_parser("config", formatter_class=formatter,
+                            help="show the merged config, or check config files without running",
+                            epilog="examples:\n  curate config show --config configs/portable.yaml --config my.yaml\n"
+                                   "  curate config check my.yaml\n\n" + EXIT_CODES)
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show = config_sub.add_parser("show", help="print the validated config: the defaults with each --config layered over")
     show.add_argument("--config", action="append", help="YAML config layered over the defaults; repeatable")
     check = config_sub.add_parser("check", help="validate config files (each layered over the defaults) and their "
                                   "models, benchmark files and language codes, without running")
     check.add_argument("files", nargs="+", help="YAML config files")
-    funnel = sub.add_parser("funnel", help="print the funnel table of a finished run")
+    funnel = sub.add_parser("funnel", formatter_class=formatter, help="print the funnel table of a finished run",
+                            epilog="example:\n  curate funnel out")
     funnel.add_argument("output", help="output folder of a finished run")
-    report = sub.add_parser("report", help="regenerate report.html of a finished run from its JSON")
+    report = sub.add_parser("report", formatter_class=formatter,
+                            help="regenerate report.html of a finished run from its JSON",
+                            epilog="example:\n  curate report out && xdg-open out/report.html")
     report.add_argument("output", help="output folder of a finished run")
-    train = sub.add_parser("train-quality", help="train an educational-quality model from labelled Parquet")
+    train = sub.add_parser("train-quality", formatter_class=formatter,
+                           help="train an educational-quality model from labelled Parquet",
+                           epilog="example:\n  curate train-quality --data labelled.parquet --group-column book "
+                                  "--out my_model\n  then set stages.quality.model_dir: my_model in a config")
     train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
     train.add_argument("--text-column", default="text")
     train.add_argument("--label-column", default="label")
@@ -62,6 +113,51 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Warnings Beam prints on every run that say nothing about this run: a GCP client library
+# not installed (curate does not need it), pipeline options Beam's parser does not know
+# (curate's own, forwarded to workers), Docker-image advice for runners curate does not use.
+HARMLESS = ("apitools not found", "Discarding unparseable args", "locally built Python SDK docker image",
+            "No iterator is returned by the process method", "No semi_persistent_directory found")
+
+
+class _DropHarmless(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.level < logging.WARNING or not any(h in record.getMessage() for h in HARMLESS)
+
+
+def _configure_logging(level_name: str) -> None:
+    """Beam's and the workers' logs at ``level_name`` (WARNING by default), one prefix, harmless ones dropped."""
+    level = getattr(logging, level_name)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[beam] %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_DropHarmless(level))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.lastResort.addFilter(_DropHarmless(level))  # what Beam logs before this ran (imports)
+    logging.getLogger("apache_beam").setLevel(level)
+
+
+def _worker_log_level(beam_args: list[str], level_name: str) -> list[str]:
+    """SDK workers log at the same level unless the Beam options say otherwise."""
+    if any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        return beam_args
+    return [*beam_args, f"--default_sdk_harness_log_level={level_name}"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("curate")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _error(message: str) -> int:
     print(f"curate: error: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -71,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     if args.command != "run" and beam_args:
         return _error(f"unrecognized arguments: {' '.join(beam_args)}")
-    logging.getLogger("apache_beam").setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.ERROR)
+    _configure_logging(getattr(args, "log_level", "WARNING"))
 
     from curate.pipelines import build, funnel
     from curate.pipelines.config import ConfigError, load_config
@@ -168,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 beam_args = stack.enter_context(LocalDaskCluster(args.dask_workers)) + beam_args
             result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
-                               beam_args=beam_args, log=lambda m: print(m, file=sys.stderr),
+                               beam_args=_worker_log_level(beam_args, args.log_level),
+                               log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
                                skip_bad_shards=args.skip_bad_shards, config_files=args.config)
     except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
             ModelFormatError, BenchmarkFormatError, OutputLocked, OutputNotWritable) as exc:
