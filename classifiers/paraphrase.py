@@ -1,0 +1,358 @@
+"""Paraphrased-benchmark decontamination: find a rephrased test item inside a page.
+
+An n-gram index (``ngram_index``) finds copies; a rephrased item shares few
+13-grams with its original and passes.  This module compares meaning:
+
+1. **Candidate spans.**  An item sits inside a longer page, and a page vector is
+   dominated by the page, so each document is cut into spans: every paragraph
+   (a block between blank lines, up to ``max_paragraph`` word pieces -- a copied
+   item usually keeps its own block) and sliding windows of 64 and 160 word
+   pieces (stride half a window) for items run into the surrounding text.
+2. **Nearest neighbours, exact.**  Spans are embedded (``embedding.Embedder``)
+   and multiplied by the matrix of item vectors; each item has several views --
+   the question alone and the question with its answer, since a page may carry
+   either (and, for a question that follows a reading passage, the question line
+   alone).  All of GSM8K + HumanEval + MMLU is ~32k views x 384 floats (~50 MB): the
+   product is exact and cheap next to embedding the spans.  Past about a million
+   views, or when the index no longer fits a worker as a side input, switch to an
+   ANN index (FAISS IVF-PQ or HNSW, top-k per span); the verification is unchanged.
+   Per document the ``max_candidates`` nearest items (cosine >= ``min_similarity``)
+   are kept, each with its best span.
+3. **Verification** separates a rephrased test item from a merely similar
+   problem (same story with other quantities or another question, a textbook
+   exercise on the same topic).  Features: the cosine, the share of the item's
+   content words (idf-weighted, 6-letter stems) found in the span, the share of
+   the item's numbers found in the span, and whether the item has numbers -- a
+   rephrasing keeps the quantities, another problem changes them.  A logistic model
+   per benchmark format with its own similarity floor and threshold, fitted by
+   ``benchmarks/semantic_eval.py`` on the dev split of items, hosts and negatives
+   and stored in ``models/paraphrase/verifier.json``, decides.
+
+Cost: the spans cover every word piece about four times, so the stage costs ~4x
+embedding the document once; it is meant to run after the cheap stages (and
+n-gram decontamination) have shrunk the corpus, or on a GPU.
+
+API: ``ParaphraseIndex.build([(name, format, path), ...])`` then
+``index.match_batch(texts)`` -> per document ``None`` or
+``ParaphraseHit(benchmark, item_id, similarity, score, span)``; ``span`` is the
+(start, end) character offsets of the matched span in the document.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from curate.classifiers.embedding import Embedder, default_embedder
+
+VERIFIER_PATH = Path(__file__).resolve().parent / "models" / "paraphrase" / "verifier.json"
+
+_WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
+_PARAGRAPH = re.compile(r"\S(?:.|\n(?![ \t]*\n))*")  # a block of lines without a blank line
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+STEM = 6
+STOP = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between
+both but by can could did do does doing down during each few for from further had has have having he her
+here hers herself him himself his how i if in into is it its itself just let me more most my myself no nor
+not now of off on once only or other our ours ourselves out over own same she should so some such than that
+the their theirs them themselves then there these they this those through to too under until up very was
+we were what when where which while who whom why will with would you your yours yourself yourselves also
+many much each every per one two three four five six seven eight nine ten question answer following true
+false return returns def none self print int str float list given example examples number numbers
+""".split())
+
+
+def normalize_number(tok: str) -> str:
+    tok = tok.replace(",", "")
+    if "." in tok:
+        tok = tok.rstrip("0").rstrip(".") or "0"
+    return tok
+
+
+def content_tokens(text: str) -> list[tuple[str, int, int]]:
+    """(key, start, end) of each content word / number of ``text``.
+
+    Keys: numbers normalized ("1,000" -> "1000", "2.50" -> "2.5") and prefixed
+    with '#'; words lower-cased and cut to ``STEM`` letters; stop words and
+    single letters dropped (they carry no topic).
+    """
+    out = []
+    for m in _WORD.finditer(text):
+        tok = m.group()
+        if tok[0].isdigit():
+            out.append(("#" + normalize_number(tok), m.start(), m.end()))
+            continue
+        low = tok.lower()
+        if len(low) < 2 or low in STOP:
+            continue
+        out.append((low[:STEM], m.start(), m.end()))
+    return out
+
+
+def numbers_of(text: str) -> set[str]:
+    return {normalize_number(t) for t in _NUM.findall(text)}
+
+
+# ---------------------------------------------------------------------------- items
+@dataclasses.dataclass
+class Item:
+    benchmark: str   # benchmark name (as configured)
+    fmt: str         # loader format: gsm8k, humaneval, mmlu, ...
+    item_id: str
+    views: list[str]  # texts embedded for this item; views[0] is the question alone
+
+
+def _gsm8k_final(answer: str) -> str:
+    return answer.rsplit("####", 1)[-1].strip() if "####" in answer else ""
+
+
+def load_item_views(benchmark: str, fmt: str, path: str) -> list[Item]:
+    """Items of a benchmark file with the views to embed.
+
+    Ids are those of ``benchmark_sets.load_items`` (so a paraphrase hit and an
+    n-gram hit name an item the same way).  gsm8k: question; question + final
+    answer.  humaneval: prompt; prompt + canonical solution.  mmlu: question;
+    question + the gold choice.  Other formats: the loader's text, one view.
+    """
+    from curate.classifiers import benchmark_sets as bs
+
+    items: list[Item] = []
+    if fmt == "gsm8k":
+        for n, r in bs._jsonl(path):
+            q = r["question"]
+            items.append(Item(benchmark, fmt, f"gsm8k/{n}", [q, q + "\n" + _gsm8k_final(r["answer"])]))
+    elif fmt == "humaneval":
+        for n, r in bs._jsonl(path):
+            p = r["prompt"]
+            items.append(Item(benchmark, fmt, r.get("task_id", f"humaneval/{n}"), [p, p + r["canonical_solution"]]))
+    elif fmt == "mmlu":
+        for file in bs._files(path, (".csv",)):
+            subject = Path(file).name.removesuffix("_test.csv").removesuffix(".csv")
+            for n, row in enumerate(csv.reader(io.StringIO(bs._open_text(file))), 1):
+                if len(row) != 6:
+                    raise bs.BenchmarkFormatError(f"{file}: row {n}: MMLU rows have 6 fields")
+                q, gold = row[0], row[1 + "ABCD".index(row[5].strip())] if row[5].strip() in "ABCD" else ""
+                views = [q, q + "\n" + gold]
+                lines = [x for x in q.splitlines() if x.strip()]
+                if len(lines) >= 3 and len(lines[-1].split()) >= 4:  # a passage, then the question:
+                    views.append(lines[-1])  # a page may quote the question without the passage
+                items.append(Item(benchmark, fmt, f"mmlu/{subject}/{n}", views))
+    else:
+        for item_id, text in bs.load_items(fmt, path):
+            items.append(Item(benchmark, fmt, item_id, [text]))
+    return items
+
+
+# ---------------------------------------------------------------------------- verifier
+@dataclasses.dataclass
+class Verifier:
+    """Logistic score over (similarity, coverage, number recall, has-numbers) per format."""
+
+    models: dict  # fmt -> {"w": [...], "b": float, "threshold": float}; "*" is the fallback
+
+    FEATURES = ("similarity", "coverage", "number_recall", "has_numbers")
+
+    @classmethod
+    def load(cls, path: Path = VERIFIER_PATH) -> "Verifier":
+        return cls(json.loads(Path(path).read_text())["models"])
+
+    def save(self, path: Path = VERIFIER_PATH, **meta):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"features": list(self.FEATURES), "models": self.models, **meta},
+                                   indent=1, sort_keys=True) + "\n")
+
+    def model(self, fmt: str) -> dict:
+        return self.models.get(fmt) or self.models["*"]
+
+    def score(self, fmt: str, feats: np.ndarray) -> float:
+        m = self.model(fmt)
+        z = float(np.dot(m["w"], feats) + m["b"])
+        return 1.0 / (1.0 + math.exp(-z))
+
+    def accept(self, fmt: str, score: float, similarity: float) -> bool:
+        m = self.model(fmt)
+        return similarity >= m.get("min_similarity", 0.0) and score >= m["threshold"]
+
+
+@dataclasses.dataclass
+class ParaphraseHit:
+    benchmark: str
+    item_id: str
+    similarity: float   # cosine of span and the nearest view of the item
+    score: float        # verifier probability
+    span: tuple[int, int]  # character offsets of the matched span in the document
+
+
+@dataclasses.dataclass
+class Candidate:
+    """A (document, item) pair near enough to verify, with its verification features."""
+    doc: int
+    item: int
+    coverage: float
+    span: tuple[int, int]
+    similarity: float = 0.0
+    number_recall: float = 1.0
+    has_numbers: float = 0.0
+
+    def features(self) -> np.ndarray:
+        return np.array([self.similarity, self.coverage, self.number_recall, self.has_numbers])
+
+
+class ParaphraseIndex:
+    """Benchmark items, their lexical bags and their view vectors."""
+
+    def __init__(self, items: list[Item], embedder: Embedder | None = None,
+                 window_sizes: tuple[tuple[int, int], ...] = ((64, 32), (160, 80)), min_similarity: float = 0.5,
+                 max_candidates: int = 5, max_paragraph: int = 250, verifier: Verifier | None = None):
+        from scipy import sparse
+
+        self.items = items
+        self.embedder = embedder or default_embedder()
+        self.window_sizes = tuple(tuple(w) for w in window_sizes)
+        self.min_similarity = min_similarity
+        self.max_paragraph = max_paragraph
+        self.max_candidates = max_candidates
+        self._verifier = verifier
+        vocab: dict[str, int] = {}
+        rows, cols = [], []
+        self.item_words = np.zeros(len(items), dtype=np.int64)
+        self.item_numbers: list[set[str]] = []
+        for i, it in enumerate(items):
+            q = it.views[0]
+            keys = {k for k, _, _ in content_tokens(q)}
+            self.item_words[i] = max(1, len(_WORD.findall(q)))
+            self.item_numbers.append(numbers_of(q))
+            for k in keys:
+                rows.append(i)
+                cols.append(vocab.setdefault(k, len(vocab)))
+        self.vocab = vocab
+        ones = np.ones(len(rows), dtype=np.float32)
+        m = sparse.csr_matrix((ones, (rows, cols)), shape=(len(items), len(vocab)))
+        df = np.asarray(m.sum(axis=0)).ravel()
+        self.idf = np.log((1 + len(items)) / (1 + df)).astype(np.float32) + 1.0
+        weighted = m.multiply(self.idf[None, :]).tocsr()
+        self.item_mass = np.asarray(weighted.sum(axis=1)).ravel().astype(np.float32)
+        self.item_mass[self.item_mass == 0] = 1.0
+        self.W = weighted.T.tocsr()  # vocab x items
+        self._item_rows = weighted  # items x vocab
+        # view vectors: one row per (item, view)
+        views, owner = [], []
+        for i, it in enumerate(items):
+            for v in it.views:
+                views.append(v)
+                owner.append(i)
+        self.view_owner = np.array(owner, dtype=np.int64)
+        self.view_vectors = self.embedder.embed(views) if views else np.zeros((0, 384), np.float32)
+
+    @classmethod
+    def build(cls, benchmarks: list[tuple[str, str, str]], **kwargs) -> "ParaphraseIndex":
+        """``benchmarks``: (name, format, path) as for the n-gram index."""
+        items: list[Item] = []
+        for name, fmt, path in benchmarks:
+            items.extend(load_item_views(name, fmt, path))
+        return cls(items, **kwargs)
+
+    @property
+    def verifier(self) -> Verifier:
+        if self._verifier is None:
+            self._verifier = Verifier.load()
+        return self._verifier
+
+    def __getstate__(self):
+        return dict(self.__dict__)
+
+    # -- steps 1 and 2: spans, nearest items --------------------------------------------
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Candidate spans as character offsets: every paragraph (a block between blank
+        lines, up to ``max_paragraph`` word pieces: a copied item usually keeps its own
+        block) and sliding windows of word pieces at each of ``window_sizes``
+        (size, stride), for items run into the surrounding text; a text shorter than a
+        window is one span."""
+        offs = self.embedder.full_tokenizer.encode(text, add_special_tokens=False).offsets
+        if not offs:
+            return []
+        out = set()
+        starts = np.array([a for a, _ in offs])
+        for m in _PARAGRAPH.finditer(text):
+            a, b = m.start(), m.end()
+            n = np.searchsorted(starts, b) - np.searchsorted(starts, a)
+            if 4 <= n <= self.max_paragraph:
+                out.add((a, b))
+        for size, stride in self.window_sizes:
+            if len(offs) <= size:
+                out.add((offs[0][0], offs[-1][1]))
+                continue
+            for a in range(0, len(offs) - size + stride, stride):
+                b = min(len(offs), a + size)
+                out.add((offs[a][0], offs[b - 1][1]))
+        return sorted(out)
+
+    def candidates(self, texts: list[str]) -> list[Candidate]:
+        """Per document, the ``max_candidates`` items nearest to any of its spans
+        (cosine >= ``min_similarity``), each with its best span and the features."""
+        spans, owner = [], []
+        for d, text in enumerate(texts):
+            for sp in self.spans(text):
+                spans.append(sp)
+                owner.append(d)
+        if not spans:
+            return []
+        vecs = self.embedder.embed([texts[d][a:b] for d, (a, b) in zip(owner, spans)])
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        k = min(16, len(self.view_owner))
+        for s in range(0, len(vecs), 512):  # exact nearest views: one matrix product per block
+            sims = vecs[s:s + 512] @ self.view_vectors.T
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            for r in range(len(top)):
+                row = s + r
+                for v in top[r]:
+                    sim = float(sims[r, v])
+                    if sim < self.min_similarity:
+                        continue
+                    key = (owner[row], int(self.view_owner[v]))
+                    if key not in best or sim > best[key][0]:
+                        best[key] = (sim, row)
+        per_doc: dict[int, list] = {}
+        for (d, item), (sim, row) in best.items():
+            per_doc.setdefault(d, []).append((sim, item, row))
+        out = []
+        for d in sorted(per_doc):
+            for sim, item, row in sorted(per_doc[d], key=lambda x: (-x[0], x[1]))[: self.max_candidates]:
+                a, b = spans[row]
+                out.append(self._features(Candidate(d, item, 0.0, (a, b), similarity=sim), texts[d][a:b]))
+        return out
+
+    def _features(self, c: Candidate, span: str) -> Candidate:
+        row = self._item_rows.getrow(c.item)
+        weight_of = dict(zip(row.indices.tolist(), row.data.tolist()))
+        seen = {self.vocab.get(key, -1) for key, _, _ in content_tokens(span)}
+        c.coverage = sum(weight_of.get(x, 0.0) for x in seen) / float(self.item_mass[c.item])
+        nums = self.item_numbers[c.item]
+        if nums:
+            c.has_numbers = 1.0
+            c.number_recall = len(nums & numbers_of(span)) / len(nums)
+        return c
+
+    # -- steps 2 and 3 -----------------------------------------------------------------
+    def match_batch(self, texts) -> list[ParaphraseHit | None]:
+        """Per document: None, or the best verified hit."""
+        texts = list(texts)
+        cands = self.candidates(texts)
+        best: list[ParaphraseHit | None] = [None] * len(texts)
+        v = self.verifier
+        for c in cands:
+            it = self.items[c.item]
+            score = v.score(it.fmt, c.features())
+            if not v.accept(it.fmt, score, c.similarity):
+                continue
+            cur = best[c.doc]
+            if cur is None or score > cur.score:
+                best[c.doc] = ParaphraseHit(it.benchmark, it.item_id, round(c.similarity, 4), round(score, 4), c.span)
+        return best
