@@ -1,4 +1,5 @@
 """Shared helpers for benchmarks: real data location, machine facts, results."""
+
 from __future__ import annotations
 
 import json
@@ -36,9 +37,13 @@ def machine_facts() -> dict:
     except OSError:
         pass
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "platform": platform.platform(), "apache_beam": apache_beam.__version__,
-        "pyarrow": pyarrow.__version__, "numpy": numpy.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "apache_beam": apache_beam.__version__,
+        "pyarrow": pyarrow.__version__,
+        "numpy": numpy.__version__,
         "git_commit": _git_commit(),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -51,8 +56,9 @@ def machine_line(m: dict) -> str:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except Exception:
         return ""
 

@@ -7,6 +7,7 @@ at a 1% edit rate (10%), the duplicate rates dedup is there to remove.
 Columns: id, text, source (the real document's source).  Deterministic for a
 seed.
 """
+
 from __future__ import annotations
 
 import random
@@ -31,7 +32,9 @@ def _edit(words: list[str], rate: float, vocab: list[str], rng: random.Random) -
 def scaled_rows(n_docs: int, seed: int = 1):
     """Yield (id, text, source) for ``n_docs`` documents."""
     table = pq.read_table(REAL_DOCS, columns=["text", "source", "lang"])
-    base = [(t.split(), s, lang) for t, s, lang in zip(*(table.column(c).to_pylist() for c in ("text", "source", "lang")))]
+    base = [
+        (t.split(), s, lang) for t, s, lang in zip(*(table.column(c).to_pylist() for c in ("text", "source", "lang")))
+    ]
     vocab_by_lang: dict[str, list[str]] = {}
     for words, _, lang in base:
         vocab_by_lang.setdefault(lang, []).extend(words[:200])
@@ -52,8 +55,9 @@ def scaled_rows(n_docs: int, seed: int = 1):
             made += 1
 
 
-def write_scaled_corpus(n_docs: int, out_dir: Path, shards: int = 8, row_group_rows: int = 4096,
-                        seed: int = 1) -> list[Path]:
+def write_scaled_corpus(
+    n_docs: int, out_dir: Path, shards: int = 8, row_group_rows: int = 4096, seed: int = 1
+) -> list[Path]:
     """Write ``n_docs`` documents as ``shards`` Parquet files; reuses files already there."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"shard-{i:03d}-of-{shards:03d}.parquet" for i in range(shards)]
@@ -63,9 +67,8 @@ def write_scaled_corpus(n_docs: int, out_dir: Path, shards: int = 8, row_group_r
     rows = list(scaled_rows(n_docs, seed))
     per = -(-len(rows) // shards)
     for i, path in enumerate(paths):
-        chunk = rows[i * per:(i + 1) * per]
-        table = pa.table({"id": [r[0] for r in chunk], "text": [r[1] for r in chunk],
-                          "source": [r[2] for r in chunk]})
+        chunk = rows[i * per : (i + 1) * per]
+        table = pa.table({"id": [r[0] for r in chunk], "text": [r[1] for r in chunk], "source": [r[2] for r in chunk]})
         pq.write_table(table, path, row_group_size=row_group_rows)
     marker.write_text("")
     return paths

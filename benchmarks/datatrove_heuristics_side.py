@@ -16,6 +16,7 @@ Writes one JSON object to ``OUT``.
 
 usage: python benchmarks/datatrove_heuristics_side.py PARQUET OUT [--lang-column lang]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,19 +34,30 @@ def main() -> int:
 
     import pyarrow.parquet as pq
     from datatrove.data import Document
-    from datatrove.pipeline.filters import (C4QualityFilter, FineWebQualityFilter, GopherQualityFilter,
-                                            GopherRepetitionFilter)
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
 
     table = pq.read_table(args.parquet)
     if args.limit:
         table = table.slice(0, args.limit)
     ids = [str(i) for i in table.column("id").to_pylist()]
     texts = [t or "" for t in table.column("text").to_pylist()]
-    langs = (table.column(args.lang_column).to_pylist() if args.lang_column and args.lang_column in table.column_names
-             else [None] * len(texts))
+    langs = (
+        table.column(args.lang_column).to_pylist()
+        if args.lang_column and args.lang_column in table.column_names
+        else [None] * len(texts)
+    )
     langs = [lang or "en" for lang in langs]
-    families = {"gopher_quality": GopherQualityFilter, "gopher_repetition": GopherRepetitionFilter,
-                "c4": C4QualityFilter, "fineweb": FineWebQualityFilter}
+    families = {
+        "gopher_quality": GopherQualityFilter,
+        "gopher_repetition": GopherRepetitionFilter,
+        "c4": C4QualityFilter,
+        "fineweb": FineWebQualityFilter,
+    }
     out = {"documents": len(texts), "chars": sum(map(len, texts)), "ids": ids, "langs": langs, "families": {}}
     for family, cls in families.items():
         filters = {lang: cls(language=lang) for lang in sorted(set(langs))}
@@ -62,8 +74,13 @@ def main() -> int:
             if ok and family == "c4":
                 edited[doc_id] = doc.text
         seconds = time.process_time() - start
-        out["families"][family] = {"cpu_seconds": round(seconds, 3), "docs_per_s": round(len(texts) / seconds, 1),
-                                   "keep": keep, "reasons": reasons, **({"edited": edited} if family == "c4" else {})}
+        out["families"][family] = {
+            "cpu_seconds": round(seconds, 3),
+            "docs_per_s": round(len(texts) / seconds, 1),
+            "keep": keep,
+            "reasons": reasons,
+            **({"edited": edited} if family == "c4" else {}),
+        }
     with open(args.out, "w") as f:
         json.dump(out, f)
     return 0

@@ -9,6 +9,7 @@ hash), each a LocalPipelineExecutor with one task and one worker.
 
 usage: python benchmarks/datatrove_side.py SHARD_DIR LID_MODEL_PATH
 """
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,17 @@ def main() -> int:
         steps = {
             "read": [],
             "language_filter": [LanguageFilter(languages=["en"], language_threshold=0.65)],
-            "minhash_signature": [MinhashDedupSignature(output_folder=f"{work}/sigs",
-                                                         config=MinhashConfig(num_buckets=14, hashes_per_bucket=8))],
+            "minhash_signature": [
+                MinhashDedupSignature(
+                    output_folder=f"{work}/sigs", config=MinhashConfig(num_buckets=14, hashes_per_bucket=8)
+                )
+            ],
         }
         for name, extra in steps.items():
             pipeline = [ParquetReader(shard_dir, text_key="text", id_key="id", glob_pattern="*.parquet")] + extra
-            executor = LocalPipelineExecutor(pipeline=pipeline, tasks=1, workers=1,
-                                             logging_dir=f"{work}/logs-{name}", skip_completed=False)
+            executor = LocalPipelineExecutor(
+                pipeline=pipeline, tasks=1, workers=1, logging_dir=f"{work}/logs-{name}", skip_completed=False
+            )
             start = time.perf_counter()
             executor.run()
             seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ phrase such as "divided by the square root of the sample size" is not enough).
 False positives: every real document of ../shared/data/real, which contains no
 benchmark item, run through the same decision; rate = flagged / all.
 """
+
 from __future__ import annotations
 
 import random
@@ -40,8 +41,11 @@ from curate.classifiers.benchmark_sets import load_items  # noqa: E402
 from curate.classifiers.ngram_index import NgramIndex  # noqa: E402
 from curate.transforms.decontaminate import decide  # noqa: E402
 
-SPECS = [("gsm8k", "gsm8k", "gsm8k_test.jsonl"), ("humaneval", "humaneval", "HumanEval.jsonl.gz"),
-         ("mmlu", "mmlu", "mmlu_test")]
+SPECS = [
+    ("gsm8k", "gsm8k", "gsm8k_test.jsonl"),
+    ("humaneval", "humaneval", "HumanEval.jsonl.gz"),
+    ("mmlu", "mmlu", "mmlu_test"),
+]
 PER_BENCHMARK = 150
 _PUNCT = re.compile(r"[^\w\s]|_")
 
@@ -56,7 +60,7 @@ def partial_variant(text: str, rng: random.Random) -> str:
     words = text.split()
     k = max(1, len(words) // 2)
     start = rng.randrange(0, len(words) - k + 1)
-    return " ".join(words[start:start + k])
+    return " ".join(words[start : start + k])
 
 
 def plant(host: str, item: str, rng: random.Random) -> str:
@@ -69,7 +73,7 @@ def detect(index: NgramIndex, texts: list[str], policy=("any", 0.5)) -> list[str
     policies = {b: policy for b in set(index.item_benchmarks)}
     out = []
     for i in range(0, len(texts), 2048):
-        _, _, benches, _, _ = decide(index.match_batch(pa.array(texts[i:i + 2048])), index, policies)
+        _, _, benches, _, _ = decide(index.match_batch(pa.array(texts[i : i + 2048])), index, policies)
         out += benches
     return out
 
@@ -95,8 +99,11 @@ def main() -> int:
             for variant in ("verbatim", "normalized", "partial"):
                 texts = []
                 for _, _, text in sample:
-                    piece = {"verbatim": text, "normalized": normalized_variant(text, rng),
-                             "partial": partial_variant(text, rng)}[variant]
+                    piece = {
+                        "verbatim": text,
+                        "normalized": normalized_variant(text, rng),
+                        "partial": partial_variant(text, rng),
+                    }[variant]
                     texts.append(plant(rng.choice(hosts), piece, rng))
                 found = detect(index, texts, policy)
                 recall.setdefault(name, {})[variant] = round(sum(f == name for f in found) / len(texts), 4)
@@ -108,28 +115,39 @@ def main() -> int:
         detect(index, big, policy)
         seconds = time.perf_counter() - start
         results[f"{n}-gram, policy {policy[0]}" + (f" {policy[1]}" if policy[0] == "fraction" else "")] = {
-            "recall": recall, "false_positives": fp, "clean_docs": len(clean),
+            "recall": recall,
+            "false_positives": fp,
+            "clean_docs": len(clean),
             "false_positive_rate": round(fp / len(clean), 5),
             "index": {**index.stats, "bytes": index.nbytes(), "build_seconds": round(build_s, 2)},
-            "docs_per_s": round(len(big) / seconds, 1), "throughput_docs": len(big),
+            "docs_per_s": round(len(big) / seconds, 1),
+            "throughput_docs": len(big),
         }
     payload = {"machine": machine_facts(), "items": len(items), "results": results}
-    lines = ["# Decontamination: recall, false positives, speed", "",
-             f"Index over {len(items):,} items (GSM8K, HumanEval, MMLU test sets); {PER_BENCHMARK} items per benchmark "
-             "planted into real documents per variant; false positives on all 2,361 clean real documents.", ""]
+    lines = [
+        "# Decontamination: recall, false positives, speed",
+        "",
+        f"Index over {len(items):,} items (GSM8K, HumanEval, MMLU test sets); {PER_BENCHMARK} items per benchmark "
+        "planted into real documents per variant; false positives on all 2,361 clean real documents.",
+        "",
+    ]
     for key, r in results.items():
         lines += [f"## {key}", "", "| benchmark | verbatim | normalized | partial (50%) |", "|---|---:|---:|---:|"]
         for name, v in r["recall"].items():
             lines.append(f"| {name} | {v['verbatim']:.4f} | {v['normalized']:.4f} | {v['partial']:.4f} |")
         idx = r["index"]
-        lines += ["", f"False positives: {r['false_positives']} of {r['clean_docs']:,} clean documents "
-                  f"({100 * r['false_positive_rate']:.3f}%).",
-                  f"Index: {idx['ngrams']:,} n-grams, {idx['bytes'] / 1e6:.1f} MB; "
-                  f"{idx['excluded_common_across_items']:,} excluded as common across items, "
-                  f"{idx['excluded_mostly_numbers']:,} as mostly numbers; {idx['items_indexed_whole']:,} short items "
-                  f"indexed whole, {idx['items_too_short']:,} too short (< 6 tokens); built in {idx['build_seconds']} s.",
-                  f"Throughput (normalize + hash + lookup + decide, one core): {r['docs_per_s']:,.0f} docs/s "
-                  f"on {r['throughput_docs']:,} documents.", ""]
+        lines += [
+            "",
+            f"False positives: {r['false_positives']} of {r['clean_docs']:,} clean documents "
+            f"({100 * r['false_positive_rate']:.3f}%).",
+            f"Index: {idx['ngrams']:,} n-grams, {idx['bytes'] / 1e6:.1f} MB; "
+            f"{idx['excluded_common_across_items']:,} excluded as common across items, "
+            f"{idx['excluded_mostly_numbers']:,} as mostly numbers; {idx['items_indexed_whole']:,} short items "
+            f"indexed whole, {idx['items_too_short']:,} too short (< 6 tokens); built in {idx['build_seconds']} s.",
+            f"Throughput (normalize + hash + lookup + decide, one core): {r['docs_per_s']:,.0f} docs/s "
+            f"on {r['throughput_docs']:,} documents.",
+            "",
+        ]
     write_results("decontamination", payload, "\n".join(lines))
     return 0
 

@@ -20,6 +20,7 @@ what per-character words change there.
 
 usage: python benchmarks/heuristics_eval.py --datatrove-python /work/dtvenv/bin/python [--datatrove-cache DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,9 +40,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import ROOT, SHARED, machine_facts, machine_line, write_results  # noqa: E402
 from curate.classifiers import heuristics as H  # noqa: E402
 
-DATASETS = (("docs", SHARED / "real" / "docs.parquet", "lang"),
-            ("textbooks", SHARED / "real" / "textbooks.parquet", "lang"),
-            ("sample", ROOT / "sample" / "sample.parquet", "lang_hint"))
+DATASETS = (
+    ("docs", SHARED / "real" / "docs.parquet", "lang"),
+    ("textbooks", SHARED / "real" / "textbooks.parquet", "lang"),
+    ("sample", ROOT / "sample" / "sample.parquet", "lang_hint"),
+)
 BATCH = 2048
 TARGET_AGREEMENT = 0.995
 
@@ -50,8 +53,19 @@ def run_datatrove(python: str, path: Path, lang_column: str, work: Path, name: s
     out = work / f"dt-{name}.json"
     if out.is_file():  # --datatrove-cache from an earlier run (same datatrove, same data)
         return json.loads(out.read_text())
-    subprocess.run([python, str(Path(__file__).with_name("datatrove_heuristics_side.py")), str(path), str(out),
-                    "--lang-column", lang_column], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            python,
+            str(Path(__file__).with_name("datatrove_heuristics_side.py")),
+            str(path),
+            str(out),
+            "--lang-column",
+            lang_column,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.read_text())
 
 
@@ -66,12 +80,12 @@ def ours(family: str, texts: list[str], langs: list[str], runs: int) -> tuple[li
         reasons, edited = [], {}
         start = time.process_time()
         for a in range(0, len(texts), BATCH):
-            batch = pa.array(texts[a:a + BATCH], pa.string())
+            batch = pa.array(texts[a : a + BATCH], pa.string())
             if family == "c4":
-                r, e, _ = H.c4_filter(batch, languages=langs[a:a + BATCH])
+                r, e, _ = H.c4_filter(batch, languages=langs[a : a + BATCH])
                 edited.update({a + i: t for i, t in enumerate(e) if t is not None})
             else:
-                r = H.family_reasons(family, batch, languages=langs[a:a + BATCH])
+                r = H.family_reasons(family, batch, languages=langs[a : a + BATCH])
             reasons += r
         seconds = time.process_time() - start
         best = seconds if best is None else min(best, seconds)
@@ -80,8 +94,11 @@ def ours(family: str, texts: list[str], langs: list[str], runs: int) -> tuple[li
 
 def cause(family: str, lang: str, dt_reason, our_reason) -> str:
     if lang in ("ja", "cmn"):
-        return ("tokenizer: two-character Han/Hiragana pieces and whole Katakana runs vs "
-                + ("SudachiPy" if lang == "ja" else "jieba") + " words change the top n-gram's share")
+        return (
+            "tokenizer: two-character Han/Hiragana pieces and whole Katakana runs vs "
+            + ("SudachiPy" if lang == "ja" else "jieba")
+            + " words change the top n-gram's share"
+        )
     return "tokenizer: our spaCy rules re-implementation differs on a word in this document"
 
 
@@ -91,15 +108,27 @@ def evaluate(name: str, path: Path, lang_column: str, dt: dict, runs: int) -> di
     ids = [str(i) for i in table.column("id").to_pylist()]
     langs = dt["langs"]
     assert dt["ids"] == ids and len(langs) == len(texts)
-    result = {"documents": len(texts), "chars": sum(map(len, texts)), "languages": dict(collections.Counter(langs)),
-              "families": {}}
+    result = {
+        "documents": len(texts),
+        "chars": sum(map(len, texts)),
+        "languages": dict(collections.Counter(langs)),
+        "families": {},
+    }
     for family in H.FAMILIES:
         d = dt["families"][family]
         reasons, seconds, edited = ours(family, texts, langs, runs)
         keep = [r is None for r in reasons]
-        disagree = [{"id": ids[i], "lang": langs[i], "datatrove": d["reasons"][i], "ours": reasons[i],
-                     "cause": cause(family, langs[i], d["reasons"][i], reasons[i])}
-                    for i in range(len(texts)) if keep[i] != d["keep"][i]]
+        disagree = [
+            {
+                "id": ids[i],
+                "lang": langs[i],
+                "datatrove": d["reasons"][i],
+                "ours": reasons[i],
+                "cause": cause(family, langs[i], d["reasons"][i], reasons[i]),
+            }
+            for i in range(len(texts))
+            if keep[i] != d["keep"][i]
+        ]
         both_drop = [i for i in range(len(texts)) if not keep[i] and not d["keep"][i]]
         entry = {
             "agreement": round(1 - len(disagree) / len(texts), 6),
@@ -108,7 +137,8 @@ def evaluate(name: str, path: Path, lang_column: str, dt: dict, runs: int) -> di
             "datatrove_dropped_by_reason": dict(sorted(collections.Counter(r for r in d["reasons"] if r).items())),
             "both_dropped": len(both_drop),
             "disagreements": disagree,
-            "ours_docs_per_s": round(len(texts) / seconds, 1), "datatrove_docs_per_s": d["docs_per_s"],
+            "ours_docs_per_s": round(len(texts) / seconds, 1),
+            "datatrove_docs_per_s": d["docs_per_s"],
             "speedup": round(len(texts) / seconds / d["docs_per_s"], 1),
         }
         if family == "c4":
@@ -121,18 +151,25 @@ def evaluate(name: str, path: Path, lang_column: str, dt: dict, runs: int) -> di
 
 def report(results: dict) -> str:
     m = results["machine"]
-    lines = ["# Heuristic filters: agreement with datatrove and speed", "",
-             f"`benchmarks/heuristics_eval.py` at {m['git_commit']}; {machine_line(m)}; "
-             f"datatrove {results['datatrove_version']}.", "",
-             "Keep/drop decision of each family vs datatrove's filter (defaults, each document's language), "
-             "and CPU docs/s on one core, both cold (see the script's docstring).", "",
-             "| dataset | family | docs | agreement | kept ours / datatrove | ours docs/s | datatrove docs/s | speedup |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Heuristic filters: agreement with datatrove and speed",
+        "",
+        f"`benchmarks/heuristics_eval.py` at {m['git_commit']}; {machine_line(m)}; "
+        f"datatrove {results['datatrove_version']}.",
+        "",
+        "Keep/drop decision of each family vs datatrove's filter (defaults, each document's language), "
+        "and CPU docs/s on one core, both cold (see the script's docstring).",
+        "",
+        "| dataset | family | docs | agreement | kept ours / datatrove | ours docs/s | datatrove docs/s | speedup |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, r in results["datasets"].items():
         for family, e in r["families"].items():
-            lines.append(f"| {name} | {family} | {r['documents']:,} | {100 * e['agreement']:.2f}% | "
-                         f"{e['kept']['ours']:,} / {e['kept']['datatrove']:,} | {e['ours_docs_per_s']:,.0f} | "
-                         f"{e['datatrove_docs_per_s']:,.0f} | {e['speedup']:.1f}x |")
+            lines.append(
+                f"| {name} | {family} | {r['documents']:,} | {100 * e['agreement']:.2f}% | "
+                f"{e['kept']['ours']:,} / {e['kept']['datatrove']:,} | {e['ours_docs_per_s']:,.0f} | "
+                f"{e['datatrove_docs_per_s']:,.0f} | {e['speedup']:.1f}x |"
+            )
     lines += ["", "C4's edited text (kept lines joined), identical to datatrove's on the documents both keep:", ""]
     for name, r in results["datasets"].items():
         e = r["families"]["c4"]
@@ -143,24 +180,34 @@ def report(results: dict) -> str:
         for family, e in r["families"].items():
             for x in e["disagreements"]:
                 any_dis = True
-                lines.append(f"- {name} / {family}: id {x['id']} ({x['lang']}): datatrove {x['datatrove'] or 'keep'}, "
-                             f"ours {x['ours'] or 'keep'}; {x['cause']}")
+                lines.append(
+                    f"- {name} / {family}: id {x['id']} ({x['lang']}): datatrove {x['datatrove'] or 'keep'}, "
+                    f"ours {x['ours'] or 'keep'}; {x['cause']}"
+                )
     if not any_dis:
         lines.append("None.")
     if "cjk" in results:
         c = results["cjk"]
-        lines += ["", "## CJK words", "",
-                  "datatrove 0.10.1 maps `zh` to spaCy's multi-language tokenizer (no segmentation), which the "
-                  "default follows; the Chinese documents of `docs` run as `cmn` (datatrove: jieba; ours: Han runs "
-                  "in two-character words) show what our pieces change against a real segmenter. Japanese (`ja`, "
-                  "SudachiPy on datatrove's side) is in the tables above; one word per character instead of "
-                  "two-character pieces disagreed on 26 of the 229 Japanese sample documents (Gopher repetition's "
-                  "top 4-gram), against 8 now.", "",
-                  "| family | docs | agreement (cmn: jieba vs two-character pieces) | kept ours / datatrove | "
-                  "agreement with zh (both unsegmented) |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            "## CJK words",
+            "",
+            "datatrove 0.10.1 maps `zh` to spaCy's multi-language tokenizer (no segmentation), which the "
+            "default follows; the Chinese documents of `docs` run as `cmn` (datatrove: jieba; ours: Han runs "
+            "in two-character words) show what our pieces change against a real segmenter. Japanese (`ja`, "
+            "SudachiPy on datatrove's side) is in the tables above; one word per character instead of "
+            "two-character pieces disagreed on 26 of the 229 Japanese sample documents (Gopher repetition's "
+            "top 4-gram), against 8 now.",
+            "",
+            "| family | docs | agreement (cmn: jieba vs two-character pieces) | kept ours / datatrove | "
+            "agreement with zh (both unsegmented) |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for family, e in c["families"].items():
-            lines.append(f"| {family} | {c['documents']} | {100 * e['agreement']:.2f}% | {e['kept']['ours']} / "
-                         f"{e['kept']['datatrove']} | {100 * c['zh_agreement'][family]:.2f}% |")
+            lines.append(
+                f"| {family} | {c['documents']} | {100 * e['agreement']:.2f}% | {e['kept']['ours']} / "
+                f"{e['kept']['datatrove']} | {100 * c['zh_agreement'][family]:.2f}% |"
+            )
     lines += ["", "## Dropped by rule (ours)", ""]
     for name, r in results["datasets"].items():
         for family, e in r["families"].items():
@@ -174,8 +221,12 @@ def main() -> int:
     parser.add_argument("--datatrove-cache", help="folder keeping datatrove's decisions and timings between runs")
     parser.add_argument("--runs", type=int, default=3, help="cold runs of each family of ours; the fastest counts")
     args = parser.parse_args()
-    version = subprocess.run([args.datatrove_python, "-c", "import importlib.metadata as m; print(m.version('datatrove'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    version = subprocess.run(
+        [args.datatrove_python, "-c", "import importlib.metadata as m; print(m.version('datatrove'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     results = {"machine": machine_facts(), "datatrove_version": version, "datasets": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.datatrove_cache or tmp)
@@ -190,13 +241,17 @@ def main() -> int:
         docs = pq.read_table(DATASETS[0][1])
         zh = docs.filter(pa.compute.equal(docs.column("lang"), "zh"))
         zh_path = work / "zh.parquet"
-        pq.write_table(zh.set_column(zh.schema.get_field_index("lang"), "lang",
-                                     pa.array(["cmn"] * zh.num_rows, pa.string())), zh_path)
+        pq.write_table(
+            zh.set_column(zh.schema.get_field_index("lang"), "lang", pa.array(["cmn"] * zh.num_rows, pa.string())),
+            zh_path,
+        )
         dt = run_datatrove(args.datatrove_python, zh_path, "lang", work, "cmn")
         cjk = evaluate("cmn", zh_path, "lang", dt, 1)
         zh_ids = set(zh.column("id").cast(pa.string()).to_pylist())
-        cjk["zh_agreement"] = {f: round(1 - sum(x["id"] in zh_ids for x in e["disagreements"]) / zh.num_rows, 6)
-                               for f, e in results["datasets"]["docs"]["families"].items()}
+        cjk["zh_agreement"] = {
+            f: round(1 - sum(x["id"] in zh_ids for x in e["disagreements"]) / zh.num_rows, 6)
+            for f, e in results["datasets"]["docs"]["families"].items()
+        }
         results["cjk"] = cjk
     write_results("heuristics", results, report(results))
     return 0

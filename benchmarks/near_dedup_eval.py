@@ -21,6 +21,7 @@ Speed: signatures per second, one core, our batched path vs ``datasketch.MinHash
 per document on the same documents -- with its default SHA-1 hash, and with the
 same shingle hash as ours (then the signatures are checked identical).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ from curate.classifiers import minhash as mh  # noqa: E402
 
 RATES = [0.01, 0.03, 0.05, 0.10, 0.20]
 EDITS = ["substitute", "insert", "delete", "boilerplate"]
-BOILERPLATE = ("Home | About | Contact | Privacy policy | Terms of use. We use cookies to improve your "
-               "experience. Subscribe to our newsletter. Share this page. All rights reserved.").split()
+BOILERPLATE = (
+    "Home | About | Contact | Privacy policy | Terms of use. We use cookies to improve your "
+    "experience. Subscribe to our newsletter. Share this page. All rights reserved."
+).split()
 FILLER = "the of and to in is that it for on was with as be by at this from or an".split()
 
 
@@ -71,12 +74,18 @@ def build_corpus(seed: int = 0):
     rng = random.Random(seed)
     bases = [i for i, t in enumerate(texts) if len(t.split()) >= 60]
     rng.shuffle(bases)
-    docs = [{"id": f"r{i:05d}", "text": t, "family": f"r{i:05d}", "edit": "", "rate": 0.0}
-            for i, t in enumerate(texts)]
+    docs = [{"id": f"r{i:05d}", "text": t, "family": f"r{i:05d}", "edit": "", "rate": 0.0} for i, t in enumerate(texts)]
     for j, b in enumerate(bases[:600]):
         edit, rate = EDITS[j % len(EDITS)], RATES[(j // len(EDITS)) % len(RATES)]
-        docs.append({"id": f"p{j:05d}", "text": plant(texts[b], edit, rate, rng), "family": f"r{b:05d}",
-                     "edit": edit, "rate": rate})
+        docs.append(
+            {
+                "id": f"p{j:05d}",
+                "text": plant(texts[b], edit, rate, rng),
+                "family": f"r{b:05d}",
+                "edit": edit,
+                "rate": rate,
+            }
+        )
     return docs
 
 
@@ -84,8 +93,8 @@ def shingle_sets(texts):
     hasher = mh.MinHasher(num_perm=8, ngram=5)
     sets = []
     for i in range(0, len(texts), 2048):
-        values, offsets = hasher.shingles(pa.array(texts[i:i + 2048]))
-        sets += [np.unique(values[offsets[d]:offsets[d + 1]]) for d in range(len(offsets) - 1)]
+        values, offsets = hasher.shingles(pa.array(texts[i : i + 2048]))
+        sets += [np.unique(values[offsets[d] : offsets[d + 1]]) for d in range(len(offsets) - 1)]
     return sets
 
 
@@ -113,14 +122,24 @@ def run_stage(docs, work: Path) -> tuple[set, float]:
     from curate.pipelines.config import config_from_dict
 
     pq.write_table(pa.table({"id": [d["id"] for d in docs], "text": [d["text"] for d in docs]}), work / "in.parquet")
-    cfg = config_from_dict({"stages": {"exact_dedup": {"enabled": False}, "language": {"enabled": False},
-                                       "quality": {"enabled": False}}})
+    cfg = config_from_dict(
+        {"stages": {"exact_dedup": {"enabled": False}, "language": {"enabled": False}, "quality": {"enabled": False}}}
+    )
     start = time.perf_counter()
-    build.run(cfg, str(work / "out"), input_paths=[str(work / "in.parquet")], log=lambda m: None,
-              beam_args=["--direct_num_workers=1"])
+    build.run(
+        cfg,
+        str(work / "out"),
+        input_paths=[str(work / "in.parquet")],
+        log=lambda m: None,
+        beam_args=["--direct_num_workers=1"],
+    )
     seconds = time.perf_counter() - start
     index = {d["id"]: i for i, d in enumerate(docs)}
-    rejects = pq.read_table(work / "out" / "rejects" / "near_dedup") if (work / "out" / "rejects" / "near_dedup").exists() else None
+    rejects = (
+        pq.read_table(work / "out" / "rejects" / "near_dedup")
+        if (work / "out" / "rejects" / "near_dedup").exists()
+        else None
+    )
     clusters = defaultdict(set)
     if rejects is not None:
         for doc_id, rep in zip(rejects.column("id").to_pylist(), rejects.column("duplicate_of").to_pylist()):
@@ -136,7 +155,7 @@ def datasketch_lsh(docs, tokens):
     sigs = []
     for i, toks in enumerate(tokens):
         m = MinHash(num_perm=112, seed=1)
-        m.update_batch([" ".join(toks[j:j + 5]).encode() for j in range(max(1, len(toks) - 4))])
+        m.update_batch([" ".join(toks[j : j + 5]).encode() for j in range(max(1, len(toks) - 4))])
         lsh.insert(str(i), m)
         sigs.append(m)
     candidates = set()
@@ -151,8 +170,12 @@ def datasketch_lsh(docs, tokens):
 
 def pr(detected: set, truth: set) -> dict:
     tp = len(detected & truth)
-    return {"precision": round(tp / len(detected), 4) if detected else None,
-            "recall": round(tp / len(truth), 4) if truth else None, "detected": len(detected), "truth": len(truth)}
+    return {
+        "precision": round(tp / len(detected), 4) if detected else None,
+        "recall": round(tp / len(truth), 4) if truth else None,
+        "detected": len(detected),
+        "truth": len(truth),
+    }
 
 
 def _py_shingle_hash32(data: bytes) -> int:
@@ -166,15 +189,20 @@ def speed(texts: list[str]) -> dict:
     start = time.perf_counter()
     hasher.signatures(arr[:8])  # compiles the kernels, or loads them from numba's cache
     first_call = time.perf_counter() - start
-    t_ours = timed(lambda: [hasher.signatures(arr[i:i + 1024]) for i in range(0, len(arr), 1024)], repeat=3)[0]
-    ours = np.concatenate([hasher.signatures(arr[i:i + 1024]) for i in range(0, len(arr), 1024)])
+    t_ours = timed(lambda: [hasher.signatures(arr[i : i + 1024]) for i in range(0, len(arr), 1024)], repeat=3)[0]
+    ours = np.concatenate([hasher.signatures(arr[i : i + 1024]) for i in range(0, len(arr), 1024)])
     tokens = mh.tokenize(arr).to_pylist()
-    shingles = [[" ".join(t[j:j + 5]).encode() for j in range(len(t) - 4)] if len(t) >= 5 else
-                ([" ".join(t).encode()] if t else []) for t in tokens]
+    shingles = [
+        [" ".join(t[j : j + 5]).encode() for j in range(len(t) - 4)]
+        if len(t) >= 5
+        else ([" ".join(t).encode()] if t else [])
+        for t in tokens
+    ]
 
     def datasketch_sha1():
         for s in shingles:
             MinHash(num_perm=112, seed=1).update_batch(s)
+
     t_sha1 = timed(datasketch_sha1, repeat=3)[0]
     start = time.perf_counter()
     identical = 0
@@ -184,15 +212,19 @@ def speed(texts: list[str]) -> dict:
         identical += bool(np.array_equal(m.hashvalues, ours[i]))
     t_same = time.perf_counter() - start
     n = len(texts)
-    return {"documents": n, "mean_chars": round(sum(map(len, texts)) / n), "ours_docs_per_s": round(n / t_ours, 1),
-            "ours_first_call_s": round(first_call, 2),
-            "datasketch_sha1_docs_per_s": round(n / t_sha1, 1),
-            "datasketch_same_hash_docs_per_s": round(n / t_same, 1),
-            "speedup_vs_datasketch_sha1": round(t_sha1 / t_ours, 2),
-            "speedup_vs_datasketch_same_hash": round(t_same / t_ours, 2),
-            "identical_signatures": identical,
-            "note": "best of 3 runs; datasketch times exclude tokenization, ours include it (batches of 1,024); "
-                    "the same-hash datasketch run uses a pure-Python shingle hash, so it is slower than SHA-1"}
+    return {
+        "documents": n,
+        "mean_chars": round(sum(map(len, texts)) / n),
+        "ours_docs_per_s": round(n / t_ours, 1),
+        "ours_first_call_s": round(first_call, 2),
+        "datasketch_sha1_docs_per_s": round(n / t_sha1, 1),
+        "datasketch_same_hash_docs_per_s": round(n / t_same, 1),
+        "speedup_vs_datasketch_sha1": round(t_sha1 / t_ours, 2),
+        "speedup_vs_datasketch_same_hash": round(t_same / t_ours, 2),
+        "identical_signatures": identical,
+        "note": "best of 3 runs; datasketch times exclude tokenization, ours include it (batches of 1,024); "
+        "the same-hash datasketch run uses a pure-Python shingle hash, so it is slower than SHA-1",
+    }
 
 
 def e2e(n_docs: int, base_docs) -> dict:
@@ -208,9 +240,13 @@ def e2e(n_docs: int, base_docs) -> dict:
             docs.append({"id": f"e{len(docs):07d}", "text": plant(text, rng.choice(EDITS), 0.01, rng)})
     with tempfile.TemporaryDirectory() as work:
         _, seconds = run_stage(docs, Path(work))
-    return {"documents": n_docs, "seconds": round(seconds, 1), "docs_per_s": round(n_docs / seconds, 1),
-            "peak_rss_mb": round(peak_rss_mb(), 1),
-            "note": "read Parquet + near_dedup + write kept and rejects, DirectRunner, 1 worker"}
+    return {
+        "documents": n_docs,
+        "seconds": round(seconds, 1),
+        "docs_per_s": round(n_docs / seconds, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "note": "read Parquet + near_dedup + write kept and rejects, DirectRunner, 1 worker",
+    }
 
 
 def main() -> int:
@@ -231,41 +267,69 @@ def main() -> int:
         members = {i for i, d in enumerate(docs) if d["rate"] == rate}
         t_r = {p for p in truth if p[0] in members or p[1] in members}
         d_r = {p for p in detected if p[0] in members or p[1] in members}
-        jac = [mh.jaccard_sorted(sets[i], sets[next(k for k, x in enumerate(docs) if x["id"] == docs[i]["family"])])
-               for i in members]
-        by_rate[str(rate)] = {**pr(d_r, t_r), "copies": len(members), "mean_jaccard_to_base": round(float(np.mean(jac)), 3)}
+        jac = [
+            mh.jaccard_sorted(sets[i], sets[next(k for k, x in enumerate(docs) if x["id"] == docs[i]["family"])])
+            for i in members
+        ]
+        by_rate[str(rate)] = {
+            **pr(d_r, t_r),
+            "copies": len(members),
+            "mean_jaccard_to_base": round(float(np.mean(jac)), 3),
+        }
     payload = {
-        "machine": machine_facts(), "corpus_docs": len(docs), "truth_pairs": len(truth),
-        "stage": pr(detected, truth), "stage_by_edit_rate": by_rate,
+        "machine": machine_facts(),
+        "corpus_docs": len(docs),
+        "truth_pairs": len(truth),
+        "stage": pr(detected, truth),
+        "stage_by_edit_rate": by_rate,
         "datasketch_lsh_candidates": pr(ds_candidates, truth),
         "datasketch_lsh_signature_filtered": pr(ds_filtered, truth),
         "signature_speed": speed(texts),
         "end_to_end": e2e(args.e2e_docs, docs) if args.e2e_docs else None,
     }
     s, sp = payload["stage"], payload["signature_speed"]
-    lines = ["# Near-duplicate detection", "",
-             f"{len(docs):,} documents (2,361 real + 600 planted copies), {len(truth):,} true pairs (exact Jaccard >= 0.8).", "",
-             "| method | precision | recall | pairs reported |", "|---|---:|---:|---:|",
-             f"| near_dedup stage (14x8 LSH, exact verification, components) | {s['precision']} | {s['recall']} | {s['detected']:,} |",
-             f"| datasketch MinHashLSH 14x8, candidates | {payload['datasketch_lsh_candidates']['precision']} | {payload['datasketch_lsh_candidates']['recall']} | {payload['datasketch_lsh_candidates']['detected']:,} |",
-             f"| datasketch candidates filtered by signature estimate >= 0.8 | {payload['datasketch_lsh_signature_filtered']['precision']} | {payload['datasketch_lsh_signature_filtered']['recall']} | {payload['datasketch_lsh_signature_filtered']['detected']:,} |",
-             "", "By edit rate of the planted copies (pairs involving a copy at that rate):", "",
-             "| edit rate | copies | mean Jaccard to base | true pairs | precision | recall |", "|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Near-duplicate detection",
+        "",
+        f"{len(docs):,} documents (2,361 real + 600 planted copies), {len(truth):,} true pairs (exact Jaccard >= 0.8).",
+        "",
+        "| method | precision | recall | pairs reported |",
+        "|---|---:|---:|---:|",
+        f"| near_dedup stage (14x8 LSH, exact verification, components) | {s['precision']} | {s['recall']} | {s['detected']:,} |",
+        f"| datasketch MinHashLSH 14x8, candidates | {payload['datasketch_lsh_candidates']['precision']} | {payload['datasketch_lsh_candidates']['recall']} | {payload['datasketch_lsh_candidates']['detected']:,} |",
+        f"| datasketch candidates filtered by signature estimate >= 0.8 | {payload['datasketch_lsh_signature_filtered']['precision']} | {payload['datasketch_lsh_signature_filtered']['recall']} | {payload['datasketch_lsh_signature_filtered']['detected']:,} |",
+        "",
+        "By edit rate of the planted copies (pairs involving a copy at that rate):",
+        "",
+        "| edit rate | copies | mean Jaccard to base | true pairs | precision | recall |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for rate, r in by_rate.items():
-        lines.append(f"| {rate} | {r['copies']} | {r['mean_jaccard_to_base']} | {r['truth']} | {r['precision']} | {r['recall']} |")
-    lines += ["", f"Signatures, one core, {sp['documents']:,} documents, 112 permutations:", "",
-              "| path | docs/s |", "|---|---:|",
-              f"| ours (compiled batch kernels, includes normalization and tokenization) | {sp['ours_docs_per_s']:,.0f} |",
-              f"| datasketch.MinHash per document, SHA-1 (its default) | {sp['datasketch_sha1_docs_per_s']:,.0f} |",
-              f"| datasketch.MinHash per document, our shingle hash | {sp['datasketch_same_hash_docs_per_s']:,.0f} |", "",
-              f"Speed-up: {sp['speedup_vs_datasketch_sha1']}x vs SHA-1 datasketch, {sp['speedup_vs_datasketch_same_hash']}x "
-              f"vs datasketch with the same hash; identical signatures: {sp['identical_signatures']} of {sp['documents']}. "
-              f"Mean document length {sp['mean_chars']:,} characters; best of 3 runs; the first call (numba compile "
-              f"or cache load) took {sp['ours_first_call_s']} s and is not in the rate."]
+        lines.append(
+            f"| {rate} | {r['copies']} | {r['mean_jaccard_to_base']} | {r['truth']} | {r['precision']} | {r['recall']} |"
+        )
+    lines += [
+        "",
+        f"Signatures, one core, {sp['documents']:,} documents, 112 permutations:",
+        "",
+        "| path | docs/s |",
+        "|---|---:|",
+        f"| ours (compiled batch kernels, includes normalization and tokenization) | {sp['ours_docs_per_s']:,.0f} |",
+        f"| datasketch.MinHash per document, SHA-1 (its default) | {sp['datasketch_sha1_docs_per_s']:,.0f} |",
+        f"| datasketch.MinHash per document, our shingle hash | {sp['datasketch_same_hash_docs_per_s']:,.0f} |",
+        "",
+        f"Speed-up: {sp['speedup_vs_datasketch_sha1']}x vs SHA-1 datasketch, {sp['speedup_vs_datasketch_same_hash']}x "
+        f"vs datasketch with the same hash; identical signatures: {sp['identical_signatures']} of {sp['documents']}. "
+        f"Mean document length {sp['mean_chars']:,} characters; best of 3 runs; the first call (numba compile "
+        f"or cache load) took {sp['ours_first_call_s']} s and is not in the rate.",
+    ]
     if payload["end_to_end"]:
         e = payload["end_to_end"]
-        lines += ["", f"End to end ({e['note']}): {e['documents']:,} documents in {e['seconds']} s = "
-                  f"{e['docs_per_s']:,.0f} docs/s; peak RSS {e['peak_rss_mb']:,.0f} MB."]
+        lines += [
+            "",
+            f"End to end ({e['note']}): {e['documents']:,} documents in {e['seconds']} s = "
+            f"{e['docs_per_s']:,.0f} docs/s; peak RSS {e['peak_rss_mb']:,.0f} MB.",
+        ]
     write_results("near_dedup", payload, "\n".join(lines))
     return 0
 

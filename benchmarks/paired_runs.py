@@ -18,11 +18,11 @@ and the median of each side and the median of the per-pair ratios.
   python -m benchmarks.paired_runs refactor --docs 100000 --runs 3 \\
       --a /tmp/venv_new/bin/curate --b /tmp/venv_old/bin/curate --name registry
 """
+
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
@@ -39,8 +39,11 @@ ONE_WORKER = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
 def _digest(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
 
 
 def _run(command: list[str], env: dict, out: Path) -> tuple[float, float, float]:
@@ -70,13 +73,22 @@ def paired(a: tuple[list[str], dict], b: tuple[list[str], dict], runs: int, work
                 rss[side].append(round(rss_mb))
             digests[side] = _digest(work / side)
     ratios = [x / y for x, y in zip(times["a"], times["b"])]
-    return {"a_s": times["a"], "b_s": times["b"], "a_cpu_s": cpu["a"], "b_cpu_s": cpu["b"],
-            "a_peak_rss_mb": rss["a"], "b_peak_rss_mb": rss["b"],
-            "median_cpu_ratio_a_over_b": round(statistics.median(x / y for x, y in zip(cpu["a"], cpu["b"])), 4),
-            "a_best": min(times["a"]), "b_best": min(times["b"]),
-            "a_median": statistics.median(times["a"]), "b_median": statistics.median(times["b"]),
-            "median_ratio_a_over_b": round(statistics.median(ratios), 4),
-            "identical_output": digests["a"] == digests["b"], "files_compared": len(digests["a"])}
+    return {
+        "a_s": times["a"],
+        "b_s": times["b"],
+        "a_cpu_s": cpu["a"],
+        "b_cpu_s": cpu["b"],
+        "a_peak_rss_mb": rss["a"],
+        "b_peak_rss_mb": rss["b"],
+        "median_cpu_ratio_a_over_b": round(statistics.median(x / y for x, y in zip(cpu["a"], cpu["b"])), 4),
+        "a_best": min(times["a"]),
+        "b_best": min(times["b"]),
+        "a_median": statistics.median(times["a"]),
+        "b_median": statistics.median(times["b"]),
+        "median_ratio_a_over_b": round(statistics.median(ratios), 4),
+        "identical_output": digests["a"] == digests["b"],
+        "files_compared": len(digests["a"]),
+    }
 
 
 def main() -> None:
@@ -87,10 +99,14 @@ def main() -> None:
     parser.add_argument("--a", help="refactor: the new install's curate")
     parser.add_argument("--b", help="refactor: the old install's curate")
     parser.add_argument("--name", default="refactor")
-    parser.add_argument("--with", dest="with_configs", action="append", default=[],
-                        help="chain: config files layered on for side B")
-    parser.add_argument("--patches", default="data_plane_copies,size_estimates",
-                        help="patches: the speed-ups to measure, comma-separated")
+    parser.add_argument(
+        "--with", dest="with_configs", action="append", default=[], help="chain: config files layered on for side B"
+    )
+    parser.add_argument(
+        "--patches",
+        default="data_plane_copies,size_estimates",
+        help="patches: the speed-ups to measure, comma-separated",
+    )
     args = parser.parse_args()
     require_shared()
     work = Path(tempfile.mkdtemp(prefix="curate-paired-"))
@@ -105,15 +121,19 @@ def main() -> None:
         for patch in args.patches.split(","):
             result = paired((base, env), (base, {**env, "CURATE_BEAM_SKIP": patch}), args.runs, work)
             payload["comparisons"][patch] = result
-            rows.append(f"| {patch} | {result['a_median']:.2f} | {result['b_median']:.2f} | "
-                        f"{result['median_ratio_a_over_b']:.3f} | {result['median_cpu_ratio_a_over_b']:.3f} | "
-                        f"{statistics.median(result['a_peak_rss_mb']):,.0f} / "
-                        f"{statistics.median(result['b_peak_rss_mb']):,.0f} | "
-                        f"{'yes' if result['identical_output'] else 'NO'} |")
+            rows.append(
+                f"| {patch} | {result['a_median']:.2f} | {result['b_median']:.2f} | "
+                f"{result['median_ratio_a_over_b']:.3f} | {result['median_cpu_ratio_a_over_b']:.3f} | "
+                f"{statistics.median(result['a_peak_rss_mb']):,.0f} / "
+                f"{statistics.median(result['b_peak_rss_mb']):,.0f} | "
+                f"{'yes' if result['identical_output'] else 'NO'} |"
+            )
         title = "What each optional Beam speed-up is worth"
-        head = ("| speed-up | with it: median wall s | without it: median wall s | wall with / without "
-                "(median of pairs) | CPU with / without | peak RSS MB with / without | identical output |"
-                "\n|---|---:|---:|---:|---:|---:|---|")
+        head = (
+            "| speed-up | with it: median wall s | without it: median wall s | wall with / without "
+            "(median of pairs) | CPU with / without | peak RSS MB with / without | identical output |"
+            "\n|---|---:|---:|---:|---:|---:|---|"
+        )
     elif args.what == "chain":
         curate = str(Path(sys.executable).parent / "curate")
         base = [curate, "run", "--input", str(corpus), *ONE_WORKER]
@@ -122,29 +142,46 @@ def main() -> None:
         result["a_docs_per_s_best"] = round(args.docs / result["a_best"])
         result["b_docs_per_s_best"] = round(args.docs / result["b_best"])
         payload["comparisons"][args.name] = {**result, "with": args.with_configs}
-        rows.append(f"| default chain | {result['a_median']:.2f} ({', '.join(map(str, result['a_s']))}) | "
-                    f"{result['a_docs_per_s_best']:,} |")
-        rows.append(f"| with {' + '.join(args.with_configs)} | {result['b_median']:.2f} "
-                    f"({', '.join(map(str, result['b_s']))}) | {result['b_docs_per_s_best']:,} |")
+        rows.append(
+            f"| default chain | {result['a_median']:.2f} ({', '.join(map(str, result['a_s']))}) | "
+            f"{result['a_docs_per_s_best']:,} |"
+        )
+        rows.append(
+            f"| with {' + '.join(args.with_configs)} | {result['b_median']:.2f} "
+            f"({', '.join(map(str, result['b_s']))}) | {result['b_docs_per_s_best']:,} |"
+        )
         title = f"Whole chain, per core: {args.name}"
-        head = ("| chain | median wall s (runs, start-up included) | docs/s per core (fastest run) |\n"
-                "|---|---:|---:|")
+        head = "| chain | median wall s (runs, start-up included) | docs/s per core (fastest run) |\n|---|---:|---:|"
     else:
         base_a = [args.a, "run", "--input", str(corpus), *ONE_WORKER]
         base_b = [args.b, "run", "--input", str(corpus), *ONE_WORKER]
         result = paired((base_a, env), (base_b, env), args.runs, work)
         payload["comparisons"][args.name] = {**result, "a": args.a, "b": args.b}
-        rows.append(f"| {args.name} | {result['a_median']:.2f} ({', '.join(map(str, result['a_s']))}) | "
-                    f"{result['b_median']:.2f} ({', '.join(map(str, result['b_s']))}) | "
-                    f"{result['median_ratio_a_over_b']:.3f} | "
-                    f"{'yes' if result['identical_output'] else 'NO'} ({result['files_compared']} files) |")
+        rows.append(
+            f"| {args.name} | {result['a_median']:.2f} ({', '.join(map(str, result['a_s']))}) | "
+            f"{result['b_median']:.2f} ({', '.join(map(str, result['b_s']))}) | "
+            f"{result['median_ratio_a_over_b']:.3f} | "
+            f"{'yes' if result['identical_output'] else 'NO'} ({result['files_compared']} files) |"
+        )
         title = f"Before and after: {args.name}"
-        head = ("| change | new: median s (runs) | old: median s (runs) | new / old (median of pairs) | "
-                "identical output |\n|---|---:|---:|---:|---|")
-    markdown = "\n".join([f"# {title}", "", machine_line(m), "",
-                          f"{args.docs:,} documents (benchmarks/corpus.py), one in-process worker "
-                          f"({' '.join(ONE_WORKER)}), {args.runs} alternated pairs after one warm-up pair.", "",
-                          head, *rows, ""])
+        head = (
+            "| change | new: median s (runs) | old: median s (runs) | new / old (median of pairs) | "
+            "identical output |\n|---|---:|---:|---:|---|"
+        )
+    markdown = "\n".join(
+        [
+            f"# {title}",
+            "",
+            machine_line(m),
+            "",
+            f"{args.docs:,} documents (benchmarks/corpus.py), one in-process worker "
+            f"({' '.join(ONE_WORKER)}), {args.runs} alternated pairs after one warm-up pair.",
+            "",
+            head,
+            *rows,
+            "",
+        ]
+    )
     write_results(f"paired_{args.what}" if args.what == "patches" else f"{args.what}_{args.name}", payload, markdown)
     shutil.rmtree(work, ignore_errors=True)
 

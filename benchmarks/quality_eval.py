@@ -40,11 +40,11 @@ Models, in the same folds:
 Calibration is evaluated out of fold twice over: each group's out-of-fold
 decision values go through an isotonic map fitted on the other groups'.
 """
+
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import random
 import sys
 import time
@@ -62,8 +62,21 @@ from curate.sample.generate import web_pages  # noqa: E402
 
 TEXTBOOKS = SHARED / "real" / "textbooks.parquet"
 POSITIVE_GUM = ("textbook", "academic", "bio", "whow", "voyage")
-NEGATIVE = ("letter", "interview", "fiction", "news", "speech", "podcast", "reviews", "answers", "email",
-            "newsgroup", "weblog", "conversation", "vlog")
+NEGATIVE = (
+    "letter",
+    "interview",
+    "fiction",
+    "news",
+    "speech",
+    "podcast",
+    "reviews",
+    "answers",
+    "email",
+    "newsgroup",
+    "weblog",
+    "conversation",
+    "vlog",
+)
 WRITTEN_SEED = 7  # differs from the sample corpus's
 # (C, hand-feature weight) candidates for the default; the one with the best mean
 # subject-fold ROC AUC (then best worst fold) is shipped.
@@ -102,10 +115,14 @@ def ours(texts, stripped, labels, preprocess, C, hand_weight):
     features = quality.featurize(texts, "ensemble", preprocess=preprocess)
 
     def fit_predict(train, test):
-        model = quality.fit(features.take(train), labels[train], "ensemble", C=C, preprocess=preprocess,
-                            hand_weight=hand_weight)
-        return {"original": model.decision([texts[i] for i in test]),
-                "stripped": model.decision([stripped[i] for i in test])}
+        model = quality.fit(
+            features.take(train), labels[train], "ensemble", C=C, preprocess=preprocess, hand_weight=hand_weight
+        )
+        return {
+            "original": model.decision([texts[i] for i in test]),
+            "stripped": model.decision([stripped[i] for i in test]),
+        }
+
     return fit_predict
 
 
@@ -127,6 +144,7 @@ def baseline_tfidf(texts, stripped, labels):
         clf = LogisticRegression(C=4.0, solver="liblinear", class_weight="balanced", random_state=0)
         clf.fit(tfidf.transform(x["original"][train]), labels[train])
         return {view: clf.decision_function(tfidf.transform(x[view][test])) for view in VIEWS}
+
     return fit_predict
 
 
@@ -139,6 +157,7 @@ def baseline_gbm(texts, stripped, labels):
     def fit_predict(train, test):
         clf = GradientBoostingClassifier(random_state=0).fit(hand["original"][train], labels[train])
         return {view: clf.predict_proba(hand[view][test])[:, 1] for view in VIEWS}
+
     return fit_predict
 
 
@@ -148,16 +167,19 @@ def fold_report(labels, groups, oof) -> dict:
         per_fold = tq.fold_aucs(labels, groups, oof[view])
         subject = [g for g in per_fold if g.startswith("book:")]
         genre = [g for g in per_fold if g.startswith("genre:")]
-        out[view] = {"per_fold": {g: r["roc_auc"] for g, r in per_fold.items()},
-                     "subject": tq.summarize_folds(per_fold, subject), "genre": tq.summarize_folds(per_fold, genre),
-                     "subject_and_genre": tq.summarize_folds(per_fold, subject + genre),
-                     "pooled_roc_auc": round(quality.roc_auc(labels, oof[view]), 4)}
+        out[view] = {
+            "per_fold": {g: r["roc_auc"] for g, r in per_fold.items()},
+            "subject": tq.summarize_folds(per_fold, subject),
+            "genre": tq.summarize_folds(per_fold, genre),
+            "subject_and_genre": tq.summarize_folds(per_fold, subject + genre),
+            "pooled_roc_auc": round(quality.roc_auc(labels, oof[view]), 4),
+        }
     return out
 
 
 def speed(scorers: dict, texts: list[str], target_docs: int = 12000, batch: int = 2048) -> dict:
     big = texts * max(1, target_docs // len(texts))
-    batches = [big[i:i + batch] for i in range(0, len(big), batch)]
+    batches = [big[i : i + batch] for i in range(0, len(big), batch)]
     out = {"docs": len(big), "mean_doc_chars": round(sum(map(len, big)) / len(big), 1)}
     for name, score in scorers.items():
         best = float("inf")
@@ -175,30 +197,39 @@ def reliability_svg(table: dict, title: str) -> str:
     w, h, pad = 420, 420, 50
     sx = lambda v: pad + v * (w - 2 * pad)  # noqa: E731
     sy = lambda v: h - pad - v * (h - 2 * pad)  # noqa: E731
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
-             f'font-size="11">', f'<rect width="{w}" height="{h}" fill="white"/>',
-             f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>',
-             f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" stroke="#999" stroke-dasharray="4 3"/>',
-             f'<rect x="{sx(0)}" y="{sy(1)}" width="{sx(1) - sx(0)}" height="{sy(0) - sy(1)}" fill="none" stroke="black"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+        f'<rect width="{w}" height="{h}" fill="white"/>',
+        f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="13">{title}</text>',
+        f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" stroke="#999" stroke-dasharray="4 3"/>',
+        f'<rect x="{sx(0)}" y="{sy(1)}" width="{sx(1) - sx(0)}" height="{sy(0) - sy(1)}" fill="none" stroke="black"/>',
+    ]
     for t in np.linspace(0, 1, 6):
-        parts += [f'<text x="{sx(t)}" y="{sy(0) + 16}" text-anchor="middle">{t:.1f}</text>',
-                  f'<text x="{sx(0) - 6}" y="{sy(t) + 4}" text-anchor="end">{t:.1f}</text>']
+        parts += [
+            f'<text x="{sx(t)}" y="{sy(0) + 16}" text-anchor="middle">{t:.1f}</text>',
+            f'<text x="{sx(0) - 6}" y="{sy(t) + 4}" text-anchor="end">{t:.1f}</text>',
+        ]
     total = sum(b["docs"] for b in table["bins"])
     for b in table["bins"]:
         lo, hi = b["bin"]
         share = b["docs"] / total
-        parts.append(f'<rect x="{sx(lo) + 1:.1f}" y="{sy(share):.1f}" width="{sx(hi) - sx(lo) - 2:.1f}" '
-                     f'height="{sy(0) - sy(share):.1f}" fill="#cfe3f7"/>')
-    pts = " ".join(f'{sx(b["mean_score"]):.1f},{sy(b["fraction_educational"]):.1f}' for b in table["bins"])
+        parts.append(
+            f'<rect x="{sx(lo) + 1:.1f}" y="{sy(share):.1f}" width="{sx(hi) - sx(lo) - 2:.1f}" '
+            f'height="{sy(0) - sy(share):.1f}" fill="#cfe3f7"/>'
+        )
+    pts = " ".join(f"{sx(b['mean_score']):.1f},{sy(b['fraction_educational']):.1f}" for b in table["bins"])
     parts.append(f'<polyline points="{pts}" fill="none" stroke="#c0392b" stroke-width="2"/>')
     for b in table["bins"]:
-        parts.append(f'<circle cx="{sx(b["mean_score"]):.1f}" cy="{sy(b["fraction_educational"]):.1f}" r="3.5" '
-                     f'fill="#c0392b"/>')
-    parts += [f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">mean score in bin (bars: share of documents)</text>',
-              f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">'
-              'fraction educational</text>',
-              f'<text x="{sx(0) + 8}" y="{sy(1) + 16}">ECE {table["ece"]:.3f}; precision at &gt;= 0.8: '
-              f'{table["precision_at_0.8"]:.3f}</text>', "</svg>"]
+        parts.append(
+            f'<circle cx="{sx(b["mean_score"]):.1f}" cy="{sy(b["fraction_educational"]):.1f}" r="3.5" fill="#c0392b"/>'
+        )
+    parts += [
+        f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">mean score in bin (bars: share of documents)</text>',
+        f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">fraction educational</text>',
+        f'<text x="{sx(0) + 8}" y="{sy(1) + 16}">ECE {table["ece"]:.3f}; precision at &gt;= 0.8: '
+        f"{table['precision_at_0.8']:.3f}</text>",
+        "</svg>",
+    ]
     return "\n".join(parts) + "\n"
 
 
@@ -216,40 +247,55 @@ def main() -> int:
     for C, hand_weight in GRID:
         t0 = time.perf_counter()
         key = f"C={C:g}, hand weight {hand_weight:g}"
-        oof_by_c[key] = tq.leave_one_group_out(labels, groups, ours(texts, stripped, labels, PREPROCESS, C, hand_weight))
+        oof_by_c[key] = tq.leave_one_group_out(
+            labels, groups, ours(texts, stripped, labels, PREPROCESS, C, hand_weight)
+        )
         selection[key] = fold_report(labels, groups, oof_by_c[key])["original"]["subject"]
         print(f"{key}: subject folds {selection[key]} ({time.perf_counter() - t0:.0f} s)", flush=True)
     best = max(selection, key=lambda k: (selection[k]["mean_roc_auc"], selection[k]["worst_roc_auc"]))
     best_c, best_hw = dict(zip(selection, GRID))[best]
     if (best_c, best_hw) != (tq.DEFAULT_C, tq.DEFAULT_HAND_WEIGHT):
-        print(f"note: the selection chose {best}; train_quality.DEFAULT_C/DEFAULT_HAND_WEIGHT say otherwise", flush=True)
+        print(
+            f"note: the selection chose {best}; train_quality.DEFAULT_C/DEFAULT_HAND_WEIGHT say otherwise", flush=True
+        )
 
     oof = {"default": oof_by_c[best]}
-    models = {"default": f"default: hashed TF-IDF + 16 hand features after stripping markdown, logistic regression "
-                         f"{best}, isotonic calibration",
-              "previous": "previous default (format 2): the same features on the text as is, C=4",
-              "tfidf": "baseline: TfidfVectorizer + logistic regression",
-              "gbm": "baseline: gradient boosting over the reference design's 11 hand features"}
-    for key, fit_predict in (("previous", lambda: ours(texts, stripped, labels, "none", 4.0, 1.0)),
-                             ("tfidf", lambda: baseline_tfidf(texts, stripped, labels)),
-                             ("gbm", lambda: baseline_gbm(texts, stripped, labels))):
+    models = {
+        "default": f"default: hashed TF-IDF + 16 hand features after stripping markdown, logistic regression "
+        f"{best}, isotonic calibration",
+        "previous": "previous default (format 2): the same features on the text as is, C=4",
+        "tfidf": "baseline: TfidfVectorizer + logistic regression",
+        "gbm": "baseline: gradient boosting over the reference design's 11 hand features",
+    }
+    for key, fit_predict in (
+        ("previous", lambda: ours(texts, stripped, labels, "none", 4.0, 1.0)),
+        ("tfidf", lambda: baseline_tfidf(texts, stripped, labels)),
+        ("gbm", lambda: baseline_gbm(texts, stripped, labels)),
+    ):
         t0 = time.perf_counter()
         oof[key] = tq.leave_one_group_out(labels, groups, fit_predict())
         print(f"{key}: {time.perf_counter() - t0:.0f} s", flush=True)
     folds = {key: fold_report(labels, groups, o) for key, o in oof.items()}
 
     # calibration of the default: out of fold (the map of each group fitted on the others)
-    calibration = {view: tq.calibration_table(labels, tq.cross_calibrated(oof["default"][view], labels, groups))
-                   for view in VIEWS}
+    calibration = {
+        view: tq.calibration_table(labels, tq.cross_calibrated(oof["default"][view], labels, groups)) for view in VIEWS
+    }
     final_map = tq.fit_isotonic(oof["default"]["original"], labels)
 
-    card = {"data": "../shared/data/real docs.parquet + textbooks.parquet (en; 9 OpenStax books and GUM educational "
-                    "genres vs 13 other genres) + 300 written spam/boilerplate pages",
-            "C": best_c, "hand_weight": best_hw, "preprocess": PREPROCESS,
-            "cross_group": {view: {k: folds["default"][view][k] for k in ("subject", "genre", "subject_and_genre")}
-                            for view in VIEWS},
-            "out_of_fold_calibration": {view: {k: calibration[view][k] for k in ("ece", "precision_at_0.8")}
-                                        for view in VIEWS}}
+    card = {
+        "data": "../shared/data/real docs.parquet + textbooks.parquet (en; 9 OpenStax books and GUM educational "
+        "genres vs 13 other genres) + 300 written spam/boilerplate pages",
+        "C": best_c,
+        "hand_weight": best_hw,
+        "preprocess": PREPROCESS,
+        "cross_group": {
+            view: {k: folds["default"][view][k] for k in ("subject", "genre", "subject_and_genre")} for view in VIEWS
+        },
+        "out_of_fold_calibration": {
+            view: {k: calibration[view][k] for k in ("ece", "precision_at_0.8")} for view in VIEWS
+        },
+    }
     default = quality.train(texts, labels, "ensemble", C=best_c, preprocess=PREPROCESS, card=card, hand_weight=best_hw)
     default.calibration = final_map
     if args.write_default:
@@ -261,75 +307,123 @@ def main() -> int:
     from sklearn.ensemble import GradientBoostingClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
+
     vec = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2)
     lr = LogisticRegression(C=4.0, solver="liblinear", class_weight="balanced").fit(vec.fit_transform(texts), labels)
     seed = [quality.HAND_FEATURES.index(name) for name in quality.SEED_FEATURES]
     gbm = GradientBoostingClassifier(random_state=0).fit(quality.hand_features(texts)[:, seed], labels)
-    speeds = speed({"default": default.score, "previous": previous.score,
-                    "tfidf": lambda b: lr.predict_proba(vec.transform(b))[:, 1],
-                    "gbm": lambda b: gbm.predict_proba(quality.hand_features(b)[:, seed])[:, 1]},
-                   [t for t, g in zip(texts, groups) if g.startswith(("book:python", "book:statistics", "edu:", "genre:"))])
+    speeds = speed(
+        {
+            "default": default.score,
+            "previous": previous.score,
+            "tfidf": lambda b: lr.predict_proba(vec.transform(b))[:, 1],
+            "gbm": lambda b: gbm.predict_proba(quality.hand_features(b)[:, seed])[:, 1],
+        },
+        [t for t, g in zip(texts, groups) if g.startswith(("book:python", "book:statistics", "edu:", "genre:"))],
+    )
 
-    (RESULTS / "quality_reliability.svg").write_text(reliability_svg(
-        calibration["original"], "Default model, out-of-fold reliability"))
-    payload = {"machine": machine_facts(), "documents": len(texts), "positives": int(labels.sum()),
-               "groups": {g: int((groups == g).sum()) for g in sorted(set(groups.tolist()))},
-               "models": models, "selection_subject_folds": selection,
-               "chosen": {"C": best_c, "hand_weight": best_hw}, "folds": folds, "calibration_out_of_fold": calibration,
-               "calibration_map": final_map, "speed_docs_per_s_one_core": speeds}
+    (RESULTS / "quality_reliability.svg").write_text(
+        reliability_svg(calibration["original"], "Default model, out-of-fold reliability")
+    )
+    payload = {
+        "machine": machine_facts(),
+        "documents": len(texts),
+        "positives": int(labels.sum()),
+        "groups": {g: int((groups == g).sum()) for g in sorted(set(groups.tolist()))},
+        "models": models,
+        "selection_subject_folds": selection,
+        "chosen": {"C": best_c, "hand_weight": best_hw},
+        "folds": folds,
+        "calibration_out_of_fold": calibration,
+        "calibration_map": final_map,
+        "speed_docs_per_s_one_core": speeds,
+    }
     write_results("quality", payload, render(payload))
     return 0
 
 
 def render(p: dict) -> str:
     f, models = p["folds"], p["models"]
-    lines = ["# Educational-quality classifier: cross-subject and cross-genre evaluation", "",
-             f"{p['documents']:,} labelled English documents ({p['positives']:,} educational) in "
-             f"{len(p['groups'])} groups. Leave one group out: each book is scored by a model that never saw "
-             "that subject, each genre by a model that never saw that genre; a fold's ROC AUC compares its "
-             "documents with every out-of-fold document of the other class. 'stripped': markdown headers, "
-             "bullets and code fences removed from every scored document. All models trained on original text. "
-             "Produced by `python benchmarks/quality_eval.py`; no benchmark test set is used.", "",
-             "## Headline: mean and worst fold", "",
-             "| model | view | subject folds (9): mean | worst | genre folds (13): mean | worst | all 22: mean | worst |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "# Educational-quality classifier: cross-subject and cross-genre evaluation",
+        "",
+        f"{p['documents']:,} labelled English documents ({p['positives']:,} educational) in "
+        f"{len(p['groups'])} groups. Leave one group out: each book is scored by a model that never saw "
+        "that subject, each genre by a model that never saw that genre; a fold's ROC AUC compares its "
+        "documents with every out-of-fold document of the other class. 'stripped': markdown headers, "
+        "bullets and code fences removed from every scored document. All models trained on original text. "
+        "Produced by `python benchmarks/quality_eval.py`; no benchmark test set is used.",
+        "",
+        "## Headline: mean and worst fold",
+        "",
+        "| model | view | subject folds (9): mean | worst | genre folds (13): mean | worst | all 22: mean | worst |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for key, name in models.items():
         for view in VIEWS:
             r = f[key][view]
             s, g, a = r["subject"], r["genre"], r["subject_and_genre"]
-            lines.append(f"| {name} | {view} | {s['mean_roc_auc']:.4f} | {s['worst_roc_auc']:.4f} "
-                         f"({s['worst_fold'].split(':')[1]}) | {g['mean_roc_auc']:.4f} | {g['worst_roc_auc']:.4f} "
-                         f"({g['worst_fold'].split(':')[1]}) | {a['mean_roc_auc']:.4f} | {a['worst_roc_auc']:.4f} |")
-    lines += ["", "## Per fold (ROC AUC, original / stripped)", "",
-              "| fold | documents | " + " | ".join(models) + " |", "|---|---:|" + "---:|" * len(models)]
+            lines.append(
+                f"| {name} | {view} | {s['mean_roc_auc']:.4f} | {s['worst_roc_auc']:.4f} "
+                f"({s['worst_fold'].split(':')[1]}) | {g['mean_roc_auc']:.4f} | {g['worst_roc_auc']:.4f} "
+                f"({g['worst_fold'].split(':')[1]}) | {a['mean_roc_auc']:.4f} | {a['worst_roc_auc']:.4f} |"
+            )
+    lines += [
+        "",
+        "## Per fold (ROC AUC, original / stripped)",
+        "",
+        "| fold | documents | " + " | ".join(models) + " |",
+        "|---|---:|" + "---:|" * len(models),
+    ]
     for group, n in p["groups"].items():
-        cells = [f"{f[k]['original']['per_fold'][group]:.4f} / {f[k]['stripped']['per_fold'][group]:.4f}"
-                 for k in models]
+        cells = [
+            f"{f[k]['original']['per_fold'][group]:.4f} / {f[k]['stripped']['per_fold'][group]:.4f}" for k in models
+        ]
         lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
-    lines += ["", "`edu:*` (GUM educational genres) and `written` (generated spam/boilerplate pages) are folds too "
-              "but not in the headline means.", "",
-              "Regularization of the default (C, weight of the standardized hand features against the unit-norm "
-              "TF-IDF row) chosen by the mean subject-fold ROC AUC (original text): "
-              + "; ".join(f"{k}: mean {v['mean_roc_auc']:.4f}, worst {v['worst_roc_auc']:.4f}"
-                          for k, v in p["selection_subject_folds"].items())
-              + f" -> C={p['chosen']['C']:g}, hand weight {p['chosen']['hand_weight']:g}.", "",
-              "## Calibration (default model, out of fold)", "",
-              "Pooled out-of-fold decision values; each group's values mapped by an isotonic calibration fitted "
-              "on the other groups' (the shipped map is fitted on all of them). Probabilities refer to this "
-              f"labelled mix ({p['positives'] / p['documents']:.0%} educational), not to a web crawl's base rate.", "",
-              "![reliability diagram](quality_reliability.svg)", "",
-              "| view | ECE (10 bins) | precision of score >= 0.8 | recall at 0.8 |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "`edu:*` (GUM educational genres) and `written` (generated spam/boilerplate pages) are folds too "
+        "but not in the headline means.",
+        "",
+        "Regularization of the default (C, weight of the standardized hand features against the unit-norm "
+        "TF-IDF row) chosen by the mean subject-fold ROC AUC (original text): "
+        + "; ".join(
+            f"{k}: mean {v['mean_roc_auc']:.4f}, worst {v['worst_roc_auc']:.4f}"
+            for k, v in p["selection_subject_folds"].items()
+        )
+        + f" -> C={p['chosen']['C']:g}, hand weight {p['chosen']['hand_weight']:g}.",
+        "",
+        "## Calibration (default model, out of fold)",
+        "",
+        "Pooled out-of-fold decision values; each group's values mapped by an isotonic calibration fitted "
+        "on the other groups' (the shipped map is fitted on all of them). Probabilities refer to this "
+        f"labelled mix ({p['positives'] / p['documents']:.0%} educational), not to a web crawl's base rate.",
+        "",
+        "![reliability diagram](quality_reliability.svg)",
+        "",
+        "| view | ECE (10 bins) | precision of score >= 0.8 | recall at 0.8 |",
+        "|---|---:|---:|---:|",
+    ]
     for view in VIEWS:
         c = p["calibration_out_of_fold"][view]
         lines.append(f"| {view} | {c['ece']:.4f} | {c['precision_at_0.8']:.4f} | {c['recall_at_0.8']:.4f} |")
     lines += ["", "| score bin | documents | mean score | fraction educational |", "|---|---:|---:|---:|"]
     for b in p["calibration_out_of_fold"]["original"]["bins"]:
-        lines.append(f"| {b['bin'][0]:.1f}-{b['bin'][1]:.1f} | {b['docs']} | {b['mean_score']:.3f} | "
-                     f"{b['fraction_educational']:.3f} |")
+        lines.append(
+            f"| {b['bin'][0]:.1f}-{b['bin'][1]:.1f} | {b['docs']} | {b['mean_score']:.3f} | "
+            f"{b['fraction_educational']:.3f} |"
+        )
     s = p["speed_docs_per_s_one_core"]
-    lines += ["", "## Speed (one core, features + scoring, batches of 2,048)", "",
-              f"{s['docs']:,} documents of {s['mean_doc_chars']:,.0f} characters mean (docs.parquet's labelled "
-              "English documents, repeated).", "", "| model | docs/s |", "|---|---:|"]
+    lines += [
+        "",
+        "## Speed (one core, features + scoring, batches of 2,048)",
+        "",
+        f"{s['docs']:,} documents of {s['mean_doc_chars']:,.0f} characters mean (docs.parquet's labelled "
+        "English documents, repeated).",
+        "",
+        "| model | docs/s |",
+        "|---|---:|",
+    ]
     for key, name in models.items():
         lines.append(f"| {name} | {s[key]:,.0f} |")
     return "\n".join(lines) + "\n"

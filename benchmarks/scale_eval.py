@@ -12,6 +12,7 @@ all its descendants (scheduler and workers), sampled every 0.5 s with psutil;
 the funnel's dedup counts are reported next to it, as the dedup shuffle is
 the part that must grow with the input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,9 @@ def run_sampled(cmd: list[str]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100000,1000000")
-    parser.add_argument("--runner-args", default="--dask-workers 2 --dask_npartitions=16",
-                        help="curate run options choosing the runner")
+    parser.add_argument(
+        "--runner-args", default="--dask-workers 2 --dask_npartitions=16", help="curate run options choosing the runner"
+    )
     parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
     args = parser.parse_args()
     require_shared()
@@ -90,15 +92,35 @@ def main() -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             shards = write_scaled_corpus(size, Path(args.corpus_dir) / str(size))
             out = work / f"out-{size}"
-            cmd = [sys.executable, "-m", "curate", "run", "--config", str(cfg_path), "--input",
-                   str(shards[0].parent / "*.parquet"), "--output", str(out), "--overwrite", *args.runner_args.split()]
+            cmd = [
+                sys.executable,
+                "-m",
+                "curate",
+                "run",
+                "--config",
+                str(cfg_path),
+                "--input",
+                str(shards[0].parent / "*.parquet"),
+                "--output",
+                str(out),
+                "--overwrite",
+                *args.runner_args.split(),
+            ]
             result = run_sampled(cmd)
             funnel = json.loads((out / "funnel.json").read_text())
-            stages = {s["name"]: {"in": s["in"]["docs"], "kept": s["kept"]["docs"]}
-                      for s in funnel["stages"] if s.get("status") == "run"}
-            entry = {"documents": size, "parquet_mb": round(sum(p.stat().st_size for p in shards) / 1e6, 1),
-                     **result, "docs_per_s": round(size / result["seconds"], 1),
-                     "conservation_ok": funnel["conservation"]["ok"], "stages": stages}
+            stages = {
+                s["name"]: {"in": s["in"]["docs"], "kept": s["kept"]["docs"]}
+                for s in funnel["stages"]
+                if s.get("status") == "run"
+            }
+            entry = {
+                "documents": size,
+                "parquet_mb": round(sum(p.stat().st_size for p in shards) / 1e6, 1),
+                **result,
+                "docs_per_s": round(size / result["seconds"], 1),
+                "conservation_ok": funnel["conservation"]["ok"],
+                "stages": stages,
+            }
             payload["sizes"][str(size)] = entry
             print(json.dumps(entry), flush=True)
     write_results("scale", payload, render(payload))
@@ -106,19 +128,28 @@ def main() -> int:
 
 
 def render(payload: dict) -> str:
-    lines = ["# The whole chain at growing sizes", "",
-             f"{machine_line(payload['machine'])}; `curate run {payload['runner_args']}`, default config + GSM8K/HumanEval/MMLU decontamination.", "",
-             "| documents | Parquet MB | seconds | docs/s | peak RSS, all processes, MB | kept after dedup | "
-             "conservation |", "|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "# The whole chain at growing sizes",
+        "",
+        f"{machine_line(payload['machine'])}; `curate run {payload['runner_args']}`, default config + GSM8K/HumanEval/MMLU decontamination.",
+        "",
+        "| documents | Parquet MB | seconds | docs/s | peak RSS, all processes, MB | kept after dedup | conservation |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for size, e in payload["sizes"].items():
         dedup = e["stages"].get("near_dedup", e["stages"].get("exact_dedup", {})).get("kept", "")
-        lines.append(f"| {int(size):,} | {e['parquet_mb']} | {e['seconds']} | {e['docs_per_s']:,.0f} | "
-                     f"{e['peak_tree_rss_mb']:,} | {dedup:,} | {'ok' if e['conservation_ok'] else 'FAILED'} |")
+        lines.append(
+            f"| {int(size):,} | {e['parquet_mb']} | {e['seconds']} | {e['docs_per_s']:,.0f} | "
+            f"{e['peak_tree_rss_mb']:,} | {dedup:,} | {'ok' if e['conservation_ok'] else 'FAILED'} |"
+        )
     sizes = list(payload["sizes"].values())
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[-1]
-        lines += ["", f"{b['documents'] // a['documents']}x the documents: {b['seconds'] / a['seconds']:.1f}x the time, "
-                  f"{b['peak_tree_rss_mb'] / max(a['peak_tree_rss_mb'], 1):.1f}x the peak memory."]
+        lines += [
+            "",
+            f"{b['documents'] // a['documents']}x the documents: {b['seconds'] / a['seconds']:.1f}x the time, "
+            f"{b['peak_tree_rss_mb'] / max(a['peak_tree_rss_mb'], 1):.1f}x the peak memory.",
+        ]
     return "\n".join(lines) + "\n"
 
 

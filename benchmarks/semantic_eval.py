@@ -32,6 +32,7 @@ Vectors: the Embedder's cache (text hash -> vector) may be pre-filled from
 build/semgpu/vectors*.npz (the same ONNX model on onnxruntime-CPU, run on a
 16-core machine by benchmarks/semantic_gpu.py); anything missing is embedded here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,11 @@ TEXTBOOKS = REAL_DOCS.parent / "textbooks.parquet"
 REPHRASED = BENCHMARK_SETS / "rephrased"
 CACHE_GLOB = str(ROOT / "build" / "semgpu" / "vectors*.npz")
 DEVICE = ROOT / "build" / "semgpu" / "device"  # results of semantic_gpu.py candidates
-SPECS = [("gsm8k", "gsm8k", "gsm8k_test.jsonl"), ("humaneval", "humaneval", "HumanEval.jsonl.gz"),
-         ("mmlu", "mmlu", "mmlu_test")]
+SPECS = [
+    ("gsm8k", "gsm8k", "gsm8k_test.jsonl"),
+    ("humaneval", "humaneval", "HumanEval.jsonl.gz"),
+    ("mmlu", "mmlu", "mmlu_test"),
+]
 MMLU_REPHRASED = ["abstract_algebra", "high_school_us_history", "sociology"]
 GATES = (0.55, 0.6, 0.65, 0.7, 0.75, 0.8)  # similarity floors of a candidate
 EPS_GRID = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.15, 0.2, 0.25, 0.3)
@@ -89,17 +93,55 @@ def rephrased_items() -> list[tuple[str, str, str, str]]:
     for it, r in zip(load_item_views("humaneval", "humaneval", str(BENCHMARK_SETS / "HumanEval.jsonl.gz")), reph):
         out.append(("humaneval", it.item_id, it.views[1], r))
     for subject in MMLU_REPHRASED:
-        reph = [json.loads(x)["text"] for x in (REPHRASED / f"{subject}_test_rephrase_english_filtered_question.jsonl").open()]
+        reph = [
+            json.loads(x)["text"]
+            for x in (REPHRASED / f"{subject}_test_rephrase_english_filtered_question.jsonl").open()
+        ]
         items = load_item_views("mmlu", "mmlu", str(BENCHMARK_SETS / "mmlu_test" / f"{subject}_test.csv"))
         for it, r in zip(items, reph):
             out.append(("mmlu", it.item_id, it.views[0], r))
     return [o for o in out if o[3].strip()]
 
 
-NAMES = ["Amara", "Bilal", "Chen", "Dolores", "Emeka", "Freya", "Gustavo", "Hana", "Ivo", "Jonas", "Kalani", "Lucia",
-         "Mateo", "Nadia", "Omar", "Priya", "Quinn", "Rosa", "Sven", "Tariq", "Uma", "Viktor", "Wen", "Yusuf", "Zofia"]
-OBJECTS = [("notebooks", "box"), ("oranges", "crate"), ("marbles", "jar"), ("stickers", "sheet"), ("bolts", "bag"),
-           ("cupcakes", "tray"), ("seedlings", "flat"), ("pencils", "pack"), ("tiles", "carton"), ("postcards", "set")]
+NAMES = [
+    "Amara",
+    "Bilal",
+    "Chen",
+    "Dolores",
+    "Emeka",
+    "Freya",
+    "Gustavo",
+    "Hana",
+    "Ivo",
+    "Jonas",
+    "Kalani",
+    "Lucia",
+    "Mateo",
+    "Nadia",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tariq",
+    "Uma",
+    "Viktor",
+    "Wen",
+    "Yusuf",
+    "Zofia",
+]
+OBJECTS = [
+    ("notebooks", "box"),
+    ("oranges", "crate"),
+    ("marbles", "jar"),
+    ("stickers", "sheet"),
+    ("bolts", "bag"),
+    ("cupcakes", "tray"),
+    ("seedlings", "flat"),
+    ("pencils", "pack"),
+    ("tiles", "carton"),
+    ("postcards", "set"),
+]
 TEMPLATES = [
     "{n} buys {a} {c}s of {o} with {b} {o} in each {c}. {p} gives away {d} {o} to a neighbour. How many {o} does {n} have left?",
     "A shop sells {o} at ${a} per {c}. {n} spends ${e} on {o} and then returns {d} {c}s. How much money did {n} spend in the end?",
@@ -116,26 +158,41 @@ def generated_problems(rng: random.Random, k: int) -> list[str]:
         o, c = rng.choice(OBJECTS)
         n = rng.choice(NAMES)
         p, p_l = rng.choice([("She", "she"), ("He", "he"), ("They", "they")])
-        out.append(rng.choice(TEMPLATES).format(n=n, o=o, c=c, p=p, p_l=p_l, a=rng.randint(2, 19), b=rng.randint(3, 24),
-                                                d=rng.randint(2, 9), e=rng.randint(30, 400)))
+        out.append(
+            rng.choice(TEMPLATES).format(
+                n=n,
+                o=o,
+                c=c,
+                p=p,
+                p_l=p_l,
+                a=rng.randint(2, 19),
+                b=rng.randint(3, 24),
+                d=rng.randint(2, 9),
+                e=rng.randint(30, 400),
+            )
+        )
     return out
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-NEW_QUESTIONS = ["How many more would be needed to double the first amount mentioned?",
-                 "What is the difference between the largest and the smallest quantity in the problem?",
-                 "If everything in the problem happened twice as often, what would the total be after one week?",
-                 "What fraction of the total is the second quantity mentioned?"]
+NEW_QUESTIONS = [
+    "How many more would be needed to double the first amount mentioned?",
+    "What is the difference between the largest and the smallest quantity in the problem?",
+    "If everything in the problem happened twice as often, what would the total be after one week?",
+    "What fraction of the total is the second quantity mentioned?",
+]
 
 
 def counterfactual(question: str, rng: random.Random) -> str:
     """Every number changed, the question sentence replaced: another problem in the same story."""
+
     def change(m):
         v = m.group()
         if "." in v:
             return f"{float(v) + rng.randint(1, 9) / 2:g}"
         n = int(v)
         return str(n + rng.randint(1, max(3, n // 2 + 1)))
+
     text = _NUMBER.sub(change, question)
     sentences = re.split(r"(?<=[.!?])\s+", text.strip())
     if len(sentences) > 1 and sentences[-1].endswith("?"):
@@ -156,8 +213,17 @@ def build_cases():
     cases = {"dev": [], "test": []}  # dict(text, kind, group, benchmark, item_id)
     for bench, item_id, original, reph in rephrased_items():
         s = split_of("item:" + item_id)
-        cases[s].append({"text": plant(rng.choice(hosts[s]), reph, rng), "kind": "positive", "group": bench,
-                         "benchmark": bench, "item_id": item_id, "original": original, "rephrased": reph})
+        cases[s].append(
+            {
+                "text": plant(rng.choice(hosts[s]), reph, rng),
+                "kind": "positive",
+                "group": bench,
+                "benchmark": bench,
+                "item_id": item_id,
+                "original": original,
+                "rephrased": reph,
+            }
+        )
     for r in real:
         cases[split_of("clean:" + r["id"])].append({"text": r["text"], "kind": "clean", "group": f"clean {r['lang']}"})
     # hard negatives
@@ -176,8 +242,10 @@ def build_cases():
     chosen = by_kind["OpenStax question/exercise"][:1600] + by_kind["OpenStax Python code"][:300]
     chosen = [(k, p, "OpenStax question/exercise" if "/code" not in k else "OpenStax Python code") for k, p in chosen]
     chosen += [(f"gen/{i}", p, "generated word problem") for i, p in enumerate(generated_problems(rng, 600))]
-    gsm = [(f"cf/{it.item_id}", counterfactual(it.views[0], rng), "counterfactual GSM8K rewrite")
-           for it in load_item_views("gsm8k", "gsm8k", str(BENCHMARK_SETS / "gsm8k_test.jsonl"))]
+    gsm = [
+        (f"cf/{it.item_id}", counterfactual(it.views[0], rng), "counterfactual GSM8K rewrite")
+        for it in load_item_views("gsm8k", "gsm8k", str(BENCHMARK_SETS / "gsm8k_test.jsonl"))
+    ]
     rng.shuffle(gsm)
     chosen += gsm[:600]
     for key, p, kind in chosen:
@@ -192,8 +260,11 @@ def load_caches(emb: Embedder) -> int:
 
 
 def build_index(emb: Embedder) -> ParaphraseIndex:
-    return ParaphraseIndex.build([(n, f, str(BENCHMARK_SETS / p)) for n, f, p in SPECS], embedder=emb,
-                                 verifier=Verifier({"*": {"w": [0, 0, 0, 0], "b": 0, "threshold": 2}}))
+    return ParaphraseIndex.build(
+        [(n, f, str(BENCHMARK_SETS / p)) for n, f, p in SPECS],
+        embedder=emb,
+        verifier=Verifier({"*": {"w": [0, 0, 0, 0], "b": 0, "threshold": 2}}),
+    )
 
 
 def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
@@ -250,9 +321,14 @@ def fit_verifier(index, cases, cands, gate) -> Verifier:
             worst = sorted(neg_best.values(), reverse=True)
             if len(worst) > allowed:
                 thr = max(thr, worst[allowed] + 1e-6)
-        models[key] = {"w": [round(float(v), 6) for v in lr.coef_[0]], "b": round(float(lr.intercept_[0]), 6),
-                       "min_similarity": gate,
-                       "threshold": round(float(thr), 6), "train_rows": int(len(y)), "train_positives": int(y.sum())}
+        models[key] = {
+            "w": [round(float(v), 6) for v in lr.coef_[0]],
+            "b": round(float(lr.intercept_[0]), 6),
+            "min_similarity": gate,
+            "threshold": round(float(thr), 6),
+            "train_rows": int(len(y)),
+            "train_positives": int(y.sum()),
+        }
     return Verifier(models)
 
 
@@ -289,7 +365,7 @@ def ngram_flags(cases) -> list[str | None]:
     out = []
     texts = [c["text"] for c in cases]
     for s in range(0, len(texts), 1024):
-        for found in idx.match_batch(texts[s:s + 1024]):
+        for found in idx.match_batch(texts[s : s + 1024]):
             hits = {k: v for k, v in found.items() if k >= 0}
             out.append(idx.item_ids[max(hits, key=hits.get)] if hits else None)
     return out
@@ -303,10 +379,18 @@ def dedup_pairs(cases_split, rng):
         if c["kind"] != "positive":
             continue
         host = c["text"].replace(c["rephrased"], "\x00")
-        pairs.append((f"h/{c['item_id']}/a", host.replace("\x00", c["original"]),
-                      f"h/{c['item_id']}/b", host.replace("\x00", c["rephrased"]), f"{c['benchmark']} in host"))
-        pairs.append((f"i/{c['item_id']}/a", c["original"], f"i/{c['item_id']}/b", c["rephrased"],
-                      f"{c['benchmark']} alone"))
+        pairs.append(
+            (
+                f"h/{c['item_id']}/a",
+                host.replace("\x00", c["original"]),
+                f"h/{c['item_id']}/b",
+                host.replace("\x00", c["rephrased"]),
+                f"{c['benchmark']} in host",
+            )
+        )
+        pairs.append(
+            (f"i/{c['item_id']}/a", c["original"], f"i/{c['item_id']}/b", c["rephrased"], f"{c['benchmark']} alone")
+        )
     return pairs
 
 
@@ -314,7 +398,7 @@ def jaccard5(a: str, b: str) -> float:
     from curate.classifiers.minhash import MinHasher
 
     vals, offs = MinHasher(ngram=5).shingles([a, b])
-    x, y = set(vals[offs[0]:offs[1]].tolist()), set(vals[offs[1]:offs[2]].tolist())
+    x, y = set(vals[offs[0] : offs[1]].tolist()), set(vals[offs[1] : offs[2]].tolist())
     return len(x & y) / max(1, len(x | y))
 
 
@@ -370,8 +454,12 @@ def main() -> int:
         v = fit_verifier(index, cases["dev"], cand["dev"], gate)
         t = tally(index, cases["dev"], decide(index, v, cases["dev"], cand["dev"], gate))
         rec = {b: t[("positive", b)][0] / max(1, t[("positive", b)][1]) for b in ("gsm8k", "humaneval", "mmlu")}
-        hard = sum(x[0] for k, x in t.items() if k[0] == "hard") / max(1, sum(x[1] for k, x in t.items() if k[0] == "hard"))
-        clean = sum(x[0] for k, x in t.items() if k[0] == "clean") / max(1, sum(x[1] for k, x in t.items() if k[0] == "clean"))
+        hard = sum(x[0] for k, x in t.items() if k[0] == "hard") / max(
+            1, sum(x[1] for k, x in t.items() if k[0] == "hard")
+        )
+        clean = sum(x[0] for k, x in t.items() if k[0] == "clean") / max(
+            1, sum(x[1] for k, x in t.items() if k[0] == "clean")
+        )
         tuning[gate] = {"recall": rec, "hard_fp": hard, "clean_fp": clean, "verifier": v.models}
         print("dev gate", gate, rec, hard, clean, flush=True)
     # per format, the similarity floor with the best dev recall of that benchmark (ties: the
@@ -379,13 +467,17 @@ def main() -> int:
     models = {}
     for fmt in ("gsm8k", "humaneval", "mmlu", "*"):
         key = fmt if fmt != "*" else None
-        g = max(GATES, key=lambda g: (round(tuning[g]["recall"][key] if key else min(tuning[g]["recall"].values()), 3), g))
+        g = max(
+            GATES, key=lambda g: (round(tuning[g]["recall"][key] if key else min(tuning[g]["recall"].values()), 3), g)
+        )
         if fmt in tuning[g]["verifier"]:
             models[fmt] = tuning[g]["verifier"][fmt]
     verifier = Verifier(models)
     gate = min(m["min_similarity"] for m in models.values())
-    verifier.save( trained_on="benchmarks/semantic_eval.py dev split (hash of item / host / negative id)",
-                  model="all-MiniLM-L6-v2 (onnx, int8 weights)")
+    verifier.save(
+        trained_on="benchmarks/semantic_eval.py dev split (hash of item / host / negative id)",
+        model="all-MiniLM-L6-v2 (onnx, int8 weights)",
+    )
     best = decide(index, verifier, cases["test"], cand["test"], gate)
     test = tally(index, cases["test"], best)
     ngram = ngram_flags(cases["test"])
@@ -399,9 +491,17 @@ def main() -> int:
         if b is not None and len(samples) < 6 and (case["kind"] != "positive" or len(samples) < 3):
             c, s = b
             it = index.items[c.item]
-            samples.append({"kind": case["kind"], "group": case["group"], "span": case["text"][c.span[0]:c.span[1]][:400],
-                            "item": f"{it.benchmark}:{it.item_id}", "item_text": it.views[0][:400],
-                            "similarity": round(c.similarity, 3), "score": round(s, 3)})
+            samples.append(
+                {
+                    "kind": case["kind"],
+                    "group": case["group"],
+                    "span": case["text"][c.span[0] : c.span[1]][:400],
+                    "item": f"{it.benchmark}:{it.item_id}",
+                    "item_text": it.views[0][:400],
+                    "similarity": round(c.similarity, 3),
+                    "score": round(s, 3),
+                }
+            )
 
     # ---- semantic dedup: eps on dev
     if (DEVICE / "docvecs.npz").is_file():
@@ -430,17 +530,32 @@ def main() -> int:
     alone = semdedup_run(test_real, [], vec_of, eps)
     real_removed = [alone[f"r/{r['id']}"] for r in test_real if f"r/{r['id']}" in alone]
     merges_by_lang = Counter(next(r["lang"] for r in test_real if f"r/{r['id']}" == x.doc_id) for x in real_removed)
-    merge_samples = [{"removed": doc_texts[x.doc_id][:200], "kept": doc_texts[x.duplicate_of][:200],
-                      "similarity": x.similarity} for x in real_removed[:4]]
+    merge_samples = [
+        {"removed": doc_texts[x.doc_id][:200], "kept": doc_texts[x.duplicate_of][:200], "similarity": x.similarity}
+        for x in real_removed[:4]
+    ]
 
     speeds = {} if NO_SPEED else measure_speeds(index, verifier, gate, cases["test"], real, eps)
-    payload = {"machine": machine_facts(), "gate": gate, "eps": eps, "dev_tuning": {str(k): {kk: vv for kk, vv in v.items() if kk != "verifier"} for k, v in tuning.items()},
-               "verifier": verifier.models, "test": {f"{k[0]}|{k[1]}": v for k, v in test.items()},
-               "ngram13_test": {f"{k[0]}|{k[1]}": v for k, v in ng.items()}, "samples": samples,
-               "semdedup": {"dev_eps": {str(k): v for k, v in eps_rows.items()}, "test_pairs": fams,
-                            "test_real_docs": len(test_real), "test_false_merges": len(real_removed),
-                            "false_merges_by_lang": merges_by_lang, "merge_samples": merge_samples},
-               "speed": speeds, "gpu": _gpu()}
+    payload = {
+        "machine": machine_facts(),
+        "gate": gate,
+        "eps": eps,
+        "dev_tuning": {str(k): {kk: vv for kk, vv in v.items() if kk != "verifier"} for k, v in tuning.items()},
+        "verifier": verifier.models,
+        "test": {f"{k[0]}|{k[1]}": v for k, v in test.items()},
+        "ngram13_test": {f"{k[0]}|{k[1]}": v for k, v in ng.items()},
+        "samples": samples,
+        "semdedup": {
+            "dev_eps": {str(k): v for k, v in eps_rows.items()},
+            "test_pairs": fams,
+            "test_real_docs": len(test_real),
+            "test_false_merges": len(real_removed),
+            "false_merges_by_lang": merges_by_lang,
+            "merge_samples": merge_samples,
+        },
+        "speed": speeds,
+        "gpu": _gpu(),
+    }
     write_results("semantic", payload, render(payload))
     return 0
 
@@ -456,7 +571,7 @@ def _chunks(emb, texts, max_chunks=4, chunk_tokens=256):
         step = chunk_tokens - 2
         for c in range(min(max_chunks, (len(offs) + step - 1) // step)):
             last = min(len(offs), (c + 1) * step) - 1
-            out.append(text[offs[c * step][0]:offs[last][1]])
+            out.append(text[offs[c * step][0] : offs[last][1]])
     return out
 
 
@@ -501,21 +616,31 @@ def render(p: dict) -> str:
         v = d.get(key)
         return f"{v[0] / v[1]:.3f} ({v[0]}/{v[1]})" if v else "-"
 
-    lines = ["# Semantic stages: paraphrase decontamination and SemDeDup", "",
-             "Everything below is on the **test** split; gate, verifier and eps were chosen on the dev split "
-             f"(similarity floor and threshold per benchmark format below, SemDeDup eps {p['eps']}). Model: all-MiniLM-L6-v2, "
-             "ONNX int8 weights. Split: a hash of each item / host / negative id; dev and test share no item and no host.", "",
-             "Vectors for these tables were computed by `benchmarks/semantic_gpu.py candidates` running this same code "
-             "(classifiers/paraphrase.py, semdedup.py) with the same weights in PyTorch fp16 on an H200 (cosine to the "
-             "onnxruntime-CPU vectors >= 0.99997 on real documents); without `build/semgpu/device/` the script computes "
-             "them on the CPU (hours on 2 cores). Speeds below are CPU.", "",
-             "## Paraphrase decontamination", "",
-             "| set | semantic stage | 13-gram alone |", "|---|---:|---:|"]
+    lines = [
+        "# Semantic stages: paraphrase decontamination and SemDeDup",
+        "",
+        "Everything below is on the **test** split; gate, verifier and eps were chosen on the dev split "
+        f"(similarity floor and threshold per benchmark format below, SemDeDup eps {p['eps']}). Model: all-MiniLM-L6-v2, "
+        "ONNX int8 weights. Split: a hash of each item / host / negative id; dev and test share no item and no host.",
+        "",
+        "Vectors for these tables were computed by `benchmarks/semantic_gpu.py candidates` running this same code "
+        "(classifiers/paraphrase.py, semdedup.py) with the same weights in PyTorch fp16 on an H200 (cosine to the "
+        "onnxruntime-CPU vectors >= 0.99997 on real documents); without `build/semgpu/device/` the script computes "
+        "them on the CPU (hours on 2 cores). Speeds below are CPU.",
+        "",
+        "## Paraphrase decontamination",
+        "",
+        "| set | semantic stage | 13-gram alone |",
+        "|---|---:|---:|",
+    ]
     keys = sorted(set(t) | set(ng), key=lambda k: ({"positive": 0, "hard": 1, "clean": 2}[k.split("|")[0]], k))
     for k in keys:
         kind, group = k.split("|")
-        label = {"positive": f"recall: rephrased {group} planted", "hard": f"FP hard negative: {group}",
-                 "clean": f"FP clean: {group}"}[kind]
+        label = {
+            "positive": f"recall: rephrased {group} planted",
+            "hard": f"FP hard negative: {group}",
+            "clean": f"FP clean: {group}",
+        }[kind]
         lines.append(f"| {label} | {cell(t, k)} | {cell(ng, k)} |")
     for kind, name in (("hard", "FP hard negatives, all"), ("clean", "FP clean real documents, all")):
         a = [sum(v[0] for k, v in d.items() if k.startswith(kind + "|")) for d in (t, ng)]
@@ -523,32 +648,61 @@ def render(p: dict) -> str:
         lines.append(f"| **{name}** | {a[0] / b[0]:.4f} ({a[0]}/{b[0]}) | {a[1] / b[1]:.4f} ({a[1]}/{b[1]}) |")
     lines += ["", "Verifier (logistic, features: similarity, coverage, number recall, has-numbers):", ""]
     for k, m in sorted(p["verifier"].items()):
-        lines.append(f"- `{k}`: similarity floor {m.get('min_similarity')}, w={m['w']}, b={m['b']}, "
-                     f"threshold={m['threshold']} ({m['train_rows']} dev rows)")
-    lines += ["", "Samples (test): document span | benchmark item", "", "| kind | span | item | sim | score |",
-              "|---|---|---|---:|---:|"]
+        lines.append(
+            f"- `{k}`: similarity floor {m.get('min_similarity')}, w={m['w']}, b={m['b']}, "
+            f"threshold={m['threshold']} ({m['train_rows']} dev rows)"
+        )
+    lines += [
+        "",
+        "Samples (test): document span | benchmark item",
+        "",
+        "| kind | span | item | sim | score |",
+        "|---|---|---|---:|---:|",
+    ]
     for s in p["samples"]:
         esc = lambda x: x.replace("|", "\\|").replace("\n", " ")[:220]  # noqa: E731
-        lines.append(f"| {s['kind']} {s['group']} | {esc(s['span'])} | {s['item']}: {esc(s['item_text'])} | {s['similarity']} | {s['score']} |")
+        lines.append(
+            f"| {s['kind']} {s['group']} | {esc(s['span'])} | {s['item']}: {esc(s['item_text'])} | {s['similarity']} | {s['score']} |"
+        )
     s = p["semdedup"]
-    lines += ["", "## Semantic dedup vs MinHash (paraphrase pairs, test split)", "",
-              "| pairs | n | SemDeDup | MinHash (Jaccard 5-gram >= 0.8) |", "|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Semantic dedup vs MinHash (paraphrase pairs, test split)",
+        "",
+        "| pairs | n | SemDeDup | MinHash (Jaccard 5-gram >= 0.8) |",
+        "|---|---:|---:|---:|",
+    ]
     for fam, v in sorted(s["test_pairs"].items()):
         lines.append(f"| {fam} | {v['pairs']} | {v['semdedup'] / v['pairs']:.3f} | {v['minhash'] / v['pairs']:.3f} |")
-    lines += ["", "Dev split, eps -> (pair recall, false merges on real documents): " + ", ".join(
-        f"{k}: ({v['recall']:.3f}, {v['false_merge']:.4f})" for k, v in s["dev_eps"].items())]
-    lines += ["", f"False merges on the real shared documents (test half, all languages): {s['test_false_merges']} of "
-              f"{s['test_real_docs']} ({100 * s['test_false_merges'] / s['test_real_docs']:.2f}%), by language "
-              f"{dict(s['false_merges_by_lang'])}.", "", "## Speed (CPU, one core)", ""]
+    lines += [
+        "",
+        "Dev split, eps -> (pair recall, false merges on real documents): "
+        + ", ".join(f"{k}: ({v['recall']:.3f}, {v['false_merge']:.4f})" for k, v in s["dev_eps"].items()),
+    ]
+    lines += [
+        "",
+        f"False merges on the real shared documents (test half, all languages): {s['test_false_merges']} of "
+        f"{s['test_real_docs']} ({100 * s['test_false_merges'] / s['test_real_docs']:.2f}%), by language "
+        f"{dict(s['false_merges_by_lang'])}.",
+        "",
+        "## Speed (CPU, one core)",
+        "",
+    ]
     for k, v in p["speed"].items():
         lines.append(f"- {k}: {v}")
     if p.get("gpu"):
         g = p["gpu"]
-        lines += ["", f"GPU ({g.get('gpu')}, PyTorch {g.get('torch')}, fp16, same weights; cosine to the CPU path >= "
-                  f"{g.get('cosine_gpu_vs_cpu_min', 0):.5f}): embedding {g['batch_512']['docs_per_s']:,} docs/s "
-                  f"(batch 512, docs truncated to 256 word pieces, {g['batch_512']['tokens_per_s']:,} tokens/s, tokenization included)."]
-    lines += ["", "Data: UD English EWT (CC BY-SA 4.0), GUM (CC BY 4.0), OpenStax textbooks (CC BY 4.0); rephrased items from "
-              "the LLM Decontaminator study (lm-sys/llm-decontaminator, Apache-2.0); GSM8K, HumanEval, MMLU (MIT)."]
+        lines += [
+            "",
+            f"GPU ({g.get('gpu')}, PyTorch {g.get('torch')}, fp16, same weights; cosine to the CPU path >= "
+            f"{g.get('cosine_gpu_vs_cpu_min', 0):.5f}): embedding {g['batch_512']['docs_per_s']:,} docs/s "
+            f"(batch 512, docs truncated to 256 word pieces, {g['batch_512']['tokens_per_s']:,} tokens/s, tokenization included).",
+        ]
+    lines += [
+        "",
+        "Data: UD English EWT (CC BY-SA 4.0), GUM (CC BY 4.0), OpenStax textbooks (CC BY 4.0); rephrased items from "
+        "the LLM Decontaminator study (lm-sys/llm-decontaminator, Apache-2.0); GSM8K, HumanEval, MMLU (MIT).",
+    ]
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ Embedder's cache format (so the evaluation reuses vectors from the CPU model).
     python benchmarks/semantic_gpu.py export build/semgpu/weights.npz
     python benchmarks/semantic_gpu.py run build/semgpu OUT_DIR     # on the GPU machine
 """
+
 from __future__ import annotations
 
 import json
@@ -38,20 +39,31 @@ def export(out: str):
     def deq(name):  # kept as int8 + per-column scale (the file's own quantization), 23 MB
         return {"q": init[name + "_q"], "scale": init[name + "_scale"].astype(np.float32)}
 
-    w = {"word": deq("inner.embeddings.word_embeddings.weight"), "pos": deq("inner.embeddings.position_embeddings.weight"),
-         "type": init["inner.embeddings.token_type_embeddings.weight"],
-         "ln_w": init["inner.embeddings.LayerNorm.weight"], "ln_b": init["inner.embeddings.LayerNorm.bias"]}
+    w = {
+        "word": deq("inner.embeddings.word_embeddings.weight"),
+        "pos": deq("inner.embeddings.position_embeddings.weight"),
+        "type": init["inner.embeddings.token_type_embeddings.weight"],
+        "ln_w": init["inner.embeddings.LayerNorm.weight"],
+        "ln_b": init["inner.embeddings.LayerNorm.bias"],
+    }
     mats = sorted({k[:-2] for k in init if k.startswith("val_") and k.endswith("_q")}, key=lambda s: int(s[4:]))
     assert len(mats) == 6 * LAYERS, mats
     for layer in range(LAYERS):
         p = f"inner.encoder.layer.{layer}."
-        q, k, v, o, i, f = (deq(n) for n in mats[6 * layer:6 * layer + 6])
+        q, k, v, o, i, f = (deq(n) for n in mats[6 * layer : 6 * layer + 6])
         w.update({f"{layer}.q": q, f"{layer}.k": k, f"{layer}.v": v, f"{layer}.o": o, f"{layer}.i": i, f"{layer}.f": f})
-        for short, name in [("qb", "attention.self.query.bias"), ("kb", "attention.self.key.bias"),
-                            ("vb", "attention.self.value.bias"), ("ob", "attention.output.dense.bias"),
-                            ("ln1_w", "attention.output.LayerNorm.weight"), ("ln1_b", "attention.output.LayerNorm.bias"),
-                            ("ib", "intermediate.dense.bias"), ("fb", "output.dense.bias"),
-                            ("ln2_w", "output.LayerNorm.weight"), ("ln2_b", "output.LayerNorm.bias")]:
+        for short, name in [
+            ("qb", "attention.self.query.bias"),
+            ("kb", "attention.self.key.bias"),
+            ("vb", "attention.self.value.bias"),
+            ("ob", "attention.output.dense.bias"),
+            ("ln1_w", "attention.output.LayerNorm.weight"),
+            ("ln1_b", "attention.output.LayerNorm.bias"),
+            ("ib", "intermediate.dense.bias"),
+            ("fb", "output.dense.bias"),
+            ("ln2_w", "output.LayerNorm.weight"),
+            ("ln2_b", "output.LayerNorm.bias"),
+        ]:
             w[f"{layer}.{short}"] = init[p + name]
     flat = {}
     for k, v in w.items():
@@ -80,13 +92,16 @@ def numpy_encode(W: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return (x - mu) / np.sqrt(var + 1e-12) * w + b
 
     from scipy.special import erf as verf
+
     b, n = ids.shape
     x = ln(W["word"][ids] + W["pos"][:n][None] + W["type"][0], W["ln_w"], W["ln_b"])
     bias = (1.0 - mask)[:, None, None, :] * -1e9
     for layer in range(LAYERS):
         g = lambda s: W[f"{layer}.{s}"]  # noqa: E731
+
         def heads(t):
             return t.reshape(b, n, HEADS, DIM // HEADS).transpose(0, 2, 1, 3)
+
         q, k, v = heads(x @ g("q") + g("qb")), heads(x @ g("k") + g("kb")), heads(x @ g("v") + g("vb"))
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(DIM // HEADS) + bias
         s = np.exp(s - s.max(-1, keepdims=True))
@@ -116,8 +131,10 @@ def torch_encoder(weights: dict, device: str, dtype):
         bias = (1.0 - m)[:, None, None, :] * torch.finfo(dtype).min
         for layer in range(LAYERS):
             g = lambda s: W[f"{layer}.{s}"]  # noqa: E731
+
             def heads(t):
                 return t.view(b, n, HEADS, DIM // HEADS).transpose(1, 2)
+
             q, k, v = heads(x @ g("q") + g("qb")), heads(x @ g("k") + g("kb")), heads(x @ g("v") + g("vb"))
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
             a = a.transpose(1, 2).reshape(b, n, DIM)
@@ -150,13 +167,13 @@ def run(folder: str, out: str):
         lens = np.array([len(e.ids) for e in enc])
         order = np.argsort(lens, kind="stable")
         for s in range(0, len(order), bs):
-            rws = order[s:s + bs]
+            rws = order[s : s + bs]
             width = int(lens[rws].max())
             ids = np.zeros((len(rws), width), np.int64)
             mask = np.zeros((len(rws), width), np.int64)
             for j, r in enumerate(rws):
-                ids[j, :lens[r]] = enc[r].ids
-                mask[j, :lens[r]] = 1
+                ids[j, : lens[r]] = enc[r].ids
+                mask[j, : lens[r]] = 1
             yield rws, ids, mask
 
     report = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0), "dtype": "float16"}
@@ -169,7 +186,7 @@ def run(folder: str, out: str):
     report["cosine_gpu_vs_cpu_min"] = float((cpu * gpu).sum(1).min())
     texts = speed * 8  # 8 passes over the real English documents
     for bs in (128, 512):
-        for rws, ids, mask in batches(texts[:bs * 2], bs):
+        for rws, ids, mask in batches(texts[: bs * 2], bs):
             encode(ids, mask)
         torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -179,22 +196,28 @@ def run(folder: str, out: str):
             ntok += int(mask.sum())
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        report[f"batch_{bs}"] = {"docs": len(texts), "seconds": round(dt, 3), "docs_per_s": round(len(texts) / dt, 1),
-                                 "tokens_per_s": round(ntok / dt)}
+        report[f"batch_{bs}"] = {
+            "docs": len(texts),
+            "seconds": round(dt, 3),
+            "docs_per_s": round(len(texts) / dt, 1),
+            "tokens_per_s": round(ntok / dt),
+        }
         print(report, flush=True)
     cache_rows = [r["text"] for r in rows if not r.get("speed")]
     if cache_rows:
         import os
+
         e = Embedder(cache_size=10**8, threads=os.cpu_count(), batch_size=64)
         t0 = time.perf_counter()
         e.embed(cache_rows)
-        report["cache"] = {"texts": len(cache_rows), "seconds": round(time.perf_counter() - t0, 1),
-                           "threads": os.cpu_count()}
+        report["cache"] = {
+            "texts": len(cache_rows),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "threads": os.cpu_count(),
+        }
         e.save_cache(out / "vectors.npz", shard=20_000)  # files back from the machine: 16 MB each
     (out / "gpu.json").write_text(json.dumps(report, indent=1) + "\n")
     print(report)
-
-
 
 
 class TorchEmbedder:
@@ -226,13 +249,13 @@ class TorchEmbedder:
         lens = np.array([len(e.ids) for e in enc])
         order = np.argsort(lens, kind="stable")
         for s in range(0, len(order), self.batch_size):
-            rws = order[s:s + self.batch_size]
+            rws = order[s : s + self.batch_size]
             width = int(lens[rws].max())
             ids = np.zeros((len(rws), width), np.int64)
             mask = np.zeros((len(rws), width), np.int64)
             for j, r in enumerate(rws):
-                ids[j, :lens[r]] = enc[r].ids
-                mask[j, :lens[r]] = 1
+                ids[j, : lens[r]] = enc[r].ids
+                mask[j, : lens[r]] = 1
             out[rws] = self.encode(ids, mask)
         self.stats["embedded"] += len(texts)
         self.stats["tokens"] += int(lens.sum())
@@ -257,9 +280,11 @@ def candidates(folder: str, out: str):
     t0 = time.perf_counter()
     rows = []
     for s in range(0, len(cases), 500):
-        part = cases[s:s + 500]
+        part = cases[s : s + 500]
         for c in index.candidates([x["text"] for x in part]):
-            rows.append([s + c.doc, c.item, c.coverage, c.span[0], c.span[1], c.similarity, c.number_recall, c.has_numbers])
+            rows.append(
+                [s + c.doc, c.item, c.coverage, c.span[0], c.span[1], c.similarity, c.number_recall, c.has_numbers]
+            )
     report["candidates_seconds"] = round(time.perf_counter() - t0, 2)
     report["span_tokens"] = emb.stats["tokens"]
     (out / "candidates.json").write_text(json.dumps(rows))

@@ -21,6 +21,7 @@ is written as Parquet shards, then, all on one core:
 - datatrove (``--datatrove-python``, a venv with ``.[bench]``): read,
   read + LanguageFilter, read + MinhashDedupSignature on the same shards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,7 +52,8 @@ def chain_config() -> dict:
     cfg = yaml.safe_load(resources.files("curate.configs").joinpath("default.yaml").read_text())
     cfg["input"]["paths"] = []
     cfg["stages"]["decontamination"]["benchmarks"] = [
-        {"name": fmt, "format": fmt, "path": str(BENCHMARK_SETS / path), "policy": "any"} for fmt, path in BENCHMARKS]
+        {"name": fmt, "format": fmt, "path": str(BENCHMARK_SETS / path), "policy": "any"} for fmt, path in BENCHMARKS
+    ]
     cfg["stages"]["mixing"].pop("source_map", None)
     return cfg
 
@@ -68,9 +70,27 @@ def run_curate(inputs: str, config: dict, work: Path, name: str) -> dict:
     cfg_path, out = work / f"{name}.yaml", work / f"out-{name}"
     cfg_path.write_text(yaml.safe_dump(config))
     start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-m", "curate", "run", "--config",
-                           str(cfg_path), "--input", inputs, "--output", str(out), "--overwrite"] + SINGLE_CORE,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "/usr/bin/time",
+            "-f",
+            "%M",
+            sys.executable,
+            "-m",
+            "curate",
+            "run",
+            "--config",
+            str(cfg_path),
+            "--input",
+            inputs,
+            "--output",
+            str(out),
+            "--overwrite",
+        ]
+        + SINGLE_CORE,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stderr[-3000:]}")
@@ -96,18 +116,19 @@ def _benchmark_index():
     from curate.classifiers import benchmark_sets
     from curate.classifiers.ngram_index import NgramIndex
 
-    items = [(fmt, i, t) for fmt, path in BENCHMARKS
-             for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))]
+    items = [
+        (fmt, i, t) for fmt, path in BENCHMARKS for i, t in benchmark_sets.load_items(fmt, str(BENCHMARK_SETS / path))
+    ]
     return NgramIndex.build(items, n=13)
 
 
 def bare_kernels(shards: list[Path]) -> dict:
     """Seconds per document of each kernel, without Beam."""
+    import fasttext
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    import fasttext
     from curate.classifiers import langid, minhash, quality, text
 
     read_s = _best(lambda: [pq.read_table(p) for p in shards])
@@ -116,8 +137,8 @@ def bare_kernels(shards: list[Path]) -> dict:
     texts = table.column("text").combine_chunks()
     py_texts = texts.to_pylist()
     n = len(py_texts)
-    batches = [texts[i:i + 2048] for i in range(0, n, 2048)]
-    py_batches = [py_texts[i:i + 2048] for i in range(0, n, 2048)]
+    batches = [texts[i : i + 2048] for i in range(0, n, 2048)]
+    py_batches = [py_texts[i : i + 2048] for i in range(0, n, 2048)]
 
     hasher = minhash.MinHasher()
     hasher.signatures(batches[0][:8])
@@ -138,14 +159,19 @@ def bare_kernels(shards: list[Path]) -> dict:
         "ngram_lookup": _best(lambda: [index.match_batch(b) for b in batches]) / n,
     }
     signatures = [hasher.signatures(b) for b in batches]
-    per_doc["near_dedup_verify"] = _best(lambda: [_verify_candidates(hasher, b, s)
-                                                  for b, s in zip(batches, signatures)]) / n
+    per_doc["near_dedup_verify"] = (
+        _best(lambda: [_verify_candidates(hasher, b, s) for b, s in zip(batches, signatures)]) / n
+    )
     with tempfile.TemporaryDirectory() as tmp:
         per_doc["write"] = _best(lambda: pq.write_table(table, Path(tmp) / "w.parquet", compression="zstd")) / n
     mb = texts.nbytes / 1e6
-    return {"documents": n, "mean_chars": round(float(np.mean([len(t) for t in py_texts]))),
-            "text_mb": round(mb, 1),
-            "docs_per_s": {k: round(1 / v, 1) for k, v in per_doc.items()}, "seconds_per_doc": per_doc}
+    return {
+        "documents": n,
+        "mean_chars": round(float(np.mean([len(t) for t in py_texts]))),
+        "text_mb": round(mb, 1),
+        "docs_per_s": {k: round(1 / v, 1) for k, v in per_doc.items()},
+        "seconds_per_doc": per_doc,
+    }
 
 
 def _verify_candidates(hasher, texts, signatures) -> int:
@@ -173,9 +199,13 @@ def _verify_candidates(hasher, texts, signatures) -> int:
     set_of = np.full(len(texts), -1, dtype=np.int64)
     set_of[in_pairs] = np.arange(len(in_pairs))
     similar = 0
-    for x, y in zip(set_of[(pairs >> np.uint64(32)).astype(np.int64)].tolist(),
-                    set_of[(pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)].tolist()):
-        similar += jaccard_sorted(sets[set_offsets[x]:set_offsets[x + 1]], sets[set_offsets[y]:set_offsets[y + 1]]) >= 0.8
+    for x, y in zip(
+        set_of[(pairs >> np.uint64(32)).astype(np.int64)].tolist(),
+        set_of[(pairs & np.uint64(0xFFFFFFFF)).astype(np.int64)].tolist(),
+    ):
+        similar += (
+            jaccard_sorted(sets[set_offsets[x] : set_offsets[x + 1]], sets[set_offsets[y] : set_offsets[y + 1]]) >= 0.8
+        )
     return similar
 
 
@@ -213,15 +243,19 @@ def chain_kernel_seconds(out: Path, funnel: dict, shards: list[Path], runs: int 
 
     def batches(name):
         texts = received.get(name)
-        return [] if texts is None else [texts[i:i + 2048] for i in range(0, len(texts), 2048)]
+        return [] if texts is None else [texts[i : i + 2048] for i in range(0, len(texts), 2048)]
 
     hasher, ident = minhash.MinHasher(), langid.LanguageIdentifier()
     model = quality.load_model(quality.default_model_dir())
     index = _benchmark_index()
     near = batches("near_dedup")
     all_signatures = np.concatenate([hasher.signatures(b) for b in near])
-    for warm in (lambda: hasher.signatures(near[0][:8]), lambda: ident.predict(near[0][:8]),
-                 lambda: model.score(near[0][:8]), lambda: index.match_batch(near[0][:8])):
+    for warm in (
+        lambda: hasher.signatures(near[0][:8]),
+        lambda: ident.predict(near[0][:8]),
+        lambda: model.score(near[0][:8]),
+        lambda: index.match_batch(near[0][:8]),
+    ):
         warm()  # numba kernels loaded from their cache, models touched: not the kernels' time
     written = pa.concat_tables([pq.read_table(f) for f in sorted(out.glob("**/*.parquet"))], promote_options="default")
     seconds = {
@@ -237,21 +271,34 @@ def chain_kernel_seconds(out: Path, funnel: dict, shards: list[Path], runs: int 
     with tempfile.TemporaryDirectory() as tmp:
         seconds["write"] = _best(lambda: pq.write_table(written, Path(tmp) / "w.parquet", compression="zstd"), runs)
     issue = sum(seconds[k] for k in ISSUE_KERNEL_NAMES)
-    return {"seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "documents": {name: len(t) for name, t in received.items()},
-            "issue_kernels_seconds": round(issue, 2), "all_kernels_seconds": round(sum(seconds.values()), 2)}
+    return {
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "documents": {name: len(t) for name, t in received.items()},
+        "issue_kernels_seconds": round(issue, 2),
+        "all_kernels_seconds": round(sum(seconds.values()), 2),
+    }
 
 
 def fastest_kernels(kernel_runs: list) -> dict:
     """``chain_kernel_seconds`` of several timings -> each kernel's fastest, summed again."""
     seconds = {k: min(r["seconds"][k] for r in kernel_runs) for k in kernel_runs[0]["seconds"]}
-    return {"seconds": seconds, "documents": kernel_runs[0]["documents"], "timings": len(kernel_runs),
-            "issue_kernels_seconds": round(sum(seconds[k] for k in ISSUE_KERNEL_NAMES), 2),
-            "all_kernels_seconds": round(sum(seconds.values()), 2)}
+    return {
+        "seconds": seconds,
+        "documents": kernel_runs[0]["documents"],
+        "timings": len(kernel_runs),
+        "issue_kernels_seconds": round(sum(seconds[k] for k in ISSUE_KERNEL_NAMES), 2),
+        "all_kernels_seconds": round(sum(seconds.values()), 2),
+    }
 
 
-ISSUE_KERNEL_NAMES = ("read", "exact_hash", "minhash_signatures", "language_identifier", "quality_score",
-                      "ngram_lookup")
+ISSUE_KERNEL_NAMES = (
+    "read",
+    "exact_hash",
+    "minhash_signatures",
+    "language_identifier",
+    "quality_score",
+    "ngram_lookup",
+)
 
 
 def main() -> int:
@@ -259,13 +306,21 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
     parser.add_argument("--datatrove-python", help="python of a venv with datatrove (pip install '.[bench]')")
-    parser.add_argument("--datatrove-max-size", type=int, default=10**9,
-                        help="run datatrove only on corpora up to this size")
-    parser.add_argument("--chain-runs", type=int, default=5, help="run the whole chain this many times, keep the fastest")
-    parser.add_argument("--chain-kernels-max-size", type=int, default=100_000,
-                        help="time the bare kernels on the chain's own documents for corpora up to this size")
-    parser.add_argument("--alone-max-size", type=int, default=10_000,
-                        help="run each stage alone for corpora up to this size (0: never)")
+    parser.add_argument(
+        "--datatrove-max-size", type=int, default=10**9, help="run datatrove only on corpora up to this size"
+    )
+    parser.add_argument(
+        "--chain-runs", type=int, default=5, help="run the whole chain this many times, keep the fastest"
+    )
+    parser.add_argument(
+        "--chain-kernels-max-size",
+        type=int,
+        default=100_000,
+        help="time the bare kernels on the chain's own documents for corpora up to this size",
+    )
+    parser.add_argument(
+        "--alone-max-size", type=int, default=10_000, help="run each stage alone for corpora up to this size (0: never)"
+    )
     args = parser.parse_args()
     require_shared()
     from curate.classifiers import langid
@@ -296,40 +351,64 @@ def main() -> int:
                 runs.append(run_curate(inputs, stage_config(None), work, f"chain-{size}"))
                 startups.append(run_curate(str(tiny[0]), chain_config(), work, "startup")["seconds"])
                 if with_kernels:
-                    kernel_runs.append(chain_kernel_seconds(work / f"out-chain-{size}", runs[-1]["funnel"], shards,
-                                                            runs=1))
+                    kernel_runs.append(
+                        chain_kernel_seconds(work / f"out-chain-{size}", runs[-1]["funnel"], shards, runs=1)
+                    )
             startup = min(startups)
             payload["startup_seconds"] = min(payload["startup_seconds"], startup)
             chain = min(runs, key=lambda r: r["seconds"])
             chain["all_seconds"] = [r["seconds"] for r in runs]
             funnel = chain.pop("funnel")
-            entry["chain"] = {**chain, "startup_seconds": startup, "startup_all_seconds": startups,
-                              "docs_per_s": round(size / chain["seconds"], 1),
-                              "text_mb_per_s": round(text_mb / chain["seconds"], 2),
-                              "docs_per_s_after_startup": round(size / max(chain["seconds"] - startup, 1e-9), 1),
-                              "stages": [{"name": s["name"], "in": s["in"]["docs"], "kept": s["kept"]["docs"]}
-                                         for s in funnel["stages"] if s.get("status") == "run"]}
+            entry["chain"] = {
+                **chain,
+                "startup_seconds": startup,
+                "startup_all_seconds": startups,
+                "docs_per_s": round(size / chain["seconds"], 1),
+                "text_mb_per_s": round(text_mb / chain["seconds"], 2),
+                "docs_per_s_after_startup": round(size / max(chain["seconds"] - startup, 1e-9), 1),
+                "stages": [
+                    {"name": s["name"], "in": s["in"]["docs"], "kept": s["kept"]["docs"]}
+                    for s in funnel["stages"]
+                    if s.get("status") == "run"
+                ],
+            }
             if with_kernels:
                 kernels = fastest_kernels(kernel_runs)
                 entry["chain"]["kernels_on_its_documents"] = kernels
                 entry["chain"]["bare_kernel_seconds"] = kernels["issue_kernels_seconds"]
-                entry["chain"]["overhead_ratio"] = round((chain["seconds"] - startup) / kernels["issue_kernels_seconds"], 2)
+                entry["chain"]["overhead_ratio"] = round(
+                    (chain["seconds"] - startup) / kernels["issue_kernels_seconds"], 2
+                )
                 entry["chain"]["all_kernel_seconds"] = kernels["all_kernels_seconds"]
                 entry["chain"]["overhead_ratio_all_kernels"] = round(
-                    (chain["seconds"] - startup) / kernels["all_kernels_seconds"], 2)
+                    (chain["seconds"] - startup) / kernels["all_kernels_seconds"], 2
+                )
             if size <= args.alone_max_size:
                 entry["alone"] = {}
                 for stage in STAGES:
                     r = run_curate(inputs, stage_config(stage), work, f"{stage}-{size}")
                     r.pop("funnel")
-                    entry["alone"][stage] = {**r, "docs_per_s": round(size / r["seconds"], 1),
-                                             "text_mb_per_s": round(text_mb / r["seconds"], 2)}
+                    entry["alone"][stage] = {
+                        **r,
+                        "docs_per_s": round(size / r["seconds"], 1),
+                        "text_mb_per_s": round(text_mb / r["seconds"], 2),
+                    }
             if args.datatrove_python and size <= args.datatrove_max_size:
-                done = subprocess.run([args.datatrove_python, str(Path(__file__).with_name("datatrove_side.py")),
-                                       str(shards[0].parent), langid.default_model_path()],
-                                      capture_output=True, text=True)
-                entry["datatrove"] = (json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0
-                                      else {"error": done.stderr[-1500:]})
+                done = subprocess.run(
+                    [
+                        args.datatrove_python,
+                        str(Path(__file__).with_name("datatrove_side.py")),
+                        str(shards[0].parent),
+                        langid.default_model_path(),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                entry["datatrove"] = (
+                    json.loads(done.stdout.strip().splitlines()[-1])
+                    if done.returncode == 0
+                    else {"error": done.stderr[-1500:]}
+                )
             payload["sizes"][str(size)] = entry
             print(json.dumps(entry, indent=1)[:3000], flush=True)
     write_results("throughput", payload, render(payload))
@@ -338,48 +417,89 @@ def main() -> int:
 
 def render(payload: dict) -> str:
     m = payload["machine"]
-    lines = ["# Throughput, one core", "",
-             f"{machine_line(m)}. "
-             f"Start-up of a 100-document run (imports, models, graph): {payload['startup_seconds']} s.", ""]
+    lines = [
+        "# Throughput, one core",
+        "",
+        f"{machine_line(m)}. Start-up of a 100-document run (imports, models, graph): {payload['startup_seconds']} s.",
+        "",
+    ]
     k = payload["kernels"]
-    lines += [f"Bare kernels, no Beam ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):", "",
-              "| kernel | docs/s |", "|---|---:|"]
+    lines += [
+        f"Bare kernels, no Beam ({k['documents']:,} documents, mean {k['mean_chars']:,} characters):",
+        "",
+        "| kernel | docs/s |",
+        "|---|---:|",
+    ]
     lines += [f"| {name} | {rate:,.0f} |" for name, rate in k["docs_per_s"].items()]
     lines.append("")
     for size, e in payload["sizes"].items():
         c = e["chain"]
-        lines += [f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet, {e.get('text_mb', '?')} MB of text)", "",
-                  f"Whole chain (DirectRunner, one worker): {c['seconds']} s = {c['docs_per_s']:,.0f} docs/s, "
-                  f"{c.get('text_mb_per_s', '?')} MB/s of text, fastest of {len(c.get('all_seconds', [1]))} runs "
-                  f"({', '.join(str(x) for x in c.get('all_seconds', [c['seconds']]))} s) "
-                  f"({c['docs_per_s_after_startup']:,.0f} after {c.get('startup_seconds', payload['startup_seconds'])} s "
-                  f"start-up, the fastest of {len(c.get('startup_all_seconds', [])) or 'the'} start-up runs, one after "
-                  f"each chain run); peak RSS {c['peak_rss_mb']:,} MB"
-                  + (f"; pipeline overhead (chain after start-up / bare kernels on the documents each stage "
-                     f"received) {c['overhead_ratio']}x the "
-                     f"issue's kernels ({c['bare_kernel_seconds']} s: read, exact hash, MinHash signatures, "
-                     f"language ID, quality score, n-gram lookup)" if "overhead_ratio" in c else "")
-                  + (f", {c['overhead_ratio_all_kernels']}x all the work's kernels ({c['all_kernel_seconds']} s: "
-                     f"those plus near-dedup's candidate verification and writing Parquet)"
-                     if "overhead_ratio_all_kernels" in c else "") + ".", ""]
+        lines += [
+            f"## {int(size):,} documents ({e['parquet_mb']} MB Parquet, {e.get('text_mb', '?')} MB of text)",
+            "",
+            f"Whole chain (DirectRunner, one worker): {c['seconds']} s = {c['docs_per_s']:,.0f} docs/s, "
+            f"{c.get('text_mb_per_s', '?')} MB/s of text, fastest of {len(c.get('all_seconds', [1]))} runs "
+            f"({', '.join(str(x) for x in c.get('all_seconds', [c['seconds']]))} s) "
+            f"({c['docs_per_s_after_startup']:,.0f} after {c.get('startup_seconds', payload['startup_seconds'])} s "
+            f"start-up, the fastest of {len(c.get('startup_all_seconds', [])) or 'the'} start-up runs, one after "
+            f"each chain run); peak RSS {c['peak_rss_mb']:,} MB"
+            + (
+                f"; pipeline overhead (chain after start-up / bare kernels on the documents each stage "
+                f"received) {c['overhead_ratio']}x the "
+                f"issue's kernels ({c['bare_kernel_seconds']} s: read, exact hash, MinHash signatures, "
+                f"language ID, quality score, n-gram lookup)"
+                if "overhead_ratio" in c
+                else ""
+            )
+            + (
+                f", {c['overhead_ratio_all_kernels']}x all the work's kernels ({c['all_kernel_seconds']} s: "
+                f"those plus near-dedup's candidate verification and writing Parquet)"
+                if "overhead_ratio_all_kernels" in c
+                else ""
+            )
+            + ".",
+            "",
+        ]
         if "kernels_on_its_documents" in c:
             kd = c["kernels_on_its_documents"]
-            lines += ["Bare kernels on the documents each stage of this chain received (no Beam, each kernel "
-                      f"the fastest of {kd.get('timings', 2)} timings, one after each chain run):", "",
-                      "| kernel | seconds |", "|---|---:|"]
+            lines += [
+                "Bare kernels on the documents each stage of this chain received (no Beam, each kernel "
+                f"the fastest of {kd.get('timings', 2)} timings, one after each chain run):",
+                "",
+                "| kernel | seconds |",
+                "|---|---:|",
+            ]
             lines += [f"| {name} | {sec} |" for name, sec in kd["seconds"].items()]
-            lines += ["", "Documents received: " + ", ".join(f"{n} {d:,}" for n, d in kd["documents"].items()) + ".", ""]
+            lines += [
+                "",
+                "Documents received: " + ", ".join(f"{n} {d:,}" for n, d in kd["documents"].items()) + ".",
+                "",
+            ]
         if "alone" in e:
-            lines += ["Each stage alone in Beam (plus input_check):", "",
-                      "| stage | seconds | docs/s | MB/s of text | peak RSS MB |", "|---|---:|---:|---:|---:|"]
-            lines += [f"| {s} | {r['seconds']} | {r['docs_per_s']:,.0f} | {r.get('text_mb_per_s', '?')} | "
-                      f"{r['peak_rss_mb']:,} |" for s, r in e["alone"].items()]
+            lines += [
+                "Each stage alone in Beam (plus input_check):",
+                "",
+                "| stage | seconds | docs/s | MB/s of text | peak RSS MB |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {s} | {r['seconds']} | {r['docs_per_s']:,.0f} | {r.get('text_mb_per_s', '?')} | "
+                f"{r['peak_rss_mb']:,} |"
+                for s, r in e["alone"].items()
+            ]
             lines.append("")
         if "datatrove" in e and "error" not in e["datatrove"]:
             d = e["datatrove"]
-            lines += ["datatrove 0.10 (LocalPipelineExecutor, 1 task) on the same shards:", "",
-                      "| step | docs/s |", "|---|---:|"]
-            lines += [f"| {name} | {d[name]['docs_per_s']:,.0f} |" for name in ("read", "language_filter", "minhash_signature")]
+            lines += [
+                "datatrove 0.10 (LocalPipelineExecutor, 1 task) on the same shards:",
+                "",
+                "| step | docs/s |",
+                "|---|---:|",
+            ]
+            lines += [
+                f"| {name} | {d[name]['docs_per_s']:,.0f} |"
+                for name in ("read", "language_filter", "minhash_signature")
+            ]
             lines.append("")
         elif "datatrove" in e:
             lines += [f"datatrove failed: {e['datatrove']['error'][-300:]}", ""]

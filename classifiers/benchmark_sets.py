@@ -12,6 +12,7 @@ hellaswag (jsonl: ctx, endings, label), mbpp (jsonl: text, code, test_list),
 and generic (jsonl, csv with header, or Parquet; ``fields`` names the columns
 to join; ``id_field`` optional).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,8 @@ class BenchmarkFormatError(Exception):
 
 
 def _open_text(path: str):
-    from apache_beam.io.filesystems import FileSystems
     from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
 
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED).read()
     if path.endswith(".gz"):
@@ -114,8 +115,9 @@ def _load_items(fmt: str, path: str, fields: list[str] | None, id_field: str | N
             subject = Path(file).name.removesuffix("_test.csv").removesuffix(".csv")
             for n, row in enumerate(csv.reader(io.StringIO(_open_text(file))), 1):
                 if len(row) != 6:
-                    raise BenchmarkFormatError(f"{file}: row {n}: MMLU rows have 6 fields "
-                                               "(question, A, B, C, D, answer), found {len(row)}")
+                    raise BenchmarkFormatError(
+                        f"{file}: row {n}: MMLU rows have 6 fields (question, A, B, C, D, answer), found {{len(row)}}"
+                    )
                 yield f"mmlu/{subject}/{n}", "\n".join(row[:5])
     else:  # generic
         if not fields:

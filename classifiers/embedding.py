@@ -21,6 +21,7 @@ Cache: vectors are kept in a bounded LRU keyed by the 64-bit xxhash of the text,
 because the same text is embedded by both stages and items of a benchmark index are
 embedded once per worker.
 """
+
 from __future__ import annotations
 
 import collections
@@ -79,8 +80,14 @@ class Embedder:
     Picklable (a Beam side input or DoFn member): the session is rebuilt lazily.
     """
 
-    def __init__(self, batch_size: int = 32, max_tokens: int = MAX_TOKENS, threads: int = 1,
-                 cache_size: int = 200_000, providers: tuple[str, ...] = ("CPUExecutionProvider",)):
+    def __init__(
+        self,
+        batch_size: int = 32,
+        max_tokens: int = MAX_TOKENS,
+        threads: int = 1,
+        cache_size: int = 200_000,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+    ):
         self.providers = tuple(providers)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -181,7 +188,9 @@ class Embedder:
         else:
             stem = str(path).removesuffix(".npz")
             for n, s in enumerate(range(0, max(1, len(keys)), shard)):
-                np.savez(f"{stem}.{n}.npz", keys=keys[s:s + shard], vectors=vecs[s:s + shard], model=np.array(MODEL_ID))
+                np.savez(
+                    f"{stem}.{n}.npz", keys=keys[s : s + shard], vectors=vecs[s : s + shard], model=np.array(MODEL_ID)
+                )
         return len(keys)
 
     def load_cache(self, path) -> int:
@@ -208,7 +217,7 @@ class Embedder:
         self.stats["embedded"] += len(texts)
         self.stats["tokens"] += int(lengths.sum())
         for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             width = int(lengths[rows].max())
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -217,8 +226,9 @@ class Embedder:
                 ids[j, :n] = enc[r].ids
                 mask[j, :n] = 1
             with self._lock:
-                hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                                  "token_type_ids": np.zeros_like(ids)})[0]
+                hidden = self._session.run(
+                    None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                )[0]
             m = mask[:, :, None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
             pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)

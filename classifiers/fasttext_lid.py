@@ -27,6 +27,7 @@ Only supervised models with hierarchical softmax, ``wordNgrams`` 1 and a
 dense output matrix are accepted (lid.176 is all three); anything else is
 refused at load with the reason.
 """
+
 from __future__ import annotations
 
 import struct
@@ -68,7 +69,7 @@ class _Reader:
 
     def cstring(self) -> bytes:
         end = self.data.index(b"\0", self.off)
-        word, self.off = self.data[self.off:end], end + 1
+        word, self.off = self.data[self.off : end], end + 1
         return word
 
 
@@ -94,9 +95,9 @@ def _matrix(r: _Reader, quantized: bool) -> np.ndarray:
     if not quantized:
         m, n = r.read("qq")
         return r.array("<f4", m * n).reshape(m, n)
-    qnorm, = r.read("?")
+    (qnorm,) = r.read("?")
     m, n = r.read("qq")
-    codesize, = r.read("i")
+    (codesize,) = r.read("i")
     codes = r.array(np.uint8, codesize)
     pq = _product_quantizer(r)
     norms = np.ones(m, dtype=np.float32)
@@ -108,7 +109,7 @@ def _matrix(r: _Reader, quantized: bool) -> np.ndarray:
     dense = np.zeros((m, n), dtype=np.float32)
     for sub in range(pq["nsubq"]):
         values, d = _centroid(pq, sub, codes[:, sub])
-        dense[:, sub * pq["dsub"]:sub * pq["dsub"] + d] = norms[:, None] * values
+        dense[:, sub * pq["dsub"] : sub * pq["dsub"] + d] = norms[:, None] * values
     return dense
 
 
@@ -149,8 +150,12 @@ def model_labels(path: str) -> list[str]:
     for _ in range(size):
         words.append(r.cstring())
         r.read("qb")
-    return [w[len(LABEL_PREFIX):].decode("utf-8", "replace") if w.startswith(LABEL_PREFIX)
-            else w.decode("utf-8", "replace") for w in words[nwords:]]
+    return [
+        w[len(LABEL_PREFIX) :].decode("utf-8", "replace")
+        if w.startswith(LABEL_PREFIX)
+        else w.decode("utf-8", "replace")
+        for w in words[nwords:]
+    ]
 
 
 class FastTextModel:
@@ -162,11 +167,14 @@ class FastTextModel:
         magic, version = r.read("ii")
         if version != 12:
             raise UnsupportedModel(f"{path}: fastText format version {version} (expected 12)")
-        (self.dim, _ws, _epoch, _min_count, _neg, word_ngrams, loss, model, bucket, minn, maxn,
-         _lr_update, _t) = r.read("12id")
+        (self.dim, _ws, _epoch, _min_count, _neg, word_ngrams, loss, model, bucket, minn, maxn, _lr_update, _t) = (
+            r.read("12id")
+        )
         if model != _MODEL_SUP or loss != _LOSS_HS or word_ngrams != 1:
-            raise UnsupportedModel(f"{path}: only supervised models with hierarchical softmax and wordNgrams 1 "
-                                   f"(model {model}, loss {loss}, wordNgrams {word_ngrams})")
+            raise UnsupportedModel(
+                f"{path}: only supervised models with hierarchical softmax and wordNgrams 1 "
+                f"(model {model}, loss {loss}, wordNgrams {word_ngrams})"
+            )
         size, nwords, nlabels = r.read("iii")
         _ntokens, prune_size = r.read("qq")
         words, counts = [], []
@@ -181,14 +189,18 @@ class FastTextModel:
             prune[pairs[:, 0]] = pairs[:, 1]
         elif prune_size == 0:
             raise UnsupportedModel(f"{path}: a pruned model without n-gram buckets")
-        quant_input, = r.read("?")
+        (quant_input,) = r.read("?")
         self.input = _matrix(r, quant_input)
-        quant_output, = r.read("?")
+        (quant_output,) = r.read("?")
         if quant_output:  # fastText's quantized dot product sums in another order: not reproduced
             raise UnsupportedModel(f"{path}: quantized output matrix (-qout) is not supported")
         self.output = _matrix(r, False)
-        self.labels = [w[len(LABEL_PREFIX):].decode("utf-8", "replace") if w.startswith(LABEL_PREFIX)
-                       else w.decode("utf-8", "replace") for w in words[nwords:]]
+        self.labels = [
+            w[len(LABEL_PREFIX) :].decode("utf-8", "replace")
+            if w.startswith(LABEL_PREFIX)
+            else w.decode("utf-8", "replace")
+            for w in words[nwords:]
+        ]
         self.minn, self.maxn, self.bucket, self.nwords = minn, maxn, bucket, nwords
         self.prune = prune if prune is not None else np.arange(bucket, dtype=np.int32)
         # vocabulary: open addressing over fastText's hash, keys compared byte for byte
@@ -220,9 +232,25 @@ class FastTextModel:
 
         ``data``/``offsets``: UTF-8 bytes and int64 offsets of the texts, each one
         line (newlines already replaced)."""
-        return _predict(data, offsets, self.table, self.word_hash, self.word_bytes, self.word_offsets,
-                        self.nwords, self.subwords, self.subword_offsets, self.prune, self.minn, self.maxn,
-                        self.bucket, self.input, self.output, self.tree_left, self.tree_right)
+        return _predict(
+            data,
+            offsets,
+            self.table,
+            self.word_hash,
+            self.word_bytes,
+            self.word_offsets,
+            self.nwords,
+            self.subwords,
+            self.subword_offsets,
+            self.prune,
+            self.minn,
+            self.maxn,
+            self.bucket,
+            self.input,
+            self.output,
+            self.tree_left,
+            self.tree_right,
+        )
 
 
 def _huffman_tree(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -312,8 +340,25 @@ def _ngram_rows(data, start, end, minn, maxn, bucket, nwords, prune, hidden, mat
 
 
 @numba.njit(cache=True)
-def _predict(data, offsets, table, word_hash, word_bytes, word_offsets, nwords, subwords, subword_offsets, prune,
-             minn, maxn, bucket, matrix, output, tree_left, tree_right):
+def _predict(
+    data,
+    offsets,
+    table,
+    word_hash,
+    word_bytes,
+    word_offsets,
+    nwords,
+    subwords,
+    subword_offsets,
+    prune,
+    minn,
+    maxn,
+    bucket,
+    matrix,
+    output,
+    tree_left,
+    tree_right,
+):
     n_texts = offsets.shape[0] - 1
     labels = np.full(n_texts, -1, dtype=np.int32)
     probs = np.zeros(n_texts, dtype=np.float32)
@@ -350,9 +395,18 @@ def _predict(data, offsets, table, word_hash, word_bytes, word_offsets, nwords, 
                     _add_row(hidden, matrix, subwords[k])
                 count += subword_offsets[w + 1] - subword_offsets[w]
                 continue
-            if pos - start >= 9 and data[start] == 95 and data[start + 1] == 95 and data[start + 2] == 108 \
-                    and data[start + 3] == 97 and data[start + 4] == 98 and data[start + 5] == 101 \
-                    and data[start + 6] == 108 and data[start + 7] == 95 and data[start + 8] == 95:
+            if (
+                pos - start >= 9
+                and data[start] == 95
+                and data[start + 1] == 95
+                and data[start + 2] == 108
+                and data[start + 3] == 97
+                and data[start + 4] == 98
+                and data[start + 5] == 101
+                and data[start + 6] == 108
+                and data[start + 7] == 95
+                and data[start + 8] == 95
+            ):
                 continue  # "__label__...": fastText reads it as an unknown label
             count += _ngram_rows(data, start, pos, minn, maxn, bucket, nwords, prune, hidden, matrix)
         if eos_id >= 0:  # the line's end-of-sentence token (or the literal one that ended it)
@@ -386,10 +440,11 @@ def _predict(data, offsets, table, word_hash, word_bytes, word_offsets, nwords, 
             # std_log(real x) = std::log(x + 1e-5) in double, returned as float
             f = np.float32(1.0 / np.float64(np.float32(1.0) + np.exp(-d)))
             # right pushed first so the left subtree is searched first
-            stack_node[depth], stack_score[depth] = tree_right[node], \
-                score + np.float32(np.log(np.float64(f) + 1e-5))
-            stack_node[depth + 1], stack_score[depth + 1] = tree_left[node], \
-                score + np.float32(np.log(np.float64(np.float32(1.0 - np.float64(f))) + 1e-5))
+            stack_node[depth], stack_score[depth] = tree_right[node], score + np.float32(np.log(np.float64(f) + 1e-5))
+            stack_node[depth + 1], stack_score[depth + 1] = (
+                tree_left[node],
+                score + np.float32(np.log(np.float64(np.float32(1.0 - np.float64(f))) + 1e-5)),
+            )
             depth += 2
         labels[t], probs[t] = best, np.exp(best_score)
     return labels, probs

@@ -15,6 +15,7 @@ Token hashes come from ``token_kernels`` (the near-dedup tokenizer over
 ``normalize_kernels``' output), whose FNV-1a step and 64-bit finalizer these
 kernels inline.
 """
+
 from __future__ import annotations
 
 import numba

@@ -28,6 +28,7 @@ words and C4's ASCII line endings drop CJK documents whatever the words.  ``zh``
 follows datatrove 0.10.1, which gives it spaCy's unsegmented multi-language rules.  Each document is tokenized
 once per family call, and a family's rules share it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,8 +76,7 @@ class GopherRepetitionConfig:
     # top n-gram character fraction, n = 2, 3, 4 (Table A1)
     top_n_grams: tuple[tuple[int, float], ...] = ((2, 0.2), (3, 0.18), (4, 0.16))
     # duplicate n-gram character fraction, n = 5..10 (Table A1)
-    dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11),
-                                                  (10, 0.10))
+    dup_n_grams: tuple[tuple[int, float], ...] = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,15 +250,29 @@ class WordTokenizer:
         if chunk.isalpha() and not (self.cjk and _CJK_RUN.search(chunk)):
             return [chunk]
         head, last = chunk[:-1], chunk[-1:]
-        if head.isalpha() and not (self.cjk and _CJK_RUN.search(head)) and (
-                last in _CLOSERS or (last == "." and head[-1].islower() and head.isascii())):
+        if (
+            head.isalpha()
+            and not (self.cjk and _CJK_RUN.search(head))
+            and (last in _CLOSERS or (last == "." and head[-1].islower() and head.isascii()))
+        ):
             return [*specials.get(head, (head,)), last]
         m = _WRAPPED.match(chunk) if self.lang == "en" else None
         if m and not (self.cjk and _CJK_RUN.search(chunk)):
             opening, core, closing = m.groups()
-            if core not in specials and "".join(closing[:2]) != "''" and (
-                    "." not in closing or (".." not in closing and core.isascii() and core[-1].islower()
-                                           and core + "." not in specials and len(core) > 1)):
+            if (
+                core not in specials
+                and "".join(closing[:2]) != "''"
+                and (
+                    "." not in closing
+                    or (
+                        ".." not in closing
+                        and core.isascii()
+                        and core[-1].islower()
+                        and core + "." not in specials
+                        and len(core) > 1
+                    )
+                )
+            ):
                 return [*opening, core, *closing]
         if chunk.isascii():
             m = _NUMBER.match(chunk)
@@ -280,7 +294,7 @@ class WordTokenizer:
             for han, hira, kata, other in _CJK_PIECES.findall(chunk):
                 run = han or hira
                 if run:  # Han and Hiragana runs in two-character words, Katakana runs whole
-                    out += [run[i:i + 2] for i in range(0, len(run), 2)]
+                    out += [run[i : i + 2] for i in range(0, len(run), 2)]
                 elif kata:
                     out.append(kata)
                 else:
@@ -320,7 +334,7 @@ class WordTokenizer:
     def _chunk_classes(self, chunk: str) -> str:
         ids = self._cache[chunk]
         cls = self._class_of
-        for word in self.tokens[len(cls):]:
+        for word in self.tokens[len(cls) :]:
             cls.append("2" if word in SENTENCE_PUNCT else "1" if _is_punct(word) else "0")
         return "".join(cls[i] for i in ids)
 
@@ -336,8 +350,12 @@ class WordTokenizer:
         Returns first word -> [(pattern words, special-case words)]."""
         patterns: dict[str, list[tuple[tuple[str, ...], tuple[str, ...]]]] = {}
         for string, words in self._specials.items():
-            if not ((self._prefix and self._prefix(string)) or (self._suffix and self._suffix(string))
-                    or (self._infix and any(True for _ in self._infix(string))) or " " in string):
+            if not (
+                (self._prefix and self._prefix(string))
+                or (self._suffix and self._suffix(string))
+                or (self._infix and any(True for _ in self._infix(string)))
+                or " " in string
+            ):
                 continue
             pattern = tuple(w for w in (w.strip() for w in self._split(string, with_specials=False)) if w)
             replacement = tuple(w for w in words if w.strip())
@@ -355,7 +373,7 @@ class WordTokenizer:
         for i, w in enumerate(words):
             for pattern, replacement in patterns.get(w, ()):
                 n = len(pattern)
-                if tuple(words[i:i + n]) == pattern:
+                if tuple(words[i : i + n]) == pattern:
                     found.append((n, i, replacement))
         if not found:
             return words
@@ -390,7 +408,7 @@ class WordTokenizer:
         outside datatrove's punctuation)."""
         n = len(self.tokens)
         if n != self._props_n:
-            new = pa.array(self.tokens[self._props_n:], pa.string())
+            new = pa.array(self.tokens[self._props_n :], pa.string())
             add = {  # Arrow's compiled kernels over the new words (\pL: Python's isalpha categories)
                 "len": pc.utf8_length(new).to_numpy(zero_copy_only=False).astype(np.int64),
                 "alpha": pc.match_substring_regex(new, r"\pL").to_numpy(zero_copy_only=False),
@@ -470,7 +488,7 @@ class _Words:
     def prop(self, name: str) -> np.ndarray:
         """Per word, the property ``name`` of its token (as in ``WordTokenizer.props``)."""
         if len(self.groups) == 1:
-            (tok, _), = self.groups.values()
+            ((tok, _),) = self.groups.values()
             return tok.props()[name][self.ids]
         out = None
         for tok, docs in self.groups.values():
@@ -488,7 +506,7 @@ class _Words:
         return csum[self.offsets[1:]] - csum[self.offsets[:-1]]
 
     def doc_ids(self, d: int) -> np.ndarray:
-        return self.ids[self.offsets[d]:self.offsets[d + 1]]
+        return self.ids[self.offsets[d] : self.offsets[d + 1]]
 
 
 def _ratio_over(count: np.ndarray, total: np.ndarray) -> np.ndarray:
@@ -502,8 +520,9 @@ _ELLIPSES = ("...", "\u2026")
 _BULLETS = ("\u2022", "-")
 
 
-def gopher_quality_reasons(texts, config: GopherQualityConfig = GopherQualityConfig(),
-                           languages=None) -> list[str | None]:
+def gopher_quality_reasons(
+    texts, config: GopherQualityConfig = GopherQualityConfig(), languages=None
+) -> list[str | None]:
     """Per document None (keep) or ``gopher_quality:<rule>``, rules in datatrove's order:
     ``too_few_words`` / ``too_many_words`` (words with a non-punctuation character),
     ``mean_word_length`` (of those words), ``hash_ratio`` and ``ellipsis_ratio`` ("#",
@@ -544,12 +563,16 @@ def gopher_quality_reasons(texts, config: GopherQualityConfig = GopherQualityCon
             reasons[d] = "gopher_quality:ellipsis_ratio"
             continue
         lines = text.splitlines()
-        if c.max_bullet_lines_ratio and sum(s.lstrip().startswith(_BULLETS) for s in lines) / len(lines) \
-                > c.max_bullet_lines_ratio:
+        if (
+            c.max_bullet_lines_ratio
+            and sum(s.lstrip().startswith(_BULLETS) for s in lines) / len(lines) > c.max_bullet_lines_ratio
+        ):
             reasons[d] = "gopher_quality:bullet_lines"
             continue
-        if c.max_ellipsis_lines_ratio and sum(s.rstrip().endswith(_ELLIPSES) for s in lines) / len(lines) \
-                > c.max_ellipsis_lines_ratio:
+        if (
+            c.max_ellipsis_lines_ratio
+            and sum(s.rstrip().endswith(_ELLIPSES) for s in lines) / len(lines) > c.max_ellipsis_lines_ratio
+        ):
             reasons[d] = "gopher_quality:ellipsis_lines"
             continue
         if c.min_alpha_words_ratio and alpha[d] / nw < c.min_alpha_words_ratio:
@@ -559,8 +582,9 @@ def gopher_quality_reasons(texts, config: GopherQualityConfig = GopherQualityCon
             tok = words.tok[d]
             ids = stop_ids.get(id(tok))
             if ids is None:
-                ids = stop_ids[id(tok)] = np.array([i for i in (tok.id_of(w) for w in set(c.stop_words)) if i >= 0],
-                                                   np.int64)
+                ids = stop_ids[id(tok)] = np.array(
+                    [i for i in (tok.id_of(w) for w in set(c.stop_words)) if i >= 0], np.int64
+                )
             found = np.unique(words.doc_ids(d)[np.isin(words.doc_ids(d), ids)]).size if ids.size else 0
             if found < c.min_stop_words:
                 reasons[d] = "gopher_quality:stop_words"
@@ -683,8 +707,9 @@ def _repetition_kernel(ids, word_len, offsets, sizes, top_ns, top_fracs, dup_ns,
     return out
 
 
-def gopher_repetition_reasons(texts, config: GopherRepetitionConfig = GopherRepetitionConfig(),
-                              languages=None) -> list[str | None]:
+def gopher_repetition_reasons(
+    texts, config: GopherRepetitionConfig = GopherRepetitionConfig(), languages=None
+) -> list[str | None]:
     """Per document None (keep) or ``gopher_repetition:<rule>``, in datatrove's order:
     ``empty``, ``dup_para_frac``, ``dup_para_char_frac`` (paragraphs: split on 2+ newlines),
     ``dup_line_frac``, ``dup_line_char_frac`` (lines: split on newlines), ``top_{n}_gram``
@@ -727,11 +752,19 @@ def gopher_repetition_reasons(texts, config: GopherRepetitionConfig = GopherRepe
     words = _Words([texts[d] for d in need_words], [langs[d] for d in need_words])
     top, dup = list(c.top_n_grams), list(c.dup_n_grams)
     sizes = np.fromiter((len(texts[d]) for d in need_words), np.int64, len(need_words))
-    failed = _repetition_kernel(words.ids, words.prop("len").astype(np.int64), words.offsets, sizes,
-                                np.array([k for k, _ in top], np.int64), np.array([f for _, f in top], np.float64),
-                                np.array([k for k, _ in dup], np.int64), np.array([f for _, f in dup], np.float64))
-    names = [f"gopher_repetition:top_{k}_gram" for k, _ in top] + \
-            [f"gopher_repetition:duplicated_{k}_n_grams" for k, _ in dup]
+    failed = _repetition_kernel(
+        words.ids,
+        words.prop("len").astype(np.int64),
+        words.offsets,
+        sizes,
+        np.array([k for k, _ in top], np.int64),
+        np.array([f for _, f in top], np.float64),
+        np.array([k for k, _ in dup], np.int64),
+        np.array([f for _, f in dup], np.float64),
+    )
+    names = [f"gopher_repetition:top_{k}_gram" for k, _ in top] + [
+        f"gopher_repetition:duplicated_{k}_n_grams" for k, _ in dup
+    ]
     for d, r in zip(need_words, failed.tolist()):
         if r >= 0:
             reasons[d] = names[r]
@@ -787,8 +820,11 @@ def c4_filter(texts, config: C4Config = C4Config(), languages=None):
         for line in text.splitlines():
             line = line.strip()
             words = line.split()
-            if c.max_word_length != -1 and len(line) > c.max_word_length and \
-                    any(len(w) > c.max_word_length for w in words):
+            if (
+                c.max_word_length != -1
+                and len(line) > c.max_word_length
+                and any(len(w) > c.max_word_length for w in words)
+            ):
                 continue
             if c.remove_citations and "[" in line:
                 line = _CITATION.sub("", line)
@@ -866,8 +902,12 @@ def fineweb_reasons(texts, config: FineWebConfig = FineWebConfig(), languages=No
     return reasons
 
 
-FAMILIES = {"gopher_quality": gopher_quality_reasons, "gopher_repetition": gopher_repetition_reasons,
-            "c4": c4_reasons, "fineweb": fineweb_reasons}
+FAMILIES = {
+    "gopher_quality": gopher_quality_reasons,
+    "gopher_repetition": gopher_repetition_reasons,
+    "c4": c4_reasons,
+    "fineweb": fineweb_reasons,
+}
 
 
 def family_reasons(family: str, texts, config=None, languages=None) -> list[str | None]:
@@ -875,6 +915,19 @@ def family_reasons(family: str, texts, config=None, languages=None) -> list[str 
     return fn(texts, languages=languages) if config is None else fn(texts, config, languages)
 
 
-__all__ = ["GopherQualityConfig", "GopherRepetitionConfig", "C4Config", "FineWebConfig", "WordTokenizer",
-           "tokenizer_for", "gopher_quality_reasons", "gopher_repetition_reasons", "c4_filter", "c4_reasons",
-           "fineweb_reasons", "FAMILIES", "family_reasons", "Sequence"]
+__all__ = [
+    "GopherQualityConfig",
+    "GopherRepetitionConfig",
+    "C4Config",
+    "FineWebConfig",
+    "WordTokenizer",
+    "tokenizer_for",
+    "gopher_quality_reasons",
+    "gopher_repetition_reasons",
+    "c4_filter",
+    "c4_reasons",
+    "fineweb_reasons",
+    "FAMILIES",
+    "family_reasons",
+    "Sequence",
+]

@@ -18,6 +18,7 @@ Defined outcomes for degenerate input (no crash, always a label):
   English comments, typically as ``en`` with a low score, so the confidence
   threshold decides).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,14 +65,53 @@ def check_fasttext_file(path: str) -> None:
 
 # English names of the languages users most often write instead of their code.
 LANGUAGE_NAMES = {
-    "english": "en", "french": "fr", "german": "de", "spanish": "es", "portuguese": "pt", "italian": "it",
-    "dutch": "nl", "russian": "ru", "chinese": "zh", "mandarin": "zh", "japanese": "ja", "korean": "ko",
-    "arabic": "ar", "hindi": "hi", "bengali": "bn", "urdu": "ur", "turkish": "tr", "polish": "pl",
-    "ukrainian": "uk", "czech": "cs", "swedish": "sv", "danish": "da", "norwegian": "no", "finnish": "fi",
-    "greek": "el", "hebrew": "he", "persian": "fa", "farsi": "fa", "vietnamese": "vi", "thai": "th",
-    "indonesian": "id", "malay": "ms", "romanian": "ro", "hungarian": "hu", "bulgarian": "bg",
-    "catalan": "ca", "croatian": "hr", "serbian": "sr", "slovak": "sk", "slovenian": "sl", "tamil": "ta",
-    "telugu": "te", "swahili": "sw", "tagalog": "tl", "latin": "la", "esperanto": "eo", "basque": "eu",
+    "english": "en",
+    "french": "fr",
+    "german": "de",
+    "spanish": "es",
+    "portuguese": "pt",
+    "italian": "it",
+    "dutch": "nl",
+    "russian": "ru",
+    "chinese": "zh",
+    "mandarin": "zh",
+    "japanese": "ja",
+    "korean": "ko",
+    "arabic": "ar",
+    "hindi": "hi",
+    "bengali": "bn",
+    "urdu": "ur",
+    "turkish": "tr",
+    "polish": "pl",
+    "ukrainian": "uk",
+    "czech": "cs",
+    "swedish": "sv",
+    "danish": "da",
+    "norwegian": "no",
+    "finnish": "fi",
+    "greek": "el",
+    "hebrew": "he",
+    "persian": "fa",
+    "farsi": "fa",
+    "vietnamese": "vi",
+    "thai": "th",
+    "indonesian": "id",
+    "malay": "ms",
+    "romanian": "ro",
+    "hungarian": "hu",
+    "bulgarian": "bg",
+    "catalan": "ca",
+    "croatian": "hr",
+    "serbian": "sr",
+    "slovak": "sk",
+    "slovenian": "sl",
+    "tamil": "ta",
+    "telugu": "te",
+    "swahili": "sw",
+    "tagalog": "tl",
+    "latin": "la",
+    "esperanto": "eo",
+    "basque": "eu",
 }
 
 
@@ -125,8 +165,7 @@ class LanguageIdentifier:
         array = as_string_array(texts)
         max_chars, has_letter = self.max_chars, _HAS_LETTER.search
         if len(array) and pc.max(pc.utf8_length(array)).as_py() > max_chars:
-            array = pa.array([prepare(t, max_chars) if t is not None else None for t in array.to_pylist()],
-                             pa.string())
+            array = pa.array([prepare(t, max_chars) if t is not None else None for t in array.to_pylist()], pa.string())
         data, offsets = string_buffers(array)
         found, probs = self._model.predict_top1(data, offsets)
         names = self._model.labels

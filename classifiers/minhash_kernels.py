@@ -15,6 +15,7 @@ permutations x shingles matrix per document or a Python object per document.
 Everything is integer arithmetic, so signatures are identical on every
 machine and runner (and to datasketch's).
 """
+
 from __future__ import annotations
 
 import numba
@@ -113,7 +114,7 @@ def unique_segments(values, offsets):
     out_offsets[0] = 0
     k = 0
     for d in range(n):
-        segment = np.sort(values[offsets[d]:offsets[d + 1]])
+        segment = np.sort(values[offsets[d] : offsets[d + 1]])
         for j in range(len(segment)):
             if j == 0 or segment[j] != segment[j - 1]:
                 out[k] = segment[j]

@@ -25,6 +25,7 @@ Sampling.  Deterministic by document id: a document of a source with rate
 ``u(seed, id) < r - floor(r)``, where ``u`` is xxh64 of seed and id scaled to
 [0, 1).  The same seed gives the same output on any runner.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,7 @@ def tokens_from_chars(chars: dict[str, int], tokens_per_char: float) -> dict[str
     return {s: int(n) * rate for s, n in chars.items()}
 
 
-def plan_mixture(available: dict, weights: dict[str, float], budget: float | None,
-                 max_epochs: float = 4.0) -> dict:
+def plan_mixture(available: dict, weights: dict[str, float], budget: float | None, max_epochs: float = 4.0) -> dict:
     """The plan, computed in exact fractions.
 
     ``available`` should be exact (integers or Fractions: the pipeline sums
@@ -90,27 +90,38 @@ def plan_mixture(available: dict, weights: dict[str, float], budget: float | Non
     for s in sorted(w):
         rate = allotted[s] / avail[s] if avail[s] > 0 else Fraction(0)
         sources[s] = {
-            "available_tokens": round(avail[s]), "target_share": round(float(w[s]), 6),
-            "target_tokens": round(budget_x * w[s]), "planned_tokens": round(allotted[s]),
-            "sampling_rate": round(float(rate), 6), "sampling_rate_exact": _fraction_text(rate),
+            "available_tokens": round(avail[s]),
+            "target_share": round(float(w[s]), 6),
+            "target_tokens": round(budget_x * w[s]),
+            "planned_tokens": round(allotted[s]),
+            "sampling_rate": round(float(rate), 6),
+            "sampling_rate_exact": _fraction_text(rate),
             "epochs": math.ceil(rate),
             "feasible": s not in capped and (avail[s] > 0 or w[s] == 0),
-            "why_infeasible": (None if s not in capped and (avail[s] > 0 or w[s] == 0) else
-                               "no documents of this source were left after filtering" if avail[s] == 0 else
-                               f"its target needs more than max_epochs ({float(max_ep):g}) passes over the "
-                               f"{round(avail[s]):,} tokens left"),
+            "why_infeasible": (
+                None
+                if s not in capped and (avail[s] > 0 or w[s] == 0)
+                else "no documents of this source were left after filtering"
+                if avail[s] == 0
+                else f"its target needs more than max_epochs ({float(max_ep):g}) passes over the "
+                f"{round(avail[s]):,} tokens left"
+            ),
         }
     infeasible = [s for s, v in sources.items() if not v["feasible"]]
     given_sum = math.fsum(float(v) for v in weights.values())
     return {
-        "budget_tokens": round(budget_x), "planned_tokens": round(delivered), "max_epochs": max_epochs,
-        "sources": sources, "infeasible": infeasible,
+        "budget_tokens": round(budget_x),
+        "planned_tokens": round(delivered),
+        "max_epochs": max_epochs,
+        "sources": sources,
+        "infeasible": infeasible,
         "weights_given": {s: float(weights[s]) for s in sorted(weights)},
         "weights_normalised": (None if total_w == 1 else {s: round(float(w[s]), 6) for s in sorted(w)}),
-        "weights_note": (None if total_w == 1 else
-                         f"the configured weights sum to {given_sum:g}, not 1: they were normalised"),
+        "weights_note": (
+            None if total_w == 1 else f"the configured weights sum to {given_sum:g}, not 1: they were normalised"
+        ),
         "rule": "infeasible sources are capped at max_epochs x available tokens; their unfilled budget is "
-                "redistributed over the other sources in proportion to their weights (water-filling)",
+        "redistributed over the other sources in proportion to their weights (water-filling)",
         "budget_met": delivered == budget_x,
     }
 

@@ -14,6 +14,7 @@ true" -- and n-grams present in an optional clean reference corpus.  Items
 with fewer than n tokens are too short to match reliably and are counted, not
 indexed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -99,14 +100,15 @@ def _numeric_share(is_numeric: np.ndarray, offsets: np.ndarray, n: int) -> np.nd
             shares.append((csum[starts + n] - csum[starts]) / n)
     return np.concatenate(shares) if shares else np.zeros(0)
 
+
 @dataclasses.dataclass
 class NgramIndex:
     n: int
-    hashes: np.ndarray          # sorted unique uint64
-    owners: np.ndarray          # int32 item index per hash
+    hashes: np.ndarray  # sorted unique uint64
+    owners: np.ndarray  # int32 item index per hash
     item_ids: list[str]
     item_benchmarks: list[str]
-    item_ngrams: np.ndarray     # int32 indexed n-grams per item
+    item_ngrams: np.ndarray  # int32 indexed n-grams per item
     stats: dict
     # items shorter than n: length -> (sorted hashes of whole items, owners)
     short: dict = dataclasses.field(default_factory=dict)
@@ -119,12 +121,18 @@ class NgramIndex:
         return state
 
     @classmethod
-    def build(cls, items: list[tuple[str, str, str]], n: int = 13, max_item_frequency: int = 2,
-              reference_texts: list[str] | None = None) -> "NgramIndex":
+    def build(
+        cls,
+        items: list[tuple[str, str, str]],
+        n: int = 13,
+        max_item_frequency: int = 2,
+        reference_texts: list[str] | None = None,
+    ) -> "NgramIndex":
         """``items``: (benchmark, item_id, text)."""
         stats = IndexStats(items=len(items))
         token_h, token_off, is_numeric = token_kernels.deleting_token_hashes(
-            *normalized_buffers([t for _, _, t in items]), numeric=True)
+            *normalized_buffers([t for _, _, t in items]), numeric=True
+        )
         values, offsets, lengths = grams_from_token_hashes(token_h, token_off, n)
         owner = np.repeat(np.arange(len(items), dtype=np.int32), np.diff(offsets))
         # n-grams that are mostly numbers ("3 4 5 6 7 8 9 10") match tables, not items
@@ -134,13 +142,19 @@ class NgramIndex:
         # whole short items, one gram of their own length
         short = {}
         short_items = np.flatnonzero((lengths < n) & (lengths >= MIN_SHORT_ITEM_TOKENS))
-        stats.items_too_short = int(((lengths < MIN_SHORT_ITEM_TOKENS)).sum())
+        stats.items_too_short = int((lengths < MIN_SHORT_ITEM_TOKENS).sum())
         stats.items_indexed_whole = int(len(short_items))
         for length in sorted(set(lengths[short_items].tolist())):
             members = short_items[lengths[short_items] == length]
-            hashes_l = np.array([grams_from_token_hashes(token_h[token_off[i]:token_off[i + 1]],
-                                                         np.array([0, length]), length)[0][0] for i in members],
-                                dtype=np.uint64)
+            hashes_l = np.array(
+                [
+                    grams_from_token_hashes(token_h[token_off[i] : token_off[i + 1]], np.array([0, length]), length)[0][
+                        0
+                    ]
+                    for i in members
+                ],
+                dtype=np.uint64,
+            )
             order = np.argsort(hashes_l, kind="stable")
             short[int(length)] = (hashes_l[order], members[order].astype(np.int32))
         # unique (hash, item) pairs sorted by hash then item (a lexsort: np.unique(axis=0)
@@ -150,8 +164,11 @@ class NgramIndex:
         distinct = np.ones(len(values), dtype=bool)
         distinct[1:] = (values[1:] != values[:-1]) | (owner[1:] != owner[:-1])
         values, owner = values[distinct], owner[distinct]
-        starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1]))) if len(values) else \
-            np.zeros(0, dtype=np.int64)
+        starts = (
+            np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+            if len(values)
+            else np.zeros(0, dtype=np.int64)
+        )
         uniq, counts = values[starts], np.diff(np.append(starts, len(values)))
         common = counts > max_item_frequency
         stats.excluded_common_across_items = int(common.sum())
@@ -167,12 +184,24 @@ class NgramIndex:
         item_ngrams = np.bincount(owners, minlength=len(items)).astype(np.int32)
         for _, members in short.values():
             item_ngrams[members] = 1
-        return cls(n, hashes, owners, [i for _, i, _ in items], [b for b, _, _ in items], item_ngrams,
-                   dataclasses.asdict(stats), short)
+        return cls(
+            n,
+            hashes,
+            owners,
+            [i for _, i, _ in items],
+            [b for b, _, _ in items],
+            item_ngrams,
+            dataclasses.asdict(stats),
+            short,
+        )
 
     def nbytes(self) -> int:
-        return int(self.hashes.nbytes + self.owners.nbytes + self.item_ngrams.nbytes
-                   + sum(h.nbytes + o.nbytes for h, o in self.short.values()))
+        return int(
+            self.hashes.nbytes
+            + self.owners.nbytes
+            + self.item_ngrams.nbytes
+            + sum(h.nbytes + o.nbytes for h, o in self.short.values())
+        )
 
     def _lookup(self, keys: np.ndarray, owners: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Owner per value or -1.  A bitmap of the keys' top bits answers most misses
@@ -261,8 +290,7 @@ def token_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
     return tokens, spans
 
 
-def cut_matches(text: str, starts: list[int], n: int, window: int = 200, min_piece: int = 200,
-                max_cuts: int = 10):
+def cut_matches(text: str, starts: list[int], n: int, window: int = 200, min_piece: int = 200, max_cuts: int = 10):
     """Remove ``window`` characters around each matched n-gram (NeMo Curator's rule).
 
     Returns (kept text or None when the document should be dropped, removed spans

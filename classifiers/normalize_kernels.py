@@ -41,6 +41,7 @@ numba's on-disk cache does not notice a change in another file
 ``*.nbi``/``*.nbc`` files of ``token_kernels`` and ``feature_kernels`` under
 ``classifiers/__pycache__``, which inline it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -87,8 +88,12 @@ def nfkc_stable_table() -> np.ndarray:
             continue
         ch = chr(cp)
         first = unicodedata.normalize("NFD", ch)[0]
-        table[cp] = (unicodedata.is_normalized("NFKC", ch) and unicodedata.combining(ch) == 0
-                     and unicodedata.combining(first) == 0 and ord(first) not in second)
+        table[cp] = (
+            unicodedata.is_normalized("NFKC", ch)
+            and unicodedata.combining(ch) == 0
+            and unicodedata.combining(first) == 0
+            and ord(first) not in second
+        )
     return table
 
 
@@ -159,7 +164,7 @@ def nfkc_lower_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     action, repl, repl_offsets = nfkc_map_table()
     lower_code = lower_table()[0]
     mapped = np.flatnonzero(action >= 0).tolist()
-    forms = [repl[repl_offsets[k]:repl_offsets[k + 1]].tobytes().decode("utf-8") for k in action[mapped].tolist()]
+    forms = [repl[repl_offsets[k] : repl_offsets[k + 1]].tobytes().decode("utf-8") for k in action[mapped].tolist()]
     pairs = dict(zip(mapped, _arrow_lower(forms)))
     lowered_stable = np.flatnonzero((action == -1) & (lower_code >= 0)).tolist()
     for cp, low in zip(lowered_stable, _arrow_lower([chr(cp) for cp in lowered_stable])):
@@ -185,8 +190,12 @@ def decode_utf8(data, i):
         return ((b0 & 0x1F) << 6) | (np.int64(data[i + 1]) & 0x3F), 2
     if b0 < 0xF0:
         return ((b0 & 0x0F) << 12) | ((np.int64(data[i + 1]) & 0x3F) << 6) | (np.int64(data[i + 2]) & 0x3F), 3
-    return (((b0 & 0x07) << 18) | ((np.int64(data[i + 1]) & 0x3F) << 12)
-            | ((np.int64(data[i + 2]) & 0x3F) << 6) | (np.int64(data[i + 3]) & 0x3F)), 4
+    return (
+        ((b0 & 0x07) << 18)
+        | ((np.int64(data[i + 1]) & 0x3F) << 12)
+        | ((np.int64(data[i + 2]) & 0x3F) << 6)
+        | (np.int64(data[i + 3]) & 0x3F)
+    ), 4
 
 
 @numba.njit(cache=True, inline="always")
@@ -247,8 +256,21 @@ def _map_text(src, i, end, code, repl, repl_offsets, ascii_map, out, o):
 
 
 @numba.njit(cache=True, nogil=True)
-def rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_data, slow_offsets, after_code,
-                  after_repl, after_offsets, ascii_map):
+def rewrite_texts(
+    data,
+    offsets,
+    code,
+    repl,
+    repl_offsets,
+    sizes,
+    slow_of,
+    slow_data,
+    slow_offsets,
+    after_code,
+    after_repl,
+    after_offsets,
+    ascii_map,
+):
     """(data, offsets) of every text rewritten by a ``_replacement_table`` (``code``:
     ``nfkc_lower_table`` or ``nfkc_map_table``) and ``ascii_map``.
 
@@ -269,8 +291,17 @@ def rewrite_texts(data, offsets, code, repl, repl_offsets, sizes, slow_of, slow_
     for d in range(n):
         j = slow_of[d]
         if j >= 0:
-            _map_text(slow_data, slow_offsets[j], slow_offsets[j + 1], after_code, after_repl, after_offsets,
-                      ascii_map, out, out_offsets[d])
+            _map_text(
+                slow_data,
+                slow_offsets[j],
+                slow_offsets[j + 1],
+                after_code,
+                after_repl,
+                after_offsets,
+                ascii_map,
+                out,
+                out_offsets[d],
+            )
         else:
             _map_text(data, offsets[d], offsets[d + 1], code, repl, repl_offsets, ascii_map, out, out_offsets[d])
     return out, out_offsets

@@ -37,6 +37,7 @@ API: ``ParaphraseIndex.build([(name, format, path), ...])`` then
 ``ParaphraseHit(benchmark, item_id, similarity, score, span)``; ``span`` is the
 (start, end) character offsets of the matched span in the document.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,7 +58,8 @@ _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
 _PARAGRAPH = re.compile(r"\S(?:.|\n(?![ \t]*\n))*")  # a block of lines without a blank line
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 STEM = 6
-STOP = frozenset("""
+STOP = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between
 both but by can could did do does doing down during each few for from further had has have having he her
 here hers herself him himself his how i if in into is it its itself just let me more most my myself no nor
@@ -66,7 +68,8 @@ the their theirs them themselves then there these they this those through to too
 we were what when where which while who whom why will with would you your yours yourself yourselves also
 many much each every per one two three four five six seven eight nine ten question answer following true
 false return returns def none self print int str float list given example examples number numbers
-""".split())
+""".split()
+)
 
 
 def normalize_number(tok: str) -> str:
@@ -103,8 +106,8 @@ def numbers_of(text: str) -> set[str]:
 # ---------------------------------------------------------------------------- items
 @dataclasses.dataclass
 class Item:
-    benchmark: str   # benchmark name (as configured)
-    fmt: str         # loader format: gsm8k, humaneval, mmlu, ...
+    benchmark: str  # benchmark name (as configured)
+    fmt: str  # loader format: gsm8k, humaneval, mmlu, ...
     item_id: str
     views: list[str]  # texts embedded for this item; views[0] is the question alone
 
@@ -165,8 +168,10 @@ class Verifier:
 
     def save(self, path: Path = VERIFIER_PATH, **meta):
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"features": list(self.FEATURES), "models": self.models, **meta},
-                                   indent=1, sort_keys=True) + "\n")
+        path.write_text(
+            json.dumps({"features": list(self.FEATURES), "models": self.models, **meta}, indent=1, sort_keys=True)
+            + "\n"
+        )
 
     def model(self, fmt: str) -> dict:
         return self.models.get(fmt) or self.models["*"]
@@ -185,14 +190,15 @@ class Verifier:
 class ParaphraseHit:
     benchmark: str
     item_id: str
-    similarity: float   # cosine of span and the nearest view of the item
-    score: float        # verifier probability
+    similarity: float  # cosine of span and the nearest view of the item
+    score: float  # verifier probability
     span: tuple[int, int]  # character offsets of the matched span in the document
 
 
 @dataclasses.dataclass
 class Candidate:
     """A (document, item) pair near enough to verify, with its verification features."""
+
     doc: int
     item: int
     coverage: float
@@ -208,9 +214,16 @@ class Candidate:
 class ParaphraseIndex:
     """Benchmark items, their lexical bags and their view vectors."""
 
-    def __init__(self, items: list[Item], embedder: Embedder | None = None,
-                 window_sizes: tuple[tuple[int, int], ...] = ((64, 32), (160, 80)), min_similarity: float = 0.5,
-                 max_candidates: int = 5, max_paragraph: int = 250, verifier: Verifier | None = None):
+    def __init__(
+        self,
+        items: list[Item],
+        embedder: Embedder | None = None,
+        window_sizes: tuple[tuple[int, int], ...] = ((64, 32), (160, 80)),
+        min_similarity: float = 0.5,
+        max_candidates: int = 5,
+        max_paragraph: int = 250,
+        verifier: Verifier | None = None,
+    ):
         from scipy import sparse
 
         self.items = items
@@ -308,7 +321,7 @@ class ParaphraseIndex:
         best: dict[tuple[int, int], tuple[float, int]] = {}
         k = min(16, len(self.view_owner))
         for s in range(0, len(vecs), 512):  # exact nearest views: one matrix product per block
-            sims = vecs[s:s + 512] @ self.view_vectors.T
+            sims = vecs[s : s + 512] @ self.view_vectors.T
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             for r in range(len(top)):
                 row = s + r

@@ -30,6 +30,7 @@ coefficients, hashing parameters, preprocessing, calibration map) and
 ``weights.npz`` (float arrays, loaded with ``allow_pickle=False``), plus
 ``MODEL_CARD.md``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from curate.classifiers.feature_kernels import (ascii_class_counts, hashed_ngram_csr, markdown_counts, tfidf_dot,
-                                               word_counts)
+from curate.classifiers.feature_kernels import (
+    ascii_class_counts,
+    hashed_ngram_csr,
+    markdown_counts,
+    tfidf_dot,
+    word_counts,
+)
 from curate.classifiers.minhash import as_string_array as _string_array
 from curate.classifiers.minhash import normalized_buffers, string_buffers, text_token_hashes
 from curate.classifiers.normalize_kernels import whitespace_table
@@ -63,19 +69,57 @@ MAX_JSON_BYTES = 5 * 1024**2
 MAX_WEIGHTS_BYTES = 256 * 1024**2
 
 EXPLANATION_MARKERS = [
-    "because", "therefore", "this means", "in other words", "note that", "for example", "for instance",
-    "that is", "thus", "hence", "consequently", "as a result", "in general", "recall that", "suppose",
-    "consider", "is defined as", "refers to", "is called", "we can", "in this section", "the reason",
+    "because",
+    "therefore",
+    "this means",
+    "in other words",
+    "note that",
+    "for example",
+    "for instance",
+    "that is",
+    "thus",
+    "hence",
+    "consequently",
+    "as a result",
+    "in general",
+    "recall that",
+    "suppose",
+    "consider",
+    "is defined as",
+    "refers to",
+    "is called",
+    "we can",
+    "in this section",
+    "the reason",
 ]
 NOISE_MARKERS = [
-    "click here", "subscribe", "cookie", "advertisement", "sign up", "buy now", "free shipping",
-    "add to cart", "all rights reserved", "privacy policy", "unsubscribe", "log in", "login", "lol",
-    "omg", "!!!", "limited time", "act now", "terms and conditions", "follow us",
+    "click here",
+    "subscribe",
+    "cookie",
+    "advertisement",
+    "sign up",
+    "buy now",
+    "free shipping",
+    "add to cart",
+    "all rights reserved",
+    "privacy policy",
+    "unsubscribe",
+    "log in",
+    "login",
+    "lol",
+    "omg",
+    "!!!",
+    "limited time",
+    "act now",
+    "terms and conditions",
+    "follow us",
 ]
 EXAMPLE_MARKERS = ["example", "e.g.", "for instance", "exercise", "solution", "try it", "suppose"]
 # A short lexicon of academic/technical vocabulary (Academic Word List style,
 # plus common science and computing terms).
-TECHNICAL_TERMS = sorted(set("""
+TECHNICAL_TERMS = sorted(
+    set(
+        """
 analysis approach assume assumption concept conclude consist constant context data define definition
 derive distribution element equation estimate evaluate evidence factor formula function hypothesis
 identify indicate interpret method parameter principle procedure process proportion range ratio
@@ -86,19 +130,42 @@ string syntax value mean median mode probability sample population random standa
 interval confidence frequency correlation regression percentile quartile histogram experiment
 observation measure unit energy force mass temperature pressure cell molecule species system
 period century economy government population culture language process physical chemical
-""".split()))
+""".split()
+    )
+)
 
 # The reference design's hand features (the first 11) plus five of ours that
 # separate explaining from chatting (long words, first/second person, !/?,
 # digits, capitals).
 SEED_FEATURES = [
-    "code_blocks", "headers", "list_items", "examples", "avg_sentence_words", "unique_word_ratio",
-    "technical_density", "explanation_per_100w", "noise_per_100w", "log_words", "log_paragraphs",
+    "code_blocks",
+    "headers",
+    "list_items",
+    "examples",
+    "avg_sentence_words",
+    "unique_word_ratio",
+    "technical_density",
+    "explanation_per_100w",
+    "noise_per_100w",
+    "log_words",
+    "log_paragraphs",
 ]
 HAND_FEATURES = [
-    "code_blocks", "headers", "list_items", "examples", "avg_sentence_words", "unique_word_ratio",
-    "technical_density", "explanation_per_100w", "noise_per_100w", "log_words", "log_paragraphs",
-    "long_word_ratio", "first_second_person_per_100w", "exclaim_question_per_sentence", "digit_ratio",
+    "code_blocks",
+    "headers",
+    "list_items",
+    "examples",
+    "avg_sentence_words",
+    "unique_word_ratio",
+    "technical_density",
+    "explanation_per_100w",
+    "noise_per_100w",
+    "log_words",
+    "log_paragraphs",
+    "long_word_ratio",
+    "first_second_person_per_100w",
+    "exclaim_question_per_sentence",
+    "digit_ratio",
     "upper_ratio",
 ]
 
@@ -108,12 +175,14 @@ def _alternation(phrases) -> str:
 
 
 _EXPLANATION_RE = _alternation(EXPLANATION_MARKERS)
-_NOISE_RE = r"(?i)(?:\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in NOISE_MARKERS if p != "!!!") + r")\b|!!!)"
+_NOISE_RE = (
+    r"(?i)(?:\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in NOISE_MARKERS if p != "!!!") + r")\b|!!!)"
+)
 _EXAMPLE_RE = _alternation(EXAMPLE_MARKERS)
 _TECH_RE = r"(?i)\b(?:" + "|".join(TECHNICAL_TERMS) + r")s?\b"
 _PERSON_RE = r"(?i)\b(?:i|me|my|you|your|we|us|our|i'm|you're|lol)\b"
 # The structural counts, by their definition as RE2 patterns; computed by one
-# compiled pass (``kernels.markdown_counts``, tested equal to these on the
+# compiled pass (``feature_kernels.markdown_counts``, tested equal to these on the
 # real documents and on fuzzed markdown), not six regex passes.
 MARKDOWN_PATTERNS = {
     "sentences": r"[.!?]+(?:\s|$)",
@@ -141,8 +210,9 @@ def hand_features(texts: list[str] | pa.Array, normalized=None) -> np.ndarray:
     words, unique = counts.astype(np.float64), unique_counts.astype(np.float64)
     raw = string_buffers(arr)
     digits, upper, marks = ascii_class_counts(*raw).T.astype(np.float64)
-    sentence_ends, fences, headers, list_items, paragraph_breaks, long_words = \
-        markdown_counts(*raw).T.astype(np.float64)
+    sentence_ends, fences, headers, list_items, paragraph_breaks, long_words = markdown_counts(*raw).T.astype(
+        np.float64
+    )
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
     safe_words = np.maximum(words, 1.0)
     safe_chars = np.maximum(chars, 1.0)
@@ -196,24 +266,36 @@ class HashingParams:
     replaced scikit-learn's HashingVectorizer (a Python generator per token,
     ~60% of the quality stage's time) in model format 2.
     """
+
     n_features: int = 2**18
     ngram_max: int = 2
 
     def transform(self, texts, normalized=None) -> sp.csr_matrix:
         """(n_docs, n_features) float32 counts (``normalized``: as in ``hand_features``)."""
         hashes, offsets = text_token_hashes(texts, normalized)
-        indptr, indices, counts = hashed_ngram_csr(hashes, np.asarray(offsets, dtype=np.int64), self.ngram_max,
-                                                   self.n_features)
+        indptr, indices, counts = hashed_ngram_csr(
+            hashes, np.asarray(offsets, dtype=np.int64), self.ngram_max, self.n_features
+        )
         return sp.csr_matrix((counts, indices, indptr), shape=(len(offsets) - 1, self.n_features))
 
 
 class QualityModel:
     """A trained linear quality model; ``score(texts) -> np.ndarray`` in [0, 1]."""
 
-    def __init__(self, model_type: str, coef_hand: np.ndarray | None, coef_tfidf: np.ndarray | None,
-                 intercept: float, scaler_mean: np.ndarray | None, scaler_scale: np.ndarray | None,
-                 idf: np.ndarray | None, hashing: HashingParams, card: dict | None = None,
-                 preprocess: str = "none", calibration: dict | None = None):
+    def __init__(
+        self,
+        model_type: str,
+        coef_hand: np.ndarray | None,
+        coef_tfidf: np.ndarray | None,
+        intercept: float,
+        scaler_mean: np.ndarray | None,
+        scaler_scale: np.ndarray | None,
+        idf: np.ndarray | None,
+        hashing: HashingParams,
+        card: dict | None = None,
+        preprocess: str = "none",
+        calibration: dict | None = None,
+    ):
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type must be one of {MODEL_TYPES}")
         if preprocess not in PREPROCESSING:
@@ -223,8 +305,11 @@ class QualityModel:
         self.intercept, self.scaler_mean, self.scaler_scale = float(intercept), scaler_mean, scaler_scale
         self.idf, self.hashing, self.card = idf, hashing, card or {}
         # what ``tfidf_dot`` reads: float64 copies, made once rather than per batch
-        self._tfidf64 = ((idf.astype(np.float64), coef_tfidf.astype(np.float64))
-                         if idf is not None and coef_tfidf is not None else None)
+        self._tfidf64 = (
+            (idf.astype(np.float64), coef_tfidf.astype(np.float64))
+            if idf is not None and coef_tfidf is not None
+            else None
+        )
 
     # ---- features -------------------------------------------------------
     def uses_hand(self) -> bool:
@@ -245,7 +330,7 @@ class QualityModel:
     def decision(self, texts) -> np.ndarray:
         """The linear model's decision value: the design matrix's row times the
         coefficients, with the TF-IDF part's dot product computed straight from
-        the token hashes (``kernels.tfidf_dot``: no sparse matrix)."""
+        the token hashes (``feature_kernels.tfidf_dot``: no sparse matrix)."""
         texts = self.prepare(texts)
         normalized = normalized_buffers(texts)  # tokenized once for both feature families
         z = np.full(len(texts), self.intercept)
@@ -277,10 +362,15 @@ class QualityModel:
                 arrays[name] = np.asarray(value, dtype=np.float32 if name in ("coef_tfidf", "idf") else np.float64)
         np.savez_compressed(d / "weights.npz", **arrays)
         meta = {
-            "format": "curate-quality-linear", "format_version": FORMAT_VERSION, "model_type": self.model_type,
+            "format": "curate-quality-linear",
+            "format_version": FORMAT_VERSION,
+            "model_type": self.model_type,
             "hand_features": HAND_FEATURES if self.uses_hand() else [],
-            "hashing": dataclasses.asdict(self.hashing), "intercept": self.intercept, "card": self.card,
-            "preprocess": self.preprocess, "calibration": self.calibration,
+            "hashing": dataclasses.asdict(self.hashing),
+            "intercept": self.intercept,
+            "card": self.card,
+            "preprocess": self.preprocess,
+            "calibration": self.calibration,
         }
         (d / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         if card_markdown:
@@ -322,8 +412,9 @@ def load_model(directory: str | Path) -> QualityModel:
     for name, value in arrays.items():
         if value.dtype.kind != "f" or value.ndim != 1 or not np.all(np.isfinite(value)):
             raise ModelFormatError(f"quality model {d}: array {name} must be a finite 1-d float array")
-    hashing = HashingParams(**{k: int(v) for k, v in meta.get("hashing", {}).items()
-                               if k in ("n_features", "ngram_max")})
+    hashing = HashingParams(
+        **{k: int(v) for k, v in meta.get("hashing", {}).items() if k in ("n_features", "ngram_max")}
+    )
     model_type = meta["model_type"]
     expect = {}
     if model_type in ("features", "ensemble"):
@@ -340,9 +431,19 @@ def load_model(directory: str | Path) -> QualityModel:
         calibration = check_calibration(meta["calibration"]) if meta.get("calibration") else None
     except ValueError as exc:
         raise ModelFormatError(f"quality model {d}: {exc}") from exc
-    return QualityModel(model_type, arrays.get("coef_hand"), arrays.get("coef_tfidf"), float(meta["intercept"]),
-                        arrays.get("scaler_mean"), arrays.get("scaler_scale"), arrays.get("idf"), hashing,
-                        meta.get("card"), preprocess, calibration)
+    return QualityModel(
+        model_type,
+        arrays.get("coef_hand"),
+        arrays.get("coef_tfidf"),
+        float(meta["intercept"]),
+        arrays.get("scaler_mean"),
+        arrays.get("scaler_scale"),
+        arrays.get("idf"),
+        hashing,
+        meta.get("card"),
+        preprocess,
+        calibration,
+    )
 
 
 def check_calibration(cal: dict) -> dict:
@@ -356,8 +457,17 @@ def check_calibration(cal: dict) -> dict:
             raise ValueError("platt calibration needs finite numbers a and b")
         return {"method": "platt", "a": float(cal["a"]), "b": float(cal["b"])}
     x, y = np.asarray(cal.get("x", []), dtype=np.float64), np.asarray(cal.get("y", []), dtype=np.float64)
-    if (x.ndim != 1 or x.shape != y.shape or len(x) < 2 or not np.all(np.isfinite(x)) or not np.all(np.isfinite(y))
-            or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0) or y.min() < 0 or y.max() > 1):
+    if (
+        x.ndim != 1
+        or x.shape != y.shape
+        or len(x) < 2
+        or not np.all(np.isfinite(x))
+        or not np.all(np.isfinite(y))
+        or np.any(np.diff(x) <= 0)
+        or np.any(np.diff(y) < 0)
+        or y.min() < 0
+        or y.max() > 1
+    ):
         raise ValueError("isotonic calibration needs increasing x and non-decreasing y in [0, 1] of one length >= 2")
     return {"method": "isotonic", "x": x.tolist(), "y": y.tolist()}
 
@@ -374,8 +484,9 @@ def default_model_dir() -> str:
     return str(resources.files("curate.classifiers").joinpath("models", "edu_quality"))
 
 
-def design_matrix(texts, model_type: str, hashing: HashingParams, idf, scaler_mean, scaler_scale,
-                  normalized=None) -> sp.csr_matrix:
+def design_matrix(
+    texts, model_type: str, hashing: HashingParams, idf, scaler_mean, scaler_scale, normalized=None
+) -> sp.csr_matrix:
     blocks = []
     texts = _string_array(texts)
     if normalized is None:
@@ -394,16 +505,19 @@ class Features:
     features and hashed n-gram counts (either may be None, by model type).  The
     scaler and the IDF are fitted per training set (``fit``), so one
     ``featurize`` serves every fold of a cross-validation."""
+
     hand: np.ndarray | None
     counts: sp.csr_matrix | None
 
     def take(self, rows) -> "Features":
-        return Features(None if self.hand is None else self.hand[rows],
-                        None if self.counts is None else self.counts[rows])
+        return Features(
+            None if self.hand is None else self.hand[rows], None if self.counts is None else self.counts[rows]
+        )
 
 
-def featurize(texts, model_type: str = "ensemble", hashing: HashingParams | None = None,
-              preprocess: str = "none") -> Features:
+def featurize(
+    texts, model_type: str = "ensemble", hashing: HashingParams | None = None, preprocess: str = "none"
+) -> Features:
     hashing = hashing or HashingParams()
     texts = _string_array(texts)
     if preprocess == "strip_markdown":
@@ -414,9 +528,17 @@ def featurize(texts, model_type: str = "ensemble", hashing: HashingParams | None
     return Features(hand, counts)
 
 
-def fit(features: Features, labels, model_type: str = "ensemble", C: float = 4.0,
-        hashing: HashingParams | None = None, preprocess: str = "none", sample_weight=None,
-        hand_weight: float = 1.0, card: dict | None = None) -> QualityModel:
+def fit(
+    features: Features,
+    labels,
+    model_type: str = "ensemble",
+    C: float = 4.0,
+    hashing: HashingParams | None = None,
+    preprocess: str = "none",
+    sample_weight=None,
+    hand_weight: float = 1.0,
+    card: dict | None = None,
+) -> QualityModel:
     """Fit the scaler, the IDF and a logistic regression (liblinear, balanced classes,
     fixed seed: deterministic) on featurized documents.  ``hand_weight`` scales the
     standardized hand features against the unit-norm TF-IDF row (a per-block
@@ -447,8 +569,18 @@ def fit(features: Features, labels, model_type: str = "ensemble", C: float = 4.0
     card = dict(card or {})
     card.setdefault("train_documents", int(len(labels)))
     card.setdefault("positives", int(labels.sum()))
-    return QualityModel(model_type, coef_hand, coef_tfidf, float(clf.intercept_[0]), scaler_mean, scaler_scale,
-                        idf, hashing, card, preprocess)
+    return QualityModel(
+        model_type,
+        coef_hand,
+        coef_tfidf,
+        float(clf.intercept_[0]),
+        scaler_mean,
+        scaler_scale,
+        idf,
+        hashing,
+        card,
+        preprocess,
+    )
 
 
 def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -461,15 +593,32 @@ def _tfidf_rows(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return (sp.diags(1.0 / norms) @ tfidf).tocsr()
 
 
-def train(texts: list[str], labels: np.ndarray, model_type: str = "ensemble", C: float = 4.0,
-          hashing: HashingParams | None = None, card: dict | None = None, preprocess: str = "none",
-          sample_weight=None, hand_weight: float = 1.0) -> QualityModel:
+def train(
+    texts: list[str],
+    labels: np.ndarray,
+    model_type: str = "ensemble",
+    C: float = 4.0,
+    hashing: HashingParams | None = None,
+    card: dict | None = None,
+    preprocess: str = "none",
+    sample_weight=None,
+    hand_weight: float = 1.0,
+) -> QualityModel:
     """Featurize and ``fit``; deterministic (liblinear, fixed seed, fixed data order)."""
     hashing = hashing or HashingParams()
     card = dict(card or {})
     card.setdefault("trained_utc", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    return fit(featurize(texts, model_type, hashing, preprocess), labels, model_type, C, hashing, preprocess,
-               sample_weight, hand_weight, card)
+    return fit(
+        featurize(texts, model_type, hashing, preprocess),
+        labels,
+        model_type,
+        C,
+        hashing,
+        preprocess,
+        sample_weight,
+        hand_weight,
+        card,
+    )
 
 
 def roc_auc(labels, scores) -> float:
@@ -484,5 +633,9 @@ def precision_recall_at(labels, scores, threshold: float) -> dict:
     tp = int((predicted & labels).sum())
     precision = tp / predicted.sum() if predicted.sum() else math.nan
     recall = tp / labels.sum() if labels.sum() else math.nan
-    return {"threshold": threshold, "precision": round(float(precision), 4), "recall": round(float(recall), 4),
-            "selected": int(predicted.sum())}
+    return {
+        "threshold": threshold,
+        "precision": round(float(precision), 4),
+        "recall": round(float(recall), 4),
+        "selected": int(predicted.sum()),
+    }

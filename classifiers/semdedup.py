@@ -28,6 +28,7 @@ pair split across two clusters is missed; SemDeDup accepts that loss (the
 pair's members are close to each other, so they rarely fall on different sides
 of a boundary), and the evaluation measures recall with it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,13 +46,14 @@ DEFAULT_EPS = 0.02
 @dataclasses.dataclass(frozen=True)
 class Removal:
     doc_id: str
-    duplicate_of: str   # the kept document of its component (smallest id)
+    duplicate_of: str  # the kept document of its component (smallest id)
     cluster: int
-    similarity: float   # cosine to the kept document
+    similarity: float  # cosine to the kept document
 
 
-def embed_documents(texts, embedder: Embedder | None = None, max_chunks: int = 4,
-                    chunk_tokens: int = 256) -> np.ndarray:
+def embed_documents(
+    texts, embedder: Embedder | None = None, max_chunks: int = 4, chunk_tokens: int = 256
+) -> np.ndarray:
     """One L2-normalized vector per document: mean of its first chunks' vectors."""
     emb = embedder or default_embedder()
     texts = list(texts)
@@ -68,7 +70,7 @@ def embed_documents(texts, embedder: Embedder | None = None, max_chunks: int = 4
         for c in range(min(max_chunks, (len(offs) + step - 1) // step)):
             a = offs[c * step][0]
             last = min(len(offs), (c + 1) * step) - 1
-            pieces.append(text[a:offs[last][1]])
+            pieces.append(text[a : offs[last][1]])
             owner.append(d)
     vecs = emb.embed(pieces) if pieces else np.zeros((0, 384), np.float32)
     out = np.zeros((len(texts), vecs.shape[1] if len(vecs) else 384), dtype=np.float32)
@@ -122,8 +124,14 @@ def dedup_cluster(ids: list[str], vectors: np.ndarray, eps: float, cluster: int 
     return out
 
 
-def semdedup(ids: list[str], vectors: np.ndarray, eps: float = DEFAULT_EPS, n_clusters: int | None = None,
-             seed: int = 0, max_cluster: int = 20_000) -> list[Removal]:
+def semdedup(
+    ids: list[str],
+    vectors: np.ndarray,
+    eps: float = DEFAULT_EPS,
+    n_clusters: int | None = None,
+    seed: int = 0,
+    max_cluster: int = 20_000,
+) -> list[Removal]:
     """All removals of a collection that fits one machine (the reference the stage reproduces)."""
     n = len(ids)
     if n < 2:

@@ -5,6 +5,7 @@ Exact-dedup normalization is the near-dedup tokenizer's NFKC + lower-casing
 (NFKC only for the documents a compiled scan finds it could change) and one
 compiled whitespace pass; the hash reads the result's buffer directly.
 """
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -68,8 +69,9 @@ def exact_dedup_hashes(texts: pa.Array) -> list[bytes]:
     view, bounds = memoryview(data), offsets.tolist()
     digest = xxhash.xxh3_128_digest
     valid = pc.is_valid(texts).to_numpy(zero_copy_only=False) if texts.null_count else None
-    return [digest(view[bounds[i]:bounds[i + 1]]) if valid is None or valid[i] else b""
-            for i in range(len(bounds) - 1)]
+    return [
+        digest(view[bounds[i] : bounds[i + 1]]) if valid is None or valid[i] else b"" for i in range(len(bounds) - 1)
+    ]
 
 
 def char_lengths(texts: pa.Array) -> pa.Array:
@@ -88,7 +90,7 @@ def total_chars(texts: pa.Array) -> int:
     from curate.classifiers.minhash import string_buffers
 
     data, offsets = string_buffers(texts)
-    data = data[offsets[0]:offsets[-1]]
+    data = data[offsets[0] : offsets[-1]]
     return len(data) - int(normalize_kernels.utf8_continuation_bytes(data))
 
 

@@ -5,6 +5,7 @@ A document passes when it has at least ``min_words`` words, at least
 every fenced Python code block in it parses (``ast.parse``: the code is
 parsed, never compiled to run, never executed).
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,11 @@ import pyarrow.compute as pc
 
 from curate.classifiers.quality import EXAMPLE_MARKERS, EXPLANATION_MARKERS
 
-_MARKERS_RE = r"(?i)\b(?:" + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in
-                                      sorted(set(EXPLANATION_MARKERS + EXAMPLE_MARKERS))) + r")"
+_MARKERS_RE = (
+    r"(?i)\b(?:"
+    + "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in sorted(set(EXPLANATION_MARKERS + EXAMPLE_MARKERS)))
+    + r")"
+)
 _FENCED = re.compile(r"^\s*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^\s*```", re.S | re.M)
 _PYTHON_TAGS = {"python", "py", "python3", "pycon", ""}
 
@@ -40,14 +44,14 @@ def python_blocks_valid(text: str) -> bool:
     return True
 
 
-def textbook_reasons(texts: pa.Array, min_words: int = 100, min_markers: int = 2,
-                     check_code: bool = True) -> list[str]:
+def textbook_reasons(texts: pa.Array, min_words: int = 100, min_markers: int = 2, check_code: bool = True) -> list[str]:
     """Per document: "" when it passes, else the first failing reason."""
     texts = pc.fill_null(texts, "")
     words = pc.list_value_length(pc.utf8_split_whitespace(texts)).to_numpy(zero_copy_only=False)
     markers = pc.count_substring_regex(texts, pattern=_MARKERS_RE).to_numpy(zero_copy_only=False)
-    reasons = np.where(words < min_words, "too_few_words",
-                       np.where(markers < min_markers, "too_few_educational_markers", "")).astype(object)
+    reasons = np.where(
+        words < min_words, "too_few_words", np.where(markers < min_markers, "too_few_educational_markers", "")
+    ).astype(object)
     if check_code:
         has_fence = pc.match_substring(texts, "```").to_numpy(zero_copy_only=False)
         py = texts.to_pylist()

@@ -32,6 +32,7 @@ numba's on-disk cache does not notice a change in another file
 cached ``*.nbi``/``*.nbc`` files of ``minhash_kernels`` and
 ``feature_kernels`` under ``classifiers/__pycache__``, which inline them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,9 +55,21 @@ _U64 = (1 << 64) - 1
 
 # Han (incl. radicals, extensions, compatibility), Hiragana, Katakana, Hangul, Thai.
 _SPACELESS_RANGES = [
-    (0x0E00, 0x0E7F), (0x1100, 0x11FF), (0x2E80, 0x2FDF), (0x3005, 0x3007), (0x3021, 0x3029),
-    (0x3038, 0x303B), (0x3041, 0x30FF), (0x3130, 0x318F), (0x31F0, 0x31FF), (0x3400, 0x4DBF),
-    (0x4E00, 0x9FFF), (0xA960, 0xA97F), (0xAC00, 0xD7FF), (0xF900, 0xFAFF), (0xFF66, 0xFFDC),
+    (0x0E00, 0x0E7F),
+    (0x1100, 0x11FF),
+    (0x2E80, 0x2FDF),
+    (0x3005, 0x3007),
+    (0x3021, 0x3029),
+    (0x3038, 0x303B),
+    (0x3041, 0x30FF),
+    (0x3130, 0x318F),
+    (0x31F0, 0x31FF),
+    (0x3400, 0x4DBF),
+    (0x4E00, 0x9FFF),
+    (0xA960, 0xA97F),
+    (0xAC00, 0xD7FF),
+    (0xF900, 0xFAFF),
+    (0xFF66, 0xFFDC),
     (0x20000, 0x3134F),
 ]
 
@@ -70,7 +83,7 @@ def code_point_classes() -> np.ndarray:
         if unicodedata.category(ch)[0] in "PS" or ch.isspace():
             table[cp] = SEPARATOR
     for lo, hi in _SPACELESS_RANGES:
-        block = table[lo:hi + 1]
+        block = table[lo : hi + 1]
         block[block == WORD] = SPACELESS
     return table
 
@@ -216,7 +229,9 @@ def deleting_classes() -> np.ndarray:
     cps = [cp for cp in range(TABLE_SIZE) if not 0xD800 <= cp <= 0xDFFF]  # surrogates never occur in UTF-8
     chars = pa.array([chr(cp) for cp in cps], pa.string())
     deleted = pc.match_substring_regex(chars, pattern=r"^[\p{P}\p{S}]$").to_numpy(zero_copy_only=False)
-    split = pc.equal(pc.list_value_length(pc.utf8_split_whitespace(pc.binary_join_element_wise("a", chars, "b", ""))), 2)
+    split = pc.equal(
+        pc.list_value_length(pc.utf8_split_whitespace(pc.binary_join_element_wise("a", chars, "b", ""))), 2
+    )
     numeric = pc.utf8_is_numeric(chars).to_numpy(zero_copy_only=False)
     table = np.full(TABLE_SIZE, KEEP, dtype=np.uint8)
     idx = np.array(cps)

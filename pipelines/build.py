@@ -11,6 +11,7 @@ The pipeline writes into ``OUTPUT/_tmp-<run id>/``; only after it finished and
 the conservation check passed are the files moved into place, so a killed run
 never leaves output that looks complete.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,16 +35,33 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import curate
 from curate.pipelines import beam as beam_patches
-from curate.pipelines.beam import local_runner
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
+from curate.pipelines.beam import local_runner
 from curate.pipelines.config import Config, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
 from curate.transforms import registry
-from curate.transforms.io import (InputError, ReadParquetShards, WriteParquetShards, expand_inputs, inspect_inputs,
-                                  open_parquet, write_json)
-from curate.transforms.stage import (IN, KEPT, KEPT_BY_GROUP, REJECTED, REPEATS, Columns, CountDocs, Rebatch,
-                                     SampleRejects, sum_pairs)
+from curate.transforms.io import (
+    InputError,
+    ReadParquetShards,
+    WriteParquetShards,
+    expand_inputs,
+    inspect_inputs,
+    open_parquet,
+    write_json,
+)
+from curate.transforms.stage import (
+    IN,
+    KEPT,
+    KEPT_BY_GROUP,
+    REJECTED,
+    REPEATS,
+    Columns,
+    CountDocs,
+    Rebatch,
+    SampleRejects,
+    sum_pairs,
+)
 
 TMP_PREFIX = "_tmp-"
 STATS_FILE = "_stats.json"
@@ -63,8 +81,13 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     """The configured stages in the registry's order; each checks its files on the driver.
 
     ``input_rows`` sizes the dedup shuffles (partitions) when the config leaves them null."""
-    ctx = registry.BuildContext(columns=columns, input_rows=input_rows, staging=staging,
-                                tokens_per_char=cfg.tokens_per_char, batch_size=cfg.input.batch_size)
+    ctx = registry.BuildContext(
+        columns=columns,
+        input_rows=input_rows,
+        staging=staging,
+        tokens_per_char=cfg.tokens_per_char,
+        batch_size=cfg.input.batch_size,
+    )
     stages = []
     for spec in registry.specs(cfg.order):
         stage_cfg = spec.config() if spec.always else cfg.stages.__dict__[spec.key]
@@ -80,8 +103,9 @@ def check_stages(cfg: Config) -> None:
     """The driver-side checks of every configured stage (models, benchmark files, language codes)
     without input: ``curate config check``.  A run makes the same checks on its real schema."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
-    schema = pa.schema([(columns.id, pa.string()), (columns.text, pa.string()),
-                        (cfg.stages.mixing.source_column, pa.string())])
+    schema = pa.schema(
+        [(columns.id, pa.string()), (columns.text, pa.string()), (cfg.stages.mixing.source_column, pa.string())]
+    )
     make_stages(cfg, columns, schema)
 
 
@@ -110,16 +134,18 @@ def input_schema(cfg: Config, paths: list[str], schema: pa.Schema) -> pa.Schema:
     return schema
 
 
-def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str,
-                   input_rows: int = 0, stages=None) -> list[tuple[str, str]]:
+def build_pipeline(
+    p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str, input_rows: int = 0, stages=None
+) -> list[tuple[str, str]]:
     """Add the whole curation graph to ``p``; returns (slot, name) of the stages run.
 
     ``stages`` are ``make_stages``' result when the caller checked them already."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     source_of = source_by_path(cfg, paths)
     schema = input_schema(cfg, paths, schema)
-    batches = p | "ReadShards" >> ReadParquetShards(paths, schema, cfg.input.batch_size, source_of,
-                                                    cfg.stages.mixing.source_column)
+    batches = p | "ReadShards" >> ReadParquetShards(
+        paths, schema, cfg.input.batch_size, source_of, cfg.stages.mixing.source_column
+    )
     stats = []
     written = []
     rejected = []
@@ -133,9 +159,11 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         kept_once, repeat_column = result.kept, stage.repeat_column
         if repeat_column:  # a repeated document counts once as kept, its copies as repeats
             kept_once = result.kept | f"FirstCopy[{stage.name}]" >> beam.Map(
-                lambda b, c=repeat_column: b.filter(pc.equal(b.column(c), 0)))
+                lambda b, c=repeat_column: b.filter(pc.equal(b.column(c), 0))
+            )
             repeats = result.kept | f"Repeats[{stage.name}]" >> beam.Map(
-                lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0)))
+                lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0))
+            )
             stats.append(repeats | CountDocs(stage.name, REPEATS, columns.text))
             stats.append(kept_once | CountDocs(stage.name, KEPT, columns.text))
         stats += [
@@ -148,26 +176,44 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         rejected.append(result.rejected)
         written.append(
             result.rejected
-            | f"WriteRejects[{stage.name}]" >> WriteParquetShards(
-                FileSystems.join(staging, "rejects", stage.name), stage.reject_schema(schema),
-                cfg.output.reject_shards, columns, _compression(cfg))
+            | f"WriteRejects[{stage.name}]"
+            >> WriteParquetShards(
+                FileSystems.join(staging, "rejects", stage.name),
+                stage.reject_schema(schema),
+                cfg.output.reject_shards,
+                columns,
+                _compression(cfg),
+            )
             | f"Label[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"rejects/{name}", w.rows))
         )
         if result.routed is not None:
             written.append(
                 result.routed
-                | f"WriteRouted[{stage.name}]" >> WriteParquetShards(
-                    FileSystems.join(staging, "by_language"), stage.reject_schema(schema),
-                    cfg.output.reject_shards, columns, _compression(cfg), partition_column=stage.group_column)
+                | f"WriteRouted[{stage.name}]"
+                >> WriteParquetShards(
+                    FileSystems.join(staging, "by_language"),
+                    stage.reject_schema(schema),
+                    cfg.output.reject_shards,
+                    columns,
+                    _compression(cfg),
+                    partition_column=stage.group_column,
+                )
                 | f"LabelRouted[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"routed/{name}", w.rows))
             )
         if stage.cuts is not None:
             written.append(
-                stage.cuts | f"CutBatches[{stage.name}]" >> Rebatch(stage.cut_schema, cfg.input.batch_size)
-                | f"WriteCuts[{stage.name}]" >> WriteParquetShards(
-                    FileSystems.join(staging, "cuts", stage.name), stage.cut_schema, 1,
-                    Columns(id="id", text="cut_text"), _compression(cfg))
-                | f"LabelCuts[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"cuts/{name}", w.rows)))
+                stage.cuts
+                | f"CutBatches[{stage.name}]" >> Rebatch(stage.cut_schema, cfg.input.batch_size)
+                | f"WriteCuts[{stage.name}]"
+                >> WriteParquetShards(
+                    FileSystems.join(staging, "cuts", stage.name),
+                    stage.cut_schema,
+                    1,
+                    Columns(id="id", text="cut_text"),
+                    _compression(cfg),
+                )
+                | f"LabelCuts[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"cuts/{name}", w.rows))
+            )
         if result.extra_stats is not None:
             stats.append(result.extra_stats)
         if stage.group_column:
@@ -179,10 +225,15 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, paths: list[str], schema, stag
         stats.append(current | CountDocs(*current_keys[0], columns.text, also=current_keys[1:]))
     written.append(
         current
-        | "WriteKept" >> WriteParquetShards(
-            FileSystems.join(staging, "kept"), schema, cfg.output.num_shards, columns, _compression(cfg),
-            partition_column=next((s.kept_partition_column for s in reversed(stages) if s.kept_partition_column),
-                                  None))
+        | "WriteKept"
+        >> WriteParquetShards(
+            FileSystems.join(staging, "kept"),
+            schema,
+            cfg.output.num_shards,
+            columns,
+            _compression(cfg),
+            partition_column=next((s.kept_partition_column for s in reversed(stages) if s.kept_partition_column), None),
+        )
         | "LabelKept" >> beam.Map(lambda w: ("kept", w.rows))
     )
     stats_path = FileSystems.join(staging, STATS_FILE)
@@ -227,8 +278,11 @@ def _listing(directory: str) -> list[str]:
 
 def prepare_output(output: str, overwrite: bool) -> None:
     """Refuse a non-empty output unless ``overwrite``; staging of dead runs and the lock do not count."""
-    existing = [p for p in _listing(output) if f"/{TMP_PREFIX}" not in p.replace(os.sep, "/")
-                and os.path.basename(p) != LOCK_FILE]
+    existing = [
+        p
+        for p in _listing(output)
+        if f"/{TMP_PREFIX}" not in p.replace(os.sep, "/") and os.path.basename(p) != LOCK_FILE
+    ]
     if existing and not overwrite:
         raise OutputExistsError(
             f"output {output} exists and is not empty ({len(existing)} files); "
@@ -237,14 +291,21 @@ def prepare_output(output: str, overwrite: bool) -> None:
 
 
 PUBLISHED_DIRS = ("kept", "rejects", "by_language", "cuts")
-RUN_FILES = ("funnel.json", "funnel.md", "run.json", "contamination.json", "mixture.json", "samples.json",
-             "report.html", "_SUCCESS")
+RUN_FILES = (
+    "funnel.json",
+    "funnel.md",
+    "run.json",
+    "contamination.json",
+    "mixture.json",
+    "samples.json",
+    "report.html",
+    "_SUCCESS",
+)
 
 
 def staged_files(staging: str) -> list[str]:
     """Every file of a finished staging folder that is published (the pipeline's own bookkeeping is not)."""
-    return sorted(p for p in _listing(staging)
-                  if not os.path.basename(p).startswith("_"))
+    return sorted(p for p in _listing(staging) if not os.path.basename(p).startswith("_"))
 
 
 def published_rows(files: list[str], staging: str, routed_stage: str | None) -> dict[str, int]:
@@ -253,7 +314,7 @@ def published_rows(files: list[str], staging: str, routed_stage: str | None) -> 
     prefix = staging.rstrip("/") + "/"
     rows: dict[str, int] = {}
     for path in files:
-        rel = path.replace(os.sep, "/")[len(prefix):] if path.startswith(prefix) else path
+        rel = path.replace(os.sep, "/")[len(prefix) :] if path.startswith(prefix) else path
         top, _, rest = rel.partition("/")
         if not rel.endswith(".parquet") or top == "cuts":
             continue
@@ -280,7 +341,7 @@ def publish(staging: str, output: str, files: list[str]) -> None:
         if FileSystems.exists(path):
             FileSystems.delete([path])
     prefix = staging.rstrip("/")
-    targets = [output.rstrip("/") + p[len(prefix):] for p in files]
+    targets = [output.rstrip("/") + p[len(prefix) :] for p in files]
     for target in targets:
         if "://" not in target:  # local renames need the parent folder
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -309,8 +370,11 @@ def pipeline_args(cfg: Config, cli_args: list[str], input_rows: int) -> list[str
     """
     args = beam_patches.worker_options(cfg.runner.as_args() + list(cli_args))
     chosen = any(a.startswith("--runner") for a in args)
-    if not chosen and input_rows >= cfg.runner.multiprocess_min_rows and not any(
-            a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args):
+    if (
+        not chosen
+        and input_rows >= cfg.runner.multiprocess_min_rows
+        and not any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args)
+    ):
         args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
     return args
 
@@ -365,6 +429,7 @@ def before_publish(staging: str) -> None:
 
 def publish_stage_files(funnel: dict, staging: str) -> None:
     """Each run stage's ``publish`` hook: files of its own (mixture.json ...) and top-level funnel keys."""
+
     def read(name):
         path = FileSystems.join(staging, name)
         return _read_json(path) if FileSystems.exists(path) else None
@@ -403,13 +468,22 @@ def mixing_weights_note(cfg: Config) -> str | None:
     if abs(total - 1.0) <= 1e-9:
         return None
     normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in weights.items())
-    return (f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
-            "(recorded in mixture.json)")
+    return (
+        f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
+        "(recorded in mixture.json)"
+    )
 
 
-def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrite: bool = False,
-        beam_args: list[str] | None = None, log=print, skip_bad_shards: bool = False,
-        config_files: list[str] | None = None) -> RunResult:
+def run(
+    cfg: Config,
+    output: str,
+    input_paths: list[str] | None = None,
+    overwrite: bool = False,
+    beam_args: list[str] | None = None,
+    log=print,
+    skip_bad_shards: bool = False,
+    config_files: list[str] | None = None,
+) -> RunResult:
     """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure.
 
     Everything that can be known before the run is checked before it: the
@@ -463,12 +537,21 @@ def run(cfg: Config, output: str, input_paths: list[str] | None = None, overwrit
         files = staged_files(staging)
         routed_stage = next((s.name for s in stages if s.route), None)
         written = published_rows(files, staging, routed_stage)
-        funnel = funnel_mod.build_funnel(stats, ran, cfg.tokens_per_char, written=written, input_rows=input_rows,
-                                         pipeline_written=pipeline_written, order=cfg.order)
+        funnel = funnel_mod.build_funnel(
+            stats,
+            ran,
+            cfg.tokens_per_char,
+            written=written,
+            input_rows=input_rows,
+            pipeline_written=pipeline_written,
+            order=cfg.order,
+        )
         funnel["skipped_shards"] = [{"path": path, "reason": reason} for path, reason in (skipped or [])]
         if not funnel["conservation"]["ok"]:
-            raise ConservationError("; ".join(funnel["conservation"]["problems"])
-                                    + f" (nothing was published; staged output kept in {staging})")
+            raise ConservationError(
+                "; ".join(funnel["conservation"]["problems"])
+                + f" (nothing was published; staged output kept in {staging})"
+            )
         publish_stage_files(funnel, staging)
         _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
         _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))

@@ -9,6 +9,7 @@
 Unknown options after ``run`` are passed to Beam as pipeline options
 (``--runner``, ``--direct_num_workers``, ``--project`` ...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,80 +36,129 @@ RUNNERS = """runners (--runner, or runner.options in a config; see configs/*.yam
 def _parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
-        prog="curate", formatter_class=formatter,
+        prog="curate",
+        formatter_class=formatter,
         description="Pretraining-data curation on Apache Beam: dedup, language ID, quality, decontamination and "
-                    "mixing, with a funnel of what was kept and why the rest was dropped.",
+        "mixing, with a funnel of what was kept and why the rest was dropped.",
         epilog="examples:\n  curate run                                  # the bundled sample corpus into ./out\n"
-               "  curate run --input 'shards/*.parquet' --output out --config my_recipe.yaml\n"
-               "  curate funnel out                           # the funnel of a finished run\n\n" + EXIT_CODES)
+        "  curate run --input 'shards/*.parquet' --output out --config my_recipe.yaml\n"
+        "  curate funnel out                           # the funnel of a finished run\n\n" + EXIT_CODES,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = sub.add_parser(
-        "run", formatter_class=formatter, help="run the curation pipeline (default: the bundled sample corpus)",
+        "run",
+        formatter_class=formatter,
+        help="run the curation pipeline (default: the bundled sample corpus)",
         description="Run the curation pipeline: read Parquet shards, run the configured stages, publish kept/, "
-                    "rejects/<stage>/ (every dropped document with its stage and reason), the funnel and a report.\n\n"
-                    "Options curate does not know are passed to Beam as pipeline options (--runner, "
-                    "--direct_num_workers, --project ...); on the command line they win over runner.options of "
-                    "the config.",
+        "rejects/<stage>/ (every dropped document with its stage and reason), the funnel and a report.\n\n"
+        "Options curate does not know are passed to Beam as pipeline options (--runner, "
+        "--direct_num_workers, --project ...); on the command line they win over runner.options of "
+        "the config.",
         epilog="examples:\n"
-               "  curate run                                   # the bundled sample corpus into ./out\n"
-               "  curate run --input data/ --output out          # every *.parquet under data/\n"
-               "  curate run --config configs/fineweb.yaml --input 'crawl/*.parquet' --output out\n"
-               "  curate run --dask-workers 2 --input 'crawl/*.parquet' --output out\n"
-               "  curate run --config configs/dataflow.yaml --input 'gs://b/crawl/*.parquet' --output gs://b/out "
-               "--project p\n\n" + RUNNERS + "\n\n" + EXIT_CODES)
-    run.add_argument("--config", action="append",
-                     help="YAML config layered over the packaged defaults; repeatable, later wins key by key")
-    run.add_argument("--input", action="append",
-                     help="Parquet glob, file or folder (every *.parquet under it); repeatable (overrides input.paths)")
+        "  curate run                                   # the bundled sample corpus into ./out\n"
+        "  curate run --input data/ --output out          # every *.parquet under data/\n"
+        "  curate run --config configs/fineweb.yaml --input 'crawl/*.parquet' --output out\n"
+        "  curate run --dask-workers 2 --input 'crawl/*.parquet' --output out\n"
+        "  curate run --config configs/dataflow.yaml --input 'gs://b/crawl/*.parquet' --output gs://b/out "
+        "--project p\n\n" + RUNNERS + "\n\n" + EXIT_CODES,
+    )
+    run.add_argument(
+        "--config",
+        action="append",
+        help="YAML config layered over the packaged defaults; repeatable, later wins key by key",
+    )
+    run.add_argument(
+        "--input",
+        action="append",
+        help="Parquet glob, file or folder (every *.parquet under it); repeatable (overrides input.paths)",
+    )
     run.add_argument("--output", default="out", help="output folder or URL (default: ./out)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output")
-    run.add_argument("--skip-bad-shards", action="store_true",
-                     help="skip shards that are not readable Parquet or lack columns (listed in the funnel)")
+    run.add_argument(
+        "--skip-bad-shards",
+        action="store_true",
+        help="skip shards that are not readable Parquet or lack columns (listed in the funnel)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr (errors and the funnel still)")
-    run.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                     help="level of Beam's and the workers' logging (default WARNING; known-harmless warnings "
-                          "are dropped at WARNING)")
-    run.add_argument("--dask-workers", type=int, metavar="N",
-                     help="start a dask.distributed cluster of N worker processes on loopback and run on it")
-    service = sub.add_parser("job-service", formatter_class=formatter,
-                             epilog="example:\n  curate job-service --port 8099 --worker-pool-port 50000 &\n"
-                                    "  curate run --config configs/portable.yaml --environment_type=EXTERNAL "
-                                    "--environment_config=localhost:50000 --sdk_worker_parallelism=2",
-                             help="a local Beam job service (portable Job API) that runs each job "
-                             "on --sdk_worker_parallelism SDK workers")
+    run.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="level of Beam's and the workers' logging (default WARNING; known-harmless warnings "
+        "are dropped at WARNING)",
+    )
+    run.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="start a dask.distributed cluster of N worker processes on loopback and run on it",
+    )
+    service = sub.add_parser(
+        "job-service",
+        formatter_class=formatter,
+        epilog="example:\n  curate job-service --port 8099 --worker-pool-port 50000 &\n"
+        "  curate run --config configs/portable.yaml --environment_type=EXTERNAL "
+        "--environment_config=localhost:50000 --sdk_worker_parallelism=2",
+        help="a local Beam job service (portable Job API) that runs each job on --sdk_worker_parallelism SDK workers",
+    )
     service.add_argument("--port", type=int, default=8099, help="job API port (default 8099; 0 picks a free one)")
-    service.add_argument("--worker-pool-port", type=int, metavar="N",
-                         help="also start a pool of SDK worker processes on this port (0 picks a free one), "
-                              "for --environment_type=EXTERNAL --environment_config=localhost:N")
-    config = sub.add_parser("config", formatter_class=formatter,
-                            help="show the merged config, or check config files without running",
-                            epilog="examples:\n  curate config show --config configs/portable.yaml --config my.yaml\n"
-                                   "  curate config check my.yaml\n\n" + EXIT_CODES)
+    service.add_argument(
+        "--worker-pool-port",
+        type=int,
+        metavar="N",
+        help="also start a pool of SDK worker processes on this port (0 picks a free one), "
+        "for --environment_type=EXTERNAL --environment_config=localhost:N",
+    )
+    config = sub.add_parser(
+        "config",
+        formatter_class=formatter,
+        help="show the merged config, or check config files without running",
+        epilog="examples:\n  curate config show --config configs/portable.yaml --config my.yaml\n"
+        "  curate config check my.yaml\n\n" + EXIT_CODES,
+    )
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    show = config_sub.add_parser("show", help="print the validated config: the defaults with each --config layered over")
+    show = config_sub.add_parser(
+        "show", help="print the validated config: the defaults with each --config layered over"
+    )
     show.add_argument("--config", action="append", help="YAML config layered over the defaults; repeatable")
-    check = config_sub.add_parser("check", help="validate config files (each layered over the defaults) and their "
-                                  "models, benchmark files and language codes, without running")
+    check = config_sub.add_parser(
+        "check",
+        help="validate config files (each layered over the defaults) and their "
+        "models, benchmark files and language codes, without running",
+    )
     check.add_argument("files", nargs="+", help="YAML config files")
-    funnel = sub.add_parser("funnel", formatter_class=formatter, help="print the funnel table of a finished run",
-                            epilog="example:\n  curate funnel out")
+    funnel = sub.add_parser(
+        "funnel",
+        formatter_class=formatter,
+        help="print the funnel table of a finished run",
+        epilog="example:\n  curate funnel out",
+    )
     funnel.add_argument("output", help="output folder of a finished run")
-    report = sub.add_parser("report", formatter_class=formatter,
-                            help="regenerate report.html of a finished run from its JSON",
-                            epilog="example:\n  curate report out && xdg-open out/report.html")
+    report = sub.add_parser(
+        "report",
+        formatter_class=formatter,
+        help="regenerate report.html of a finished run from its JSON",
+        epilog="example:\n  curate report out && xdg-open out/report.html",
+    )
     report.add_argument("output", help="output folder of a finished run")
-    train = sub.add_parser("train-quality", formatter_class=formatter,
-                           help="train an educational-quality model from labelled Parquet",
-                           epilog="example:\n  curate train-quality --data labelled.parquet --group-column book "
-                                  "--out my_model\n  then set stages.quality.model_dir: my_model in a config")
+    train = sub.add_parser(
+        "train-quality",
+        formatter_class=formatter,
+        help="train an educational-quality model from labelled Parquet",
+        epilog="example:\n  curate train-quality --data labelled.parquet --group-column book "
+        "--out my_model\n  then set stages.quality.model_dir: my_model in a config",
+    )
     train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
     train.add_argument("--text-column", default="text")
     train.add_argument("--label-column", default="label")
     train.add_argument("--model-type", default="ensemble", choices=["ensemble", "tfidf", "features"])
     train.add_argument("--holdout", type=float, default=0.2, help="held-out fraction for the report (default 0.2)")
-    train.add_argument("--group-column", help="column of a group per row (book, subject, source): evaluate by leaving "
-                       "one group out and report each fold's ROC AUC and the worst (instead of --holdout)")
+    train.add_argument(
+        "--group-column",
+        help="column of a group per row (book, subject, source): evaluate by leaving "
+        "one group out and report each fold's ROC AUC and the worst (instead of --holdout)",
+    )
     train.add_argument("--out", required=True, help="folder to write model.json, weights.npz, MODEL_CARD.md")
     return parser
 
@@ -116,8 +166,13 @@ def _parser() -> argparse.ArgumentParser:
 # Warnings Beam prints on every run that say nothing about this run: a GCP client library
 # not installed (curate does not need it), pipeline options Beam's parser does not know
 # (curate's own, forwarded to workers), Docker-image advice for runners curate does not use.
-HARMLESS = ("apitools not found", "Discarding unparseable args", "locally built Python SDK docker image",
-            "No iterator is returned by the process method", "No semi_persistent_directory found")
+HARMLESS = (
+    "apitools not found",
+    "Discarding unparseable args",
+    "locally built Python SDK docker image",
+    "No iterator is returned by the process method",
+    "No semi_persistent_directory found",
+)
 
 
 class _DropHarmless(logging.Filter):
@@ -169,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"unrecognized arguments: {' '.join(beam_args)}")
     _configure_logging(getattr(args, "log_level", "WARNING"))
 
+    from curate.classifiers.benchmark_sets import BenchmarkFormatError
+    from curate.classifiers.langid import ModelFileError
+    from curate.classifiers.quality import ModelFormatError
     from curate.pipelines import build, funnel
     from curate.pipelines.config import ConfigError, load_config
-    from curate.classifiers.langid import ModelFileError
-    from curate.classifiers.benchmark_sets import BenchmarkFormatError
-    from curate.classifiers.quality import ModelFormatError
-    from curate.transforms.io import InputError
     from curate.pipelines.output_lock import OutputLocked, OutputNotWritable
+    from curate.transforms.io import InputError
     from curate.transforms.stage import ColumnClashError
 
     if args.command == "train-quality":
@@ -185,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
             return _error("--holdout must be between 0 and 1")
         try:
             if args.group_column:
-                metrics = train_grouped(args.data, args.text_column, args.label_column, args.group_column,
-                                        args.model_type, args.out)
+                metrics = train_grouped(
+                    args.data, args.text_column, args.label_column, args.group_column, args.model_type, args.out
+                )
             else:
-                metrics = train_and_report(args.data, args.text_column, args.label_column, args.model_type,
-                                           args.out, args.holdout)
+                metrics = train_and_report(
+                    args.data, args.text_column, args.label_column, args.model_type, args.out, args.holdout
+                )
         except TrainingDataError as exc:
             return _error(str(exc))
         if args.group_column:
@@ -248,8 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         from curate.pipelines.beam import job_service
 
         try:
-            return job_service.serve(args.port, args.worker_pool_port, log=lambda m: print(m, file=sys.stderr,
-                                                                                           flush=True))
+            return job_service.serve(
+                args.port, args.worker_pool_port, log=lambda m: print(m, file=sys.stderr, flush=True)
+            )
         except (OSError, RuntimeError) as exc:
             return _error(f"job service could not start: {exc}")
 
@@ -262,12 +320,27 @@ def main(argv: list[str] | None = None) -> int:
                 from curate.pipelines.beam.dask_runner import LocalDaskCluster
 
                 beam_args = stack.enter_context(LocalDaskCluster(args.dask_workers)) + beam_args
-            result = build.run(cfg, args.output, input_paths=args.input, overwrite=args.overwrite,
-                               beam_args=_worker_log_level(beam_args, args.log_level),
-                               log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
-                               skip_bad_shards=args.skip_bad_shards, config_files=args.config)
-    except (ConfigError, InputError, build.OutputExistsError, ColumnClashError, ModelFileError,
-            ModelFormatError, BenchmarkFormatError, OutputLocked, OutputNotWritable) as exc:
+            result = build.run(
+                cfg,
+                args.output,
+                input_paths=args.input,
+                overwrite=args.overwrite,
+                beam_args=_worker_log_level(beam_args, args.log_level),
+                log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+                skip_bad_shards=args.skip_bad_shards,
+                config_files=args.config,
+            )
+    except (
+        ConfigError,
+        InputError,
+        build.OutputExistsError,
+        ColumnClashError,
+        ModelFileError,
+        ModelFormatError,
+        BenchmarkFormatError,
+        OutputLocked,
+        OutputNotWritable,
+    ) as exc:
         return _error(str(exc))
     except build.ConservationError as exc:
         print(f"curate: conservation check failed: {exc}", file=sys.stderr)

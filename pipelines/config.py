@@ -7,6 +7,7 @@ where the stage is.  An unknown key, a wrong type (nothing is coerced: ``"yes"``
 is not ``true``) or an out-of-range value raises ``ConfigError`` naming the key
 path (``stages.exact_dedup.enabled``) and the file.
 """
+
 from __future__ import annotations
 
 import functools
@@ -105,10 +106,14 @@ def _check_order(cfg):
 def _config_model(stage_keys: tuple[str, ...]) -> type[BaseModel]:
     """The whole config's model for the registered stages (one per set of stages: tests add some)."""
     by_key = {spec.key: spec for spec in registry.specs()}
-    stages = create_model("StagesConfig", __base__=Section, **{
-        key: (by_key[key].config, Field(default_factory=by_key[key].config)) for key in stage_keys})
+    stages = create_model(
+        "StagesConfig",
+        __base__=Section,
+        **{key: (by_key[key].config, Field(default_factory=by_key[key].config)) for key in stage_keys},
+    )
     return create_model(
-        "Config", __base__=Section,
+        "Config",
+        __base__=Section,
         input=(InputConfig, Field(default_factory=InputConfig)),
         output=(OutputConfig, Field(default_factory=OutputConfig)),
         stages=(stages, Field(default_factory=stages)),
@@ -132,6 +137,7 @@ Config = typing.Any  # an instance of ``config_model()``: typed per stage, see e
 
 
 # -- pydantic's errors, said as this project says them: "config key KEY: message" ------------------
+
 
 def _field_info(loc: tuple):
     """The FieldInfo at ``loc`` in the config model (None where the path leaves the models)."""
@@ -175,9 +181,16 @@ def _bounds(info) -> str | None:
     return None
 
 
-_TYPE_WORDS = {"int_type": "an integer", "int_from_float": "an integer", "int_parsing": "an integer",
-               "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
-               "bool_parsing": "true or false", "string_type": "a string"}
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+}
 
 
 def _message(err: dict) -> tuple[tuple, str]:

@@ -3,6 +3,7 @@
 Built on the driver from the per-key sums the pipeline wrote (``_stats.json``)
 and the row counts of the files it wrote; the conservation check compares them.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,15 @@ def _pct(part: int, whole: int):
     return None if not whole else round(100.0 * part / whole, 4)
 
 
-def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float,
-                 written: dict | None = None, input_rows: int | None = None,
-                 pipeline_written: dict | None = None, order: list[str] | None = None) -> dict:
+def build_funnel(
+    stats: list,
+    ran: list[tuple[str, str]],
+    tokens_per_char: float,
+    written: dict | None = None,
+    input_rows: int | None = None,
+    pipeline_written: dict | None = None,
+    order: list[str] | None = None,
+) -> dict:
     """``stats``: [[stage, kind, reason, docs, chars], ...] from the pipeline;
     ``ran``: (slot, name) of the stages run, in order; ``written``: rows per
     published folder read from the staged files' Parquet footers;
@@ -77,19 +84,21 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
         entry = {"name": name, "in": _size(in_d, in_c, tokens_per_char), "rejected_by_reason": by_reason}
         for stat in spec.stats:
             extra.update(stat.funnel(own, entry, tokens_per_char))
-        stages.append({
-            **extra,
-            "name": name,
-            "slot": slot,
-            "status": "run",
-            "in": _size(in_d, in_c, tokens_per_char),
-            "kept": _size(kept_d, kept_c, tokens_per_char),
-            "rejected": _size(rej_d, rej_c, tokens_per_char),
-            "rejected_by_reason": by_reason,
-            "pct_of_previous": _pct(kept_d, in_d),
-            "pct_of_raw": _pct(kept_d, raw_docs),
-            "projected_per_1B_raw": None if not raw_docs else int(round(PROJECTION_RAW * kept_d / raw_docs)),
-        })
+        stages.append(
+            {
+                **extra,
+                "name": name,
+                "slot": slot,
+                "status": "run",
+                "in": _size(in_d, in_c, tokens_per_char),
+                "kept": _size(kept_d, kept_c, tokens_per_char),
+                "rejected": _size(rej_d, rej_c, tokens_per_char),
+                "rejected_by_reason": by_reason,
+                "pct_of_previous": _pct(kept_d, in_d),
+                "pct_of_raw": _pct(kept_d, raw_docs),
+                "projected_per_1B_raw": None if not raw_docs else int(round(PROJECTION_RAW * kept_d / raw_docs)),
+            }
+        )
         previous, previous_chars = kept_d, kept_c
 
     if input_rows is not None and input_rows != raw_docs:
@@ -103,11 +112,16 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
                 w = written.get(f"rejects/{s['name']}", 0) + written.get(f"routed/{s['name']}", 0)
                 if w != s["rejected"]["docs"]:
                     problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
-        published = (written.get("kept", 0) - sum(s.get("repeats", {}).get("docs", 0) for s in stages)
-                     + sum(n for label, n in written.items() if label.startswith(("rejects/", "routed/"))))
+        published = (
+            written.get("kept", 0)
+            - sum(s.get("repeats", {}).get("docs", 0) for s in stages)
+            + sum(n for label, n in written.items() if label.startswith(("rejects/", "routed/")))
+        )
         if input_rows is not None and published != input_rows:
-            problems.append(f"output: the files to publish hold {published} distinct documents (kept, rejects, "
-                            f"routed) != {input_rows} rows in the input files")
+            problems.append(
+                f"output: the files to publish hold {published} distinct documents (kept, rejects, "
+                f"routed) != {input_rows} rows in the input files"
+            )
     for label, n in sorted((pipeline_written or {}).items()):
         if label.startswith("cuts/"):
             continue
@@ -118,19 +132,32 @@ def build_funnel(stats: list, ran: list[tuple[str, str]], tokens_per_char: float
     run_stages = {s["slot"]: s for s in stages if s["status"] == "run"}
     reference = []
     for label, ref_docs, measured_from in REFERENCE:
-        row = {"step": label, "reference_docs": ref_docs,
-               "reference_pct_of_raw": _pct(ref_docs, REFERENCE[0][1]),
-               "measured_stage": None, "measured_docs": None, "measured_pct_of_raw": None,
-               "projected_per_1B_raw": None}
+        row = {
+            "step": label,
+            "reference_docs": ref_docs,
+            "reference_pct_of_raw": _pct(ref_docs, REFERENCE[0][1]),
+            "measured_stage": None,
+            "measured_docs": None,
+            "measured_pct_of_raw": None,
+            "projected_per_1B_raw": None,
+        }
         if measured_from == ["raw"]:
-            row.update(measured_stage="raw", measured_docs=raw_docs,
-                       measured_pct_of_raw=100.0 if raw_docs else None, projected_per_1B_raw=PROJECTION_RAW)
+            row.update(
+                measured_stage="raw",
+                measured_docs=raw_docs,
+                measured_pct_of_raw=100.0 if raw_docs else None,
+                projected_per_1B_raw=PROJECTION_RAW,
+            )
         else:
             for name in measured_from:
                 if name in run_stages:
                     s = run_stages[name]
-                    row.update(measured_stage=name, measured_docs=s["kept"]["docs"],
-                               measured_pct_of_raw=s["pct_of_raw"], projected_per_1B_raw=s["projected_per_1B_raw"])
+                    row.update(
+                        measured_stage=name,
+                        measured_docs=s["kept"]["docs"],
+                        measured_pct_of_raw=s["pct_of_raw"],
+                        projected_per_1B_raw=s["projected_per_1B_raw"],
+                    )
                     break
         reference.append(row)
 
@@ -152,8 +179,11 @@ def render_markdown(funnel: dict) -> str:
         "",
         f"Tokens are estimated at {funnel['tokens_per_char']} tokens per character.",
         "",
-        *(["The input holds no documents: every stage ran on nothing; `kept/` holds one empty shard.", ""]
-          if not raw["docs"] else []),
+        *(
+            ["The input holds no documents: every stage ran on nothing; `kept/` holds one empty shard.", ""]
+            if not raw["docs"]
+            else []
+        ),
         "| stage | in | kept | dropped | % of previous | % of raw | chars kept | est. tokens kept | per 1B raw |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| raw | | {_fmt_int(raw['docs'])} | | | 100.00% | {_fmt_int(raw['chars'])} | {_fmt_int(raw['tokens_est'])} | {_fmt_int(PROJECTION_RAW)} |",
@@ -167,16 +197,28 @@ def render_markdown(funnel: dict) -> str:
             f"{_fmt_int(s['rejected']['docs'])} | {_fmt_pct(s['pct_of_previous'])} | {_fmt_pct(s['pct_of_raw'])} | "
             f"{_fmt_int(s['kept']['chars'])} | {_fmt_int(s['kept']['tokens_est'])} | {_fmt_int(s['projected_per_1B_raw'])} |"
         )
-    lines += ["", "## Dropped, by reason", "", "| stage | reason | docs | chars | est. tokens |", "|---|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Dropped, by reason",
+        "",
+        "| stage | reason | docs | chars | est. tokens |",
+        "|---|---|---:|---:|---:|",
+    ]
     for s in funnel["stages"]:
         if s["status"] != "run":
             continue
         for reason, size in s["rejected_by_reason"].items():
-            lines.append(f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |")
+            lines.append(
+                f"| {s['name']} | {reason} | {_fmt_int(size['docs'])} | {_fmt_int(size['chars'])} | {_fmt_int(size['tokens_est'])} |"
+            )
     lines += stat_sections(funnel, "markdown")
-    lines += ["", "## Beside the Phi reference funnel", "",
-              "| step | reference docs | reference % of raw | measured after | measured docs | measured % of raw | projected per 1B raw |",
-              "|---|---:|---:|---|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Beside the Phi reference funnel",
+        "",
+        "| step | reference docs | reference % of raw | measured after | measured docs | measured % of raw | projected per 1B raw |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
     for r in funnel["reference_phi"]:
         lines.append(
             f"| {r['step']} | {_fmt_int(r['reference_docs'])} | {_fmt_pct(r['reference_pct_of_raw'])} | "
@@ -187,8 +229,16 @@ def render_markdown(funnel: dict) -> str:
         lines += ["", "## Skipped shards (--skip-bad-shards)", ""]
         lines += [f"- {s['reason']}" for s in funnel["skipped_shards"]]
     cons = funnel["conservation"]
-    lines += ["", "Conservation check: " + ("passed (every document is kept or rejected with a reason)." if cons["ok"]
-                                           else "FAILED: " + "; ".join(cons["problems"])), ""]
+    lines += [
+        "",
+        "Conservation check: "
+        + (
+            "passed (every document is kept or rejected with a reason)."
+            if cons["ok"]
+            else "FAILED: " + "; ".join(cons["problems"])
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 

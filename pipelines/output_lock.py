@@ -24,6 +24,7 @@ so two runs started within the same moment can both miss the other's marker.
 The published-files conservation check still catches a resulting loss, since
 it counts the rows of the files about to be published.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -68,8 +69,10 @@ def check_output_path(output: str) -> None:
         raise OutputNotWritable(f"output {output} {what}, not a folder; choose another --output")
     if not os.access(probe, os.W_OK | os.X_OK):
         what = "is a folder" if probe == path else f"would be created in {probe}, a folder"
-        raise OutputNotWritable(f"output {output} {what} without write permission for this user; "
-                                "choose another --output or fix its permissions")
+        raise OutputNotWritable(
+            f"output {output} {what} without write permission for this user; "
+            "choose another --output or fix its permissions"
+        )
 
 
 def _owner_record(run_id: str, staging: str) -> dict:
@@ -85,8 +88,10 @@ def _owner_record(run_id: str, staging: str) -> dict:
 def describe(owner: dict | None) -> str:
     if not owner:
         return "another run (its lock names no owner yet)"
-    return (f"run {owner.get('run_id', '?')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
-            f"started {owner.get('started_utc', '?')})")
+    return (
+        f"run {owner.get('run_id', '?')} (pid {owner.get('pid', '?')} on host {owner.get('host', '?')}, "
+        f"started {owner.get('started_utc', '?')})"
+    )
 
 
 class OutputLock:
@@ -116,7 +121,8 @@ class OutputLock:
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise OutputLocked(
                         f"output {self.output} is in use by {describe(owner)}; wait for it to finish or choose "
-                        "another --output") from None
+                        "another --output"
+                    ) from None
                 raise
             # the holder may have removed the file between our open and our flock: the lock we hold
             # is then on an unlinked file, and a third run could take a new one at the same path
@@ -143,7 +149,8 @@ class OutputLock:
                 owner = None
             raise OutputLocked(
                 f"output {self.output} is in use by {describe(owner)}; if that run is no longer running, "
-                f"delete {self.path} and run again")
+                f"delete {self.path} and run again"
+            )
         with FileSystems.create(self.path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             handle.write((json.dumps(self.record, sort_keys=True) + "\n").encode())
 

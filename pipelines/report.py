@@ -8,6 +8,7 @@ document text is HTML-escaped, and control characters from the data (NUL,
 ESC, bidirectional overrides such as U+202E) are shown as ``\u202e`` rather
 than passed through: a document must not be able to reorder the report's text.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,17 +29,24 @@ def _funnel_chart(funnel: dict) -> str:
     for r in funnel["reference_phi"]:
         rows.append((f"{r['step']} (reference)", r["reference_pct_of_raw"] or 0, _pct(r["reference_pct_of_raw"])))
         measured = r["measured_pct_of_raw"]
-        rows.append((f"{r['step']} (measured)", measured or 0,
-                     "not run" if measured is None else f"{_pct(measured)} → {_n(r['projected_per_1B_raw'])} per 1B raw"))
+        rows.append(
+            (
+                f"{r['step']} (measured)",
+                measured or 0,
+                "not run" if measured is None else f"{_pct(measured)} → {_n(r['projected_per_1B_raw'])} per 1B raw",
+            )
+        )
     width, label_width, h = 760, 230, 22
     parts = [f'<svg width="{width}" height="{h * len(rows) + 4}" role="img" aria-label="funnel">']
     for i, (label, value, text) in enumerate(rows):
         y = i * h + 2
         color = "#b9c4d0" if "reference" in label else "#2f7d4f"
         w = (width - label_width - 250) * value / 100
-        parts.append(f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class=lbl>{_e(label)}</text>'
-                     f'<rect x="{label_width}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" fill="{color}"/>'
-                     f'<text x="{label_width + max(w, 1) + 6:.1f}" y="{y + 15}" class=val>{_e(text)}</text>')
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class=lbl>{_e(label)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" fill="{color}"/>'
+            f'<text x="{label_width + max(w, 1) + 6:.1f}" y="{y + 15}" class=val>{_e(text)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -59,25 +67,40 @@ def render_html(funnel: dict, samples: dict) -> str:
     raw = funnel["raw"]
     run = [s for s in funnel["stages"] if s["status"] == "run"]
     cons = funnel["conservation"]
-    out = ["<!doctype html><html lang=en><head><meta charset=utf-8><title>curate funnel</title>",
-           f"<style>{CSS}</style></head><body>",
-           "<h1>Curation funnel</h1>",
-           f"<p>{raw['docs']:,} raw documents ({raw['chars']:,} characters, ~{raw['tokens_est']:,} tokens at "
-           f"{funnel['tokens_per_char']} tokens/char) → {funnel['final']['docs']:,} kept. Conservation check: "
-           + ("<span class=ok>passed</span>" if cons["ok"] else f"<span class=bad>FAILED</span>: {_e('; '.join(cons['problems']))}")
-           + "</p>",
-           *(["<p><b>The input holds no documents</b>: every stage ran on nothing, and <code>kept/</code> holds "
-              "one empty shard with the output schema.</p>"] if not raw["docs"] else []),
-           "<h2>Funnel beside the Phi reference</h2>", _funnel_chart(funnel),
-           "<table><tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>% of previous</th><th>% of raw</th>"
-           "<th>est. tokens kept</th><th>per 1B raw</th></tr>"]
+    out = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>curate funnel</title>",
+        f"<style>{CSS}</style></head><body>",
+        "<h1>Curation funnel</h1>",
+        f"<p>{raw['docs']:,} raw documents ({raw['chars']:,} characters, ~{raw['tokens_est']:,} tokens at "
+        f"{funnel['tokens_per_char']} tokens/char) → {funnel['final']['docs']:,} kept. Conservation check: "
+        + (
+            "<span class=ok>passed</span>"
+            if cons["ok"]
+            else f"<span class=bad>FAILED</span>: {_e('; '.join(cons['problems']))}"
+        )
+        + "</p>",
+        *(
+            [
+                "<p><b>The input holds no documents</b>: every stage ran on nothing, and <code>kept/</code> holds "
+                "one empty shard with the output schema.</p>"
+            ]
+            if not raw["docs"]
+            else []
+        ),
+        "<h2>Funnel beside the Phi reference</h2>",
+        _funnel_chart(funnel),
+        "<table><tr><th>stage</th><th>in</th><th>kept</th><th>dropped</th><th>% of previous</th><th>% of raw</th>"
+        "<th>est. tokens kept</th><th>per 1B raw</th></tr>",
+    ]
     for s in funnel["stages"]:
         if s["status"] != "run":
             out.append(f"<tr><td>{_e(s['name'])}</td><td colspan=7 class=muted>not run</td></tr>")
             continue
-        out.append(f"<tr><td>{_e(s['name'])}</td><td>{s['in']['docs']:,}</td><td>{s['kept']['docs']:,}</td>"
-                   f"<td>{s['rejected']['docs']:,}</td><td>{_pct(s['pct_of_previous'])}</td><td>{_pct(s['pct_of_raw'])}</td>"
-                   f"<td>{s['kept']['tokens_est']:,}</td><td>{_n(s['projected_per_1B_raw'])}</td></tr>")
+        out.append(
+            f"<tr><td>{_e(s['name'])}</td><td>{s['in']['docs']:,}</td><td>{s['kept']['docs']:,}</td>"
+            f"<td>{s['rejected']['docs']:,}</td><td>{_pct(s['pct_of_previous'])}</td><td>{_pct(s['pct_of_raw'])}</td>"
+            f"<td>{s['kept']['tokens_est']:,}</td><td>{_n(s['projected_per_1B_raw'])}</td></tr>"
+        )
     out.append("</table>")
 
     out.append("<h2>Why documents were dropped</h2>")
@@ -93,21 +116,29 @@ def render_html(funnel: dict, samples: dict) -> str:
                 continue
             out.append(f"<details><summary>{len(docs)} sample(s) dropped as <b>{_e(reason)}</b></summary>")
             for d in docs:
-                meta = ", ".join(f"{k}={_e(round(v, 3) if isinstance(v, float) else v)}"
-                                 for k, v in sorted(d.items()) if k not in ("id", "text", "chars"))
-                out.append(f"<div><b>{_e(d['id'])}</b> <span class=muted>({d['chars']:,} chars"
-                           f"{'; ' + meta if meta else ''})</span><pre>{_e(d['text'])}</pre></div>")
+                meta = ", ".join(
+                    f"{k}={_e(round(v, 3) if isinstance(v, float) else v)}"
+                    for k, v in sorted(d.items())
+                    if k not in ("id", "text", "chars")
+                )
+                out.append(
+                    f"<div><b>{_e(d['id'])}</b> <span class=muted>({d['chars']:,} chars"
+                    f"{'; ' + meta if meta else ''})</span><pre>{_e(d['text'])}</pre></div>"
+                )
             out.append("</details>")
 
     out += stat_sections(funnel, "html", samples)
-    out.append("<p class=muted>Samples show document text escaped and cut to 400 characters. Data licences: see "
-               "the input's own terms.</p></body></html>")
+    out.append(
+        "<p class=muted>Samples show document text escaped and cut to 400 characters. Data licences: see "
+        "the input's own terms.</p></body></html>"
+    )
     return "\n".join(out)
 
 
 def write_report(directory: str, funnel: dict, samples: dict) -> None:
-    with FileSystems.create(FileSystems.join(directory, "report.html"),
-                            compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+    with FileSystems.create(
+        FileSystems.join(directory, "report.html"), compression_type=CompressionTypes.UNCOMPRESSED
+    ) as handle:
         handle.write(render_html(funnel, samples).encode("utf-8"))
 
 

@@ -14,6 +14,7 @@ is then trained on all rows, with an isotonic calibration fitted on the
 out-of-fold decision values.  The benchmark (``benchmarks/quality_eval.py``)
 uses the same functions.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -61,8 +62,9 @@ def load_labelled(path: str, text_column: str, label_column: str, group_column: 
     groups = np.array([str(g) for g in groups])
     n_groups = len(set(groups.tolist()))
     if not 2 <= n_groups <= MAX_GROUPS:
-        raise TrainingDataError(f"{path}: {group_column} has {n_groups} distinct values; group cross-validation "
-                                f"needs 2 to {MAX_GROUPS}")
+        raise TrainingDataError(
+            f"{path}: {group_column} has {n_groups} distinct values; group cross-validation needs 2 to {MAX_GROUPS}"
+        )
     return texts, y, groups
 
 
@@ -111,9 +113,12 @@ def fold_aucs(labels: np.ndarray, groups: np.ndarray, scores: np.ndarray) -> dic
         inside = groups == group
         classes = set(labels[inside].tolist())
         rows = inside if len(classes) == 2 else inside | (~inside & (labels != next(iter(classes))))
-        out[group] = {"docs": int(inside.sum()), "positives": int(labels[inside].sum()),
-                      "against": "own rows" if len(classes) == 2 else "other class, all groups",
-                      "roc_auc": round(quality.roc_auc(labels[rows], scores[rows]), 4)}
+        out[group] = {
+            "docs": int(inside.sum()),
+            "positives": int(labels[inside].sum()),
+            "against": "own rows" if len(classes) == 2 else "other class, all groups",
+            "roc_auc": round(quality.roc_auc(labels[rows], scores[rows]), 4),
+        }
     return out
 
 
@@ -121,8 +126,12 @@ def summarize_folds(per_fold: dict[str, dict], names=None) -> dict:
     names = list(per_fold) if names is None else [n for n in names if n in per_fold]
     aucs = {n: per_fold[n]["roc_auc"] for n in names}
     worst = min(aucs, key=aucs.get)
-    return {"folds": len(aucs), "mean_roc_auc": round(float(np.mean(list(aucs.values()))), 4),
-            "worst_roc_auc": aucs[worst], "worst_fold": worst}
+    return {
+        "folds": len(aucs),
+        "mean_roc_auc": round(float(np.mean(list(aucs.values()))), 4),
+        "worst_roc_auc": aucs[worst],
+        "worst_fold": worst,
+    }
 
 
 def fit_isotonic(decisions: np.ndarray, labels: np.ndarray, max_points: int = 64) -> dict:
@@ -154,12 +163,21 @@ def calibration_table(labels: np.ndarray, scores: np.ndarray, bins: int = 10) ->
         if m.any():
             conf, acc = float(scores[m].mean()), float(labels[m].mean())
             ece += m.sum() / len(scores) * abs(acc - conf)
-            rows.append({"bin": [b / bins, (b + 1) / bins], "docs": int(m.sum()), "mean_score": round(conf, 4),
-                         "fraction_educational": round(acc, 4)})
+            rows.append(
+                {
+                    "bin": [b / bins, (b + 1) / bins],
+                    "docs": int(m.sum()),
+                    "mean_score": round(conf, 4),
+                    "fraction_educational": round(acc, 4),
+                }
+            )
     high = scores >= 0.8
-    return {"bins": rows, "ece": round(float(ece), 4),
-            "precision_at_0.8": round(float(labels[high].mean()), 4) if high.any() else None,
-            "recall_at_0.8": round(float(high[labels == 1].mean()), 4)}
+    return {
+        "bins": rows,
+        "ece": round(float(ece), 4),
+        "precision_at_0.8": round(float(labels[high].mean()), 4) if high.any() else None,
+        "recall_at_0.8": round(float(high[labels == 1].mean()), 4),
+    }
 
 
 def cross_calibrated(decisions: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -173,47 +191,76 @@ def cross_calibrated(decisions: np.ndarray, labels: np.ndarray, groups: np.ndarr
     return out
 
 
-def train_grouped(data: str, text_column: str, label_column: str, group_column: str, model_type: str, out: str,
-                  C: float = DEFAULT_C, hand_weight: float = DEFAULT_HAND_WEIGHT,
-                  preprocess: str = "strip_markdown") -> dict:
+def train_grouped(
+    data: str,
+    text_column: str,
+    label_column: str,
+    group_column: str,
+    model_type: str,
+    out: str,
+    C: float = DEFAULT_C,
+    hand_weight: float = DEFAULT_HAND_WEIGHT,
+    preprocess: str = "strip_markdown",
+) -> dict:
     """Leave-one-group-out evaluation, then the model trained on every row, calibrated out of fold."""
     texts, labels, groups = load_labelled(data, text_column, label_column, group_column)
     features = quality.featurize(texts, model_type, preprocess=preprocess)
 
     def fit_predict(train, test):
-        model = quality.fit(features.take(train), labels[train], model_type, C=C, preprocess=preprocess,
-                            hand_weight=hand_weight)
+        model = quality.fit(
+            features.take(train), labels[train], model_type, C=C, preprocess=preprocess, hand_weight=hand_weight
+        )
         return {"decision": model.decision([texts[i] for i in test])}
 
     decisions = leave_one_group_out(labels, groups, fit_predict)["decision"]
     per_fold = fold_aucs(labels, groups, decisions)
     scores = cross_calibrated(decisions, labels, groups)
-    metrics = {"group_column": group_column, **summarize_folds(per_fold), "folds": per_fold,
-               "pooled_out_of_fold_roc_auc": round(quality.roc_auc(labels, decisions), 4),
-               "at_0.5": quality.precision_recall_at(labels, scores, 0.5),
-               "at_0.8": quality.precision_recall_at(labels, scores, 0.8),
-               "calibration": calibration_table(labels, scores)}
+    metrics = {
+        "group_column": group_column,
+        **summarize_folds(per_fold),
+        "folds": per_fold,
+        "pooled_out_of_fold_roc_auc": round(quality.roc_auc(labels, decisions), 4),
+        "at_0.5": quality.precision_recall_at(labels, scores, 0.5),
+        "at_0.8": quality.precision_recall_at(labels, scores, 0.8),
+        "calibration": calibration_table(labels, scores),
+    }
     model = quality.fit(features, labels, model_type, C=C, preprocess=preprocess, hand_weight=hand_weight)
     model.calibration = fit_isotonic(decisions, labels)
-    model.card.update({"data": str(data), "text_column": text_column, "label_column": label_column,
-                       "model_type": model_type, "C": C, "hand_weight": hand_weight,
-                       "preprocess": preprocess,
-                       "trained_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                       "metrics": {k: v for k, v in metrics.items() if k != "folds"}})
+    model.card.update(
+        {
+            "data": str(data),
+            "text_column": text_column,
+            "label_column": label_column,
+            "model_type": model_type,
+            "C": C,
+            "hand_weight": hand_weight,
+            "preprocess": preprocess,
+            "trained_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "metrics": {k: v for k, v in metrics.items() if k != "folds"},
+        }
+    )
     fold_lines = [f"| {g} | {r['docs']} | {r['positives']} | {r['roc_auc']:.4f} |" for g, r in per_fold.items()]
-    card = "\n".join([
-        "# Educational-quality model", "",
-        f"* Type: `{model_type}` (C={C:g}, hand-feature weight {hand_weight:g}, markdown cues stripped before featurizing: {preprocess == 'strip_markdown'}), "
-        f"trained {datetime.date.today().isoformat()} by `curate train-quality --group-column {group_column}`.",
-        f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive, {len(per_fold)} groups).",
-        f"* Leave one group out: mean fold ROC AUC {metrics['mean_roc_auc']:.4f}, worst {metrics['worst_roc_auc']:.4f} "
-        f"({metrics['worst_fold']}).",
-        f"* Out-of-fold precision/recall at 0.8 (calibrated): {metrics['at_0.8']['precision']:.3f} / "
-        f"{metrics['at_0.8']['recall']:.3f}; expected calibration error {metrics['calibration']['ece']:.4f}.",
-        "", "| group | rows | positives | ROC AUC |", "|---|---:|---:|---:|", *fold_lines, "",
-        "A one-class group is scored against every out-of-fold row of the other class.",
-        "The saved model is trained on all rows; its calibration map is fitted on the out-of-fold decision values.", "",
-    ])
+    card = "\n".join(
+        [
+            "# Educational-quality model",
+            "",
+            f"* Type: `{model_type}` (C={C:g}, hand-feature weight {hand_weight:g}, markdown cues stripped before featurizing: {preprocess == 'strip_markdown'}), "
+            f"trained {datetime.date.today().isoformat()} by `curate train-quality --group-column {group_column}`.",
+            f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive, {len(per_fold)} groups).",
+            f"* Leave one group out: mean fold ROC AUC {metrics['mean_roc_auc']:.4f}, worst {metrics['worst_roc_auc']:.4f} "
+            f"({metrics['worst_fold']}).",
+            f"* Out-of-fold precision/recall at 0.8 (calibrated): {metrics['at_0.8']['precision']:.3f} / "
+            f"{metrics['at_0.8']['recall']:.3f}; expected calibration error {metrics['calibration']['ece']:.4f}.",
+            "",
+            "| group | rows | positives | ROC AUC |",
+            "|---|---:|---:|---:|",
+            *fold_lines,
+            "",
+            "A one-class group is scored against every out-of-fold row of the other class.",
+            "The saved model is trained on all rows; its calibration map is fitted on the out-of-fold decision values.",
+            "",
+        ]
+    )
     model.save(out, card)
     Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics
@@ -222,18 +269,25 @@ def train_grouped(data: str, text_column: str, label_column: str, group_column: 
 def grouped_summary(metrics: dict, group_column: str, out: str) -> str:
     """What ``curate train-quality --group-column`` prints: every fold, the mean and the worst."""
     lines = [f"leave one {group_column} out: {len(metrics['folds'])} folds"]
-    lines += [f"fold {group}: ROC AUC {r['roc_auc']:.4f} ({r['docs']} documents, {r['positives']} positive)"
-              for group, r in metrics["folds"].items()]
-    lines.append(f"mean fold ROC AUC {metrics['mean_roc_auc']:.4f}; worst fold ROC AUC {metrics['worst_roc_auc']:.4f} "
-                 f"({metrics['worst_fold']})")
-    lines += [f"out of fold, threshold {m['threshold']}: precision {m['precision']:.3f} recall {m['recall']:.3f}"
-              for m in (metrics["at_0.5"], metrics["at_0.8"])]
+    lines += [
+        f"fold {group}: ROC AUC {r['roc_auc']:.4f} ({r['docs']} documents, {r['positives']} positive)"
+        for group, r in metrics["folds"].items()
+    ]
+    lines.append(
+        f"mean fold ROC AUC {metrics['mean_roc_auc']:.4f}; worst fold ROC AUC {metrics['worst_roc_auc']:.4f} "
+        f"({metrics['worst_fold']})"
+    )
+    lines += [
+        f"out of fold, threshold {m['threshold']}: precision {m['precision']:.3f} recall {m['recall']:.3f}"
+        for m in (metrics["at_0.5"], metrics["at_0.8"])
+    ]
     lines.append(f"model written to {out}")
     return "\n".join(lines)
 
 
-def train_and_report(data: str, text_column: str, label_column: str, model_type: str, out: str,
-                     holdout: float = 0.2, C: float = 4.0) -> dict:
+def train_and_report(
+    data: str, text_column: str, label_column: str, model_type: str, out: str, holdout: float = 0.2, C: float = 4.0
+) -> dict:
     texts, labels = load_labelled(data, text_column, label_column)
     train_mask, test_mask = split_holdout(texts, labels, holdout)
     train_texts = [t for t, m in zip(texts, train_mask) if m]
@@ -242,23 +296,37 @@ def train_and_report(data: str, text_column: str, label_column: str, model_type:
     scores = model.score(test_texts)
     y_test = labels[test_mask]
     metrics = {
-        "heldout_docs": int(test_mask.sum()), "train_docs": int(train_mask.sum()),
+        "heldout_docs": int(test_mask.sum()),
+        "train_docs": int(train_mask.sum()),
         "roc_auc": round(quality.roc_auc(y_test, scores), 4),
         "at_0.5": quality.precision_recall_at(y_test, scores, 0.5),
         "at_0.8": quality.precision_recall_at(y_test, scores, 0.8),
     }
-    model.card.update({"data": str(data), "text_column": text_column, "label_column": label_column,
-                       "model_type": model_type, "holdout_fraction": holdout, "metrics": metrics})
-    card = "\n".join([
-        "# Educational-quality model", "",
-        f"* Type: `{model_type}`, trained {datetime.date.today().isoformat()} by `curate train-quality`.",
-        f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive); held out {holdout:.0%} "
-        "by text hash, stratified by label.",
-        f"* Held-out ROC AUC: {metrics['roc_auc']:.4f}",
-        f"* Held-out precision/recall at 0.5: {metrics['at_0.5']['precision']:.3f} / {metrics['at_0.5']['recall']:.3f}",
-        f"* Held-out precision/recall at 0.8: {metrics['at_0.8']['precision']:.3f} / {metrics['at_0.8']['recall']:.3f}",
-        "", "The saved model is the one evaluated (trained on the non-held-out rows).", "",
-    ])
+    model.card.update(
+        {
+            "data": str(data),
+            "text_column": text_column,
+            "label_column": label_column,
+            "model_type": model_type,
+            "holdout_fraction": holdout,
+            "metrics": metrics,
+        }
+    )
+    card = "\n".join(
+        [
+            "# Educational-quality model",
+            "",
+            f"* Type: `{model_type}`, trained {datetime.date.today().isoformat()} by `curate train-quality`.",
+            f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive); held out {holdout:.0%} "
+            "by text hash, stratified by label.",
+            f"* Held-out ROC AUC: {metrics['roc_auc']:.4f}",
+            f"* Held-out precision/recall at 0.5: {metrics['at_0.5']['precision']:.3f} / {metrics['at_0.5']['recall']:.3f}",
+            f"* Held-out precision/recall at 0.8: {metrics['at_0.8']['precision']:.3f} / {metrics['at_0.8']['recall']:.3f}",
+            "",
+            "The saved model is the one evaluated (trained on the non-held-out rows).",
+            "",
+        ]
+    )
     model.save(out, card)
     Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

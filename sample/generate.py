@@ -28,6 +28,7 @@ a row was derived (``original``, ``exact``, ``normalized``, ``near``) so tests
 and benchmarks have ground truth.  Nothing here is tuned to hit a funnel: the
 shares above are the design, and the funnel shows what the stages make of it.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -61,8 +62,23 @@ def educational_pages(rng: random.Random) -> list[dict]:
         if len(doc) >= 800:
             pages.append({"text": f"# The `{name}` module\n\n{doc}\n", "source": "stdlib_docs", "lang_hint": "en"})
     code = []
-    for name in ("textwrap", "statistics", "fractions", "heapq", "bisect", "shlex", "colorsys", "difflib",
-                 "calendar", "string", "fnmatch", "graphlib", "json.decoder", "base64", "html"):
+    for name in (
+        "textwrap",
+        "statistics",
+        "fractions",
+        "heapq",
+        "bisect",
+        "shlex",
+        "colorsys",
+        "difflib",
+        "calendar",
+        "string",
+        "fnmatch",
+        "graphlib",
+        "json.decoder",
+        "base64",
+        "html",
+    ):
         module = importlib.import_module(name)
         for fname, fn in sorted(inspect.getmembers(module, inspect.isfunction)):
             if fname.startswith("_") or fn.__module__ != module.__name__:
@@ -73,11 +89,14 @@ def educational_pages(rng: random.Random) -> list[dict]:
             except (OSError, TypeError):
                 continue
             if len(doc) >= 200 and 300 <= len(src) <= 4000:
-                code.append({
-                    "text": f"## `{name}.{fname}`\n\n{doc}\n\nHere is how the standard library implements it:\n\n"
-                            f"```python\n{src}```\n",
-                    "source": "stdlib_code", "lang_hint": "en",
-                })
+                code.append(
+                    {
+                        "text": f"## `{name}.{fname}`\n\n{doc}\n\nHere is how the standard library implements it:\n\n"
+                        f"```python\n{src}```\n",
+                        "source": "stdlib_code",
+                        "lang_hint": "en",
+                    }
+                )
     rng.shuffle(code)
     return pages + code[:15]
 
@@ -90,16 +109,33 @@ _ANSWER_OPENERS = [
     "From the official docs (took me forever to find):",
 ]
 _ANSWER_CLOSERS = [
-    "hope that helps lol", "anyway that fixed it for me, thx all", "upvote if this worked!!",
-    "still confused tbh, anyone got a simpler explanation?", "good luck with your project",
+    "hope that helps lol",
+    "anyway that fixed it for me, thx all",
+    "upvote if this worked!!",
+    "still confused tbh, anyone got a simpler explanation?",
+    "good luck with your project",
 ]
 
 
 def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
     """Middling pages: chatty forum answers quoting one paragraph of documentation."""
     quotes = []
-    for name in ("shutil", "os.path", "pathlib", "random", "itertools", "functools", "collections",
-                 "datetime", "re", "math", "json", "csv", "logging", "subprocess"):
+    for name in (
+        "shutil",
+        "os.path",
+        "pathlib",
+        "random",
+        "itertools",
+        "functools",
+        "collections",
+        "datetime",
+        "re",
+        "math",
+        "json",
+        "csv",
+        "logging",
+        "subprocess",
+    ):
         module = importlib.import_module(name)
         for member_name, member in sorted(inspect.getmembers(module)):
             doc = inspect.getdoc(member) if callable(member) and not member_name.startswith("_") else None
@@ -108,8 +144,16 @@ def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
     pages = []
     for quote_name, doc in rng.sample(quotes, count):
         chatter = [_fill(s, rng) for s in rng.sample(_WEB_SENTENCES["chatter"], rng.randint(1, 3))]
-        text = (f"{rng.choice(_NAMES)}: " + " ".join(chatter) + f"\n\nRe: how does {quote_name} work?\n"
-                + rng.choice(_ANSWER_OPENERS) + "\n\n" + doc + "\n\n" + rng.choice(_ANSWER_CLOSERS))
+        text = (
+            f"{rng.choice(_NAMES)}: "
+            + " ".join(chatter)
+            + f"\n\nRe: how does {quote_name} work?\n"
+            + rng.choice(_ANSWER_OPENERS)
+            + "\n\n"
+            + doc
+            + "\n\n"
+            + rng.choice(_ANSWER_CLOSERS)
+        )
         pages.append({"text": text, "source": "web_forum_answer", "lang_hint": "en"})
     return pages
 
@@ -130,15 +174,35 @@ def benchmark_pages(rng: random.Random) -> list[dict]:
     for item in items[:8]:
         intro = rng.choice(BENCHMARK_PAGES_INTRO)
         solution = item["answer"].split("####")[0].strip()
-        pages.append({"text": f"{intro}\n\n**Problem.** {item['question']}\n\n**Solution.** {solution}\n\n"
-                              "This means the answer can be checked by working backwards from the result.",
-                      "source": "web_contaminated", "lang_hint": "en"})
+        pages.append(
+            {
+                "text": f"{intro}\n\n**Problem.** {item['question']}\n\n**Solution.** {solution}\n\n"
+                "This means the answer can be checked by working backwards from the result.",
+                "source": "web_contaminated",
+                "lang_hint": "en",
+            }
+        )
     return pages
 
 
-_PRODUCTS = ["wireless earbuds", "standing desk", "air fryer", "phone case", "gaming chair", "yoga mat",
-             "coffee grinder", "led strip lights", "backpack", "smart watch", "water bottle", "desk lamp",
-             "running shoes", "bluetooth speaker", "robot vacuum", "electric kettle"]
+_PRODUCTS = [
+    "wireless earbuds",
+    "standing desk",
+    "air fryer",
+    "phone case",
+    "gaming chair",
+    "yoga mat",
+    "coffee grinder",
+    "led strip lights",
+    "backpack",
+    "smart watch",
+    "water bottle",
+    "desk lamp",
+    "running shoes",
+    "bluetooth speaker",
+    "robot vacuum",
+    "electric kettle",
+]
 _NAMES = ["Mike", "Jen", "Carlos", "Priya", "Tom", "Aisha", "Dave", "Lena", "Sam", "Yuki", "Omar", "Kate"]
 _CITIES = ["Austin", "Leeds", "Denver", "Perth", "Dublin", "Toronto", "Phoenix", "Glasgow", "Tampa", "Ottawa"]
 _WEB_SENTENCES = {
@@ -323,8 +387,13 @@ _FOREIGN = {
 
 
 def _fill(sentence: str, rng: random.Random) -> str:
-    return sentence.format(p=rng.choice(_PRODUCTS), p2=rng.choice(_PRODUCTS), name=rng.choice(_NAMES),
-                           city=rng.choice(_CITIES), n=rng.randint(2, 99))
+    return sentence.format(
+        p=rng.choice(_PRODUCTS),
+        p2=rng.choice(_PRODUCTS),
+        name=rng.choice(_NAMES),
+        city=rng.choice(_CITIES),
+        n=rng.randint(2, 99),
+    )
 
 
 def web_pages(rng: random.Random, count: int) -> list[dict]:
@@ -357,9 +426,16 @@ def foreign_pages(rng: random.Random, per_language: int) -> list[dict]:
 
 # How many extra copies a page of each source gets in the crawl: boilerplate and
 # spam are copied across many sites, educational pages rarely.
-_COPIES = {"web_boilerplate": (2, 6), "web_spam": (2, 6), "web_product": (1, 3), "web_chatter": (0, 2),
-           "web_forum_answer": (0, 2),
-           "stdlib_docs": (0, 1), "stdlib_code": (0, 1), "web_contaminated": (0, 1)}
+_COPIES = {
+    "web_boilerplate": (2, 6),
+    "web_spam": (2, 6),
+    "web_product": (1, 3),
+    "web_chatter": (0, 2),
+    "web_forum_answer": (0, 2),
+    "stdlib_docs": (0, 1),
+    "stdlib_code": (0, 1),
+    "web_contaminated": (0, 1),
+}
 _FOREIGN_COPIES = (0, 3)
 
 
@@ -391,8 +467,13 @@ def _near_copy(text: str, rng: random.Random) -> str:
 
 def generate() -> pa.Table:
     rng = random.Random(SEED)
-    originals = (educational_pages(rng) + benchmark_pages(rng) + web_pages(rng, 470)
-                 + forum_answer_pages(rng, 60) + foreign_pages(rng, 86))
+    originals = (
+        educational_pages(rng)
+        + benchmark_pages(rng)
+        + web_pages(rng, 470)
+        + forum_answer_pages(rng, 60)
+        + foreign_pages(rng, 86)
+    )
     rows = []
     for i, page in enumerate(originals):
         rows.append({**page, "dup_kind": "original", "origin": i})
@@ -406,15 +487,30 @@ def generate() -> pa.Table:
                 text = _near_copy(text, rng)
             rows.append({**page, "text": text, "dup_kind": kind, "origin": i})
     for j in range(10):
-        rows.append({"text": ["", " ", "\n\n", "\t "][j % 4], "source": "blank", "lang_hint": None,
-                     "dup_kind": "original", "origin": len(originals) + j})
+        rows.append(
+            {
+                "text": ["", " ", "\n\n", "\t "][j % 4],
+                "source": "blank",
+                "lang_hint": None,
+                "dup_kind": "original",
+                "origin": len(originals) + j,
+            }
+        )
     rng.shuffle(rows)
     for n, row in enumerate(rows):
         row["id"] = f"sample-{n:05d}"
         row["url"] = f"https://example.{row['source'].replace('_', '-')}.test/page/{row['origin']}"
-    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-                        ("url", pa.string()), ("lang_hint", pa.string()), ("dup_kind", pa.string()),
-                        ("origin", pa.int64())])
+    schema = pa.schema(
+        [
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("source", pa.string()),
+            ("url", pa.string()),
+            ("lang_hint", pa.string()),
+            ("dup_kind", pa.string()),
+            ("origin", pa.int64()),
+        ]
+    )
     return pa.Table.from_pylist(rows, schema=schema)
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: real data from ../shared (skipped with a reason when absent)
 and helpers to run the pipeline and read what it wrote."""
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,7 @@ def run_pipeline(inputs, output: Path, config: dict | None = None, beam_args=Non
     from curate.pipelines.config import config_from_dict
 
     cfg = config_from_dict(config or {})
-    return build.run(cfg, str(output), input_paths=[str(i) for i in inputs], beam_args=beam_args,
-                     log=lambda m: None)
+    return build.run(cfg, str(output), input_paths=[str(i) for i in inputs], beam_args=beam_args, log=lambda m: None)
 
 
 def keep_beam_tempdir_in(p, tmp_path: Path) -> None:

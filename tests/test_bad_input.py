@@ -1,5 +1,6 @@
 """Bad input: every case ends in a recorded reject or a clear error naming the file,
 row or key (exit 2, nothing written) -- never a silent loss or a bare traceback."""
+
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +10,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 CURATE = str(Path(sys.executable).parent / "curate")
@@ -35,95 +35,139 @@ def good_shard(path: Path) -> Path:
 
 # ---- whole-input problems: exit 2 before any output -------------------------------------------
 
+
 def test_truncated_parquet_names_the_shard(tmp_path):
     shard = good_shard(tmp_path / "in" / "a.parquet")
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2])
-    assert_clear_error(curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
-                       str(shard), "not a readable Parquet file", out=tmp_path / "out")
+    assert_clear_error(
+        curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
+        str(shard),
+        "not a readable Parquet file",
+        out=tmp_path / "out",
+    )
 
 
 def test_not_parquet_names_the_shard(tmp_path):
     shard = tmp_path / "a.parquet"
     shard.write_text("id,text\n1,hello\n")
-    assert_clear_error(curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
-                       str(shard), "not a readable Parquet file", out=tmp_path / "out")
+    assert_clear_error(
+        curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
+        str(shard),
+        "not a readable Parquet file",
+        out=tmp_path / "out",
+    )
 
 
 def test_skip_bad_shards_records_them_in_the_funnel(tmp_path):
     good_shard(tmp_path / "in" / "a.parquet")
     (tmp_path / "in" / "b.parquet").write_text("garbage")
-    proc = curate("run", "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(tmp_path / "out"),
-                  "--skip-bad-shards")
+    proc = curate(
+        "run", "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(tmp_path / "out"), "--skip-bad-shards"
+    )
     assert proc.returncode == 0, proc.stderr
     funnel_md = (tmp_path / "out" / "funnel.md").read_text()
     assert "Skipped shards" in funnel_md and "b.parquet" in funnel_md
 
 
-@pytest.mark.parametrize("rows,needle", [
-    ([{"id": "a", "body": "x"}], "required column 'text' is missing"),
-    ([{"doc": "a", "text": "x"}], "required column 'id' is missing"),
-    ([{"id": "a", "text": 5}], "column 'text' has type int64, expected string"),
-    ([{"id": 1.5, "text": "x"}], "column 'id' has type double"),
-])
+@pytest.mark.parametrize(
+    "rows,needle",
+    [
+        ([{"id": "a", "body": "x"}], "required column 'text' is missing"),
+        ([{"doc": "a", "text": "x"}], "required column 'id' is missing"),
+        ([{"id": "a", "text": 5}], "column 'text' has type int64, expected string"),
+        ([{"id": 1.5, "text": "x"}], "column 'id' has type double"),
+    ],
+)
 def test_missing_or_mistyped_columns(tmp_path, rows, needle):
     shard = write_parquet(tmp_path / "a.parquet", rows)
-    assert_clear_error(curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
-                       str(shard), needle, out=tmp_path / "out")
+    assert_clear_error(
+        curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
+        str(shard),
+        needle,
+        out=tmp_path / "out",
+    )
 
 
 def test_binary_text_column(tmp_path):
     shard = tmp_path / "a.parquet"
     pq.write_table(pa.table({"id": ["a"], "text": pa.array([b"\xff\xfe"], pa.binary())}), shard)
-    assert_clear_error(curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
-                       str(shard), "expected string", out=tmp_path / "out")
+    assert_clear_error(
+        curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
+        str(shard),
+        "expected string",
+        out=tmp_path / "out",
+    )
 
 
 def test_shards_with_different_columns(tmp_path):
     good_shard(tmp_path / "in" / "a.parquet")
     write_parquet(tmp_path / "in" / "b.parquet", [{"id": "z", "text": GOOD, "extra": 1}])
-    assert_clear_error(curate("run", "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(tmp_path / "out")),
-                       "b.parquet", "differ from the first shard", out=tmp_path / "out")
+    assert_clear_error(
+        curate("run", "--input", str(tmp_path / "in" / "*.parquet"), "--output", str(tmp_path / "out")),
+        "b.parquet",
+        "differ from the first shard",
+        out=tmp_path / "out",
+    )
 
 
 def test_zero_input_files_and_a_glob_matching_nothing(tmp_path):
-    assert_clear_error(curate("run", "--input", str(tmp_path / "none" / "*.parquet"), "--output", str(tmp_path / "o")),
-                       "matches no files", out=tmp_path / "o")
+    assert_clear_error(
+        curate("run", "--input", str(tmp_path / "none" / "*.parquet"), "--output", str(tmp_path / "o")),
+        "matches no files",
+        out=tmp_path / "o",
+    )
     (tmp_path / "empty").mkdir()
-    assert_clear_error(curate("run", "--input", str(tmp_path / "empty" / "*"), "--output", str(tmp_path / "o")),
-                       "matches no files", out=tmp_path / "o")
+    assert_clear_error(
+        curate("run", "--input", str(tmp_path / "empty" / "*"), "--output", str(tmp_path / "o")),
+        "matches no files",
+        out=tmp_path / "o",
+    )
 
 
 def test_unreadable_file(tmp_path):
     folder = tmp_path / "dir.parquet"  # matched by the glob, but a folder: cannot be read as a file
     folder.mkdir()
     (folder / "inner.txt").write_text("x")
-    assert_clear_error(curate("run", "--input", str(tmp_path / "dir.parquet"), "--output", str(tmp_path / "o")),
-                       "dir.parquet", out=tmp_path / "o")
+    assert_clear_error(
+        curate("run", "--input", str(tmp_path / "dir.parquet"), "--output", str(tmp_path / "o")),
+        "dir.parquet",
+        out=tmp_path / "o",
+    )
 
 
 def test_output_that_exists(tmp_path):
     shard = good_shard(tmp_path / "a.parquet")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("precious")
-    assert_clear_error(curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
-                       "exists and is not empty", "--overwrite")
+    assert_clear_error(
+        curate("run", "--input", str(shard), "--output", str(tmp_path / "out")),
+        "exists and is not empty",
+        "--overwrite",
+    )
     assert (tmp_path / "out" / "keep.txt").read_text() == "precious"
 
 
-@pytest.mark.parametrize("yaml_text,needle", [
-    ("stages:\n  language:\n    min_scor: 0.5\n", "config key stages.language.min_scor: unknown key"),
-    ("input:\n  batch_size: lots\n", "config key input.batch_size: expected an integer"),
-    ("stages:\n  quality:\n    low: 1.5\n", "config key stages.quality.low: must be in [0, 1]"),
-    ("stages:\n  near_dedup:\n    threshold: 0\n", "config key stages.near_dedup.threshold"),
-    ("stages: [1, 2\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "yaml_text,needle",
+    [
+        ("stages:\n  language:\n    min_scor: 0.5\n", "config key stages.language.min_scor: unknown key"),
+        ("input:\n  batch_size: lots\n", "config key input.batch_size: expected an integer"),
+        ("stages:\n  quality:\n    low: 1.5\n", "config key stages.quality.low: must be in [0, 1]"),
+        ("stages:\n  near_dedup:\n    threshold: 0\n", "config key stages.near_dedup.threshold"),
+        ("stages: [1, 2\n", "not valid YAML"),
+    ],
+)
 def test_bad_config(tmp_path, yaml_text, needle):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml_text)
     shard = good_shard(tmp_path / "a.parquet")
-    assert_clear_error(curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
-                       needle, str(cfg), out=tmp_path / "o")
+    assert_clear_error(
+        curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
+        needle,
+        str(cfg),
+        out=tmp_path / "o",
+    )
 
 
 def test_missing_model_files(tmp_path):
@@ -131,22 +175,33 @@ def test_missing_model_files(tmp_path):
     for section, key, needle in (("language", "model_path", "not found"), ("quality", "model_dir", "not found")):
         cfg = tmp_path / f"{section}.yaml"
         cfg.write_text(f"stages:\n  {section}:\n    {key}: {tmp_path / 'nope.bin'}\n")
-        assert_clear_error(curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
-                           needle, "nope.bin", out=tmp_path / "o")
+        assert_clear_error(
+            curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
+            needle,
+            "nope.bin",
+            out=tmp_path / "o",
+        )
 
 
 def test_benchmark_file_in_the_wrong_format(tmp_path):
     bench = tmp_path / "bench.jsonl"
     bench.write_text('{"prompt": "only a prompt"}\n')
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"stages:\n  decontamination:\n    benchmarks:\n      - name: b\n        format: gsm8k\n"
-                   f"        path: {bench}\n")
+    cfg.write_text(
+        f"stages:\n  decontamination:\n    benchmarks:\n      - name: b\n        format: gsm8k\n        path: {bench}\n"
+    )
     shard = good_shard(tmp_path / "a.parquet")
-    assert_clear_error(curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
-                       str(bench), "line 1", "question", out=tmp_path / "o")
+    assert_clear_error(
+        curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o")),
+        str(bench),
+        "line 1",
+        "question",
+        out=tmp_path / "o",
+    )
 
 
 # ---- per-document problems: rejected with a reason, everything else goes on ------------------
+
 
 def test_per_document_problems_become_rejects(tmp_path):
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
@@ -170,19 +225,30 @@ def test_per_document_problems_become_rejects(tmp_path):
     kept = set(read_dir(out / "kept").column("id").to_pylist())
     assert kept == {"ok", "ctrl", "utf8ok"}
     reasons = {(r["id"], r["reason"]) for r in read_rejects(out)["input_check"].to_pylist()}
-    assert reasons == {("null", "null_text"), ("empty", "empty_text"), ("blank", "empty_text"), (None, "null_id"),
-                       ("dup", "duplicate_id"), ("utf8bad", "invalid_utf8")}
+    assert reasons == {
+        ("null", "null_text"),
+        ("empty", "empty_text"),
+        ("blank", "empty_text"),
+        (None, "null_id"),
+        ("dup", "duplicate_id"),
+        ("utf8bad", "invalid_utf8"),
+    }
     assert result.funnel["conservation"]["ok"] and result.funnel["raw"]["docs"] == 10
 
 
 def test_a_20_mb_document_goes_through_every_stage(tmp_path):
-    paragraph = ("The committee reviewed the annual budget, because the costs of maintenance had grown. "
-                 "Therefore the members agreed to publish a detailed report next spring. ")
+    paragraph = (
+        "The committee reviewed the annual budget, because the costs of maintenance had grown. "
+        "Therefore the members agreed to publish a detailed report next spring. "
+    )
     huge = paragraph * (20_000_000 // len(paragraph))
     write_parquet(tmp_path / "a.parquet", [{"id": "huge", "text": huge}, {"id": "small", "text": GOOD}])
     out = tmp_path / "out"
-    result = run_pipeline([tmp_path / "a.parquet"], out, only_stages("exact_dedup", "near_dedup", "language",
-                                                                        "quality", "decontamination"))
+    result = run_pipeline(
+        [tmp_path / "a.parquet"],
+        out,
+        only_stages("exact_dedup", "near_dedup", "language", "quality", "decontamination"),
+    )
     assert result.funnel["raw"]["chars"] >= 20_000_000 and result.funnel["conservation"]["ok"]
     ids = set(read_dir(out / "kept").column("id").to_pylist()) if (out / "kept").exists() else set()
     for table in read_rejects(out).values():
@@ -201,8 +267,10 @@ def test_blank_rows_are_what_trimming_every_text_would_find():
 
     rng = random.Random(1)
     pieces = [" ", "\t", "\n", "\u3000", "\u2003", "\u0085", "\u00a0", "\u200b", "\ufeff", "a", "é", "中"]
-    values = [None if rng.random() < 0.1 else "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6)))
-              for _ in range(5000)]
+    values = [
+        None if rng.random() < 0.1 else "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 6)))
+        for _ in range(5000)
+    ]
     texts = pa.array(values, pa.string())
     trimmed = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0), False)
     expected = trimmed.to_numpy(zero_copy_only=False)

@@ -6,9 +6,9 @@ full send queue) are cleared unsent.  These tests hold a flush inside its
 callback deterministically (an Event), write meanwhile, and compare what
 reached the other side with what was written.
 """
+
 import threading
 
-import pytest
 from apache_beam.runners.worker.data_plane import TimeBasedBufferingClosableOutputStream
 
 from curate.pipelines.beam import fixes as beam_fixes
@@ -58,6 +58,7 @@ def test_beam_stream_without_the_fix_still_loses_the_write():
 
 def test_install_is_idempotent_and_running_a_pipeline_installs_it():
     import apache_beam as beam
+
     from curate.pipelines.build import _run_pipeline
 
     if beam_fixes.installed():

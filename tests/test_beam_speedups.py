@@ -1,4 +1,5 @@
 """transforms.beam_speedups: the memoized DoFn introspection and options views give Beam's answers."""
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -7,11 +8,11 @@ from apache_beam.coders import VarIntCoder
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.transforms import userstate
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
-
 from conftest import keep_beam_tempdir_in
+
+from curate.pipelines.beam import speedups as beam_speedups
 from curate.pipelines.build import build_pipeline, sample_corpus_path
 from curate.pipelines.config import load_config
-from curate.pipelines.beam import speedups as beam_speedups
 from curate.transforms.io import inspect_inputs
 from curate.transforms.stage import Columns
 
@@ -86,16 +87,17 @@ def test_gc_is_tuned_once_per_process_keeping_the_collector_on():
     import subprocess
     import sys
 
-    code = ("import gc; from curate.pipelines.beam import speedups as b; b.tune_gc(); b.tune_gc(); "
-            "print(gc.isenabled(), gc.get_threshold() == b.GC_THRESHOLD, gc.get_freeze_count() > 0)")
+    code = (
+        "import gc; from curate.pipelines.beam import speedups as b; b.tune_gc(); b.tune_gc(); "
+        "print(gc.isenabled(), gc.get_threshold() == b.GC_THRESHOLD, gc.get_freeze_count() > 0)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "True"]
     assert gc.isenabled()
 
 
 def test_options_views_are_kept_and_read_and_write_what_new_views_would():
-    from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions,
-                                                      StandardOptions)
+    from apache_beam.options.pipeline_options import DebugOptions, DirectOptions, PipelineOptions, StandardOptions
 
     beam_speedups.install()
     assert PipelineOptions.view_as is beam_speedups.view_as

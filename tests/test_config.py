@@ -9,18 +9,21 @@ def test_packaged_default_loads():
     assert cfg.stages.exact_dedup.enabled is True
 
 
-@pytest.mark.parametrize("data,key", [
-    ({"inputs": {}}, "inputs"),
-    ({"input": {"batchsize": 3}}, "input.batchsize"),
-    ({"input": {"batch_size": "big"}}, "input.batch_size"),
-    ({"input": {"batch_size": 0}}, "input.batch_size"),
-    ({"output": {"num_shards": 1.5}}, "output.num_shards"),
-    ({"stages": {"exact_dedup": {"enabled": "yes"}}}, "stages.exact_dedup.enabled"),
-    ({"tokens_per_char": -1}, "tokens_per_char"),
-    ({"output": {"compression": "rar"}}, "output.compression"),
-    ({"stages": {"exact_dedup": {"join": "broadcast"}}}, "stages.exact_dedup.join"),
-    ({"stages": {"near_dedup": {"join": "hash"}}}, "stages.near_dedup.join"),
-])
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"inputs": {}}, "inputs"),
+        ({"input": {"batchsize": 3}}, "input.batchsize"),
+        ({"input": {"batch_size": "big"}}, "input.batch_size"),
+        ({"input": {"batch_size": 0}}, "input.batch_size"),
+        ({"output": {"num_shards": 1.5}}, "output.num_shards"),
+        ({"stages": {"exact_dedup": {"enabled": "yes"}}}, "stages.exact_dedup.enabled"),
+        ({"tokens_per_char": -1}, "tokens_per_char"),
+        ({"output": {"compression": "rar"}}, "output.compression"),
+        ({"stages": {"exact_dedup": {"join": "broadcast"}}}, "stages.exact_dedup.join"),
+        ({"stages": {"near_dedup": {"join": "hash"}}}, "stages.near_dedup.join"),
+    ],
+)
 def test_bad_config_names_the_key(data, key):
     with pytest.raises(ConfigError) as err:
         config_from_dict(data)

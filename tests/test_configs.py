@@ -1,4 +1,5 @@
 """Every shipped config loads and validates."""
+
 from pathlib import Path
 
 import pytest

@@ -6,6 +6,7 @@ mode with Beam's own code and with ours; both must give the results computed
 here in plain Python, and ours must actually have carried the data.  The
 grouped output in chunks is compared byte for byte with Beam's one stream.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,9 +55,14 @@ def _run_and_check():
         items = p | beam.Create(list(range(ELEMENTS))) | beam.Reshuffle() | beam.Map(lambda i: (i, _payload(i)))
         split = items | beam.ParDo(SplitOdd()).with_output_types(beam.typehints.Any).with_outputs("odd", main="keyed")
         total = split.keyed | beam.Map(lambda kv: len(kv[1])) | beam.CombineGlobally(sum)
-        grouped = (split.keyed | beam.GroupByKey()
-                   | beam.Map(lambda kv, size: (kv[0], sorted(hashlib.sha1(v).hexdigest() for v in kv[1]), size),
-                              size=beam.pvalue.AsSingleton(total)))
+        grouped = (
+            split.keyed
+            | beam.GroupByKey()
+            | beam.Map(
+                lambda kv, size: (kv[0], sorted(hashlib.sha1(v).hexdigest() for v in kv[1]), size),
+                size=beam.pvalue.AsSingleton(total),
+            )
+        )
         assert_that(grouped, equal_to(groups), label="groups")
         odd_hashes = split.odd | beam.Map(lambda v: hashlib.sha1(v).hexdigest())
         assert_that(odd_hashes, equal_to(odd), label="odd")
@@ -126,10 +132,14 @@ def test_grouped_output_in_chunks_holds_the_same_elements_as_beams(beams_own_pla
 
     kv = coders.TupleCoder([coders.StrUtf8Coder(), coders.BytesCoder()])
     pre = coders.WindowedValueCoder(kv, coders.coders.GlobalWindowCoder())
-    post = coders.WindowedValueCoder(coders.TupleCoder([coders.StrUtf8Coder(), coders.IterableCoder(coders.BytesCoder())]),
-                                     coders.coders.GlobalWindowCoder())
-    encoded = b"".join(pre.get_impl().encode_nested(GlobalWindows.windowed_value((f"k{i % 23}", _payload(i)[: 500 + i])))
-                       for i in range(600))
+    post = coders.WindowedValueCoder(
+        coders.TupleCoder([coders.StrUtf8Coder(), coders.IterableCoder(coders.BytesCoder())]),
+        coders.coders.GlobalWindowCoder(),
+    )
+    encoded = b"".join(
+        pre.get_impl().encode_nested(GlobalWindows.windowed_value((f"k{i % 23}", _payload(i)[: 500 + i])))
+        for i in range(600)
+    )
 
     def grouped(partition):
         buffer = execution.GroupingBuffer(pre, post, core.Windowing(GlobalWindows()))

@@ -1,4 +1,5 @@
 """Decontamination against the real benchmark test sets."""
+
 from __future__ import annotations
 
 import json
@@ -8,22 +9,30 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers.benchmark_sets import BenchmarkFormatError, load_items
 from curate.classifiers.ngram_index import NgramIndex
 
 CURATE = str(Path(sys.executable).parent / "curate")
-HOST = ("The history of the region is long and varied. Farmers grew wheat and barley on the hills, "
-        "and traders carried wool to the coast every spring before the rains.")
+HOST = (
+    "The history of the region is long and varied. Farmers grew wheat and barley on the hills, "
+    "and traders carried wool to the coast every spring before the rains."
+)
 
 
 def _specs(benchmarks_dir):
-    return [{"name": "gsm8k", "format": "gsm8k", "path": str(benchmarks_dir / "gsm8k_test.jsonl")},
-            {"name": "humaneval", "format": "humaneval", "path": str(benchmarks_dir / "HumanEval.jsonl.gz")},
-            {"name": "mmlu", "format": "mmlu", "path": str(benchmarks_dir / "mmlu_test"), "policy": "fraction",
-             "min_fraction": 0.5}]
+    return [
+        {"name": "gsm8k", "format": "gsm8k", "path": str(benchmarks_dir / "gsm8k_test.jsonl")},
+        {"name": "humaneval", "format": "humaneval", "path": str(benchmarks_dir / "HumanEval.jsonl.gz")},
+        {
+            "name": "mmlu",
+            "format": "mmlu",
+            "path": str(benchmarks_dir / "mmlu_test"),
+            "policy": "fraction",
+            "min_fraction": 0.5,
+        },
+    ]
 
 
 def test_loaders_read_the_real_files(benchmarks_dir):
@@ -38,8 +47,12 @@ def test_loaders_read_the_real_files(benchmarks_dir):
 def test_normalization_is_robust_to_case_punctuation_and_spacing():
     item = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning, and bakes muffins."
     index = NgramIndex.build([("b", "b/1", item)], n=13)
-    variants = [item.upper(), item.replace("'", "").replace(".", "").replace(",", ""),
-                item.replace(" ", "\n  "), "Intro text here. " + item.lower() + " Outro."]
+    variants = [
+        item.upper(),
+        item.replace("'", "").replace(".", "").replace(",", ""),
+        item.replace(" ", "\n  "),
+        "Intro text here. " + item.lower() + " Outro.",
+    ]
     assert all(index.match_batch(pa.array([v]))[0].get(0, 0) > 0 for v in variants)
     assert index.match_batch(pa.array([HOST]))[0] == {}
 
@@ -47,10 +60,12 @@ def test_normalization_is_robust_to_case_punctuation_and_spacing():
 def test_stage_drops_planted_items_and_reports_them(tmp_path, benchmarks_dir):
     gsm = list(load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl")))
     he = list(load_items("humaneval", str(benchmarks_dir / "HumanEval.jsonl.gz")))
-    rows = [{"id": "clean", "text": HOST},
-            {"id": "gsm", "text": HOST + "\n\n" + gsm[5][1].upper()},
-            {"id": "code", "text": "Here is my solution:\n" + he[3][1]},
-            {"id": "partial", "text": HOST + " " + " ".join(gsm[7][1].split()[:14])}]
+    rows = [
+        {"id": "clean", "text": HOST},
+        {"id": "gsm", "text": HOST + "\n\n" + gsm[5][1].upper()},
+        {"id": "code", "text": "Here is my solution:\n" + he[3][1]},
+        {"id": "partial", "text": HOST + " " + " ".join(gsm[7][1].split()[:14])},
+    ]
     write_parquet(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
     cfg = only_stages("decontamination", decontamination={"benchmarks": _specs(benchmarks_dir)})
@@ -61,8 +76,7 @@ def test_stage_drops_planted_items_and_reports_them(tmp_path, benchmarks_dir):
     assert rej["code"]["contamination_item"] == "HumanEval/3" and rej["code"]["reason"] == "contaminated:humaneval"
     assert rej["partial"]["matched_ngrams"] >= 1
     report = json.loads((out / "contamination.json").read_text())
-    assert report["benchmarks"]["gsm8k"] == {"docs_dropped": 2, "items_found": 2,
-                                             "items": {"gsm8k/6": 1, "gsm8k/8": 1}}
+    assert report["benchmarks"]["gsm8k"] == {"docs_dropped": 2, "items_found": 2, "items": {"gsm8k/6": 1, "gsm8k/8": 1}}
     assert report["index"]["items"] > 15000 and report["index"]["excluded_common_across_items"] > 0
     assert result.funnel["conservation"]["ok"]
 
@@ -73,11 +87,25 @@ def test_bad_benchmark_file_stops_before_output(tmp_path):
     with pytest.raises(BenchmarkFormatError, match="line 2"):
         list(load_items("gsm8k", str(bad)))
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(f"stages:\n  decontamination:\n    benchmarks:\n      - name: mine\n        format: gsm8k\n"
-                   f"        path: {bad}\n")
+    cfg.write_text(
+        f"stages:\n  decontamination:\n    benchmarks:\n      - name: mine\n        format: gsm8k\n"
+        f"        path: {bad}\n"
+    )
     write_parquet(tmp_path / "in.parquet", [{"id": "a", "text": HOST}])
-    proc = subprocess.run([CURATE, "run", "--config", str(cfg), "--input", str(tmp_path / "in.parquet"),
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            CURATE,
+            "run",
+            "--config",
+            str(cfg),
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and str(bad) in proc.stderr and "line 2" in proc.stderr
     assert not (tmp_path / "out").exists()
 
@@ -86,15 +114,27 @@ def test_cut_policy_removes_the_span_and_keeps_the_rest(tmp_path, benchmarks_dir
     gsm = list(load_items("gsm8k", str(benchmarks_dir / "gsm8k_test.jsonl")))
     before = " ".join(["The river valley was settled early by farming communities."] * 8)
     after = " ".join(["Trade routes later connected the towns along the northern coast."] * 8)
-    rows = [{"id": "cut", "text": before + "\n\n" + gsm[10][1] + "\n\n" + after},
-            {"id": "many", "text": "\n\n".join(g[1] + "\n\n" + before for g in gsm[20:35])},
-            {"id": "clean", "text": before}]
+    rows = [
+        {"id": "cut", "text": before + "\n\n" + gsm[10][1] + "\n\n" + after},
+        {"id": "many", "text": "\n\n".join(g[1] + "\n\n" + before for g in gsm[20:35])},
+        {"id": "clean", "text": before},
+    ]
     write_parquet(tmp_path / "in.parquet", rows)
-    specs = [{"name": "gsm8k", "format": "gsm8k", "path": str(benchmarks_dir / "gsm8k_test.jsonl"),
-              "policy": "cut", "cut_window": 50, "min_piece_chars": 100, "max_cuts": 10}]
+    specs = [
+        {
+            "name": "gsm8k",
+            "format": "gsm8k",
+            "path": str(benchmarks_dir / "gsm8k_test.jsonl"),
+            "policy": "cut",
+            "cut_window": 50,
+            "min_piece_chars": 100,
+            "max_cuts": 10,
+        }
+    ]
     out = tmp_path / "out"
-    result = run_pipeline([tmp_path / "in.parquet"], out,
-                          only_stages("decontamination", decontamination={"benchmarks": specs}))
+    result = run_pipeline(
+        [tmp_path / "in.parquet"], out, only_stages("decontamination", decontamination={"benchmarks": specs})
+    )
     kept = {r["id"]: r for r in read_dir(out / "kept").to_pylist()}
     assert set(kept) == {"cut", "clean"} and kept["clean"]["contamination_cuts"] == 0
     assert kept["cut"]["contamination_cuts"] == 1
@@ -110,24 +150,58 @@ def test_cut_policy_removes_the_span_and_keeps_the_rest(tmp_path, benchmarks_dir
 def test_loaders_for_arc_hellaswag_mbpp_and_generic(tmp_path):
     """One item in each file format as the benchmarks publish them."""
     arc = tmp_path / "arc.jsonl"
-    arc.write_text(json.dumps({"id": "Mercury_7175875", "question": {"stem": "Which gas do plants absorb?", "choices": [
-        {"text": "oxygen", "label": "A"}, {"text": "carbon dioxide", "label": "B"}]}, "answerKey": "B"}) + "\n")
+    arc.write_text(
+        json.dumps(
+            {
+                "id": "Mercury_7175875",
+                "question": {
+                    "stem": "Which gas do plants absorb?",
+                    "choices": [{"text": "oxygen", "label": "A"}, {"text": "carbon dioxide", "label": "B"}],
+                },
+                "answerKey": "B",
+            }
+        )
+        + "\n"
+    )
     hella = tmp_path / "hellaswag.jsonl"
-    hella.write_text(json.dumps({"ind": 24, "ctx": "A man is sitting on a roof. he",
-                                 "endings": ["is using wrap to wrap a pair of skis.", "starts pulling up roofing."],
-                                 "label": 1}) + "\n")
+    hella.write_text(
+        json.dumps(
+            {
+                "ind": 24,
+                "ctx": "A man is sitting on a roof. he",
+                "endings": ["is using wrap to wrap a pair of skis.", "starts pulling up roofing."],
+                "label": 1,
+            }
+        )
+        + "\n"
+    )
     mbpp = tmp_path / "mbpp.jsonl"
-    mbpp.write_text(json.dumps({"task_id": 11, "text": "Write a function to remove the first and last occurrence.",
-                                "code": "def remove_Occ(s,ch): return s", "test_list": ["assert remove_Occ('x','x')"]}) + "\n")
+    mbpp.write_text(
+        json.dumps(
+            {
+                "task_id": 11,
+                "text": "Write a function to remove the first and last occurrence.",
+                "code": "def remove_Occ(s,ch): return s",
+                "test_list": ["assert remove_Occ('x','x')"],
+            }
+        )
+        + "\n"
+    )
     generic = tmp_path / "mine.csv"
     generic.write_text("qid,question,answer\nq1,What is two plus two?,four\n")
     assert list(load_items("arc", str(arc))) == [
-        ("Mercury_7175875", "Which gas do plants absorb?\noxygen carbon dioxide")]
-    assert list(load_items("hellaswag", str(hella))) == [("24", "A man is sitting on a roof. he starts pulling up roofing.")]
-    assert list(load_items("mbpp", str(mbpp)))[0][1].startswith("Write a function") and "assert" in \
-        list(load_items("mbpp", str(mbpp)))[0][1]
+        ("Mercury_7175875", "Which gas do plants absorb?\noxygen carbon dioxide")
+    ]
+    assert list(load_items("hellaswag", str(hella))) == [
+        ("24", "A man is sitting on a roof. he starts pulling up roofing.")
+    ]
+    assert (
+        list(load_items("mbpp", str(mbpp)))[0][1].startswith("Write a function")
+        and "assert" in list(load_items("mbpp", str(mbpp)))[0][1]
+    )
     assert list(load_items("generic", str(generic), ["question", "answer"], "qid")) == [
-        ("q1", "What is two plus two?\nfour")]
+        ("q1", "What is two plus two?\nfour")
+    ]
     with pytest.raises(BenchmarkFormatError, match="needs question.stem"):
         bad = tmp_path / "bad_arc.jsonl"
         bad.write_text(json.dumps({"question": "plain"}) + "\n")
@@ -141,8 +215,9 @@ def test_bitmap_prefilter_finds_exactly_what_binary_search_finds():
     keys = np.unique(rng.integers(0, 2**63, 50_000, dtype=np.uint64) * np.uint64(2))
     owners = np.arange(len(keys), dtype=np.int32)
     index = NgramIndex(13, keys, owners, ["x"], ["b"], np.ones(1, np.int32), {})
-    values = np.concatenate([keys[::7], rng.integers(0, 2**63, 200_000, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
-                             keys[-3:]])
+    values = np.concatenate(
+        [keys[::7], rng.integers(0, 2**63, 200_000, dtype=np.uint64) * np.uint64(2) + np.uint64(1), keys[-3:]]
+    )
     pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
     expected = np.where(keys[pos] == values, owners[pos], -1)
     found = index.lookup(values)
@@ -173,15 +248,17 @@ def test_compiled_matching_equals_numpy_grams_and_search(benchmarks_dir, real_do
     values, offsets, _ = grams_from_token_hashes(token_h, token_off, index.n)
     owners = index.lookup(values)
     for d in range(len(texts)):
-        seg = owners[offsets[d]:offsets[d + 1]]
+        seg = owners[offsets[d] : offsets[d + 1]]
         hits = np.flatnonzero(seg >= 0)
         expected = {int(i): int((seg == i).sum()) for i in np.unique(seg[hits])}
         if len(hits):
             expected[-1] = hits.tolist()
         for length, (keys, owners_l) in index.short.items():
-            v, o, _ = grams_from_token_hashes(token_h[token_off[d]:token_off[d + 1]], np.array([0, token_off[d + 1] - token_off[d]]), length)
+            v, o, _ = grams_from_token_hashes(
+                token_h[token_off[d] : token_off[d + 1]], np.array([0, token_off[d + 1] - token_off[d]]), length
+            )
             for item in np.unique(index._lookup(keys, owners_l, v)):
                 if item >= 0:
                     expected[int(item)] = expected.get(int(item), 0) + 1
         assert got[d] == expected, d
-    assert sum(bool(g) for g in got[len(docs):]) >= 100
+    assert sum(bool(g) for g in got[len(docs) :]) >= 100

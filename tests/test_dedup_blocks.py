@@ -1,4 +1,5 @@
 """The block shuffle both dedup stages use: runs of equal keys, removals applied to batches."""
+
 from __future__ import annotations
 
 import random
@@ -23,7 +24,7 @@ def test_runs_are_the_same_whatever_the_order_blocks_arrive_in():
     ids = [f"doc{i:04d}" for i in range(300)]
     blocks = []
     for b in range(0, 300, 50):
-        blocks += _blocks(keys[b:b + 50], ids[b:b + 50], ids[b], partitions=4)
+        blocks += _blocks(keys[b : b + 50], ids[b : b + 50], ids[b], partitions=4)
     assert {p for p, _ in blocks} == {0, 1, 2, 3}
 
     def runs_by_partition(blocks):
@@ -54,11 +55,13 @@ def _run(batches, removals, expect_kept, expect_rejected, join):
     from apache_beam.testing.util import assert_that, equal_to
 
     with beam.Pipeline(runner=LocalRunner()) as p:
-        result = p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals),
-                                                                join)
+        result = (
+            p | "B" >> beam.Create(batches) | RemoveListed("s", "dup", "id", p | "R" >> beam.Create(removals), join)
+        )
         kept = result.kept | "K" >> beam.FlatMap(lambda b: b.column("id").to_pylist())
         rejected = result.rejected | "J" >> beam.FlatMap(
-            lambda b: [(r["id"], r["duplicate_of"], r["stage"], r["reason"]) for r in b.to_pylist()])
+            lambda b: [(r["id"], r["duplicate_of"], r["stage"], r["reason"]) for r in b.to_pylist()]
+        )
         assert_that(kept, equal_to(expect_kept), label="Kept")
         assert_that(rejected, equal_to(expect_rejected), label="Rejected")
 
@@ -66,9 +69,13 @@ def _run(batches, removals, expect_kept, expect_rejected, join):
 @pytest.mark.parametrize("join", ["side_input", "shuffle"])
 def test_removals_reach_their_batch_and_nothing_is_lost(join):
     batches = [pa.RecordBatch.from_pylist([{"id": f"{b}{i}", "text": "t"} for i in range(4)]) for b in "abc"]
-    _run(batches, [("a0", ("a2", "c1")), ("c0", ("c3", "a0")), ("c0", ("c1", "a0"))],
-         ["a0", "a1", "a3", "b0", "b1", "b2", "b3", "c0", "c2"],
-         [("a2", "c1", "s", "dup"), ("c3", "a0", "s", "dup"), ("c1", "a0", "s", "dup")], join)
+    _run(
+        batches,
+        [("a0", ("a2", "c1")), ("c0", ("c3", "a0")), ("c0", ("c1", "a0"))],
+        ["a0", "a1", "a3", "b0", "b1", "b2", "b3", "c0", "c2"],
+        [("a2", "c1", "s", "dup"), ("c3", "a0", "s", "dup"), ("c1", "a0", "s", "dup")],
+        join,
+    )
 
 
 @pytest.mark.parametrize("join", ["side_input", "shuffle"])
@@ -95,14 +102,16 @@ def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
     rng = np.random.default_rng(5)
     sizes = [0, 3, 50, 1, 17, 200]
     top = dtype(np.iinfo(dtype).max)  # values near the top: the combined key must not mix them into the doc bits
-    docs = [np.concatenate([rng.integers(0, 40, n).astype(dtype), top - rng.integers(0, 3, n // 4).astype(dtype)])
-            for n in sizes]
+    docs = [
+        np.concatenate([rng.integers(0, 40, n).astype(dtype), top - rng.integers(0, 3, n // 4).astype(dtype)])
+        for n in sizes
+    ]
     sizes = [len(doc) for doc in docs]
     values = np.concatenate(docs)
     offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
     uniq, uniq_offsets = unique_per_document(values, offsets)
     for d, doc in enumerate(docs):
-        assert uniq[uniq_offsets[d]:uniq_offsets[d + 1]].tolist() == np.unique(doc).tolist()
+        assert uniq[uniq_offsets[d] : uniq_offsets[d + 1]].tolist() == np.unique(doc).tolist()
     ids = pa.array([f"id{d}" for d in range(len(docs))])
     expected = {f"id{d}": np.unique(doc).tolist() for d, doc in enumerate(docs)}
     found = {}
@@ -112,8 +121,9 @@ def test_set_blocks_hold_each_documents_unique_sorted_set(dtype):
             assert values_of.dtype == dtype
             found[doc_id] = values_of.tolist()
         asked = {f"id{d}" for d in (1, 4)}
-        assert {k: v.tolist() for k, v in block.lookup(pa.array(sorted(asked))).items()} == \
-            {k: v for k, v in expected.items() if k in asked and shard_of(k, 3) == p}
+        assert {k: v.tolist() for k, v in block.lookup(pa.array(sorted(asked))).items()} == {
+            k: v for k, v in expected.items() if k in asked and shard_of(k, 3) == p
+        }
     assert found == expected
 
 
@@ -137,7 +147,7 @@ def test_lsh_bucket_pairs_follow_the_bucket_rule():
         if len(distinct) <= 12:
             expected += list(itertools.combinations(distinct, 2))
         else:
-            expected += [(x, y) for i, x in enumerate(distinct[:8]) for y in distinct[i + 1:]]
+            expected += [(x, y) for i, x in enumerate(distinct[:8]) for y in distinct[i + 1 :]]
     assert list(zip(a.tolist(), b.tolist())) == expected
     assert any(len(set(bucket)) > 12 for bucket in buckets) and len(expected) > 1000
 
@@ -153,20 +163,24 @@ def _pairs(rows, lengths=None):
 def test_pair_blocks_merge_to_each_pair_once_in_id_order_whatever_the_arrival_order():
     from curate.transforms.near_dedup import distinct_pairs, pair_tuples
 
-    rows = [("d%03d" % a, "k%d" % (a // 10), "d%03d" % b, "k%d" % (b // 10))
-            for a in range(0, 60, 7) for b in range(a + 1, 60, 11)]
+    rows = [
+        ("d%03d" % a, "k%d" % (a // 10), "d%03d" % b, "k%d" % (b // 10))
+        for a in range(0, 60, 7)
+        for b in range(a + 1, 60, 11)
+    ]
     copies = rows + rows[::2] + rows[1::3]  # a pair found by several band partitions
     rng = random.Random(3)
     expected = sorted(set(rows))
     for _ in range(3):
         rng.shuffle(copies)
-        blocks = [_pairs(copies[i:i + 7]) for i in range(0, len(copies), 7)]
+        blocks = [_pairs(copies[i : i + 7]) for i in range(0, len(copies), 7)]
         merged = distinct_pairs(blocks)
         assert list(zip(*(merged.column(c).to_pylist() for c in ("a", "a_bk", "b", "b_bk")))) == expected
     # priorities as the keep rules order documents: (id,) or (-length, id)
     assert pair_tuples(_pairs([("a", "ka", "b", "kb")])) == [((("a", "ka"), ("a",)), (("b", "kb"), ("b",)))]
-    assert pair_tuples(_pairs([("a", "ka", "b", "kb")], [(5, 9)])) == \
-        [((("a", "ka"), (-5, "a")), (("b", "kb"), (-9, "b")))]
+    assert pair_tuples(_pairs([("a", "ka", "b", "kb")], [(5, 9)])) == [
+        ((("a", "ka"), (-5, "a")), (("b", "kb"), (-9, "b")))
+    ]
 
 
 def test_wanted_ids_name_each_batchs_documents_once_and_pickle_only_their_own():
@@ -244,7 +258,9 @@ def test_components_of_pair_blocks_match_the_union_find_over_pair_tuples():
             lengths.append((length[x], length[y]))
         rows, lengths = rows + rows[:5], lengths + lengths[:5]  # found by several band partitions
         for by_length in (False, True):
-            blocks = [_pairs(rows[i:i + 13], lengths[i:i + 13] if by_length else None) for i in range(0, len(rows), 13)]
+            blocks = [
+                _pairs(rows[i : i + 13], lengths[i : i + 13] if by_length else None) for i in range(0, len(rows), 13)
+            ]
             tuples = [t for block in blocks for t in pair_tuples(block)]
             labels = [((prio_a, a), (prio_b, b)) for (a, prio_a), (b, prio_b) in tuples]
             expected: dict = {}

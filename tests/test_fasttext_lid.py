@@ -1,4 +1,5 @@
 """classifiers.fasttext_lid against fastText's own C++ predict (the fasttext-predict binding)."""
+
 from __future__ import annotations
 
 import struct
@@ -14,9 +15,18 @@ from curate.classifiers.minhash import string_buffers
 from curate.pipelines.build import sample_corpus_path
 
 EDGE_CASES = [
-    "hello", "__label__en hello world", "__label__fr", "</s> bonjour tout le monde", "bonjour </s> hello there",
-    "日本語のテキストです", "a\tb\x0bc\x0cd e", "x" * 3000, "Ünïcödé wörds ñ ç", "🙂🙂 emoji only 🙂",
-    "Привет, как дела? Всё хорошо.", "code_like_identifier = other_identifier + 1",
+    "hello",
+    "__label__en hello world",
+    "__label__fr",
+    "</s> bonjour tout le monde",
+    "bonjour </s> hello there",
+    "日本語のテキストです",
+    "a\tb\x0bc\x0cd e",
+    "x" * 3000,
+    "Ünïcödé wörds ñ ç",
+    "🙂🙂 emoji only 🙂",
+    "Привет, как дела? Всё хорошо.",
+    "code_like_identifier = other_identifier + 1",
 ]
 
 
@@ -39,7 +49,7 @@ def _assert_same_as_fasttext(models, texts: list[str]):
             assert labels[i] == -1, text[:80]
             continue
         prob, label = expected[0]
-        assert ours.labels[labels[i]] == label[len("__label__"):], text[:80]
+        assert ours.labels[labels[i]] == label[len("__label__") :], text[:80]
         assert probs[i] == pytest.approx(prob, rel=1e-6, abs=1e-9), text[:80]
         compared += 1
     return compared
@@ -74,13 +84,19 @@ def test_identifier_reads_arrow_in_place_and_lists_alike():
 
 
 def _header(version=12, loss=1, word_ngrams=1) -> bytes:
-    return struct.pack("<ii", 793712314, version) + struct.pack("<12id", 16, 5, 5, 1, 5, word_ngrams, loss, 3,
-                                                                 2000000, 2, 4, 100, 1e-4)
+    return struct.pack("<ii", 793712314, version) + struct.pack(
+        "<12id", 16, 5, 5, 1, 5, word_ngrams, loss, 3, 2000000, 2, 4, 100, 1e-4
+    )
 
 
-@pytest.mark.parametrize("header, reason", [(_header(version=11), "version 11"),
-                                            (_header(loss=2), "hierarchical softmax"),
-                                            (_header(word_ngrams=2), "wordNgrams 2")])
+@pytest.mark.parametrize(
+    "header, reason",
+    [
+        (_header(version=11), "version 11"),
+        (_header(loss=2), "hierarchical softmax"),
+        (_header(word_ngrams=2), "wordNgrams 2"),
+    ],
+)
 def test_models_it_cannot_reproduce_are_refused_with_the_reason(tmp_path, header, reason):
     path = tmp_path / "model.bin"
     path.write_bytes(header + b"\0" * 64)

@@ -1,4 +1,5 @@
 """configs/fineweb.yaml: FineWeb's recipe on the stage registry, in FineWeb's order, each rule a reason."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ CURATE = str(Path(sys.executable).parent / "curate")
 
 def test_fineweb_config_runs_the_filters_in_fineweb_order_before_minhash(tmp_path):
     out = tmp_path / "out"
-    done = subprocess.run([CURATE, "run", "--config", "configs/fineweb.yaml", "--output", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [CURATE, "run", "--config", "configs/fineweb.yaml", "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     funnel = json.loads((out / "funnel.json").read_text())
     ran = [s["name"] for s in funnel["stages"] if s["status"] == "run"]

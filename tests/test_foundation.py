@@ -1,4 +1,5 @@
 """End-to-end checks of the foundation on the DirectRunner with real files."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REAL_DOCS_CONFIG, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.pipelines.build import sample_corpus_path
@@ -60,7 +60,8 @@ def test_sample_corpus_conservation_and_funnel_matches_files(tmp_path):
         if table is not None:
             assert set(table.column("stage").to_pylist()) == {stage["name"]}
             assert dict(Counter(table.column("reason").to_pylist())) == {
-                r: v["docs"] for r, v in stage["rejected_by_reason"].items()}
+                r: v["docs"] for r, v in stage["rejected_by_reason"].items()
+            }
     # characters in the funnel are the characters of the written rows
     repeat_chars = sum(s.get("repeats", {}).get("chars", 0) for s in run_stages)
     assert run_stages[-1]["kept"]["chars"] + repeat_chars == sum(len(t) for t in kept.column("text").to_pylist())
@@ -84,11 +85,11 @@ def test_exact_dedup_on_planted_duplicates(tmp_path, join):
     other = "Photosynthesis turns light into chemical energy in plants."
     rows = [
         {"id": "d3", "text": base},
-        {"id": "d1", "text": base.upper()},                         # case variant
-        {"id": "d7", "text": "  " + base.replace(" ", "\n\t ")},    # whitespace variant
-        {"id": "d5", "text": base.replace("T", "\uff34")},           # fullwidth letters (NFKC)
+        {"id": "d1", "text": base.upper()},  # case variant
+        {"id": "d7", "text": "  " + base.replace(" ", "\n\t ")},  # whitespace variant
+        {"id": "d5", "text": base.replace("T", "\uff34")},  # fullwidth letters (NFKC)
         {"id": "d2", "text": other},
-        {"id": "d9", "text": other + " Really."},                    # different text: kept
+        {"id": "d9", "text": other + " Really."},  # different text: kept
         {"id": "d4", "text": other},
     ]
     inp = write_parquet(tmp_path / "in" / "a.parquet", rows[:4])
@@ -104,15 +105,33 @@ def test_exact_dedup_on_planted_duplicates(tmp_path, join):
 
 
 def test_extra_columns_pass_through_untouched(tmp_path):
-    schema = pa.schema([("doc_id", pa.int64()), ("body", pa.string()), ("score", pa.float64()),
-                        ("tags", pa.list_(pa.string())), ("meta", pa.struct([("url", pa.string())]))])
-    rows = [{"doc_id": i, "body": f"document number {i} with some words", "score": i / 10,
-             "tags": [f"t{i}", "x"], "meta": {"url": f"http://e.test/{i}"}} for i in range(50)]
+    schema = pa.schema(
+        [
+            ("doc_id", pa.int64()),
+            ("body", pa.string()),
+            ("score", pa.float64()),
+            ("tags", pa.list_(pa.string())),
+            ("meta", pa.struct([("url", pa.string())])),
+        ]
+    )
+    rows = [
+        {
+            "doc_id": i,
+            "body": f"document number {i} with some words",
+            "score": i / 10,
+            "tags": [f"t{i}", "x"],
+            "meta": {"url": f"http://e.test/{i}"},
+        }
+        for i in range(50)
+    ]
     rows.append({"doc_id": 99, "body": "DOCUMENT NUMBER 3 WITH SOME WORDS", "score": 9.9, "tags": [], "meta": None})
     write_parquet(tmp_path / "in.parquet", rows, schema)
     out = tmp_path / "out"
-    run_pipeline([tmp_path / "in.parquet"], out,
-                 {"input": {"id_column": "doc_id", "text_column": "body"}, **only_stages("exact_dedup")})
+    run_pipeline(
+        [tmp_path / "in.parquet"],
+        out,
+        {"input": {"id_column": "doc_id", "text_column": "body"}, **only_stages("exact_dedup")},
+    )
     kept = read_dir(out / "kept")
     assert kept.column_names == ["doc_id", "body", "score", "tags", "meta"]
     assert kept.schema.field("tags").type == pa.list_(pa.string())
@@ -120,7 +139,12 @@ def test_extra_columns_pass_through_untouched(tmp_path):
     assert len(by_id) == 50
     for row in rows[:50]:
         got = by_id[str(row["doc_id"])]  # integer ids are carried as strings
-        assert (got["body"], got["score"], got["tags"], got["meta"]) == (row["body"], row["score"], row["tags"], row["meta"])
+        assert (got["body"], got["score"], got["tags"], got["meta"]) == (
+            row["body"],
+            row["score"],
+            row["tags"],
+            row["meta"],
+        )
     rej = read_rejects(out)["exact_dedup"].to_pylist()
     assert [(r["doc_id"], r["duplicate_of"], r["score"]) for r in rej] == [("99", "3", 9.9)]
 
@@ -140,8 +164,9 @@ CURATE = str(Path(sys.executable).parent / "curate")  # the installed console co
 
 
 def _curate(*args, cwd=None):
-    return subprocess.run([CURATE, *args], capture_output=True, text=True, cwd=cwd or Path(__file__).parent,
-                          timeout=300)
+    return subprocess.run(
+        [CURATE, *args], capture_output=True, text=True, cwd=cwd or Path(__file__).parent, timeout=300
+    )
 
 
 def test_cli_run_then_funnel_reproduces_table(tmp_path):
@@ -164,10 +189,13 @@ def test_cli_default_output_is_cwd_out(tmp_path):
     assert (tmp_path / "out" / "funnel.json").exists() and list((tmp_path / "out" / "kept").glob("*.parquet"))
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--input", "/nonexistent/dir/*.parquet"], "matches no files"),
-    (["--config", "/nonexistent.yaml"], "not found"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--input", "/nonexistent/dir/*.parquet"], "matches no files"),
+        (["--config", "/nonexistent.yaml"], "not found"),
+    ],
+)
 def test_cli_whole_input_errors_exit_2(tmp_path, args, needle):
     proc = _curate("run", "--output", str(tmp_path / "out"), *args)
     assert proc.returncode == 2
@@ -198,14 +226,37 @@ def test_stable_order_sorts_by_id_and_text_and_breaks_ties_by_the_whole_row():
     from curate.transforms.io import stable_order
     from curate.transforms.stage import Columns
 
-    rows = [{"id": i, "text": t, "x": x, "tags": g} for i, t, x, g in [
-        ("b", "t", 2, ["p"]), ("b", "t", 1, ["q"]), ("a", "z", 0, []), (None, "t", 5, []), (None, "t", 4, []),
-        ("c", None, 9, []), ("c", None, 3, []), ("b", "s", 7, []), ("d", "u", 1, []), ("b", "t", 1, ["a"]),
-        (None, None, 0, []), ("a", "y", 6, []), ("e", "v", None, ["z"]), ("e", "v", None, ["y"]), ("e", "v", 0, [])]]
+    rows = [
+        {"id": i, "text": t, "x": x, "tags": g}
+        for i, t, x, g in [
+            ("b", "t", 2, ["p"]),
+            ("b", "t", 1, ["q"]),
+            ("a", "z", 0, []),
+            (None, "t", 5, []),
+            (None, "t", 4, []),
+            ("c", None, 9, []),
+            ("c", None, 3, []),
+            ("b", "s", 7, []),
+            ("d", "u", 1, []),
+            ("b", "t", 1, ["a"]),
+            (None, None, 0, []),
+            ("a", "y", 6, []),
+            ("e", "v", None, ["z"]),
+            ("e", "v", None, ["y"]),
+            ("e", "v", 0, []),
+        ]
+    ]
 
     def key(r):  # x sorts in Arrow; the list column only through the JSON
-        return (r["id"] is not None, r["id"] or "", r["text"] is not None, r["text"] or "",
-                r["x"] is not None, r["x"] or 0, json.dumps(r, sort_keys=True))
+        return (
+            r["id"] is not None,
+            r["id"] or "",
+            r["text"] is not None,
+            r["text"] or "",
+            r["x"] is not None,
+            r["x"] or 0,
+            json.dumps(r, sort_keys=True),
+        )
 
     expected = sorted(rows, key=key)
     for seed in range(5):
@@ -219,14 +270,27 @@ def test_record_batch_coder_round_trips_slices_nulls_and_empty_batches():
     """Batches cross every fusion break through this coder: what comes out must equal what went in."""
     from curate.transforms.stage import RecordBatchCoder
 
-    batch = pa.RecordBatch.from_pydict({"id": ["a", None, "c", "d"], "text": ["x", "yy", None, "é中"],
-                                        "score": [0.5, None, 1.0, 2.0], "tags": [["t"], [], None, ["u", "v"]]})
+    batch = pa.RecordBatch.from_pydict(
+        {
+            "id": ["a", None, "c", "d"],
+            "text": ["x", "yy", None, "é中"],
+            "score": [0.5, None, 1.0, 2.0],
+            "tags": [["t"], [], None, ["u", "v"]],
+        }
+    )
     coder = RecordBatchCoder()
     # a dictionary column adds a message to the stream: more than the preallocated size
     dictionary = pa.RecordBatch.from_pydict({"lang": pa.array(["en", "fr", "en"] * 500).dictionary_encode()})
     big = pa.RecordBatch.from_pydict({"text": ["long text " * 200] * 300, "n": list(range(300))})
-    for b in (batch, batch.slice(1, 2), batch.slice(4), batch.filter(pa.array([True, False, True, False])),
-              dictionary, big, big.slice(7, 100)):
+    for b in (
+        batch,
+        batch.slice(1, 2),
+        batch.slice(4),
+        batch.filter(pa.array([True, False, True, False])),
+        dictionary,
+        big,
+        big.slice(7, 100),
+    ):
         decoded = coder.decode(coder.encode(b))
         assert decoded.schema.equals(b.schema) and decoded.to_pylist() == b.to_pylist()
 
@@ -237,14 +301,15 @@ def test_untyped_elements_carrying_batches_are_sized_without_encoding():
     import apache_beam as beam
     import numpy as np
 
-    from curate.transforms.near_dedup import SetBlock
     from curate.pipelines.beam import size_estimates
     from curate.pipelines.beam.size_estimates import SizeEstimatingCoder
+    from curate.transforms.near_dedup import SetBlock
 
     class Refuses(beam.coders.PickleCoder):
         def _create_impl(self):
             def refuse(value):
                 raise AssertionError(f"encoded {type(value).__name__} to size it")
+
             return beam.coders.coder_impl.CallbackCoderImpl(refuse, refuse)
 
     batch = pa.RecordBatch.from_pydict({"id": [f"d{i}" for i in range(1000)], "text": ["word " * 50] * 1000})

@@ -2,6 +2,7 @@
 their Beam stages (transforms/heuristics.py): per rule, real text that trips it and real
 text that passes; the spaCy tokenizer port against spaCy's own output; each stage on the
 DirectRunner."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,7 +10,6 @@ import dataclasses
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import REPO, SHARED
 
 from curate.classifiers import heuristics as H
@@ -54,16 +54,72 @@ KEPT_BY_ALL = "en_ewt-dev-answers-20081218053636AA9vV0u_ans-00004"
 def test_words_are_spacys():
     """Expected lists are spaCy 3.8 ``blank('en')`` (datatrove's English word tokenizer) output."""
     tok = H.tokenizer_for("en")
-    assert tok.words("Hello, world! Don't do it. U.S. citizens (e.g. me) pay $100.50 for well-known "
-                     "http://x.com/a?b=1 things...") == [
-        "Hello", ",", "world", "!", "Do", "n't", "do", "it", ".", "U.S.", "citizens", "(", "e.g.", "me", ")", "pay",
-        "$", "100.50", "for", "well", "-", "known", "http://x.com/a?b=1", "things", "..."]
-    assert tok.words("It's 5pm; a/b... \"quoted\" end.") == [
-        "It", "'s", "5", "pm", ";", "a", "/", "b", "...", '"', "quoted", '"', "end", "."]
+    assert tok.words(
+        "Hello, world! Don't do it. U.S. citizens (e.g. me) pay $100.50 for well-known http://x.com/a?b=1 things..."
+    ) == [
+        "Hello",
+        ",",
+        "world",
+        "!",
+        "Do",
+        "n't",
+        "do",
+        "it",
+        ".",
+        "U.S.",
+        "citizens",
+        "(",
+        "e.g.",
+        "me",
+        ")",
+        "pay",
+        "$",
+        "100.50",
+        "for",
+        "well",
+        "-",
+        "known",
+        "http://x.com/a?b=1",
+        "things",
+        "...",
+    ]
+    assert tok.words('It\'s 5pm; a/b... "quoted" end.') == [
+        "It",
+        "'s",
+        "5",
+        "pm",
+        ";",
+        "a",
+        "/",
+        "b",
+        "...",
+        '"',
+        "quoted",
+        '"',
+        "end",
+        ".",
+    ]
     # spaCy's special-case matcher joins "h" "." (split off "s/h.") back into its special case "h.",
     # within a whitespace chunk only (": p" stays two words)
     assert tok.words("s/h. and h/y. then :) ok it's H0: p x:p") == [
-        "s", "/", "h.", "and", "h", "/", "y.", "then", ":)", "ok", "it", "'s", "H0", ":", "p", "x", ":p"]
+        "s",
+        "/",
+        "h.",
+        "and",
+        "h",
+        "/",
+        "y.",
+        "then",
+        ":)",
+        "ok",
+        "it",
+        "'s",
+        "H0",
+        ":",
+        "p",
+        "x",
+        ":p",
+    ]
 
 
 def test_fast_paths_match_the_rules(docs):
@@ -90,10 +146,24 @@ def test_word_properties_are_pythons(docs):
 def test_cjk_words():
     """Han and Hiragana runs in two-character words, Katakana runs whole, the rest by the rules."""
     assert H.tokenizer_for("ja").words("東京都はとても大きい。テレビ、Tokyo!") == [
-        "東京", "都", "はと", "ても", "大", "きい", "。", "テレビ", "、", "Tokyo", "!"]
+        "東京",
+        "都",
+        "はと",
+        "ても",
+        "大",
+        "きい",
+        "。",
+        "テレビ",
+        "、",
+        "Tokyo",
+        "!",
+    ]
     assert H.tokenizer_for("cmn").words("努克的經濟以漁業為主。") == ["努克", "的經", "濟以", "漁業", "為主", "。"]
     # datatrove 0.10.1 gives "zh" spaCy's multi-language rules: no segmentation
-    assert H.tokenizer_for("zh").words("努克的經濟以漁業為主，鱈魚業相當發達。") == ["努克的經濟以漁業為主，鱈魚業相當發達", "。"]
+    assert H.tokenizer_for("zh").words("努克的經濟以漁業為主，鱈魚業相當發達。") == [
+        "努克的經濟以漁業為主，鱈魚業相當發達",
+        "。",
+    ]
 
 
 def test_arrow_input_and_null():
@@ -104,18 +174,22 @@ def test_arrow_input_and_null():
 # ------------------------------------------------------------------ Gopher quality
 
 
-@pytest.mark.parametrize("doc_id, rule", [
-    ("en_ewt-dev-answers-20080426141111AAgPUwU_ans-00003", "too_few_words"),
-    ("en_ewt-dev-answers-20090205181308AAZghOH_ans-00007", "alpha_words"),
-    ("en_ewt-dev-newsgroup-groups.google.com_civilization_1201f7692b7769fb_EN-00379", "ellipsis_lines"),
-    ("en_ewt-dev-reviews-196219-00781", "stop_words"),
-])
+@pytest.mark.parametrize(
+    "doc_id, rule",
+    [
+        ("en_ewt-dev-answers-20080426141111AAgPUwU_ans-00003", "too_few_words"),
+        ("en_ewt-dev-answers-20090205181308AAZghOH_ans-00007", "alpha_words"),
+        ("en_ewt-dev-newsgroup-groups.google.com_civilization_1201f7692b7769fb_EN-00379", "ellipsis_lines"),
+        ("en_ewt-dev-reviews-196219-00781", "stop_words"),
+    ],
+)
 def test_gopher_quality_real_rejects(docs, doc_id, rule):
     assert reason("gopher_quality", docs[doc_id]["text"]) == f"gopher_quality:{rule}"
 
 
-@pytest.mark.parametrize("doc_id, rule", [("openstax-calculus-m54049", "mean_word_length"),
-                                          ("openstax-calculus-m54050", "hash_ratio")])
+@pytest.mark.parametrize(
+    "doc_id, rule", [("openstax-calculus-m54049", "mean_word_length"), ("openstax-calculus-m54050", "hash_ratio")]
+)
 def test_gopher_quality_textbook_rejects(books, doc_id, rule):
     assert reason("gopher_quality", books[doc_id]["text"]) == f"gopher_quality:{rule}"
 
@@ -141,18 +215,21 @@ def test_gopher_quality_built_rules(books):
 # ------------------------------------------------------------------ Gopher repetition
 
 
-@pytest.mark.parametrize("doc_id, rule", [
-    ("en_ewt-dev-answers-20090203211448AAoG2yX_ans-00006", "top_2_gram"),
-    ("en_ewt-dev-answers-20090716131314AA4W9uJ_ans-00014", "top_3_gram"),
-    ("en_ewt-dev-answers-20090801154222AA09uXV_ans-00021", "top_4_gram"),
-    ("en_ewt-dev-answers-20111108081911AAy6QeW_ans-00131", "dup_para_frac"),
-    ("en_ewt-dev-answers-20111108084149AAbQBhq_ans-00148", "dup_para_char_frac"),
-    ("en_ewt-dev-email-enronsent09_01-00254", "duplicated_5_n_grams"),
-    ("en_ewt-dev-email-enronsent27_01-00291", "duplicated_7_n_grams"),
-    ("en_ewt-dev-email-enronsent38_01-00309", "duplicated_9_n_grams"),
-    ("en_ewt-dev-email-enronsent21_01-00270", "duplicated_10_n_grams"),
-    ("openstax-python-programming-m00026", "dup_line_frac"),
-])
+@pytest.mark.parametrize(
+    "doc_id, rule",
+    [
+        ("en_ewt-dev-answers-20090203211448AAoG2yX_ans-00006", "top_2_gram"),
+        ("en_ewt-dev-answers-20090716131314AA4W9uJ_ans-00014", "top_3_gram"),
+        ("en_ewt-dev-answers-20090801154222AA09uXV_ans-00021", "top_4_gram"),
+        ("en_ewt-dev-answers-20111108081911AAy6QeW_ans-00131", "dup_para_frac"),
+        ("en_ewt-dev-answers-20111108084149AAbQBhq_ans-00148", "dup_para_char_frac"),
+        ("en_ewt-dev-email-enronsent09_01-00254", "duplicated_5_n_grams"),
+        ("en_ewt-dev-email-enronsent27_01-00291", "duplicated_7_n_grams"),
+        ("en_ewt-dev-email-enronsent38_01-00309", "duplicated_9_n_grams"),
+        ("en_ewt-dev-email-enronsent21_01-00270", "duplicated_10_n_grams"),
+        ("openstax-python-programming-m00026", "dup_line_frac"),
+    ],
+)
 def test_gopher_repetition_real_rejects(docs, doc_id, rule):
     assert reason("gopher_repetition", docs[doc_id]["text"]) == f"gopher_repetition:{rule}"
 
@@ -196,9 +273,13 @@ def test_c4_line_rules_on_real_text(books):
     text = books["openstax-anatomy-physiology-m45981"]["text"]
     base_reasons, base, _ = H.c4_filter([text])
     assert base_reasons == [None]
-    extra = ["Please enable JavaScript to view the comments powered by Disqus.",
-             "This site uses cookies to improve your experience.",
-             "Short line.", "A line without an end", "Heart disease kills [1] millions of people each year."]
+    extra = [
+        "Please enable JavaScript to view the comments powered by Disqus.",
+        "This site uses cookies to improve your experience.",
+        "Short line.",
+        "A line without an end",
+        "Heart disease kills [1] millions of people each year.",
+    ]
     reasons, edited, removed = H.c4_filter([text + "\n" + "\n".join(extra)])
     assert reasons == [None]
     assert edited[0] == base[0] + "\nHeart disease kills  millions of people each year."
@@ -216,17 +297,23 @@ def test_c4_sentences_are_spacys_sentencizer():
     assert H.c4_reasons([five]) == [None]
     assert H.c4_reasons([five.replace("Five is here.", "")]) == ["c4:too_few_sentences"]
     # "U.S." and "e.g." are one word each in spaCy: no sentence ends there
-    assert H.c4_reasons(["The U.S. is big. It is e.g. large and wide. Yes it is. Done now."]) == ["c4:too_few_sentences"]
+    assert H.c4_reasons(["The U.S. is big. It is e.g. large and wide. Yes it is. Done now."]) == [
+        "c4:too_few_sentences"
+    ]
 
 
 # ------------------------------------------------------------------ FineWeb
 
 
 def test_fineweb_real(docs, books, sample):
-    assert reason("fineweb", docs["en_ewt-dev-answers-20090203211448AAoG2yX_ans-00006"]["text"]) == \
-        "fineweb:short_line_ratio"
-    assert reason("fineweb", docs["en_ewt-dev-answers-20111108081911AAy6QeW_ans-00131"]["text"]) == \
-        "fineweb:char_dup_ratio"
+    assert (
+        reason("fineweb", docs["en_ewt-dev-answers-20090203211448AAoG2yX_ans-00006"]["text"])
+        == "fineweb:short_line_ratio"
+    )
+    assert (
+        reason("fineweb", docs["en_ewt-dev-answers-20111108081911AAy6QeW_ans-00131"]["text"])
+        == "fineweb:char_dup_ratio"
+    )
     assert reason("fineweb", docs["en_ewt-dev-email-enronsent23_10-00282"]["text"]) == "fineweb:line_punct_ratio"
     assert reason("fineweb", sample["sample-00849"]["text"]) == "fineweb:empty"
     assert reason("fineweb", docs[KEPT_BY_ALL]["text"]) is None
@@ -234,7 +321,7 @@ def test_fineweb_real(docs, books, sample):
     assert reason("fineweb", text) is None
     # the same words, one or two per line ending in a full stop: too many newlines per word
     words = text.split()
-    listed = "\n".join(" ".join(words[i:i + 2]) + "." for i in range(0, len(words), 2))
+    listed = "\n".join(" ".join(words[i : i + 2]) + "." for i in range(0, len(words), 2))
     cfg = dataclasses.replace(H.FineWebConfig(), short_line_thr=1.0, char_duplicates_ratio=1.0)
     assert reason("fineweb", listed, cfg) == "fineweb:list_ratio"
 
@@ -256,7 +343,11 @@ def test_stage_on_direct_runner(real_docs_path, family):
     table = pq.read_table(real_docs_path, columns=["id", "text", "lang"])
     table = table.take(pa.array(range(0, table.num_rows, 10)))  # every language, every family keeps and drops
     batches = table.to_batches(max_chunksize=120)
-    texts, langs, ids = table.column("text").to_pylist(), table.column("lang").to_pylist(), table.column("id").to_pylist()
+    texts, langs, ids = (
+        table.column("text").to_pylist(),
+        table.column("lang").to_pylist(),
+        table.column("id").to_pylist(),
+    )
     stage_cls, _ = STAGES[family]
     if family == "c4":
         reasons, edited, removed = H.c4_filter(texts, languages=langs)
@@ -283,8 +374,10 @@ def test_stage_on_direct_runner(real_docs_path, family):
         docs_cut = sum(d for _, (d, _) in got)
         chars_cut = sum(c for _, (_, c) in got)
         assert {k for k, _ in got} == {("c4", "cut", "")}
-        assert (docs_cut, chars_cut) == (sum(1 for k, n in enumerate(removed) if reasons[k] is None and n > 0),
-                                         sum(n for k, n in enumerate(removed) if reasons[k] is None))
+        assert (docs_cut, chars_cut) == (
+            sum(1 for k, n in enumerate(removed) if reasons[k] is None and n > 0),
+            sum(n for k, n in enumerate(removed) if reasons[k] is None),
+        )
 
     with beam.Pipeline(runner="DirectRunner") as p:
         result = p | beam.Create(batches) | stage_cls(Columns(), language_column="lang")

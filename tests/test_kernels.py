@@ -4,6 +4,7 @@ One file for the four kernel modules, which share its texts and its definition
 of the tokenizer: ``normalize_kernels`` (NFKC, lower-casing, code-point counts),
 ``token_kernels`` (tokenizers, token hashes), ``minhash_kernels`` (signatures)
 and ``feature_kernels`` (quality features)."""
+
 from __future__ import annotations
 
 import random
@@ -17,8 +18,18 @@ import pytest
 
 from curate.classifiers import feature_kernels, minhash, minhash_kernels, normalize_kernels, quality, token_kernels
 
-TEXTS = ["", "   ", "Hello, World! hello", "don't stop -- it's 3.5 km", "Ünïcödé ﬁne Ⅻ", "今天天气很好，我们去公园。",
-         "mixed 中文 text", "tab\tand\nnewline\u00a0nbsp", "a", "x" * 5]
+TEXTS = [
+    "",
+    "   ",
+    "Hello, World! hello",
+    "don't stop -- it's 3.5 km",
+    "Ünïcödé ﬁne Ⅻ",
+    "今天天气很好，我们去公园。",
+    "mixed 中文 text",
+    "tab\tand\nnewline\u00a0nbsp",
+    "a",
+    "x" * 5,
+]
 
 
 def _py_tokens(text: str) -> list[str]:
@@ -62,7 +73,7 @@ def test_hashed_ngram_counts_match_a_python_reference():
         for k in range(1, 4):
             for i in range(len(hashes) - k + 1):
                 g = hashes[i]
-                for h in hashes[i + 1:i + k]:
+                for h in hashes[i + 1 : i + k]:
                     g = (g * 0x9E3779B97F4A7C15 + h) & mask
                 if k > 1:
                     g = int(minhash_kernels.fmix64(np.array([g], dtype=np.uint64))[0])
@@ -72,8 +83,9 @@ def test_hashed_ngram_counts_match_a_python_reference():
 
 def test_word_counts_are_pythons_split(real_docs_path):
     texts = pq.read_table(real_docs_path).column("text").combine_chunks()[:400]
-    words, distinct = feature_kernels.word_counts(*minhash.normalized_buffers(texts),
-                                                  normalize_kernels.whitespace_table())
+    words, distinct = feature_kernels.word_counts(
+        *minhash.normalized_buffers(texts), normalize_kernels.whitespace_table()
+    )
     normalized = [unicodedata.normalize("NFKC", t).lower() for t in texts.to_pylist()]
     assert words.tolist() == [len(t.split()) for t in normalized]
     assert distinct.tolist() == [len(set(t.split())) for t in normalized]
@@ -83,16 +95,31 @@ def test_word_counts_are_pythons_split(real_docs_path):
 def test_signatures_do_not_depend_on_batching(bits):
     hasher = minhash.MinHasher(num_perm=16, bits=bits)
     whole = hasher.signatures(pa.array(TEXTS))
-    parts = np.concatenate([hasher.signatures(pa.array(TEXTS[i:i + 3])) for i in range(0, len(TEXTS), 3)])
+    parts = np.concatenate([hasher.signatures(pa.array(TEXTS[i : i + 3])) for i in range(0, len(TEXTS), 3)])
     np.testing.assert_array_equal(whole, parts)
 
 
 def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
     """Documents the stable-character table lets skip NFKC are really NFKC already."""
     texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
-    tricky = ["e\u0301", "\u1100\u1161", "\uac00\u11a8", "\ufb01", "\uff21", "a\u0301\u0323", "\u0f73",
-              "x\u0cbf\u0cd5", "caf\u00e9", "\u00bd", "\u2460", "\u3000x", "plain",
-              "Tag\U000e0041E\u0301X", "Tag\U000e0041\uff21", "\U0001d400BC"]
+    tricky = [
+        "e\u0301",
+        "\u1100\u1161",
+        "\uac00\u11a8",
+        "\ufb01",
+        "\uff21",
+        "a\u0301\u0323",
+        "\u0f73",
+        "x\u0cbf\u0cd5",
+        "caf\u00e9",
+        "\u00bd",
+        "\u2460",
+        "\u3000x",
+        "plain",
+        "Tag\U000e0041E\u0301X",
+        "Tag\U000e0041\uff21",
+        "\U0001d400BC",
+    ]
     texts = pa.concat_arrays([texts, pa.array(tricky, pa.string())])
     data, offsets = minhash.string_buffers(texts)
     action = normalize_kernels.nfkc_map_table()[0]
@@ -101,7 +128,7 @@ def test_nfkc_skip_agrees_with_unicodedata(real_docs_path):
     py = texts.to_pylist()
     skipped = [t for t, n in zip(py, needs) if not n]
     assert all(unicodedata.is_normalized("NFKC", t) for t in skipped)
-    assert sum(needs[-len(tricky):]) == len(tricky) - 2  # only "café" (composed) and "plain" skip
+    assert sum(needs[-len(tricky) :]) == len(tricky) - 2  # only "café" (composed) and "plain" skip
     reference = pa.compute.utf8_lower(pa.array([unicodedata.normalize("NFKC", t) for t in py], pa.string()))
     assert minhash.normalize_for_shingles(texts).equals(reference)
 
@@ -119,16 +146,16 @@ def test_compiled_nfkc_equals_unicodedata_on_every_replaced_character_in_context
     pool = replaced + stable + slow[:400] + list("aeAZ \n")
     texts += ["".join(rng.choice(pool) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
     texts += ["".join(rng.choice(replaced + stable) for _ in range(rng.randint(1, 12))) for _ in range(40_000)]
-    texts += ["".join(rng.choice(pool + list("ÀÉÎÕÜΣΩДЖ")) for _ in range(rng.randint(1, 12))).upper()
-              for _ in range(20_000)]
+    texts += [
+        "".join(rng.choice(pool + list("ÀÉÎÕÜΣΩДЖ")) for _ in range(rng.randint(1, 12))).upper() for _ in range(20_000)
+    ]
     expected = [unicodedata.normalize("NFKC", t) for t in texts]
     assert minhash.nfkc(pa.array(texts, pa.string())).to_pylist() == expected
     # the one-pass NFKC + lower-casing (tables for both) equals unicodedata then Arrow's lower
     lowered = pa.compute.utf8_lower(pa.array(expected, pa.string()))
     assert minhash.normalize_for_shingles(pa.array(texts, pa.string())).equals(lowered)
     mixed = pa.array(texts[-60_000:-20_000], pa.string())
-    sizes = normalize_kernels.rewritten_sizes(*minhash.string_buffers(mixed),
-                                              *normalize_kernels.nfkc_map_table()[::2])
+    sizes = normalize_kernels.rewritten_sizes(*minhash.string_buffers(mixed), *normalize_kernels.nfkc_map_table()[::2])
     assert (sizes >= 0).all()  # the compiled pass did the work, no text went to unicodedata
 
 
@@ -138,9 +165,22 @@ def test_decontamination_token_hashes_are_the_arrow_tokens_hashed(real_docs_path
     from curate.classifiers import ngram_index
 
     texts = pq.read_table(real_docs_path, columns=["text"]).column(0).combine_chunks()
-    edge = ["", " - ", "don't  stop", "3.5km/h", "a\u00a0b\u2003c\u3000d", "x\u200by", "«quoted» — dash",
-            "tab\tend\n", "emoji 🙂 here", "$100 + 5% = ?", "中文，标点。", "\u1680ogham\u180evowel", "a\x1cb\x1fc",
-            "3 4,5 ½ Ⅻ 二十 ٣٤ 1st x2 ①②"]
+    edge = [
+        "",
+        " - ",
+        "don't  stop",
+        "3.5km/h",
+        "a\u00a0b\u2003c\u3000d",
+        "x\u200by",
+        "«quoted» — dash",
+        "tab\tend\n",
+        "emoji 🙂 here",
+        "$100 + 5% = ?",
+        "中文，标点。",
+        "\u1680ogham\u180evowel",
+        "a\x1cb\x1fc",
+        "3 4,5 ½ Ⅻ 二十 ٣٤ 1st x2 ①②",
+    ]
     texts = pa.concat_arrays([texts, pa.array(edge, pa.string())])
     hashes, offsets = ngram_index.text_token_hashes(texts)
     tokens = ngram_index.tokenize(texts)
@@ -161,9 +201,45 @@ def _markdown_fuzz(n: int, seed: int = 3) -> list[str]:
     import random
 
     rng = random.Random(seed)
-    pieces = ["#", "##", "#######", " ", "  ", "\t", "\n", "\n\n", "\r\n", "\x0b", "\x0c", "-", "*", "+", "•", "1.",
-              "12)", "3", ".", "!", "?", "...", "```", "``", "`", "a", "word", "Understanding", "internationalization",
-              "abcdefghi1", "_x", "é", "naïveté", "中文", "x_longwordhere", "\u00a0", "\u2003"]
+    pieces = [
+        "#",
+        "##",
+        "#######",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n\n",
+        "\r\n",
+        "\x0b",
+        "\x0c",
+        "-",
+        "*",
+        "+",
+        "•",
+        "1.",
+        "12)",
+        "3",
+        ".",
+        "!",
+        "?",
+        "...",
+        "```",
+        "``",
+        "`",
+        "a",
+        "word",
+        "Understanding",
+        "internationalization",
+        "abcdefghi1",
+        "_x",
+        "é",
+        "naïveté",
+        "中文",
+        "x_longwordhere",
+        "\u00a0",
+        "\u2003",
+    ]
     return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 40))) for _ in range(n)]
 
 
@@ -193,7 +269,9 @@ def test_total_chars_counts_what_arrow_counts_per_document():
     rng = random.Random(1)
     alphabet = "aé€😀ß \n中\u0301"
     for trial in range(300):
-        texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 20))]
+        texts = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 30))) for _ in range(rng.randrange(0, 20))
+        ]
         if trial % 5 == 0:  # not UTF-8: a stray continuation byte and 0xff
             raw = [t.encode() + bytes([0x80, 0xFF]) for t in texts]
             arr = pa.Array.from_buffers(pa.string(), len(raw), pa.array(raw, pa.binary()).buffers())

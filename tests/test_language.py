@@ -1,4 +1,5 @@
 """Language ID: the real lid.176 model, batched, on the DirectRunner."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -6,7 +7,6 @@ from collections import Counter
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers.langid import LanguageIdentifier, ModelFileError, check_fasttext_file
@@ -15,8 +15,16 @@ from curate.transforms.language import decide_languages
 
 def test_degenerate_documents_get_defined_outcomes():
     model = LanguageIdentifier()
-    labels, scores = model.predict(["", "   ", "12 345 6789", "!!! ??? ...", "def f(x):\n    return x * 2\n",
-                                    "The cat sat on the mat and looked out of the window."])
+    labels, scores = model.predict(
+        [
+            "",
+            "   ",
+            "12 345 6789",
+            "!!! ??? ...",
+            "def f(x):\n    return x * 2\n",
+            "The cat sat on the mat and looked out of the window.",
+        ]
+    )
     assert labels[:4] == ["und"] * 4 and list(scores[:4]) == [0.0] * 4
     assert labels[5] == "en" and scores[5] > 0.9
     keep, reasons = decide_languages(labels, scores, frozenset({"en"}), 0.65)
@@ -43,14 +51,22 @@ def test_model_file_checks(tmp_path):
 
 
 MIXED = {
-    "en": ["The committee will publish its annual report on renewable energy next month.",
-           "Children learn to read faster when their parents read aloud to them every evening."],
-    "fr": ["Le comité publiera son rapport annuel sur les énergies renouvelables le mois prochain.",
-           "Les enfants apprennent à lire plus vite quand leurs parents leur lisent des histoires le soir."],
-    "de": ["Der Ausschuss veröffentlicht seinen Jahresbericht über erneuerbare Energien im nächsten Monat.",
-           "Kinder lernen schneller lesen, wenn ihre Eltern ihnen jeden Abend vorlesen."],
-    "ja": ["委員会は来月、再生可能エネルギーに関する年次報告書を発表します。",
-           "親が毎晩本を読み聞かせると、子どもは早く字を覚えます。"],
+    "en": [
+        "The committee will publish its annual report on renewable energy next month.",
+        "Children learn to read faster when their parents read aloud to them every evening.",
+    ],
+    "fr": [
+        "Le comité publiera son rapport annuel sur les énergies renouvelables le mois prochain.",
+        "Les enfants apprennent à lire plus vite quand leurs parents leur lisent des histoires le soir.",
+    ],
+    "de": [
+        "Der Ausschuss veröffentlicht seinen Jahresbericht über erneuerbare Energien im nächsten Monat.",
+        "Kinder lernen schneller lesen, wenn ihre Eltern ihnen jeden Abend vorlesen.",
+    ],
+    "ja": [
+        "委員会は来月、再生可能エネルギーに関する年次報告書を発表します。",
+        "親が毎晩本を読み聞かせると、子どもは早く字を覚えます。",
+    ],
 }
 
 
@@ -71,7 +87,10 @@ def test_mixed_language_routing_and_counts(tmp_path):
     stage = next(s for s in result.funnel["stages"] if s["name"] == "language")
     assert stage["in"]["docs"] == 9 and stage["kept"]["docs"] == 4 and stage["rejected"]["docs"] == 5
     assert {k: v["docs"] for k, v in stage["rejected_by_reason"].items()} == {
-        "no_letters": 1, "other_language:fr": 2, "other_language:ja": 2}
+        "no_letters": 1,
+        "other_language:fr": 2,
+        "other_language:ja": 2,
+    }
     assert {k: v["docs"] for k, v in stage["kept_by_language"].items()} == {"de": 2, "en": 2}
 
 
@@ -80,8 +99,15 @@ def test_real_documents_language_stage_matches_labels(tmp_path, real_docs_path):
     table = pq.read_table(real_docs_path, columns=["id", "text", "lang"])
     gold = dict(zip(table.column("id").to_pylist(), table.column("lang").to_pylist()))
     out = tmp_path / "out"
-    cfg = only_stages("language", language={"languages": sorted(set(gold.values())), "min_score": 0.0,
-                                            "output_column": "lid_lang", "score_column": "lid_score"})
+    cfg = only_stages(
+        "language",
+        language={
+            "languages": sorted(set(gold.values())),
+            "min_score": 0.0,
+            "output_column": "lid_lang",
+            "score_column": "lid_score",
+        },
+    )
     run_pipeline([real_docs_path], out, cfg)
     kept = read_dir(out / "kept")
     predicted = dict(zip(kept.column("id").to_pylist(), kept.column("lid_lang").to_pylist()))

@@ -1,15 +1,14 @@
 """Mixture weighting: shares, infeasible targets, determinism."""
+
 from __future__ import annotations
 
 import json
-
 
 from conftest import only_stages, read_dir, run_pipeline, write_parquet
 
 from curate.classifiers.mixture import plan_mixture
 
-WEIGHTS = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15,
-           "other": 0.05}
+WEIGHTS = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15, "other": 0.05}
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
 
@@ -35,8 +34,13 @@ def _shares(out) -> dict:
 
 
 def test_feasible_mix_hits_targets_within_one_point(tmp_path):
-    counts = {"synthetic_textbook": 6000, "synthetic_exercises": 3000, "filtered_web": 9000, "code": 2500,
-              "other": 1500}  # 22,000 documents; code must be repeated ~1.4x to reach 15%
+    counts = {
+        "synthetic_textbook": 6000,
+        "synthetic_exercises": 3000,
+        "filtered_web": 9000,
+        "code": 2500,
+        "other": 1500,
+    }  # 22,000 documents; code must be repeated ~1.4x to reach 15%
     src = _corpus(tmp_path, counts)
     cfg = only_stages("mixing", mixing={"weights": WEIGHTS, "token_budget": 4_000_000, "max_epochs": 4})
     result = run_pipeline([src], tmp_path / "out", cfg)
@@ -100,9 +104,13 @@ def test_same_seed_same_output_other_seed_differs(tmp_path):
 
 def test_source_from_input_globs(tmp_path):
     write_parquet(tmp_path / "web" / "a.parquet", [{"id": f"w{i}", "text": f"web page {i} words"} for i in range(50)])
-    write_parquet(tmp_path / "code" / "b.parquet", [{"id": f"c{i}", "text": f"def f{i}(): return {i}"} for i in range(50)])
+    write_parquet(
+        tmp_path / "code" / "b.parquet", [{"id": f"c{i}", "text": f"def f{i}(): return {i}"} for i in range(50)]
+    )
     cfg = only_stages("mixing", mixing={"weights": {"web": 0.5, "code": 0.5}, "token_budget": 500})
-    cfg["input"] = {"sources": {str(tmp_path / "web" / "*.parquet"): "web", str(tmp_path / "code" / "*.parquet"): "code"}}
+    cfg["input"] = {
+        "sources": {str(tmp_path / "web" / "*.parquet"): "web", str(tmp_path / "code" / "*.parquet"): "code"}
+    }
     run_pipeline([tmp_path / "*" / "*.parquet"], tmp_path / "out", cfg)
     kept = read_dir(tmp_path / "out" / "kept")
     by_source = dict(zip(kept.column("id").to_pylist(), kept.column("source").to_pylist()))

@@ -1,25 +1,29 @@
 """MinHash identity with datasketch, LSH parameters, and the near-dedup stage."""
+
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 from datasketch import MinHash
 from datasketch.lsh import _optimal_param
-
-from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers import minhash as mh
 
 
 def _datasketch_signature(tokens: list[str], k: int, num_perm: int, seed: int, bits: int) -> np.ndarray:
     if len(tokens) >= k:
-        shingles = [tokens[j:j + k] for j in range(len(tokens) - k + 1)]
+        shingles = [tokens[j : j + k] for j in range(len(tokens) - k + 1)]
     else:
         shingles = [tokens] if tokens else []
-    m = MinHash(num_perm=num_perm, seed=seed, scheme=f"affine{bits}",
-                hashfunc=lambda b: mh.shingle_hash(b.decode("utf-8").split(" "), bits))
+    m = MinHash(
+        num_perm=num_perm,
+        seed=seed,
+        scheme=f"affine{bits}",
+        hashfunc=lambda b: mh.shingle_hash(b.decode("utf-8").split(" "), bits),
+    )
     m.update_batch([" ".join(s).encode("utf-8") for s in shingles])
     return m.hashvalues
 
@@ -62,8 +66,10 @@ def _base_docs(real_docs_path, count):
     return [r["text"] for r in t if r["genre"] == "textbook" and 1500 < len(r["text"]) < 6000][:count]
 
 
-@pytest.mark.parametrize("rounds,verify,join", [(6, "exact", "shuffle"), (0, "exact", "side_input"),
-                                               (0, "signature", None), (0, "none", "shuffle")])
+@pytest.mark.parametrize(
+    "rounds,verify,join",
+    [(6, "exact", "shuffle"), (0, "exact", "side_input"), (0, "signature", None), (0, "none", "shuffle")],
+)
 def test_near_duplicates_are_clustered_and_one_kept(tmp_path, real_docs_path, rounds, verify, join):
     base = _base_docs(real_docs_path, 6)
     rows = [{"id": f"b{i}", "text": t} for i, t in enumerate(base)]
@@ -76,12 +82,20 @@ def test_near_duplicates_are_clustered_and_one_kept(tmp_path, real_docs_path, ro
     rows.append({"id": "far2", "text": _edit(base[2], len(base[2].split()) // 3, 5)})  # J well below 0.8
     write_parquet(tmp_path / "in.parquet", rows)
     out = tmp_path / "out"
-    result = run_pipeline([tmp_path / "in.parquet"], out, only_stages("near_dedup", near_dedup={"rounds": rounds, "verify": verify, "join": join}))
+    result = run_pipeline(
+        [tmp_path / "in.parquet"],
+        out,
+        only_stages("near_dedup", near_dedup={"rounds": rounds, "verify": verify, "join": join}),
+    )
     kept = sorted(read_dir(out / "kept").column("id").to_pylist())
     assert kept == ["a0", "b1", "b2", "b3", "b4", "b5", "far2"]
     rej = {r["id"]: (r["reason"], r["duplicate_of"]) for r in read_rejects(out)["near_dedup"].to_pylist()}
-    assert rej == {"b0": ("near_duplicate", "a0"), "z0": ("near_duplicate", "a0"),
-                   "c1": ("near_duplicate", "b1"), "d1": ("near_duplicate", "b1")}
+    assert rej == {
+        "b0": ("near_duplicate", "a0"),
+        "z0": ("near_duplicate", "a0"),
+        "c1": ("near_duplicate", "b1"),
+        "d1": ("near_duplicate", "b1"),
+    }
     stage = next(s for s in result.funnel["stages"] if s["name"] == "near_dedup")
     assert stage["clusters"]["size_histogram"] == {"3": 2}
 
@@ -90,6 +104,7 @@ def test_keep_longest_text(tmp_path, real_docs_path):
     base = _base_docs(real_docs_path, 1)[0]
     rows = [{"id": "a", "text": base}, {"id": "b", "text": base + " and one more sentence here."}]
     write_parquet(tmp_path / "in.parquet", rows)
-    run_pipeline([tmp_path / "in.parquet"], tmp_path / "out",
-                 only_stages("near_dedup", near_dedup={"keep": "longest_text"}))
+    run_pipeline(
+        [tmp_path / "in.parquet"], tmp_path / "out", only_stages("near_dedup", near_dedup={"keep": "longest_text"})
+    )
     assert read_dir(tmp_path / "out" / "kept").column("id").to_pylist() == ["b"]

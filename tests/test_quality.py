@@ -1,4 +1,5 @@
 """Educational-quality classifier, its stages, training CLI and safe model loading."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers import quality
@@ -70,7 +70,9 @@ def test_scoring_kernel_equals_the_design_matrix_the_model_was_trained_on(real_d
     model = quality.load_model(quality.default_model_dir())
     if model_type == "tfidf":
         model = quality.train(texts.to_pylist()[:200], np.arange(200) % 2, model_type="tfidf")
-    coef = np.concatenate([c for c in (model.coef_hand if model.uses_hand() else None, model.coef_tfidf) if c is not None])
+    coef = np.concatenate(
+        [c for c in (model.coef_hand if model.uses_hand() else None, model.coef_tfidf) if c is not None]
+    )
     expected = np.asarray(model.design_matrix(texts) @ coef).ravel() + model.intercept
     np.testing.assert_allclose(model.decision(texts), expected, rtol=0, atol=1e-4)  # the CSR path sums in float32
 
@@ -110,8 +112,20 @@ def test_model_crafted_to_execute_code_on_load_is_refused(tmp_path):
     write_parquet(tmp_path / "in.parquet", [{"id": "a", "text": EDU}])
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"stages:\n  quality:\n    model_dir: {tmp_path / 'evil'}\n")
-    proc = subprocess.run([CURATE, "run", "--config", str(cfg), "--input", str(tmp_path / "in.parquet"),
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            CURATE,
+            "run",
+            "--config",
+            str(cfg),
+            "--input",
+            str(tmp_path / "in.parquet"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "not JSON" in proc.stderr and not (tmp_path / "out").exists()
     assert not marker.exists()
 
@@ -141,12 +155,30 @@ def test_two_threshold_stages_and_rejects_carry_the_score(tmp_path, real_docs_pa
 
 def test_train_quality_cli_writes_a_usable_model(tmp_path, real_docs_path):
     t = pq.read_table(real_docs_path).to_pylist()
-    rows = [{"body": r["text"], "is_edu": r["genre"] in ("textbook", "academic", "whow")} for r in t
-            if r["lang"] == "en" and r["genre"] in ("textbook", "academic", "whow", "reviews", "answers", "email")]
+    rows = [
+        {"body": r["text"], "is_edu": r["genre"] in ("textbook", "academic", "whow")}
+        for r in t
+        if r["lang"] == "en" and r["genre"] in ("textbook", "academic", "whow", "reviews", "answers", "email")
+    ]
     write_parquet(tmp_path / "labelled.parquet", rows)
-    proc = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"),
-                           "--text-column", "body", "--label-column", "is_edu", "--model-type", "features",
-                           "--out", str(tmp_path / "model")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            CURATE,
+            "train-quality",
+            "--data",
+            str(tmp_path / "labelled.parquet"),
+            "--text-column",
+            "body",
+            "--label-column",
+            "is_edu",
+            "--model-type",
+            "features",
+            "--out",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "held-out ROC AUC" in proc.stdout and "threshold 0.8" in proc.stdout
     assert {p.name for p in (tmp_path / "model").iterdir()} >= {"model.json", "weights.npz", "MODEL_CARD.md"}
@@ -154,8 +186,22 @@ def test_train_quality_cli_writes_a_usable_model(tmp_path, real_docs_path):
     assert auc > 0.95
     model = quality.load_model(tmp_path / "model")
     assert model.model_type == "features" and model.score([EDU])[0] > model.score([SPAM])[0]
-    bad = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"),
-                          "--text-column", "body", "--label-column", "nope", "--out", str(tmp_path / "m2")], capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            CURATE,
+            "train-quality",
+            "--data",
+            str(tmp_path / "labelled.parquet"),
+            "--text-column",
+            "body",
+            "--label-column",
+            "nope",
+            "--out",
+            str(tmp_path / "m2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "'nope'" in bad.stderr
 
 
@@ -271,16 +317,35 @@ def test_train_quality_group_cv_reports_every_fold(tmp_path, real_docs_path):
         if book in ("astronomy", "economics", "calculus", "psychology") and sum(x["book"] == book for x in rows) < 12:
             rows.append({"body": r["text"][:3000], "is_edu": 1, "book": book})
     for r in pq.read_table(real_docs_path).to_pylist():
-        if r["genre"] in ("reviews", "answers", "newsgroup", "weblog") and sum(x["book"] == r["genre"] for x in rows) < 12:
+        if (
+            r["genre"] in ("reviews", "answers", "newsgroup", "weblog")
+            and sum(x["book"] == r["genre"] for x in rows) < 12
+        ):
             rows.append({"body": r["text"], "is_edu": 0, "book": r["genre"]})
     write_parquet(tmp_path / "labelled.parquet", rows)
-    proc = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"),
-                           "--text-column", "body", "--label-column", "is_edu", "--group-column", "book",
-                           "--out", str(tmp_path / "model")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            CURATE,
+            "train-quality",
+            "--data",
+            str(tmp_path / "labelled.parquet"),
+            "--text-column",
+            "body",
+            "--label-column",
+            "is_edu",
+            "--group-column",
+            "book",
+            "--out",
+            str(tmp_path / "model"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     fold_lines = [line for line in proc.stdout.splitlines() if line.startswith("fold ")]
     assert sorted(line.split()[1].rstrip(":") for line in fold_lines) == sorted(
-        ["astronomy", "economics", "calculus", "psychology", "reviews", "answers", "newsgroup", "weblog"])
+        ["astronomy", "economics", "calculus", "psychology", "reviews", "answers", "newsgroup", "weblog"]
+    )
     aucs = [float(line.split("ROC AUC ")[1].split()[0]) for line in fold_lines]
     worst = float(proc.stdout.split("worst fold ROC AUC ")[1].split()[0])
     mean = float(proc.stdout.split("mean fold ROC AUC ")[1].split(";")[0])
@@ -290,7 +355,22 @@ def test_train_quality_group_cv_reports_every_fold(tmp_path, real_docs_path):
     assert metrics["worst_roc_auc"] == worst and len(metrics["folds"]) == 8
     model = quality.load_model(tmp_path / "model")
     assert model.calibration and model.score(UNSEEN_SUBJECT).min() > model.score([SPAM])[0]
-    bad = subprocess.run([CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"), "--text-column",
-                          "body", "--label-column", "is_edu", "--group-column", "nope", "--out", str(tmp_path / "m2")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            CURATE,
+            "train-quality",
+            "--data",
+            str(tmp_path / "labelled.parquet"),
+            "--text-column",
+            "body",
+            "--label-column",
+            "is_edu",
+            "--group-column",
+            "nope",
+            "--out",
+            str(tmp_path / "m2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "'nope'" in bad.stderr

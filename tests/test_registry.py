@@ -1,15 +1,15 @@
 """A new stage is one unit, defined here in the test file alone: its typed config, a
 pure keep/drop function with reasons, and one registration; the pipeline, the funnel's
 conservation check and the report pick it up from the registry."""
+
 from __future__ import annotations
 
 import json
 
 import pyarrow.compute as pc
 import pytest
-from pydantic import Field
-
 from conftest import read_rejects, run_pipeline
+from pydantic import Field
 
 from curate.pipelines.build import sample_corpus_path
 from curate.pipelines.config import ConfigError, config_from_dict
@@ -31,8 +31,9 @@ MIN_WORDS = registry.filter_stage("min_words", MinWordsConfig, too_short, order=
 
 def test_a_stage_defined_in_a_test_file_runs_with_its_reasons_in_funnel_and_report(tmp_path):
     with registry.registered(MIN_WORDS):
-        result = run_pipeline([sample_corpus_path()], tmp_path / "out",
-                              {"stages": {"min_words": {"enabled": True, "min_words": 80}}})
+        result = run_pipeline(
+            [sample_corpus_path()], tmp_path / "out", {"stages": {"min_words": {"enabled": True, "min_words": 80}}}
+        )
     funnel = result.funnel
     assert funnel["conservation"]["ok"]
     names = [s["name"] for s in funnel["stages"] if s["status"] == "run"]
@@ -64,9 +65,14 @@ def test_funnel_of_a_run_without_the_stage_does_not_mention_it(tmp_path):
 def test_a_config_can_run_the_stages_in_its_own_order(tmp_path):
     """FineWeb runs its filters before MinHash; the funnel follows the order that ran."""
     with registry.registered(MIN_WORDS):
-        result = run_pipeline([sample_corpus_path()], tmp_path / "out", {
-            "order": ["language", "min_words", "exact_dedup", "near_dedup"],
-            "stages": {"min_words": {"enabled": True}}})
+        result = run_pipeline(
+            [sample_corpus_path()],
+            tmp_path / "out",
+            {
+                "order": ["language", "min_words", "exact_dedup", "near_dedup"],
+                "stages": {"min_words": {"enabled": True}},
+            },
+        )
     names = [s["name"] for s in result.funnel["stages"] if s["status"] == "run"]
     assert names[:5] == ["input_check", "language", "min_words", "exact_dedup", "near_dedup"]
     assert result.funnel["conservation"]["ok"]

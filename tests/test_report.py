@@ -1,5 +1,6 @@
 """report.html rendered by a real headless Chromium: no script errors, the stages shown,
 document text displayed as text."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,20 +9,29 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_pipeline, write_parquet
 
 CURATE = str(Path(sys.executable).parent / "curate")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 EVIL = "<script>document.title='pwned';alert(1)</script><img src=x onerror=alert(2)> CLICK HERE lol"
 
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    from curate.pipelines.build import sample_corpus_path
     import pyarrow.parquet as pq
+
+    from curate.pipelines.build import sample_corpus_path
 
     root = tmp_path_factory.mktemp("report")
     rows = pq.read_table(sample_corpus_path(), columns=["id", "text"]).to_pylist()
@@ -34,8 +44,12 @@ def report_dir(tmp_path_factory):
 def _chromium(args, tmp_path):
     if not CHROMIUM:
         pytest.skip("Chromium not installed (Debian package `chromium`; .ci/run installs it)")
-    return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_report_renders_in_chromium_without_script_errors(report_dir, tmp_path):
@@ -43,9 +57,21 @@ def test_report_renders_in_chromium_without_script_errors(report_dir, tmp_path):
     dom = _chromium(["--enable-logging=stderr", "--v=0", "--dump-dom", page], tmp_path)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert "Uncaught" not in dom.stderr and "CONSOLE" not in dom.stderr
-    for name in ("input_check", "exact_dedup", "near_dedup", "language", "quality&gt;=0.5", "quality&gt;=0.8",
-                 "decontamination", "mixing", "Funnel beside the Phi reference", "Educational-quality scores",
-                 "Near-duplicate clusters", "Benchmark contamination", "Mixture: achieved versus target"):
+    for name in (
+        "input_check",
+        "exact_dedup",
+        "near_dedup",
+        "language",
+        "quality&gt;=0.5",
+        "quality&gt;=0.8",
+        "decontamination",
+        "mixing",
+        "Funnel beside the Phi reference",
+        "Educational-quality scores",
+        "Near-duplicate clusters",
+        "Benchmark contamination",
+        "Mixture: achieved versus target",
+    ):
         assert name in dom.stdout, name
     assert "<title>curate funnel</title>" in dom.stdout  # the title was not rewritten by a script
     shot = tmp_path / "report.png"
@@ -74,8 +100,8 @@ def test_samples_are_the_smallest_ids_of_each_reason_over_all_batches_and_files(
     import json
 
     import pyarrow.parquet as pq
-
     from conftest import only_stages, read_rejects
+
     from curate.pipelines.build import sample_corpus_path
 
     rows = pq.read_table(sample_corpus_path(), columns=["id", "text"]).to_pylist()[::-1]  # smallest ids last
@@ -92,9 +118,12 @@ def test_samples_are_the_smallest_ids_of_each_reason_over_all_batches_and_files(
             if len(picked) < 5:
                 text = row["text"] or ""
                 picked.append((row["id"], len(text), text[:400] + ("…" if len(text) > 400 else "")))
-    got = {stage: {reason: [(s["id"], s["chars"], s["text"]) for s in docs] for reason, docs in by_reason.items()}
-           for stage, by_reason in samples.items()}
+    got = {
+        stage: {reason: [(s["id"], s["chars"], s["text"]) for s in docs] for reason, docs in by_reason.items()}
+        for stage, by_reason in samples.items()
+    }
     assert got == expected
-    assert [s[2] for s in got["input_check"]["duplicate_id"]] == [f"copy {i} of a document whose id repeats"
-                                                                 for i in range(5)]
+    assert [s[2] for s in got["input_check"]["duplicate_id"]] == [
+        f"copy {i} of a document whose id repeats" for i in range(5)
+    ]
     assert len(got["language"]) >= 3 and any(len(v) == 5 for v in got["language"].values())

@@ -1,6 +1,7 @@
 """No run may publish a wrong output: one run per output folder, conservation
 counted on the files about to be published, empty inputs and empty results,
 and configuration mistakes stopped before any work (issue #26)."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import read_dir, read_rejects, write_parquet
 
 from curate.pipelines import build
@@ -29,8 +29,15 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def curate(*args, env=None, cwd=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([CURATE, *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})}, cwd=cwd, **kwargs)
+    return subprocess.run(
+        [CURATE, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        **kwargs,
+    )
 
 
 def published_ids(out: Path) -> list[str]:
@@ -48,19 +55,26 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 300) -> None:
     deadline = time.time() + seconds
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before {path.name}: "
-                                 f"{proc.stderr.read()[-2000:]}")
+            raise AssertionError(
+                f"the run ended (exit {proc.returncode}) before {path.name}: {proc.stderr.read()[-2000:]}"
+            )
         assert time.time() < deadline, f"timed out waiting for {path}"
         time.sleep(0.05)
 
 
 # -- 1. one run per output folder ------------------------------------------------------------------
 
+
 def test_second_run_into_a_staging_output_exits_2_and_the_first_publishes_everything(tmp_path):
     out, hook = tmp_path / "out", tmp_path / "hook"
     hook.mkdir()
-    first = subprocess.Popen([CURATE, "run", "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "CURATE_TEST_PAUSE_BEFORE_PUBLISH": str(hook)})
+    first = subprocess.Popen(
+        [CURATE, "run", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CURATE_TEST_PAUSE_BEFORE_PUBLISH": str(hook)},
+    )
     try:
         _wait_for(hook / "staged", first)  # the first run has staged everything and waits to publish
         staging = Path((hook / "staged").read_text())
@@ -82,9 +96,15 @@ def test_second_run_into_a_staging_output_exits_2_and_the_first_publishes_everyt
 def test_a_dead_runs_lock_and_staging_are_cleaned_by_the_next_run(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from curate.pipelines.output_lock import OutputLock; "
-         f"OutputLock({str(out)!r}, 'x').acquire(); print('held', flush=True); time.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from curate.pipelines.output_lock import OutputLock; "
+            f"OutputLock({str(out)!r}, 'x').acquire(); print('held', flush=True); time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     (out / "_tmp-deadrun" / "kept").mkdir(parents=True)
     (out / "_tmp-deadrun" / "kept" / "part-00000-of-00001.parquet").write_bytes(b"partial")
@@ -99,6 +119,7 @@ def test_a_dead_runs_lock_and_staging_are_cleaned_by_the_next_run(tmp_path):
 
 
 # -- conservation on what is published ---------------------------------------------------------------
+
 
 def test_a_staged_shard_lost_before_publishing_fails_the_run_and_publishes_nothing(tmp_path, monkeypatch):
     out = tmp_path / "out"
@@ -118,6 +139,7 @@ def test_a_staged_shard_lost_before_publishing_fails_the_run_and_publishes_nothi
 
 
 # -- 2, 3. empty input, nothing kept ------------------------------------------------------------------
+
 
 def test_input_of_one_zero_row_shard_finishes_with_an_empty_kept_folder(tmp_path):
     shard = write_parquet(tmp_path / "empty.parquet", [], pa.schema([("id", pa.string()), ("text", pa.string())]))
@@ -148,6 +170,7 @@ def test_a_run_that_keeps_nothing_still_writes_a_schema_correct_kept_shard(tmp_p
 
 # -- 4, 5, 6. mistakes stopped before any work --------------------------------------------------------
 
+
 def _assert_stopped_early(done: subprocess.CompletedProcess, *needles: str) -> None:
     assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
@@ -173,8 +196,9 @@ def test_output_folder_without_write_permission_stops_before_any_work(tmp_path):
             pytest.skip("running as root without setpriv (util-linux): cannot make a folder unwritable")
         prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
     try:
-        done = subprocess.run([*prefix, CURATE, "run", "--output", str(locked / "out")], capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [*prefix, CURATE, "run", "--output", str(locked / "out")], capture_output=True, text=True, timeout=300
+        )
         _assert_stopped_early(done, str(locked), "without write permission")
         assert not (locked / "out").exists()
     finally:
@@ -184,11 +208,16 @@ def test_output_folder_without_write_permission_stops_before_any_work(tmp_path):
 def test_missing_benchmark_file_names_the_config_key(tmp_path):
     config = tmp_path / "bench.yaml"
     missing = tmp_path / "nope" / "gsm8k_test.jsonl"
-    config.write_text(f"stages:\n  decontamination:\n    benchmarks:\n      - name: gsm8k\n        format: gsm8k\n"
-                      f"        path: {missing}\n")
+    config.write_text(
+        f"stages:\n  decontamination:\n    benchmarks:\n      - name: gsm8k\n        format: gsm8k\n"
+        f"        path: {missing}\n"
+    )
     out = tmp_path / "out"
-    _assert_stopped_early(curate("run", "--config", str(config), "--output", str(out)),
-                          "stages.decontamination.benchmarks[0].path", str(missing))
+    _assert_stopped_early(
+        curate("run", "--config", str(config), "--output", str(out)),
+        "stages.decontamination.benchmarks[0].path",
+        str(missing),
+    )
     assert not out.exists()
 
 
@@ -197,12 +226,14 @@ def test_language_names_and_wrong_case_codes_are_refused_with_the_valid_code(tmp
     config = tmp_path / "lang.yaml"
     config.write_text(f"stages:\n  language:\n    languages: [{code}]\n")
     out = tmp_path / "out"
-    _assert_stopped_early(curate("run", "--config", str(config), "--output", str(out)),
-                          "stages.language.languages[0]", "did you mean en?")
+    _assert_stopped_early(
+        curate("run", "--config", str(config), "--output", str(out)), "stages.language.languages[0]", "did you mean en?"
+    )
     assert not out.exists()
 
 
 # -- 7. configs layer over the defaults ---------------------------------------------------------------
+
 
 def test_runner_configs_only_add_runner_options():
     default = load_config()
@@ -225,7 +256,9 @@ def test_config_layers_later_wins_key_by_key_and_show_and_check(tmp_path):
     assert cfg.stages.mixing.source_map == load_config().stages.mixing.source_map
     shown = curate("config", "show", "--config", str(a), "--config", str(b))
     assert shown.returncode == 0, shown.stderr
-    assert "high: 0.7" in shown.stdout and "low: 0.4" in shown.stdout and "stdlib_docs: synthetic_textbook" in shown.stdout
+    assert (
+        "high: 0.7" in shown.stdout and "low: 0.4" in shown.stdout and "stdlib_docs: synthetic_textbook" in shown.stdout
+    )
     bad = tmp_path / "bad.yaml"
     bad.write_text("stages:\n  quality:\n    low: 0.9\n    high: 0.5\n")
     checked = curate("config", "check", str(a), str(bad))
@@ -239,8 +272,9 @@ def test_every_runner_config_keeps_what_the_default_keeps(tmp_path):
     portable and Dask runners, by tests/test_runners.py's byte-for-byte comparisons."""
     default = curate("run", "--output", str(tmp_path / "default"))
     assert default.returncode == 0, default.stderr
-    direct = curate("run", "--config", "configs/direct.yaml", "--output", str(tmp_path / "direct"),
-                    cwd=str(CONFIGS.parent))
+    direct = curate(
+        "run", "--config", "configs/direct.yaml", "--output", str(tmp_path / "direct"), cwd=str(CONFIGS.parent)
+    )
     assert direct.returncode == 0, direct.stderr
     kept = {name: sorted(read_dir(tmp_path / name / "kept").column("id").to_pylist()) for name in ("default", "direct")}
     assert kept["direct"] == kept["default"] and len(kept["default"]) > 0
@@ -248,12 +282,18 @@ def test_every_runner_config_keeps_what_the_default_keeps(tmp_path):
 
 # -- 8, 9. exact mixture arithmetic, weights that do not sum to 1 ---------------------------------------
 
+
 def test_no_source_repeats_when_the_budget_is_the_largest_without_repeats():
     """With no budget, the binding source's rate is exactly 1: one epoch, never ceil(1 + 2e-16) = 2."""
     from curate.classifiers.mixture import plan_mixture, tokens_from_chars
 
-    weights = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15,
-               "other": 0.05}
+    weights = {
+        "synthetic_textbook": 0.35,
+        "synthetic_exercises": 0.15,
+        "filtered_web": 0.30,
+        "code": 0.15,
+        "other": 0.05,
+    }
     rng = random.Random(7)
     for _ in range(300):
         chars = {s: rng.randint(1, 10**8) for s in weights if rng.random() < 0.8}
@@ -263,15 +303,18 @@ def test_no_source_repeats_when_the_budget_is_the_largest_without_repeats():
         assert plan["budget_met"]
     # the order the sums arrive in cannot matter: the plan is the same object
     chars = {"a": 123457, "b": 98765}
-    assert plan_mixture(tokens_from_chars(dict(reversed(chars.items())), 0.26), {"a": .5, "b": .5}, None) == \
-        plan_mixture(tokens_from_chars(chars, 0.26), {"a": .5, "b": .5}, None)
+    assert plan_mixture(
+        tokens_from_chars(dict(reversed(chars.items())), 0.26), {"a": 0.5, "b": 0.5}, None
+    ) == plan_mixture(tokens_from_chars(chars, 0.26), {"a": 0.5, "b": 0.5}, None)
     assert Fraction(plan["sources"]["code"]["sampling_rate_exact"]) <= 1
 
 
 def test_weights_that_do_not_sum_to_1_warn_and_are_recorded(tmp_path):
     config = tmp_path / "mix.yaml"
-    config.write_text("stages:\n  mixing:\n    weights:\n      synthetic_textbook: 0.7\n      filtered_web: 0.6\n"
-                      "      code: 0.3\n      synthetic_exercises: 0.3\n      other: 0.1\n")
+    config.write_text(
+        "stages:\n  mixing:\n    weights:\n      synthetic_textbook: 0.7\n      filtered_web: 0.6\n"
+        "      code: 0.3\n      synthetic_exercises: 0.3\n      other: 0.1\n"
+    )
     out = tmp_path / "out"
     done = curate("run", "--config", str(config), "--output", str(out))
     assert done.returncode == 0, done.stderr
@@ -283,14 +326,20 @@ def test_weights_that_do_not_sum_to_1_warn_and_are_recorded(tmp_path):
 
 # -- 10. control characters in the report ------------------------------------------------------------
 
+
 def test_control_characters_from_documents_are_made_visible_in_the_report():
+    from curate.pipelines.funnel import build_funnel
     from curate.pipelines.report import render_html
 
-    from curate.pipelines.funnel import build_funnel
-
-    funnel = build_funnel([["raw", "kept", "", 1, 10], ["input_check", "in", "", 1, 10],
-                           ["input_check", "rejected", "bad\u202eevil", 1, 10]],
-                          [("input_check", "input_check")], 0.26)
+    funnel = build_funnel(
+        [
+            ["raw", "kept", "", 1, 10],
+            ["input_check", "in", "", 1, 10],
+            ["input_check", "rejected", "bad\u202eevil", 1, 10],
+        ],
+        [("input_check", "input_check")],
+        0.26,
+    )
     text = "safe \x00 nul \x1b[31m esc \u202eevil reversed\u202c \u2066iso\u2069 end"
     html = render_html(funnel, {"input_check": {"bad\u202eevil": [{"id": "d\u202e1", "text": text, "chars": 40}]}})
     for raw in ("\x00", "\x1b", "\u202e", "\u202c", "\u2066", "\u2069"):
@@ -299,6 +348,7 @@ def test_control_characters_from_documents_are_made_visible_in_the_report():
 
 
 # -- also: a dataset folder as input --------------------------------------------------------------------
+
 
 def test_input_folder_reads_every_parquet_under_it_skipping_bookkeeping_files(tmp_path):
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])

@@ -1,4 +1,5 @@
 """The same pipeline on several runners, and ready-to-submit Flink/Dataflow options."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-
 from conftest import keep_beam_tempdir_in
 
 from curate.pipelines import build
@@ -33,8 +32,13 @@ def _outputs(out: Path) -> dict[str, bytes]:
 def direct_output(tmp_path_factory):
     """The default config (the packaged defaults, as `curate run` loads them) on one in-process worker."""
     out = tmp_path_factory.mktemp("direct") / "out"
-    build.run(load_config(), str(out), input_paths=[sample_corpus_path()], beam_args=["--direct_num_workers=1"],
-              log=lambda m: None)
+    build.run(
+        load_config(),
+        str(out),
+        input_paths=[sample_corpus_path()],
+        beam_args=["--direct_num_workers=1"],
+        log=lambda m: None,
+    )
     return _outputs(out)
 
 
@@ -59,9 +63,11 @@ def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, 
     """Through the Job API: Beam's Python job service (one LOOPBACK worker) and
     ``curate job-service`` with two SDK worker processes from its pool."""
     port, pool_port = _free_port(), _free_port()
-    command = (["-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)]
-               if service == "beam" else
-               ["-m", "curate", "job-service", "--port", str(port), "--worker-pool-port", str(pool_port)])
+    command = (
+        ["-m", "apache_beam.runners.portability.local_job_service_main", "--port", str(port)]
+        if service == "beam"
+        else ["-m", "curate", "job-service", "--port", str(port), "--worker-pool-port", str(pool_port)]
+    )
     process = subprocess.Popen([sys.executable, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for_port(port, process)
@@ -69,10 +75,12 @@ def test_portable_runner_through_a_job_service_gives_identical_output(tmp_path, 
         cfg["runner"]["options"]["job_endpoint"] = f"localhost:{port}"
         if service == "curate":
             _wait_for_port(pool_port, process)
-            cfg["runner"]["options"].update(environment_type="EXTERNAL", sdk_worker_parallelism=2,
-                                            environment_config=f"localhost:{pool_port}")
-        result = build.run(config_from_dict(cfg), str(tmp_path / "out"), input_paths=[sample_corpus_path()],
-                           log=lambda m: None)
+            cfg["runner"]["options"].update(
+                environment_type="EXTERNAL", sdk_worker_parallelism=2, environment_config=f"localhost:{pool_port}"
+            )
+        result = build.run(
+            config_from_dict(cfg), str(tmp_path / "out"), input_paths=[sample_corpus_path()], log=lambda m: None
+        )
         assert result.funnel["conservation"]["ok"]
         assert _outputs(tmp_path / "out") == direct_output
     finally:
@@ -98,9 +106,25 @@ def test_dask_cluster_of_two_worker_processes_gives_identical_output(tmp_path, d
     out = tmp_path / "out"
     config = tmp_path / "same_as_direct.yaml"
     config.write_text("{}\n")  # the direct run's config: all defaults
-    done = subprocess.run([sys.executable, "-m", "curate", "run", "--dask-workers", "2", "--config", str(config),
-                           "--input", sample_corpus_path(), "--output", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "curate",
+            "run",
+            "--dask-workers",
+            "2",
+            "--config",
+            str(config),
+            "--input",
+            sample_corpus_path(),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run_info = json.loads((out / "run.json").read_text())
     assert "--runner=curate.pipelines.beam.dask_runner.DaskRunner" in run_info["beam_args"]
@@ -128,21 +152,40 @@ def test_dask_runner_keeps_what_beams_own_loses():
         def finish_bundle(self):
             from apache_beam.transforms.window import GlobalWindow
             from apache_beam.utils.windowed_value import WindowedValue
+
             for v in self.seen:
                 yield WindowedValue(v, 0, [GlobalWindow()])
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, tempfile.TemporaryDirectory() as work:
-        options = PipelineOptions(["--runner=curate.pipelines.beam.dask_runner.DaskRunner",
-                                   f"--dask_client_address={cluster.scheduler_address}", "--dask_npartitions=3"])
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        tempfile.TemporaryDirectory() as work,
+    ):
+        options = PipelineOptions(
+            [
+                "--runner=curate.pipelines.beam.dask_runner.DaskRunner",
+                f"--dask_client_address={cluster.scheduler_address}",
+                "--dask_npartitions=3",
+            ]
+        )
         with beam.Pipeline(options=options) as p:
             offset = p | "Offset" >> beam.Create([1000])
-            outs = (p | beam.Create(list(range(20)))
-                    | beam.ParDo(FlushAtEnd(), beam.pvalue.AsSingleton(offset)).with_outputs("odd", main="all"))
+            outs = (
+                p
+                | beam.Create(list(range(20)))
+                | beam.ParDo(FlushAtEnd(), beam.pvalue.AsSingleton(offset)).with_outputs("odd", main="all")
+            )
             for name, pcoll in (("all", outs.all), ("odd", outs.odd)):
-                (pcoll | f"Key{name}" >> beam.Map(lambda v: (0, v)) | f"Group{name}" >> beam.GroupByKey()
-                 | f"Write{name}" >> beam.Map(lambda kv, path: Path(path).write_text(json.dumps(sorted(kv[1]))),
-                                              str(Path(work) / name)))
+                (
+                    pcoll
+                    | f"Key{name}" >> beam.Map(lambda v: (0, v))
+                    | f"Group{name}" >> beam.GroupByKey()
+                    | f"Write{name}"
+                    >> beam.Map(
+                        lambda kv, path: Path(path).write_text(json.dumps(sorted(kv[1]))), str(Path(work) / name)
+                    )
+                )
         assert json.loads((Path(work) / "all").read_text()) == list(range(1000, 1020))
         assert json.loads((Path(work) / "odd").read_text()) == list(range(1, 20, 2))
 
@@ -151,8 +194,12 @@ def test_runner_options_from_config_and_command_line():
     cfg = load_config("configs/portable.yaml")
     args = build.pipeline_args(cfg, ["--job_endpoint=localhost:1234"], input_rows=10)
     plugin = "--beam_plugin=curate.pipelines.beam.worker_plugin"  # workers install curate's Beam patches
-    assert args[:4] == [plugin, "--runner=PortableRunner", "--job_endpoint=localhost:8099",
-                        "--environment_type=LOOPBACK"]
+    assert args[:4] == [
+        plugin,
+        "--runner=PortableRunner",
+        "--job_endpoint=localhost:8099",
+        "--environment_type=LOOPBACK",
+    ]
     assert args[-1] == "--job_endpoint=localhost:1234"  # the command line comes last and wins
     default = load_config()
     assert build.pipeline_args(default, [], input_rows=10) == [plugin]

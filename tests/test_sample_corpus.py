@@ -1,4 +1,5 @@
 """The committed sample corpus has the composition its generator documents."""
+
 from collections import Counter
 
 import pyarrow.parquet as pq

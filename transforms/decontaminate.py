@@ -20,6 +20,7 @@ Policies, per benchmark:
 Rejects carry ``contamination_benchmark``, ``contamination_item`` and
 ``matched_ngrams``; reason ``contaminated:<benchmark>``.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -41,8 +42,9 @@ BENCHMARK = pa.field("contamination_benchmark", pa.string())
 ITEM = pa.field("contamination_item", pa.string())
 MATCHED = pa.field("matched_ngrams", pa.int32())
 CUTS = pa.field("contamination_cuts", pa.int32())
-CUT_SCHEMA = pa.schema([("id", pa.string()), ("benchmark", pa.string()), ("item", pa.string()),
-                        ("cut_text", pa.string())])
+CUT_SCHEMA = pa.schema(
+    [("id", pa.string()), ("benchmark", pa.string()), ("item", pa.string()), ("cut_text", pa.string())]
+)
 
 
 def resolve_path(path: str) -> str:
@@ -74,7 +76,9 @@ def decide(matches: list[dict], index: NgramIndex, policies: dict):
                 continue
             bench = index.item_benchmarks[item]
             policy, min_fraction = policies[bench][:2]
-            if policy == "cut" or (policy == "fraction" and count < min_fraction * max(int(index.item_ngrams[item]), 1)):
+            if policy == "cut" or (
+                policy == "fraction" and count < min_fraction * max(int(index.item_ngrams[item]), 1)
+            ):
                 continue
             if best is None or count > best[1]:
                 best = (item, count)
@@ -111,8 +115,9 @@ class MatchBenchmarks(beam.DoFn):
             benches[d], items[d], counts[d] = bench, index.item_ids[item], found[item]
             doc_id = batch.column(self.id_col)[d].as_py()
             for piece in removed:
-                yield beam.pvalue.TaggedOutput("cuts", {"id": doc_id, "benchmark": bench,
-                                                        "item": index.item_ids[item], "cut_text": piece})
+                yield beam.pvalue.TaggedOutput(
+                    "cuts", {"id": doc_id, "benchmark": bench, "item": index.item_ids[item], "cut_text": piece}
+                )
             if new_text is None:
                 keep[d] = False
                 drop_order.append(d)
@@ -126,10 +131,14 @@ class MatchBenchmarks(beam.DoFn):
         # reasons must follow row order of the dropped rows
         order = np.argsort(np.array(drop_order, dtype=np.int64), kind="stable")
         reasons = [reasons[i] for i in order]
-        extra = {BENCHMARK.name: pa.array(benches, pa.string()), ITEM.name: pa.array(items, pa.string()),
-                 MATCHED.name: pa.array(counts, pa.int32())}
-        yield from emit_split(batch, self.stage, keep, reasons, kept_extra={CUTS.name: pa.array(cuts, pa.int32())},
-                              reject_extra=extra)
+        extra = {
+            BENCHMARK.name: pa.array(benches, pa.string()),
+            ITEM.name: pa.array(items, pa.string()),
+            MATCHED.name: pa.array(counts, pa.int32()),
+        }
+        yield from emit_split(
+            batch, self.stage, keep, reasons, kept_extra={CUTS.name: pa.array(cuts, pa.int32())}, reject_extra=extra
+        )
 
 
 class Decontaminate(Stage):
@@ -175,11 +184,16 @@ class Decontaminate(Stage):
             | "AllItems" >> beam.combiners.ToList()
             | "BuildIndex" >> beam.Map(build)
         )
-        policies = {s["name"]: (s["policy"], s["min_fraction"], s["cut_window"], s["min_piece_chars"], s["max_cuts"])
-                    for s in self.specs}
+        policies = {
+            s["name"]: (s["policy"], s["min_fraction"], s["cut_window"], s["min_piece_chars"], s["max_cuts"])
+            for s in self.specs
+        }
         out = batches | "Match" >> TaggedParDo(
             MatchBenchmarks(self.name, self.columns.text, self.columns.id, policies),
-            [REJECTED_TAG, "cuts", "cut_stats"], main="kept", index=beam.pvalue.AsSingleton(index))
+            [REJECTED_TAG, "cuts", "cut_stats"],
+            main="kept",
+            index=beam.pvalue.AsSingleton(index),
+        )
 
         name = self.name
 
@@ -192,9 +206,11 @@ class Decontaminate(Stage):
             for bench, item in zip(batch.column(BENCHMARK.name).to_pylist(), batch.column(ITEM.name).to_pylist()):
                 yield CONTAMINATION.key(name, f"{bench}\t{item}"), (1, 0)
 
-        stats = ((index | "IndexStats" >> beam.FlatMap(index_stats)),
-                 (out[REJECTED_TAG] | "ItemsFound" >> beam.FlatMap(items_found)),
-                 out.cut_stats) | "DecontamStats" >> beam.Flatten()
+        stats = (
+            (index | "IndexStats" >> beam.FlatMap(index_stats)),
+            (out[REJECTED_TAG] | "ItemsFound" >> beam.FlatMap(items_found)),
+            out.cut_stats,
+        ) | "DecontamStats" >> beam.Flatten()
         self.cuts = out.cuts  # rows of CUT_SCHEMA, written by the pipeline to cuts/decontamination/
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=stats)
 
@@ -240,8 +256,11 @@ class DecontaminationConfig(StageConfig):
     max_item_frequency: int = Field(2, ge=1)
     # Optional Parquet/text of clean ordinary text whose n-grams are not indexed.
     reference_texts: StrList = Field(default_factory=list)
-    benchmarks: list[BenchmarkSpec] = Field(default_factory=lambda: [BenchmarkSpec(
-        name="sample_benchmark", format="gsm8k", path="bundled:sample_benchmark.jsonl")])
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=lambda: [
+            BenchmarkSpec(name="sample_benchmark", format="gsm8k", path="bundled:sample_benchmark.jsonl")
+        ]
+    )
 
     @model_validator(mode="after")
     def _benchmarks(self):
@@ -274,39 +293,59 @@ class Contamination(StatKind):
                 found.setdefault(bench, {})[item] = d
         by_reason = entry["rejected_by_reason"]
         benches = sorted(set(found) | {r.split(":", 1)[1] for r in by_reason if r.startswith("contaminated:")})
-        return {"contamination": {
-            "index": dict(sorted(index_stats.items())),
-            "benchmarks": {b: {"docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
-                               "items_found": len(found.get(b, {})),
-                               "items": found.get(b, {})} for b in benches},
-        }}
+        return {
+            "contamination": {
+                "index": dict(sorted(index_stats.items())),
+                "benchmarks": {
+                    b: {
+                        "docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
+                        "items_found": len(found.get(b, {})),
+                        "items": found.get(b, {}),
+                    }
+                    for b in benches
+                },
+            }
+        }
 
     def markdown(self, entry, funnel):
         c = entry.get("contamination")
         if not c:
             return []
         idx = c["index"]
-        lines = ["", f"## Contamination ({entry['name']})", "",
-                 f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
-                 f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
-                 f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
-                 f"text; {idx.get('items_too_short', 0):,} items too short to index.", "",
-                 "| benchmark | documents dropped | benchmark items found |", "|---|---:|---:|"]
-        return lines + [f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |"
-                        for bench, b in c["benchmarks"].items()]
+        lines = [
+            "",
+            f"## Contamination ({entry['name']})",
+            "",
+            f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
+            f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
+            f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
+            f"text; {idx.get('items_too_short', 0):,} items too short to index.",
+            "",
+            "| benchmark | documents dropped | benchmark items found |",
+            "|---|---:|---:|",
+        ]
+        return lines + [
+            f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |" for bench, b in c["benchmarks"].items()
+        ]
 
     def html(self, entry, funnel, samples):
         c = entry.get("contamination")
         if not c:
             return []
-        out = ["<h2>Benchmark contamination</h2>", "<table><tr><th>benchmark</th><th>documents dropped</th>"
-               "<th>items found</th></tr>"]
+        out = [
+            "<h2>Benchmark contamination</h2>",
+            "<table><tr><th>benchmark</th><th>documents dropped</th><th>items found</th></tr>",
+        ]
         for bench, b in c["benchmarks"].items():
-            out.append(f"<tr><td>{render.e(bench)}</td><td>{b['docs_dropped']:,}</td><td>{b['items_found']:,}</td></tr>")
+            out.append(
+                f"<tr><td>{render.e(bench)}</td><td>{b['docs_dropped']:,}</td><td>{b['items_found']:,}</td></tr>"
+            )
         if not c["benchmarks"]:
             out.append("<tr><td colspan=3 class=muted>no benchmark item found</td></tr>")
         idx = c["index"]
-        out.append(f"</table><p class=muted>Index: {idx.get('items', 0):,} items, {idx.get('ngrams', 0):,} n-grams.</p>")
+        out.append(
+            f"</table><p class=muted>Index: {idx.get('items', 0):,} items, {idx.get('ngrams', 0):,} n-grams.</p>"
+        )
         return out
 
 
@@ -331,6 +370,14 @@ def publish_contamination(entry: dict, funnel: dict, read, write) -> None:
         write("contamination.json", entry["contamination"])
 
 
-register(StageSpec(key="decontamination", config=DecontaminationConfig, build=build_decontamination, order=70,
-                   slots=(("decontamination", "decontamination"),), stats=(CONTAMINATION,),
-                   publish=publish_contamination))
+register(
+    StageSpec(
+        key="decontamination",
+        config=DecontaminationConfig,
+        build=build_decontamination,
+        order=70,
+        slots=(("decontamination", "decontamination"),),
+        stats=(CONTAMINATION,),
+        publish=publish_contamination,
+    )
+)

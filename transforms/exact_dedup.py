@@ -14,6 +14,7 @@ Element shapes, in order:
 
 The block shuffle and the removal join (``join``: side input or shuffle) are ``key_blocks``'s.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -24,8 +25,17 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.classifiers.text import exact_dedup_hashes
-from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, RemoveListed, auto_partitions, batch_key,
-                                          equal_key_runs, pack_removals, removal_join, split_by_partition)
+from curate.transforms.key_blocks import (
+    DUPLICATE_OF,
+    MIN_PARTITIONS,
+    RemoveListed,
+    auto_partitions,
+    batch_key,
+    equal_key_runs,
+    pack_removals,
+    removal_join,
+    split_by_partition,
+)
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
 from curate.transforms.stage import Stage, StageResult
 
@@ -55,15 +65,19 @@ class ExactDedup(Stage):
 
         def removals(element):
             _, blocks = element
-            return pack_removals((bk, (doc_id, run[0][0]))  # kept: the smallest id of the run
-                                 for run in equal_key_runs(blocks) for doc_id, bk, _ in run[1:])
+            return pack_removals(
+                (bk, (doc_id, run[0][0]))  # kept: the smallest id of the run
+                for run in equal_key_runs(blocks)
+                for doc_id, bk, _ in run[1:]
+            )
 
-        removed = (batches
-                   | "HashBlocks" >> beam.FlatMap(hash_blocks)
-                   | "GroupByPartition" >> beam.GroupByKey()
-                   | "Duplicates" >> beam.FlatMap(removals))
-        return batches | "RemoveDuplicates" >> RemoveListed(self.name, "exact_duplicate", id_col, removed,
-                                                                  self.join)
+        removed = (
+            batches
+            | "HashBlocks" >> beam.FlatMap(hash_blocks)
+            | "GroupByPartition" >> beam.GroupByKey()
+            | "Duplicates" >> beam.FlatMap(removals)
+        )
+        return batches | "RemoveDuplicates" >> RemoveListed(self.name, "exact_duplicate", id_col, removed, self.join)
 
 
 class ExactDedupConfig(StageConfig):
@@ -76,9 +90,19 @@ class ExactDedupConfig(StageConfig):
 
 
 def build_exact_dedup(cfg: ExactDedupConfig, ctx: BuildContext) -> list[Stage]:
-    return [ExactDedup(ctx.columns, cfg.partitions or auto_partitions(ctx.input_rows, 1),
-                       cfg.join or removal_join(ctx.input_rows))]
+    return [
+        ExactDedup(
+            ctx.columns, cfg.partitions or auto_partitions(ctx.input_rows, 1), cfg.join or removal_join(ctx.input_rows)
+        )
+    ]
 
 
-register(StageSpec(key="exact_dedup", config=ExactDedupConfig, build=build_exact_dedup, order=20,
-                   slots=(("exact_dedup", "exact_dedup"),)))
+register(
+    StageSpec(
+        key="exact_dedup",
+        config=ExactDedupConfig,
+        build=build_exact_dedup,
+        order=20,
+        slots=(("exact_dedup", "exact_dedup"),),
+    )
+)

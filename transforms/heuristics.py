@@ -11,6 +11,7 @@ stage's ``cut`` stat (``(stage, "cut", "") -> (documents edited, characters remo
 the funnel's accounting for text taken out of kept documents), so a stage's characters in
 still equal kept + rejected + cut.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,16 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BeforeValidator, create_model
 
-from curate.classifiers.heuristics import (C4Config, FineWebConfig, GopherQualityConfig, GopherRepetitionConfig,
-                                           c4_filter, fineweb_reasons, gopher_quality_reasons,
-                                           gopher_repetition_reasons)
+from curate.classifiers.heuristics import (
+    C4Config,
+    FineWebConfig,
+    GopherQualityConfig,
+    GopherRepetitionConfig,
+    c4_filter,
+    fineweb_reasons,
+    gopher_quality_reasons,
+    gopher_repetition_reasons,
+)
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
 
@@ -48,8 +56,12 @@ class _RuleStage(Stage):
         self.language_column = language_column
 
     def expand(self, batches) -> StageResult:
-        text_col, config, language_column, fn = self.columns.text, self.config, self.language_column, \
-            type(self).reasons_fn
+        text_col, config, language_column, fn = (
+            self.columns.text,
+            self.config,
+            self.language_column,
+            type(self).reasons_fn,
+        )
 
         def decide(batch):
             reasons = fn(batch.column(text_col), config, _languages(batch, language_column))
@@ -117,21 +129,27 @@ class C4Quality(Stage):
         self.language_column = language_column
 
     def expand(self, batches) -> StageResult:
-        out = batches | "C4" >> TaggedParDo(_C4Split(self.name, self.columns.text, self.config, self.language_column),
-                                            [REJECTED_TAG, CUT_STATS_TAG], main="kept")
+        out = batches | "C4" >> TaggedParDo(
+            _C4Split(self.name, self.columns.text, self.config, self.language_column),
+            [REJECTED_TAG, CUT_STATS_TAG],
+            main="kept",
+        )
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out[CUT_STATS_TAG])
 
 
-STAGES = {"gopher_quality": (GopherQuality, GopherQualityConfig),
-          "gopher_repetition": (GopherRepetition, GopherRepetitionConfig),
-          "c4": (C4Quality, C4Config),
-          "fineweb": (FineWebQuality, FineWebConfig)}
+STAGES = {
+    "gopher_quality": (GopherQuality, GopherQualityConfig),
+    "gopher_repetition": (GopherRepetition, GopherRepetitionConfig),
+    "c4": (C4Quality, C4Config),
+    "fineweb": (FineWebQuality, FineWebConfig),
+}
 
 
 # -- the four families as registry stages ---------------------------------------------------------
 # Their thresholds live in classifiers/heuristics.py's dataclasses (defaults and sources beside
 # each field); each stage's config is that dataclass's fields, validated as every stage config is,
 # plus ``enabled`` and the column holding each document's language.
+
 
 def _tuples(value):
     """YAML has lists where the dataclasses hold tuples (stop words, (n, fraction) pairs)."""
@@ -146,26 +164,41 @@ def _stage_config(name: str, rules, doc: str) -> type[StageConfig]:
         if typing.get_origin(tp) is tuple:
             tp = typing.Annotated[tp, BeforeValidator(_tuples)]
         fields[field.name] = (tp, field.default)
-    model = create_model(name, __base__=StageConfig, __doc__=doc, __module__=__name__,
-                         enabled=(bool, False), language_column=(typing.Optional[str], "lang"), **fields)
+    model = create_model(
+        name,
+        __base__=StageConfig,
+        __doc__=doc,
+        __module__=__name__,
+        enabled=(bool, False),
+        language_column=(typing.Optional[str], "lang"),
+        **fields,
+    )
     model.rules = lambda self: rules(**{f.name: getattr(self, f.name) for f in dataclasses.fields(rules)})
     return model
 
 
 GopherQualityStageConfig = _stage_config(
-    "GopherQualityStageConfig", GopherQualityConfig,
+    "GopherQualityStageConfig",
+    GopherQualityConfig,
     "Gopher quality rules (Rae et al. 2021, appendix A.1.1), as datatrove's GopherQualityFilter; "
-    "language_column: the column with each document's language (the language stage's), else English.")
+    "language_column: the column with each document's language (the language stage's), else English.",
+)
 GopherRepetitionStageConfig = _stage_config(
-    "GopherRepetitionStageConfig", GopherRepetitionConfig,
-    "Gopher repetition rules (Rae et al. 2021, table A1), as datatrove's GopherRepetitionFilter.")
+    "GopherRepetitionStageConfig",
+    GopherRepetitionConfig,
+    "Gopher repetition rules (Rae et al. 2021, table A1), as datatrove's GopherRepetitionFilter.",
+)
 C4StageConfig = _stage_config(
-    "C4StageConfig", C4Config,
+    "C4StageConfig",
+    C4Config,
     "C4's rules (Raffel et al. 2020), as datatrove's C4QualityFilter: line rules edit the text of kept "
-    "documents, page rules drop documents.")
+    "documents, page rules drop documents.",
+)
 FineWebStageConfig = _stage_config(
-    "FineWebStageConfig", FineWebConfig,
-    "FineWeb's own rules (Penedo et al. 2024), as datatrove's FineWebQualityFilter.")
+    "FineWebStageConfig",
+    FineWebConfig,
+    "FineWeb's own rules (Penedo et al. 2024), as datatrove's FineWebQualityFilter.",
+)
 
 
 def _register(key: str, stage_class, config_class, order: float) -> None:

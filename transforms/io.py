@@ -4,6 +4,7 @@ Reading yields Arrow record batches (no per-row dicts).  Writing assigns each
 row to one of ``num_shards`` shards by a hash of its id and sorts each shard by
 id, so the written bytes do not depend on how the runner split the work.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,8 +52,12 @@ def _folder_shards(folder: str) -> list[str]:
         return sorted(found)
     base = folder.rstrip("/") + "/"
     results = FileSystems.match([base + "**"])
-    return sorted(m.path for r in results for m in r.metadata_list
-                  if m.path.endswith(".parquet") and not _hidden(m.path[len(base):]))
+    return sorted(
+        m.path
+        for r in results
+        for m in r.metadata_list
+        if m.path.endswith(".parquet") and not _hidden(m.path[len(base) :])
+    )
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -72,8 +77,10 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         except Exception as exc:  # Beam raises BeamIOError with a nested dict
             raise InputError(f"input {pattern!r}: cannot list files ({exc})") from exc
         if not matched:
-            raise InputError(f"input {pattern!r} " + ("is a folder with no *.parquet file under it" if is_folder
-                                                      else "matches no files"))
+            raise InputError(
+                f"input {pattern!r} "
+                + ("is a folder with no *.parquet file under it" if is_folder else "matches no files")
+            )
         paths.update(matched)
     return sorted(paths)
 
@@ -162,8 +169,9 @@ class ReadShardBatches(beam.DoFn):
     ``source_of`` (path -> name) adds a constant ``source_column`` per shard,
     for inputs whose source is given by where they come from."""
 
-    def __init__(self, schema: pa.Schema, batch_size: int, source_of: dict | None = None,
-                 source_column: str = "source"):
+    def __init__(
+        self, schema: pa.Schema, batch_size: int, source_of: dict | None = None, source_column: str = "source"
+    ):
         self.schema = schema
         self.batch_size = batch_size
         self.source_of, self.source_column = source_of or {}, source_column
@@ -178,8 +186,9 @@ class ReadShardBatches(beam.DoFn):
             read_names = [n for n in self.schema.names if not (self.source_of and n == self.source_column)]
             for batch in parquet.iter_batches(batch_size=self.batch_size, row_groups=[row_group], columns=read_names):
                 if self.source_of:
-                    batch = batch.append_column(self.source_column,
-                                                pa.array([self.source_of.get(path)] * batch.num_rows, pa.string()))
+                    batch = batch.append_column(
+                        self.source_column, pa.array([self.source_of.get(path)] * batch.num_rows, pa.string())
+                    )
                 batch = batch.select(self.schema.names).cast(self.schema)
                 self.progress.add(batch.num_rows)
                 yield batch
@@ -196,8 +205,14 @@ class ReadParquetShards(beam.PTransform):
     spreads over workers (one large shard still keeps every worker busy).
     """
 
-    def __init__(self, paths: list[str], schema: pa.Schema, batch_size: int = 2048, source_of: dict | None = None,
-                 source_column: str = "source"):
+    def __init__(
+        self,
+        paths: list[str],
+        schema: pa.Schema,
+        batch_size: int = 2048,
+        source_of: dict | None = None,
+        source_column: str = "source",
+    ):
         super().__init__()
         self.paths, self.schema, self.batch_size = paths, schema, batch_size
         self.source_of, self.source_column = source_of, source_column
@@ -205,11 +220,15 @@ class ReadParquetShards(beam.PTransform):
     def expand(self, pbegin):
         return (
             pbegin
-            | "RowGroups" >> beam.Create([(path, group) for path in self.paths
-                                          for group in range(open_parquet(path).metadata.num_row_groups)])
+            | "RowGroups"
+            >> beam.Create(
+                [(path, group) for path in self.paths for group in range(open_parquet(path).metadata.num_row_groups)]
+            )
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(ReadShardBatches(self.schema, self.batch_size, self.source_of, self.source_column))
-            .with_output_types(pa.RecordBatch)
+            | "Read"
+            >> beam.ParDo(
+                ReadShardBatches(self.schema, self.batch_size, self.source_of, self.source_column)
+            ).with_output_types(pa.RecordBatch)
         )
 
 
@@ -221,8 +240,12 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """``batch`` with exactly ``schema``'s columns, in its order (missing ones null)."""
     if batch.schema.equals(schema):
         return batch
-    arrays = [batch.column(f.name).cast(f.type) if batch.schema.get_field_index(f.name) >= 0
-              else pa.nulls(batch.num_rows, f.type) for f in schema]
+    arrays = [
+        batch.column(f.name).cast(f.type)
+        if batch.schema.get_field_index(f.name) >= 0
+        else pa.nulls(batch.num_rows, f.type)
+        for f in schema
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -234,8 +257,9 @@ def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
     The extra columns settle most ties in Arrow (the mixing stage's repeats differ
     only in ``epoch``): JSON-encoding 29k tied rows took 1.2 s of a 100k run.
     """
-    order_by = [columns.id, columns.text] + [f.name for f in table.schema
-                                             if f.name not in (columns.id, columns.text) and _sortable(f.type)]
+    order_by = [columns.id, columns.text] + [
+        f.name for f in table.schema if f.name not in (columns.id, columns.text) and _sortable(f.type)
+    ]
     keys = {}
     for k, name in enumerate(order_by):
         keys[f"{k}_set"] = pc.is_valid(table.column(name))
@@ -260,14 +284,22 @@ def stable_order(table: pa.Table, columns: Columns) -> pa.Table:
     edges = np.diff(np.concatenate(([0], same.astype(np.int8), [0])))
     for lo, last in zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()):
         rows = table.slice(lo, last + 1 - lo).to_pylist()  # a tied run: rows lo..last
-        order[lo:last + 1] = sorted(range(lo, last + 1),
-                                    key=lambda k: json.dumps(rows[k - lo], sort_keys=True, default=str))
+        order[lo : last + 1] = sorted(
+            range(lo, last + 1), key=lambda k: json.dumps(rows[k - lo], sort_keys=True, default=str)
+        )
     return table.take(pa.array(order))
 
 
 def _sortable(t: pa.DataType) -> bool:
-    return (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_string(t)
-            or pa.types.is_large_string(t) or pa.types.is_temporal(t) or pa.types.is_decimal(t))
+    return (
+        pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_temporal(t)
+        or pa.types.is_decimal(t)
+    )
 
 
 def _equal_to_previous(column) -> pa.Array:
@@ -293,8 +325,15 @@ class WriteParquetShards(beam.PTransform):
     Output: PCollection[WrittenShard].
     """
 
-    def __init__(self, directory: str, schema: pa.Schema, num_shards: int, columns: Columns,
-                 compression: str = "zstd", partition_column: str | None = None):
+    def __init__(
+        self,
+        directory: str,
+        schema: pa.Schema,
+        num_shards: int,
+        columns: Columns,
+        compression: str = "zstd",
+        partition_column: str | None = None,
+    ):
         super().__init__()
         self.directory, self.schema = directory.rstrip("/"), schema
         self.num_shards, self.columns, self.compression = num_shards, columns, compression
@@ -315,8 +354,10 @@ class WriteParquetShards(beam.PTransform):
 
         return (
             batches
-            | "SplitByShard" >> beam.FlatMap(split_by_shard).with_output_types(
-                beam.typehints.Tuple[beam.typehints.Any, pa.RecordBatch])  # sub-batches by RecordBatchCoder
+            | "SplitByShard"
+            >> beam.FlatMap(split_by_shard).with_output_types(
+                beam.typehints.Tuple[beam.typehints.Any, pa.RecordBatch]
+            )  # sub-batches by RecordBatchCoder
             | "GroupShard" >> beam.GroupByKey()
             | "WriteShard" >> beam.MapTuple(self._write)
         )
@@ -325,10 +366,15 @@ class WriteParquetShards(beam.PTransform):
         partition, shard = key
         # one chunk: sorting and taking over a shard's many small batches (the filters
         # shrink them) took 7x longer than over one
-        table = stable_order(pa.Table.from_batches([conform(b, self.schema) for b in batches], schema=self.schema)
-                             .combine_chunks(), self.columns)
-        directory = self.directory if partition is None else FileSystems.join(
-            self.directory, re.sub(r"[^A-Za-z0-9_.-]", "_", str(partition)) or "_")
+        table = stable_order(
+            pa.Table.from_batches([conform(b, self.schema) for b in batches], schema=self.schema).combine_chunks(),
+            self.columns,
+        )
+        directory = (
+            self.directory
+            if partition is None
+            else FileSystems.join(self.directory, re.sub(r"[^A-Za-z0-9_.-]", "_", str(partition)) or "_")
+        )
         path = FileSystems.join(directory, f"part-{shard:05d}-of-{self.num_shards:05d}.parquet")
         with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
             pq.write_table(table, handle, compression=self.compression)

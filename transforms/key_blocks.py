@@ -27,6 +27,7 @@ On the FnApiRunner (DirectRunner, job service) a CoGroupByKey costs a full
 extra pass of its inputs (its Flatten is materialized as a stage of its own),
 which is why the side input is the default where it fits.
 """
+
 from __future__ import annotations
 
 import math
@@ -162,8 +163,7 @@ def equal_key_runs(blocks) -> list[list[tuple]]:
     extras = [int(x) for x in runs.extra[members].tolist()] if runs.extra is not None else [None] * len(members)
     rows = list(zip(member_ids, batch_keys, extras))
     bounds = runs.bounds.tolist()
-    return [rows[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
-
+    return [rows[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
 
 
 class BatchVisitor:
@@ -188,19 +188,28 @@ class JoinListed(beam.PTransform):
         super().__init__()
         if join not in ("side_input", "shuffle"):
             raise ValueError(f"join must be 'side_input' or 'shuffle', not {join!r}")
-        self.visitor, self.id_col, self.listed, self.join, self.tags, self.main = \
-            visitor, id_col, listed, join, list(tags), main
+        self.visitor, self.id_col, self.listed, self.join, self.tags, self.main = (
+            visitor,
+            id_col,
+            listed,
+            join,
+            list(tags),
+            main,
+        )
 
     def expand(self, batches):
         id_col = self.id_col
         if self.join == "side_input":
-            return batches | "Visit" >> TaggedParDo(_VisitBatch(self.visitor, id_col), self.tags, main=self.main,
-                                                    listed=beam.pvalue.AsMultiMap(self.listed))
+            return batches | "Visit" >> TaggedParDo(
+                _VisitBatch(self.visitor, id_col), self.tags, main=self.main, listed=beam.pvalue.AsMultiMap(self.listed)
+            )
         # an empty batch has no key and nothing listed (stages never emit one; a guard)
         keyed = batches | "KeyBatches" >> beam.FlatMap(lambda b: [(batch_key(b, id_col), b)] if b.num_rows else [])
-        return ({"batch": keyed, "listed": self.listed}
-                | "JoinListed" >> beam.CoGroupByKey()
-                | "Visit" >> TaggedParDo(_VisitGrouped(self.visitor), self.tags, main=self.main))
+        return (
+            {"batch": keyed, "listed": self.listed}
+            | "JoinListed" >> beam.CoGroupByKey()
+            | "Visit" >> TaggedParDo(_VisitGrouped(self.visitor), self.tags, main=self.main)
+        )
 
 
 class _VisitBatch(beam.DoFn):
@@ -244,8 +253,9 @@ class RemoveListed(beam.PTransform):
 
     def __init__(self, stage: str, reason: str, id_col: str, removals, join: str = "side_input"):
         super().__init__()
-        self.join_listed = JoinListed(_Remover(stage, reason, id_col), id_col, removals, join, [REJECTED_TAG],
-                                      main="kept")
+        self.join_listed = JoinListed(
+            _Remover(stage, reason, id_col), id_col, removals, join, [REJECTED_TAG], main="kept"
+        )
 
     def expand(self, batches):
         out = batches | "Remove" >> self.join_listed
@@ -270,9 +280,15 @@ def pack_removals(removals) -> list:
         by_key.setdefault(key, ([], []))
         by_key[key][0].append(doc_id)
         by_key[key][1].append(duplicate_of)
-    return [(key, pa.RecordBatch.from_arrays([pa.array(ids, pa.string()), pa.array(dups, pa.string())],
-                                             names=["doc_id", DUPLICATE_OF.name]))
-            for key, (ids, dups) in sorted(by_key.items())]
+    return [
+        (
+            key,
+            pa.RecordBatch.from_arrays(
+                [pa.array(ids, pa.string()), pa.array(dups, pa.string())], names=["doc_id", DUPLICATE_OF.name]
+            ),
+        )
+        for key, (ids, dups) in sorted(by_key.items())
+    ]
 
 
 def removal_dict(items) -> dict:
@@ -296,11 +312,14 @@ def _remove(stage: str, reason: str, id_col: str, key, batches: list, removed: d
         duplicate_of = [removed.get(i) for i in batch.column(id_col).to_pylist()]
         keep = [d is None for d in duplicate_of]
         found += len(keep) - sum(keep)
-        yield from emit_split(batch, stage, keep, reason,
-                              reject_extra={DUPLICATE_OF.name: pa.array(duplicate_of, pa.string())})
+        yield from emit_split(
+            batch, stage, keep, reason, reject_extra={DUPLICATE_OF.name: pa.array(duplicate_of, pa.string())}
+        )
     if found != len(removed):
         present = {i for b in batches for i in b.column(id_col).to_pylist()}
         missing = sorted(i for i in removed if i not in present)
-        raise RuntimeError(f"{stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
-                           f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
-                           f"missing e.g. {missing[:3]})")
+        raise RuntimeError(
+            f"{stage}: {len(removed) - found} removal(s) for batch {key!r} name rows "
+            f"that are not in it (batches under that key: {[b.num_rows for b in batches]}; "
+            f"missing e.g. {missing[:3]})"
+        )

@@ -8,6 +8,7 @@ With ``non_target: route`` the ``other_language`` documents are written to
 ``OUTPUT/by_language/<lang>/`` instead of ``rejects/language/``, ready to be
 used as a multilingual set; the funnel still counts them as leaving the stage.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,12 +23,25 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from curate.classifiers.fasttext_lid import UnsupportedModel, model_labels
-from curate.classifiers.langid import (LanguageIdentifier, ModelFileError, check_fasttext_file, default_model_path,
-                                       suggest_codes)
+from curate.classifiers.langid import (
+    LanguageIdentifier,
+    ModelFileError,
+    check_fasttext_file,
+    default_model_path,
+    suggest_codes,
+)
 from curate.transforms import render
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, StrList, register
-from curate.transforms.stage import (KEPT_BY_GROUP, REJECTED_TAG, ROUTED_TAG, Stage, StageResult, TaggedParDo,
-                                     reject_batch, with_columns)
+from curate.transforms.stage import (
+    KEPT_BY_GROUP,
+    REJECTED_TAG,
+    ROUTED_TAG,
+    Stage,
+    StageResult,
+    TaggedParDo,
+    reject_batch,
+    with_columns,
+)
 
 ROUTE_PREFIX = "other_language:"
 
@@ -54,7 +68,8 @@ def decide_languages(labels: list[str], scores: np.ndarray, targets: frozenset, 
     undetermined = labels_np == "und"
     keep = is_target & confident & ~undetermined
     reasons = np.where(
-        undetermined, "no_letters",
+        undetermined,
+        "no_letters",
         np.where(~confident, "low_confidence:" + labels_np.astype(str), ROUTE_PREFIX + labels_np.astype(str)),
     )
     return keep, [str(r) for r in reasons[~keep]]
@@ -63,8 +78,18 @@ def decide_languages(labels: list[str], scores: np.ndarray, targets: frozenset, 
 class IdentifyLanguage(beam.DoFn):
     """RecordBatch -> kept batch (main), rejects (``rejected``), routed (``routed``)."""
 
-    def __init__(self, stage: str, text_col: str, model_path, targets, min_score, max_chars, route: bool,
-                 lang_col: str, score_col: str):
+    def __init__(
+        self,
+        stage: str,
+        text_col: str,
+        model_path,
+        targets,
+        min_score,
+        max_chars,
+        route: bool,
+        lang_col: str,
+        score_col: str,
+    ):
         self.stage, self.text_col, self.model_path = stage, text_col, model_path
         self.lang_col, self.score_col = lang_col, score_col
         self.targets, self.min_score, self.max_chars, self.route = frozenset(targets), min_score, max_chars, route
@@ -75,8 +100,9 @@ class IdentifyLanguage(beam.DoFn):
     def process(self, batch: pa.RecordBatch):
         labels, scores = self.model.predict(batch.column(self.text_col))
         keep, reasons = decide_languages(labels, scores, self.targets, self.min_score)
-        annotated = with_columns(batch, {self.lang_col: pa.array(labels, pa.string()),
-                                         self.score_col: pa.array(scores, pa.float32())})
+        annotated = with_columns(
+            batch, {self.lang_col: pa.array(labels, pa.string()), self.score_col: pa.array(scores, pa.float32())}
+        )
         if keep.any():
             yield annotated.filter(pa.array(keep))
         if keep.all():
@@ -124,13 +150,25 @@ class LanguageFilter(Stage):
             if code not in labels:
                 raise ModelFileError(
                     f"config key stages.language.languages[{i}]: {code!r} is not a label of the language model "
-                    f"{os.path.basename(path)}; {suggest_codes(code, labels)}")
+                    f"{os.path.basename(path)}; {suggest_codes(code, labels)}"
+                )
 
     def expand(self, batches) -> StageResult:
-        out = batches | "IdentifyLanguage" >> TaggedParDo(IdentifyLanguage(
-            self.name, self.columns.text, self.model_path, self.languages, self.min_score, self.max_chars, self.route,
-            self.lang_column, self.score_column,
-        ), [REJECTED_TAG, ROUTED_TAG], main="kept")
+        out = batches | "IdentifyLanguage" >> TaggedParDo(
+            IdentifyLanguage(
+                self.name,
+                self.columns.text,
+                self.model_path,
+                self.languages,
+                self.min_score,
+                self.max_chars,
+                self.route,
+                self.lang_column,
+                self.score_column,
+            ),
+            [REJECTED_TAG, ROUTED_TAG],
+            main="kept",
+        )
         return StageResult(out.kept, out[REJECTED_TAG], out[ROUTED_TAG] if self.route else None)
 
 
@@ -160,24 +198,38 @@ class KeptByLanguage(StatKind):
     html_order = 10
 
     def funnel(self, sums, entry, tokens_per_char):
-        kept = {group: render.size(d, c, tokens_per_char)
-                for (kind, group), (d, c) in sorted(sums.items()) if kind == self.kind}
+        kept = {
+            group: render.size(d, c, tokens_per_char)
+            for (kind, group), (d, c) in sorted(sums.items())
+            if kind == self.kind
+        }
         return {"kept_by_language": kept} if kept else {}
 
     def markdown(self, entry, funnel):
         if not entry.get("kept_by_language"):
             return []
-        lines = ["", f"## Kept by language ({entry['name']})", "", "| lang | docs | chars | est. tokens |",
-                 "|---|---:|---:|---:|"]
-        return lines + [f"| {lang} | {render.fmt_int(size['docs'])} | {render.fmt_int(size['chars'])} | "
-                        f"{render.fmt_int(size['tokens_est'])} |" for lang, size in entry["kept_by_language"].items()]
+        lines = [
+            "",
+            f"## Kept by language ({entry['name']})",
+            "",
+            "| lang | docs | chars | est. tokens |",
+            "|---|---:|---:|---:|",
+        ]
+        return lines + [
+            f"| {lang} | {render.fmt_int(size['docs'])} | {render.fmt_int(size['chars'])} | "
+            f"{render.fmt_int(size['tokens_est'])} |"
+            for lang, size in entry["kept_by_language"].items()
+        ]
 
     def html(self, entry, funnel, samples):
         if not entry.get("kept_by_language"):
             return []
         rows = [(f"{k} (kept)", v["docs"], f"{v['docs']:,}") for k, v in entry["kept_by_language"].items()]
-        rows += [(r.split(":", 1)[1] + " (other language)", v["docs"], f"{v['docs']:,}")
-                 for r, v in entry["rejected_by_reason"].items() if r.startswith(ROUTE_PREFIX)]
+        rows += [
+            (r.split(":", 1)[1] + " (other language)", v["docs"], f"{v['docs']:,}")
+            for r, v in entry["rejected_by_reason"].items()
+            if r.startswith(ROUTE_PREFIX)
+        ]
         return ["<h2>Languages</h2>", render.bars(sorted(rows, key=lambda r: -r[1]))]
 
 
@@ -185,5 +237,13 @@ def build_language(cfg: LanguageConfig, ctx: BuildContext) -> list[Stage]:
     return [LanguageFilter(ctx.columns, cfg)]
 
 
-register(StageSpec(key="language", config=LanguageConfig, build=build_language, order=40,
-                   slots=(("language", "language"),), stats=(KeptByLanguage(),)))
+register(
+    StageSpec(
+        key="language",
+        config=LanguageConfig,
+        build=build_language,
+        order=40,
+        slots=(("language", "language"),),
+        stats=(KeptByLanguage(),),
+    )
+)

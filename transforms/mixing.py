@@ -12,6 +12,7 @@ with ``source_not_in_mixture:<source>``.  Documents sampled out are rejected
 with ``sampled_out:<source>``.  In the funnel, ``kept`` counts distinct
 documents (epoch 0); repeats are counted apart.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -61,9 +62,12 @@ class Sample(beam.DoFn):
         annotated = with_columns(batch, {MIX_SOURCE.name: pa.array(sources, pa.string())})
         dropped = np.flatnonzero(epochs == 0)
         if len(dropped):
-            reasons = [f"sampled_out:{sources[i]}" if sources[i] is not None else
-                       f"source_not_in_mixture:{batch.column(c.source_column)[i].as_py() if c.source_column in batch.schema.names else None}"
-                       for i in dropped]
+            reasons = [
+                f"sampled_out:{sources[i]}"
+                if sources[i] is not None
+                else f"source_not_in_mixture:{batch.column(c.source_column)[i].as_py() if c.source_column in batch.schema.names else None}"
+                for i in dropped
+            ]
             rej = annotated.take(pa.array(dropped))
             rej = with_columns(rej, {EPOCH.name: pa.array(np.zeros(len(dropped), dtype=np.int32))})
             yield beam.pvalue.TaggedOutput(REJECTED_TAG, reject_batch(rej, self.stage, reasons))
@@ -87,8 +91,9 @@ class Mix(Stage):
         c, tpc, text_col = self.cfg, self.tpc, self.columns.text
 
         def chars_by_source(batch: pa.RecordBatch):
-            sources = np.array([s or "" for s in mixture_sources(batch, c.source_column, c.source_map,
-                                                                 c.weights)], dtype=object)
+            sources = np.array(
+                [s or "" for s in mixture_sources(batch, c.source_column, c.source_map, c.weights)], dtype=object
+            )
             chars = pc.fill_null(pc.utf8_length(batch.column(text_col)), 0).to_numpy(zero_copy_only=False)
             for source in set(sources) - {""}:
                 yield source, int(chars[sources == source].sum())  # integers: the sum is the same in any order
@@ -96,8 +101,7 @@ class Mix(Stage):
         plan_path = self.plan_path
 
         def make_plan(available_chars: dict) -> dict:
-            plan = plan_mixture(tokens_from_chars(available_chars, tpc), c.weights, c.token_budget,
-                                c.max_epochs)
+            plan = plan_mixture(tokens_from_chars(available_chars, tpc), c.weights, c.token_budget, c.max_epochs)
             write_json(plan_path, plan)
             return plan
 
@@ -109,8 +113,11 @@ class Mix(Stage):
             | "Plan" >> beam.Map(make_plan)
         )
         out = batches | "Sample" >> TaggedParDo(
-            Sample(self.name, c, text_col, self.columns.id, tpc), [REJECTED_TAG], main="kept",
-            plan=beam.pvalue.AsSingleton(plan))
+            Sample(self.name, c, text_col, self.columns.id, tpc),
+            [REJECTED_TAG],
+            main="kept",
+            plan=beam.pvalue.AsSingleton(plan),
+        )
         name = self.name
 
         def mixed(batch: pa.RecordBatch):
@@ -124,8 +131,7 @@ class Mix(Stage):
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=stats)
 
 
-PHI3_MIX = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15,
-            "other": 0.05}
+PHI3_MIX = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15, "other": 0.05}
 PLAN_FILE = "_mixture_plan.json"  # written into staging by the pipeline, read by ``publish_mixture``
 
 
@@ -160,23 +166,33 @@ class MixedBySource(StatKind):
     html_order = 50
 
     def funnel(self, sums, entry, tokens_per_char):
-        mixed = {group: render.size(d, c, tokens_per_char)
-                 for (kind, group), (d, c) in sorted(sums.items()) if kind == self.kind}
+        mixed = {
+            group: render.size(d, c, tokens_per_char)
+            for (kind, group), (d, c) in sorted(sums.items())
+            if kind == self.kind
+        }
         return {"mixed_by_source": mixed} if mixed else {}
 
     def markdown(self, entry, funnel):
         m = funnel.get("mixture")
         if not m:
             return []
-        lines = ["", "## Mixture", "",
-                 f"Budget {m['budget_tokens']:,} tokens; planned {m['planned_tokens']:,}; achieved {m['achieved_tokens']:,} "
-                 f"(estimated). Max epochs {m['max_epochs']:g}.", "",
-                 "| source | available tokens | target share | achieved share | sampling rate | epochs | feasible |",
-                 "|---|---:|---:|---:|---:|---:|---|"]
+        lines = [
+            "",
+            "## Mixture",
+            "",
+            f"Budget {m['budget_tokens']:,} tokens; planned {m['planned_tokens']:,}; achieved {m['achieved_tokens']:,} "
+            f"(estimated). Max epochs {m['max_epochs']:g}.",
+            "",
+            "| source | available tokens | target share | achieved share | sampling rate | epochs | feasible |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
         for name, v in m["sources"].items():
-            lines.append(f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% | "
-                         f"{100 * v['achieved_share']:.1f}% | {v['sampling_rate']:.3f} | {v['epochs']} | "
-                         f"{'yes' if v['feasible'] else 'NO'} |")
+            lines.append(
+                f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% | "
+                f"{100 * v['achieved_share']:.1f}% | {v['sampling_rate']:.3f} | {v['epochs']} | "
+                f"{'yes' if v['feasible'] else 'NO'} |"
+            )
         if m["infeasible"]:
             lines += ["", f"Infeasible: {', '.join(m['infeasible'])}. Rule: {m['rule']}."]
         return lines
@@ -189,8 +205,13 @@ class MixedBySource(StatKind):
         rows = []
         for name, v in mixture["sources"].items():
             rows.append((f"{name} target", 100 * v["target_share"], f"{100 * v['target_share']:.1f}%"))
-            rows.append((f"{name} achieved", 100 * v["achieved_share"],
-                         f"{100 * v['achieved_share']:.1f}%" + ("" if v["feasible"] else " (infeasible)")))
+            rows.append(
+                (
+                    f"{name} achieved",
+                    100 * v["achieved_share"],
+                    f"{100 * v['achieved_share']:.1f}%" + ("" if v["feasible"] else " (infeasible)"),
+                )
+            )
         out.append(render.bars(rows, unit_max=100, color="#6b4fa0"))
         if mixture["infeasible"]:
             out.append(f"<p>Infeasible: {render.e(', '.join(mixture['infeasible']))}. {render.e(mixture['rule'])}.</p>")
@@ -207,8 +228,12 @@ def mixture_report(plan: dict, entry: dict) -> dict:
     sources = {}
     for name, p in plan["sources"].items():
         achieved = mixed.get(name, {}).get("tokens_est", 0)
-        sources[name] = {**p, "achieved_tokens": achieved, "achieved_docs_with_repeats": mixed.get(name, {}).get("docs", 0),
-                         "achieved_share": round(achieved / total, 6) if total else 0.0}
+        sources[name] = {
+            **p,
+            "achieved_tokens": achieved,
+            "achieved_docs_with_repeats": mixed.get(name, {}).get("docs", 0),
+            "achieved_share": round(achieved / total, 6) if total else 0.0,
+        }
     return {**plan, "sources": sources, "achieved_tokens": total}
 
 
@@ -224,5 +249,14 @@ def build_mixing(cfg: MixingConfig, ctx: BuildContext) -> list[Stage]:
     return [Mix(ctx.columns, cfg, ctx.tokens_per_char, FileSystems.join(ctx.staging, PLAN_FILE))]
 
 
-register(StageSpec(key="mixing", config=MixingConfig, build=build_mixing, order=90, slots=(("mixing", "mixing"),),
-                   stats=(MIXED,), publish=publish_mixture))
+register(
+    StageSpec(
+        key="mixing",
+        config=MixingConfig,
+        build=build_mixing,
+        order=90,
+        slots=(("mixing", "mixing"),),
+        stats=(MIXED,),
+        publish=publish_mixture,
+    )
+)

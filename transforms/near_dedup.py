@@ -49,6 +49,7 @@ Representative: the component's minimum label, where the label orders
 documents by the ``keep`` rule: ``smallest_id`` or ``longest_text`` (ties by
 id).  Other members are rejected with ``near_duplicate`` and ``duplicate_of``.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -62,11 +63,22 @@ from pydantic import Field, model_validator
 
 from curate.classifiers.minhash import MinHasher, band_keys, jaccard_sorted, lsh_bucket_pairs, optimal_bands
 from curate.classifiers.minhash_kernels import unique_segments
-from curate.transforms.key_blocks import (DUPLICATE_OF, MIN_PARTITIONS, BatchVisitor, JoinListed, RemoveListed,
-                                          auto_partitions, batch_key, key_runs, pack_removals, removal_join,
-                                          split_by_partition, take_segments)
-from curate.transforms.io import shard_of
 from curate.transforms import render
+from curate.transforms.io import shard_of
+from curate.transforms.key_blocks import (
+    DUPLICATE_OF,
+    MIN_PARTITIONS,
+    BatchVisitor,
+    JoinListed,
+    RemoveListed,
+    auto_partitions,
+    batch_key,
+    key_runs,
+    pack_removals,
+    removal_join,
+    split_by_partition,
+    take_segments,
+)
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
 from curate.transforms.stage import Stage, StageResult, TaggedParDo
 
@@ -98,12 +110,17 @@ class Signatures(beam.DoFn):
         c = self.cfg
         texts = batch.column(self.text_col)
         keys = band_keys(self.hasher.signatures(texts), c.bands, c.rows)
-        lengths = (pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
-                   if c.keep == "longest_text" else None)
+        lengths = (
+            pc.utf8_length(texts).to_numpy(zero_copy_only=False).astype(np.int64) if c.keep == "longest_text" else None
+        )
         bk = batch_key(batch, self.id_col)
         entry_doc = np.repeat(np.arange(batch.num_rows), keys.shape[1])  # band keys row-major: doc d's bands
-        for p, block in split_by_partition(keys.reshape(-1, 1), batch.column(self.id_col).take(pa.array(entry_doc)),
-                                           self.partitions, None if lengths is None else lengths[entry_doc]):
+        for p, block in split_by_partition(
+            keys.reshape(-1, 1),
+            batch.column(self.id_col).take(pa.array(entry_doc)),
+            self.partitions,
+            None if lengths is None else lengths[entry_doc],
+        ):
             yield p, (bk, block)
 
 
@@ -117,8 +134,12 @@ def wanted_by_batch(pair_list) -> list:
     is an Arrow array: Beam's side-input cache weighs a tuple of strings object by
     object (objsize; ~1 s per 100k documents), an Arrow array as one."""
     _, pairs = pair_list
-    docs = pa.table({"bk": pa.concat_arrays([pairs.column("a_bk"), pairs.column("b_bk")]),
-                     "id": pa.concat_arrays([pairs.column("a"), pairs.column("b")])})
+    docs = pa.table(
+        {
+            "bk": pa.concat_arrays([pairs.column("a_bk"), pairs.column("b_bk")]),
+            "id": pa.concat_arrays([pairs.column("a"), pairs.column("b")]),
+        }
+    )
     by_batch = docs.group_by("bk", use_threads=False).aggregate([("id", "distinct")]).sort_by("bk")
     ids = by_batch.column("id_distinct").combine_chunks()
     # concat_arrays copies: a slice of an Arrow array pickles with its whole buffers
@@ -153,8 +174,9 @@ class CandidateSets(BatchVisitor):
             texts = batch.column(self.text_col).take(rows)
             if self.cfg.verify == "exact":
                 values, offsets = self.hasher.shingles(texts)
-                values, offsets = unique_per_document(values.astype(self.hasher.dtype, copy=False),
-                                                      np.asarray(offsets, np.int64))
+                values, offsets = unique_per_document(
+                    values.astype(self.hasher.dtype, copy=False), np.asarray(offsets, np.int64)
+                )
             else:
                 sigs = self.hasher.signatures(texts)
                 values, offsets = sigs.ravel(), np.arange(len(rows) + 1, dtype=np.int64) * sigs.shape[1]
@@ -171,10 +193,9 @@ class SetBlock(NamedTuple):
 
     def lookup(self, wanted: pa.Array) -> dict:
         """{doc_id: its values} for the ids of this block that are in ``wanted`` (strings)."""
-        hits = np.flatnonzero(pc.is_in(self.ids, value_set=wanted.cast(self.ids.type))
-                              .to_numpy(zero_copy_only=False))
+        hits = np.flatnonzero(pc.is_in(self.ids, value_set=wanted.cast(self.ids.type)).to_numpy(zero_copy_only=False))
         names = self.ids.take(pa.array(hits)).to_pylist()
-        return {name: self.values[self.offsets[i]:self.offsets[i + 1]] for name, i in zip(names, hits.tolist())}
+        return {name: self.values[self.offsets[i] : self.offsets[i + 1]] for name, i in zip(names, hits.tolist())}
 
 
 def unique_per_document(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,8 +243,16 @@ def bucket_pairs_of_partition(element, max_bucket_pairs: int, partitions: int):
     for p in np.unique(part_a).tolist():
         rows = np.flatnonzero(part_a == p)
         xs, ys = pa.array(x[rows]), pa.array(y[rows])
-        yield p, pair_block(ids.take(xs), batch_keys.take(xs), ids.take(ys), batch_keys.take(ys),
-                            None if lengths is None else (lengths.take(xs), lengths.take(ys)))
+        yield (
+            p,
+            pair_block(
+                ids.take(xs),
+                batch_keys.take(xs),
+                ids.take(ys),
+                batch_keys.take(ys),
+                None if lengths is None else (lengths.take(xs), lengths.take(ys)),
+            ),
+        )
 
 
 def pair_block(a_ids, a_keys, b_ids, b_keys, lengths=None) -> pa.RecordBatch:
@@ -240,8 +269,12 @@ def distinct_pairs(blocks: list) -> pa.Table:
     blocks arrive in."""
     table = pa.Table.from_batches(blocks)
     names = table.schema.names
-    return (table.group_by(names, use_threads=False).aggregate([]).select(names)
-            .sort_by([("a", "ascending"), ("b", "ascending")]))
+    return (
+        table.group_by(names, use_threads=False)
+        .aggregate([])
+        .select(names)
+        .sort_by([("a", "ascending"), ("b", "ascending")])
+    )
 
 
 def pair_tuples(pairs) -> list:
@@ -285,7 +318,8 @@ class NearDedup(Stage):
     def expand(self, batches) -> StageResult:
         c = self.cfg
         bands = batches | "Signatures" >> TaggedParDo(
-            Signatures(c, self.columns.id, self.columns.text, self.partitions), [], main="bands")
+            Signatures(c, self.columns.id, self.columns.text, self.partitions), [], main="bands"
+        )
         pair_lists = (
             bands.bands
             | "GroupBands" >> beam.GroupByKey()
@@ -299,15 +333,24 @@ class NearDedup(Stage):
             # ``batches`` here too deadlocks ("watermark-pending bundles did not execute").
             columns = [self.columns.id, self.columns.text]
             texts = batches | "SetTexts" >> beam.Map(lambda b: b.select(columns)).with_output_types(pa.RecordBatch)
-            sets = (texts | "CandidateSets" >> JoinListed(
-                CandidateSets(c, self.columns.id, self.columns.text, self.partitions), self.columns.id, wanted,
-                self.join, main="sets")).sets
+            sets = (
+                texts
+                | "CandidateSets"
+                >> JoinListed(
+                    CandidateSets(c, self.columns.id, self.columns.text, self.partitions),
+                    self.columns.id,
+                    wanted,
+                    self.join,
+                    main="sets",
+                )
+            ).sets
             edge_lists = self._verify(pair_lists, sets)
         else:
             edge_lists = pair_lists | "Pairs" >> beam.Map(lambda kv: kv[1])
         removals, stats = self._components(edge_lists)
-        result = batches | "RemoveDuplicates" >> RemoveListed(self.name, "near_duplicate", self.columns.id, removals,
-                                                                        self.join)
+        result = batches | "RemoveDuplicates" >> RemoveListed(
+            self.name, "near_duplicate", self.columns.id, removals, self.join
+        )
         return StageResult(result.kept, result.rejected, extra_stats=stats)
 
     def _verify(self, pair_lists, sets):
@@ -351,15 +394,17 @@ class NearDedup(Stage):
             wanted = pc.unique(pa.concat_arrays([half.pairs.column("b") for half in halves]))
             set_of = sets_of(grouped["set"], wanted)
             for half in halves:
-                keep = [similarity(half.values[half.offsets[i]:half.offsets[i + 1]], set_of[b], verify) >= threshold
-                        for i, b in zip(half.set_index.tolist(), half.pairs.column("b").to_pylist())]
+                keep = [
+                    similarity(half.values[half.offsets[i] : half.offsets[i + 1]], set_of[b], verify) >= threshold
+                    for i, b in zip(half.set_index.tolist(), half.pairs.column("b").to_pylist())
+                ]
                 if any(keep):
                     yield half.pairs.filter(pa.array(keep))
 
-        halves = ({"set": sets, "pair": pair_lists} | "JoinA" >> beam.CoGroupByKey()
-                  | "WithSetA" >> beam.FlatMap(first_half))
-        return ({"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey()
-                | "Similar" >> beam.FlatMap(second_half))
+        halves = (
+            {"set": sets, "pair": pair_lists} | "JoinA" >> beam.CoGroupByKey() | "WithSetA" >> beam.FlatMap(first_half)
+        )
+        return {"set": sets, "half": halves} | "JoinB" >> beam.CoGroupByKey() | "Similar" >> beam.FlatMap(second_half)
 
     def _components(self, edge_lists):
         """Lists of verified pairs -> (removals, cluster stats)."""
@@ -370,9 +415,11 @@ class NearDedup(Stage):
         edges = verified | "Edges" >> beam.Map(lambda pair: (pair[0][0], pair[1][0]))
         adjacency = edges | "BothWays" >> beam.FlatMap(lambda e: [(e[0], e[1]), (e[1], e[0])])
         # each endpoint starts labelled by itself: (priority, id); no join, the pair carries both
-        labels = (verified
-                  | "Endpoints" >> beam.FlatMap(lambda pair: [(i, (prio, i)) for i, prio in pair])
-                  | "InitialLabels" >> beam.CombinePerKey(min))
+        labels = (
+            verified
+            | "Endpoints" >> beam.FlatMap(lambda pair: [(i, (prio, i)) for i, prio in pair])
+            | "InitialLabels" >> beam.CombinePerKey(min)
+        )
 
         def spread(element):
             node, grouped = element
@@ -382,8 +429,12 @@ class NearDedup(Stage):
                     yield other, label
 
         for r in range(rounds):
-            labels = ({"label": labels, "adj": adjacency} | f"Round{r}" >> beam.CoGroupByKey()
-                      | f"Spread{r}" >> beam.FlatMap(spread) | f"Min{r}" >> beam.CombinePerKey(min))
+            labels = (
+                {"label": labels, "adj": adjacency}
+                | f"Round{r}" >> beam.CoGroupByKey()
+                | f"Spread{r}" >> beam.FlatMap(spread)
+                | f"Min{r}" >> beam.CombinePerKey(min)
+            )
 
         # label pairs that still disagree across an edge (empty when the rounds sufficed)
         def label_of_a(element):
@@ -399,13 +450,21 @@ class NearDedup(Stage):
                     if label_a != label_b:
                         yield (min(label_a, label_b), max(label_a, label_b))
 
-        from_a = ({"label": labels, "edge": edges} | "EdgeLabelA" >> beam.CoGroupByKey()
-                  | "LabelToB" >> beam.FlatMap(label_of_a))
-        leftover = ({"label": labels, "from_a": from_a} | "EdgeLabelB" >> beam.CoGroupByKey()
-                    | "Disagree" >> beam.FlatMap(disagree) | "DistinctLeftover" >> beam.Distinct())
+        from_a = (
+            {"label": labels, "edge": edges}
+            | "EdgeLabelA" >> beam.CoGroupByKey()
+            | "LabelToB" >> beam.FlatMap(label_of_a)
+        )
+        leftover = (
+            {"label": labels, "from_a": from_a}
+            | "EdgeLabelB" >> beam.CoGroupByKey()
+            | "Disagree" >> beam.FlatMap(disagree)
+            | "DistinctLeftover" >> beam.Distinct()
+        )
         remap = leftover | "CollectLeftover" >> CollectPacked() | "UnionFind" >> beam.Map(_union_find)
-        final = labels | "Finish" >> beam.Map(lambda kv, m: (kv[0], m.get(kv[1], kv[1])),
-                                                m=beam.pvalue.AsSingleton(remap))
+        final = labels | "Finish" >> beam.Map(
+            lambda kv, m: (kv[0], m.get(kv[1], kv[1])), m=beam.pvalue.AsSingleton(remap)
+        )
         removals = final | "Removals" >> beam.FlatMap(lambda kv: _removal(kv[0], kv[1]))
         return removals, self._cluster_stats(final, leftover)
 
@@ -415,19 +474,26 @@ class NearDedup(Stage):
         worker.  Removals and cluster sizes come straight from its result: no element
         per document of a cluster."""
         name = self.name
-        found = (pair_blocks | "CollectEdges" >> beam.combiners.ToList()
-                 | "Components" >> beam.Map(components_of_pairs))
+        found = pair_blocks | "CollectEdges" >> beam.combiners.ToList() | "Components" >> beam.Map(components_of_pairs)
         removals = found | "Removals" >> beam.FlatMap(lambda found: found[0])
         stats = found | "ClusterSizes" >> beam.FlatMap(lambda found: _size_histogram(name, found[1].tolist()))
         return removals, stats
 
     def _cluster_stats(self, final, leftover):
         name = self.name
-        sizes = (final | "ByRep" >> beam.Map(lambda kv: (kv[1][1], 1)) | "ClusterSize" >> beam.CombinePerKey(sum)
-                 | "Sizes" >> beam.Values() | "AllSizes" >> beam.combiners.ToList()
-                 | "Histogram" >> beam.FlatMap(lambda sizes_list: _size_histogram(name, sizes_list)))
-        leftover_stat = (leftover | "CountLeftover" >> beam.combiners.Count.Globally()
-                         | "LeftoverStat" >> beam.Map(lambda n: (CLUSTERS.key(name, kind=UNCONVERGED), (n, 0))))
+        sizes = (
+            final
+            | "ByRep" >> beam.Map(lambda kv: (kv[1][1], 1))
+            | "ClusterSize" >> beam.CombinePerKey(sum)
+            | "Sizes" >> beam.Values()
+            | "AllSizes" >> beam.combiners.ToList()
+            | "Histogram" >> beam.FlatMap(lambda sizes_list: _size_histogram(name, sizes_list))
+        )
+        leftover_stat = (
+            leftover
+            | "CountLeftover" >> beam.combiners.Count.Globally()
+            | "LeftoverStat" >> beam.Map(lambda n: (CLUSTERS.key(name, kind=UNCONVERGED), (n, 0)))
+        )
         return (sizes, leftover_stat) | "ClusterStats" >> beam.Flatten()
 
 
@@ -448,8 +514,12 @@ def components_of_pairs(blocks: list) -> tuple[list, np.ndarray]:
         return [], np.zeros(0, dtype=np.int64)
     pairs = pa.Table.from_batches(blocks)
     by_length = "a_len" in pairs.schema.names
-    ends = [pairs.select([x, f"{x}_bk", *([f"{x}_len"] if by_length else [])]).rename_columns(
-        ["id", "bk", *(["len"] if by_length else [])]) for x in ("a", "b")]
+    ends = [
+        pairs.select([x, f"{x}_bk", *([f"{x}_len"] if by_length else [])]).rename_columns(
+            ["id", "bk", *(["len"] if by_length else [])]
+        )
+        for x in ("a", "b")
+    ]
     nodes = pa.concat_tables(ends).group_by(ends[0].column_names, use_threads=False).aggregate([])
     nodes = nodes.sort_by(([("len", "descending")] if by_length else []) + [("id", "ascending")])
     ids = nodes.column("id").combine_chunks()
@@ -472,8 +542,9 @@ def _component_firsts(n: int, rows: np.ndarray, cols: np.ndarray) -> tuple[np.nd
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    _, component = connected_components(coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)),
-                                                   shape=(n, n)), directed=False)
+    _, component = connected_components(
+        coo_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, n)), directed=False
+    )
     first = np.full(int(component.max()) + 1, n, dtype=np.int64)
     np.minimum.at(first, component, np.arange(n))
     return first[component], component
@@ -505,11 +576,13 @@ class CollectPacked(beam.PTransform):
     own data only, never a user's file."""
 
     def expand(self, pcoll):
-        return (pcoll
-                | "Batch" >> beam.BatchElements(min_batch_size=1024, max_batch_size=65536)
-                | "Pack" >> beam.Map(lambda batch: pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
-                | "Collect" >> beam.combiners.ToList()
-                | "Unpack" >> beam.Map(lambda blobs: [x for blob in blobs for x in pickle.loads(blob)]))
+        return (
+            pcoll
+            | "Batch" >> beam.BatchElements(min_batch_size=1024, max_batch_size=65536)
+            | "Pack" >> beam.Map(lambda batch: pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+            | "Collect" >> beam.combiners.ToList()
+            | "Unpack" >> beam.Map(lambda blobs: [x for blob in blobs for x in pickle.loads(blob)])
+        )
 
 
 def _union_find(pairs) -> dict:
@@ -536,6 +609,7 @@ def _union_find(pairs) -> dict:
 
 # -- the stage's unit: config, declared stats, registration ----------------------------------------
 
+
 class NearDedupConfig(StageConfig):
     # Shingle size: word 5-grams (FineWeb); character 5-grams in CJK/Thai documents.
     ngram: int = Field(5, ge=1, le=50)
@@ -547,7 +621,7 @@ class NearDedupConfig(StageConfig):
     # Jaccard threshold of a duplicate; with bands/rows null they are chosen from it
     # (datasketch's optimal-parameter rule, equal false-positive/negative weights).
     threshold: float = Field(0.8, gt=0.0, le=1.0)
-    bits: Literal[32, 64] = 32        # 32 (datasketch affine32) or 64 (affine64)
+    bits: Literal[32, 64] = 32  # 32 (datasketch affine32) or 64 (affine64)
     seed: int = 1
     verify: Literal["exact", "signature", "none"] = "exact"
     keep: Literal["smallest_id", "longest_text"] = "smallest_id"
@@ -589,30 +663,40 @@ class Clusters(StatKind):
         clusters = {int(group): d for (kind, group), (d, _) in sums.items() if kind == self.kind}
         if not clusters and (UNCONVERGED, "") not in sums:
             return {}
-        return {"clusters": {
-            "count": sum(clusters.values()),
-            "documents_in_clusters": sum(size * n for size, n in clusters.items()),
-            "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
-            "label_pairs_finished_by_union_find": sums.get((UNCONVERGED, ""), (0, 0))[0],
-        }}
+        return {
+            "clusters": {
+                "count": sum(clusters.values()),
+                "documents_in_clusters": sum(size * n for size, n in clusters.items()),
+                "size_histogram": {str(size): clusters[size] for size in sorted(clusters)},
+                "label_pairs_finished_by_union_find": sums.get((UNCONVERGED, ""), (0, 0))[0],
+            }
+        }
 
     def markdown(self, entry, funnel):
         c = entry.get("clusters")
         if not c:
             return []
-        lines = ["", f"## Duplicate clusters ({entry['name']})", "",
-                 f"{c['count']:,} clusters of 2 or more documents, {c['documents_in_clusters']:,} documents in them; "
-                 f"{c['label_pairs_finished_by_union_find']} label pairs needed the union-find fix-up.", "",
-                 "| cluster size | clusters |", "|---:|---:|"]
+        lines = [
+            "",
+            f"## Duplicate clusters ({entry['name']})",
+            "",
+            f"{c['count']:,} clusters of 2 or more documents, {c['documents_in_clusters']:,} documents in them; "
+            f"{c['label_pairs_finished_by_union_find']} label pairs needed the union-find fix-up.",
+            "",
+            "| cluster size | clusters |",
+            "|---:|---:|",
+        ]
         return lines + [f"| {size} | {n:,} |" for size, n in c["size_histogram"].items()]
 
     def html(self, entry, funnel, samples):
         c = entry.get("clusters")
         if not c:
             return []
-        return ["<h2>Near-duplicate clusters</h2>",
-                f"<p>{c['count']:,} clusters with {c['documents_in_clusters']:,} documents.</p>",
-                render.bars([(f"size {k}", v, f"{v:,} clusters") for k, v in c["size_histogram"].items()])]
+        return [
+            "<h2>Near-duplicate clusters</h2>",
+            f"<p>{c['count']:,} clusters with {c['documents_in_clusters']:,} documents.</p>",
+            render.bars([(f"size {k}", v, f"{v:,} clusters") for k, v in c["size_histogram"].items()]),
+        ]
 
 
 CLUSTERS = Clusters()
@@ -622,9 +706,23 @@ def build_near_dedup(cfg: NearDedupConfig, ctx: BuildContext) -> list[Stage]:
     bands, rows = (cfg.bands, cfg.rows) if cfg.bands is not None else optimal_bands(cfg.threshold, cfg.num_perm)
     rounds = cfg.rounds if cfg.rounds is not None else auto_rounds(ctx.input_rows)
     resolved = cfg.model_copy(update={"bands": bands, "rows": rows, "rounds": rounds})
-    return [NearDedup(ctx.columns, resolved, cfg.partitions or auto_partitions(ctx.input_rows, bands),
-                      cfg.join or removal_join(ctx.input_rows))]
+    return [
+        NearDedup(
+            ctx.columns,
+            resolved,
+            cfg.partitions or auto_partitions(ctx.input_rows, bands),
+            cfg.join or removal_join(ctx.input_rows),
+        )
+    ]
 
 
-register(StageSpec(key="near_dedup", config=NearDedupConfig, build=build_near_dedup, order=30,
-                   slots=(("near_dedup", "near_dedup"),), stats=(CLUSTERS,)))
+register(
+    StageSpec(
+        key="near_dedup",
+        config=NearDedupConfig,
+        build=build_near_dedup,
+        order=30,
+        slots=(("near_dedup", "near_dedup"),),
+        stats=(CLUSTERS,),
+    )
+)

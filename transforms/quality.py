@@ -6,6 +6,7 @@ scoring >= ``low``; ``QualityThreshold(high, rescore=False)`` then only reads
 ``edu_score``.  Two stages, so the funnel shows both cuts, as the Phi recipe.
 Rejects carry ``edu_score``; reason ``edu_score<THRESHOLD``.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,9 @@ class ScoreAndSplit(beam.DoFn):
     def process(self, batch: pa.RecordBatch):
         if self.rescore:
             scores = self.model.score(batch.column(self.text_col))
-            batch = pa.RecordBatch.from_arrays([*batch.columns, pa.array(scores, pa.float32())],
-                                               names=[*batch.schema.names, EDU_SCORE])
+            batch = pa.RecordBatch.from_arrays(
+                [*batch.columns, pa.array(scores, pa.float32())], names=[*batch.schema.names, EDU_SCORE]
+            )
             # score histogram for the report: 20 bins of 0.05
             bins = np.minimum((np.asarray(scores) * HIST_BINS).astype(int), HIST_BINS - 1)
             for b, n in zip(*np.unique(bins, return_counts=True)):
@@ -85,9 +87,17 @@ class QualityThreshold(Stage):
             load_model(self.model_dir or default_model_dir())  # raises ModelFormatError with the reason
 
     def expand(self, batches) -> StageResult:
-        out = batches | "Score" >> TaggedParDo(ScoreAndSplit(
-            self.name, self.columns.text, self.model_dir, self.threshold, self.rescore,
-        ), [REJECTED_TAG, "hist"], main="kept")
+        out = batches | "Score" >> TaggedParDo(
+            ScoreAndSplit(
+                self.name,
+                self.columns.text,
+                self.model_dir,
+                self.threshold,
+                self.rescore,
+            ),
+            [REJECTED_TAG, "hist"],
+            main="kept",
+        )
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.hist)
 
 
@@ -119,9 +129,12 @@ class ScoreHistogram(StatKind):
     def html(self, entry, funnel, samples):
         if not entry.get("score_histogram"):
             return []
-        return ["<h2>Educational-quality scores</h2>",
-                "<p>Documents entering the quality stage by <code>edu_score</code>; dashed lines: the 0.5 and 0.8 "
-                "cuts.</p>", render.histogram(entry["score_histogram"])]
+        return [
+            "<h2>Educational-quality scores</h2>",
+            "<p>Documents entering the quality stage by <code>edu_score</code>; dashed lines: the 0.5 and 0.8 "
+            "cuts.</p>",
+            render.histogram(entry["score_histogram"]),
+        ]
 
 
 SCORES = ScoreHistogram()
@@ -131,5 +144,13 @@ def build_quality(cfg: QualityConfig, ctx: BuildContext) -> list[Stage]:
     return [QualityThreshold(ctx.columns, cfg, "low"), QualityThreshold(ctx.columns, cfg, "high")]
 
 
-register(StageSpec(key="quality", config=QualityConfig, build=build_quality, order=50,
-                   slots=(("quality_low", "quality>=0.5"), ("quality_high", "quality>=0.8")), stats=(SCORES,)))
+register(
+    StageSpec(
+        key="quality",
+        config=QualityConfig,
+        build=build_quality,
+        order=50,
+        slots=(("quality_low", "quality>=0.5"), ("quality_high", "quality>=0.8")),
+        stats=(SCORES,),
+    )
+)

@@ -18,6 +18,7 @@ the same registry.  Every module of this package is imported by ``load()``, so
 a new stage is one new file.  Tests register a stage for a block with
 ``registered(spec)``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -170,6 +171,7 @@ def stat_kinds() -> dict[str, StatKind]:
 
 # -- the common case: a document filter from a pure function ---------------------------------------
 
+
 class FilterStage(Stage):
     """A stage from a pure function ``reasons(texts, config) -> [reason or None per document]``.
 
@@ -193,8 +195,9 @@ class FilterStage(Stage):
         return split_by_mask(batches, self.name, decide)
 
 
-def filter_stage(key: str, config: type[StageConfig], reasons: Callable, order: float,
-                 stats: tuple[StatKind, ...] = ()) -> StageSpec:
+def filter_stage(
+    key: str, config: type[StageConfig], reasons: Callable, order: float, stats: tuple[StatKind, ...] = ()
+) -> StageSpec:
     """A ``StageSpec`` for a ``FilterStage``: config key, funnel slot and name are all ``key``."""
 
     def build(cfg: StageConfig, ctx: BuildContext) -> list[Stage]:

@@ -6,6 +6,7 @@ characters from the data (NUL, ESC, bidirectional overrides such as U+202E)
 shown as ``\\u202e`` rather than passed through, so a document cannot reorder
 the report's text.
 """
+
 from __future__ import annotations
 
 import html
@@ -47,8 +48,13 @@ def pct(p) -> str:
     return "–" if p is None else f"{p:.2f}%"
 
 
-def bars(rows: list[tuple[str, float, str]], width: int = 820, color: str = "#3b6ea8", unit_max: float | None = None,
-          label_width: int = 290) -> str:
+def bars(
+    rows: list[tuple[str, float, str]],
+    width: int = 820,
+    color: str = "#3b6ea8",
+    unit_max: float | None = None,
+    label_width: int = 290,
+) -> str:
     """Horizontal bar chart: (label, value, value text)."""
     if not rows:
         return "<p class=muted>nothing to show</p>"
@@ -58,9 +64,11 @@ def bars(rows: list[tuple[str, float, str]], width: int = 820, color: str = "#3b
     for i, (label, value, text) in enumerate(rows):
         y = i * h + 2
         w = max(1.0, (width - label_width - 110) * value / top) if value else 0
-        parts.append(f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class=lbl>{e(label)}</text>'
-                     f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{h - 6}" fill="{color}"/>'
-                     f'<text x="{label_width + w + 6:.1f}" y="{y + 15}" class=val>{e(text)}</text>')
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class=lbl>{e(label)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{h - 6}" fill="{color}"/>'
+            f'<text x="{label_width + w + 6:.1f}" y="{y + 15}" class=val>{e(text)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -72,15 +80,19 @@ def histogram(counts: list[int], marks=(0.5, 0.8), width: int = 640, height: int
     parts = [f'<svg width="{width}" height="{height + 30}" role="img" aria-label="score histogram">']
     for i, c in enumerate(counts):
         h = (height - 10) * c / top
-        parts.append(f'<rect x="{30 + i * bw:.1f}" y="{height - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
-                     f'fill="#3b6ea8"><title>{i / n:.2f}–{(i + 1) / n:.2f}: {c}</title></rect>')
+        parts.append(
+            f'<rect x="{30 + i * bw:.1f}" y="{height - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
+            f'fill="#3b6ea8"><title>{i / n:.2f}–{(i + 1) / n:.2f}: {c}</title></rect>'
+        )
     for m in marks:
         x = 30 + m * (width - 40)
-        parts.append(f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#c0392b" stroke-dasharray="4 3"/>'
-                     f'<text x="{x + 3:.1f}" y="12" class=val fill="#c0392b">{m:g}</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#c0392b" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 3:.1f}" y="12" class=val fill="#c0392b">{m:g}</text>'
+        )
     for t in (0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<text x="{30 + t * (width - 40):.1f}" y="{height + 16}" class=val text-anchor="middle">{t:g}</text>')
+        parts.append(
+            f'<text x="{30 + t * (width - 40):.1f}" y="{height + 16}" class=val text-anchor="middle">{t:g}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
-
-

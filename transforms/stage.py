@@ -10,6 +10,7 @@ A stage is a composite ``PTransform`` taking batches and returning a
 ``stage``, ``reason`` and any stage-specific columns, so nothing is lost: every
 input document ends in exactly one of the two.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,7 +23,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.text import char_lengths, total_chars
-
 
 _IPC_STREAM_SLACK = 64  # the stream's continuation markers, padding and end-of-stream marker
 
@@ -53,7 +53,7 @@ class RecordBatchCoder(beam.coders.Coder):
             sink = pa.BufferOutputStream()
             _write_stream(sink, batch)
             return sink.getvalue().to_pybytes()
-        return buffer[:sink.tell()].to_pybytes()
+        return buffer[: sink.tell()].to_pybytes()
 
     def decode(self, encoded: bytes) -> pa.RecordBatch:
         return pa.ipc.open_stream(pa.py_buffer(encoded)).read_next_batch()
@@ -145,9 +145,7 @@ class Stage(beam.PTransform):
         """Driver-side checks (model files, indexes) run before the pipeline starts."""
 
     def reject_schema(self, schema: pa.Schema) -> pa.Schema:
-        return append_fields(
-            self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields)
-        )
+        return append_fields(self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields))
 
 
 class ColumnClashError(ValueError):
@@ -215,8 +213,11 @@ class CountDocs(beam.PTransform):
 
     def __init__(self, stage: str, kind: str, text_column: str, group_column: str | None = None, also=()):
         also = list(also)
-        super().__init__(label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}"
-                               + "".join(f"+{s}/{k}" for s, k in also) + "]")
+        super().__init__(
+            label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}"
+            + "".join(f"+{s}/{k}" for s, k in also)
+            + "]"
+        )
         self.stage, self.kind, self.text_column = stage, kind, text_column
         self.group_column = "reason" if kind == REJECTED and group_column is None else group_column
         if also and self.group_column is not None:
@@ -224,8 +225,13 @@ class CountDocs(beam.PTransform):
         self.keys = [(stage, kind)] + also
 
     def expand(self, batches):
-        stage, kind, text_column, group_column, keys = (self.stage, self.kind, self.text_column, self.group_column,
-                                                        self.keys)
+        stage, kind, text_column, group_column, keys = (
+            self.stage,
+            self.kind,
+            self.text_column,
+            self.group_column,
+            self.keys,
+        )
 
         def count(batch: pa.RecordBatch):
             if batch.num_rows == 0:
@@ -247,14 +253,25 @@ class CountDocs(beam.PTransform):
 
 SAMPLES_PER_REASON = 5
 SNIPPET_CHARS = 400
-SAMPLE_FIELDS = ("duplicate_of", "lang", "lang_score", "edu_score", "contamination_benchmark",
-                 "contamination_item", "matched_ngrams", "mixture_source")
+SAMPLE_FIELDS = (
+    "duplicate_of",
+    "lang",
+    "lang_score",
+    "edu_score",
+    "contamination_benchmark",
+    "contamination_item",
+    "matched_ngrams",
+    "mixture_source",
+)
 
 
 def sample_order(row: dict) -> tuple:
     """Samples sort by id (null first), then by everything they show: a total order."""
-    return (row["id"] is not None, row["id"] if row["id"] is not None else 0,
-            json.dumps(row, sort_keys=True, default=str))
+    return (
+        row["id"] is not None,
+        row["id"] if row["id"] is not None else 0,
+        json.dumps(row, sort_keys=True, default=str),
+    )
 
 
 def reject_samples(batch: pa.RecordBatch, id_col: str, text_col: str, per_reason: int = SAMPLES_PER_REASON):
@@ -264,8 +281,15 @@ def reject_samples(batch: pa.RecordBatch, id_col: str, text_col: str, per_reason
     if batch.num_rows == 0:
         return
     ids, texts = batch.column(id_col), batch.column(text_col)
-    keys = pa.table({"reason": batch.column("reason"), "has_id": pc.is_valid(ids), "id": ids,
-                     "has_text": pc.is_valid(texts), "text": texts})  # nulls first, as in sample_order
+    keys = pa.table(
+        {
+            "reason": batch.column("reason"),
+            "has_id": pc.is_valid(ids),
+            "id": ids,
+            "has_text": pc.is_valid(texts),
+            "text": texts,
+        }
+    )  # nulls first, as in sample_order
     order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
     taken: dict = {}
     rows = []
@@ -277,10 +301,15 @@ def reject_samples(batch: pa.RecordBatch, id_col: str, text_col: str, per_reason
     picked = batch.select([id_col, text_col, "stage", "reason", *fields]).take(pa.array(rows, pa.int64()))
     for r in picked.to_pylist():
         text = r[text_col] or ""
-        yield (r["stage"], r["reason"]), {
-            "id": r[id_col], "chars": len(text),
-            "text": text[:SNIPPET_CHARS] + ("\u2026" if len(text) > SNIPPET_CHARS else ""),
-            **{k: r[k] for k in fields if r[k] is not None}}
+        yield (
+            (r["stage"], r["reason"]),
+            {
+                "id": r[id_col],
+                "chars": len(text),
+                "text": text[:SNIPPET_CHARS] + ("\u2026" if len(text) > SNIPPET_CHARS else ""),
+                **{k: r[k] for k in fields if r[k] is not None},
+            },
+        )
 
 
 def nest_samples(keyed: list) -> dict:
@@ -306,14 +335,17 @@ class SampleRejects(beam.PTransform):
         # candidates are taken from each stage's rejects before they meet: the
         # FnApiRunner materializes every input of a Flatten (~200 MB of rejected
         # batches at 100k documents), and a handful of samples per batch is small
-        candidates = [pcoll | f"Candidates[{i}]" >> beam.FlatMap(reject_samples, self.id_col, self.text_col,
-                                                                  self.per_reason)
-                      for i, pcoll in enumerate(rejected)]
-        return (candidates
-                | "Flatten" >> beam.Flatten()
-                | "Smallest" >> beam.combiners.Top.SmallestPerKey(self.per_reason, key=sample_order)
-                | "All" >> beam.combiners.ToList()
-                | "Nest" >> beam.Map(nest_samples))
+        candidates = [
+            pcoll | f"Candidates[{i}]" >> beam.FlatMap(reject_samples, self.id_col, self.text_col, self.per_reason)
+            for i, pcoll in enumerate(rejected)
+        ]
+        return (
+            candidates
+            | "Flatten" >> beam.Flatten()
+            | "Smallest" >> beam.combiners.Top.SmallestPerKey(self.per_reason, key=sample_order)
+            | "All" >> beam.combiners.ToList()
+            | "Nest" >> beam.Map(nest_samples)
+        )
 
 
 def sum_pairs(pairs):
@@ -412,9 +444,9 @@ class TaggedParDo(beam.PTransform):
             value = beam.Map(lambda kv: kv[1])
             if name in BATCH_TAGS:
                 value = value.with_output_types(pa.RecordBatch)  # encoded by RecordBatchCoder
-            out[name] = (tagged
-                         | f"Only[{name}]" >> beam.Filter(lambda kv, t=tag: kv[0] == t)
-                         | f"Value[{name}]" >> value)
+            out[name] = (
+                tagged | f"Only[{name}]" >> beam.Filter(lambda kv, t=tag: kv[0] == t) | f"Value[{name}]" >> value
+            )
         return out
 
 

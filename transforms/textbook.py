@@ -3,6 +3,7 @@
 Length, structure markers and, where the text has fenced Python, code that
 parses; each failing check is a reason (``classifiers.textbook``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,5 +45,6 @@ def build_textbook(cfg: TextbookConfig, ctx: BuildContext) -> list[Stage]:
     return [TextbookHeuristics(ctx.columns, cfg)]
 
 
-register(StageSpec(key="textbook", config=TextbookConfig, build=build_textbook, order=60,
-                   slots=(("textbook", "textbook"),)))
+register(
+    StageSpec(key="textbook", config=TextbookConfig, build=build_textbook, order=60, slots=(("textbook", "textbook"),))
+)

@@ -11,16 +11,16 @@ Duplicate ids are found by counting ids (ids only, not rows) through a
 CombinePerKey; the ids seen more than once reach every worker as a side input,
 so its memory is the number of duplicated ids.
 """
+
 from __future__ import annotations
 
 import collections
 
+import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
-
-import apache_beam as beam
 
 from curate.classifiers.text import total_chars
 from curate.transforms.key_blocks import MIN_PARTITIONS, auto_partitions, equal_key_runs, split_by_partition
@@ -58,7 +58,8 @@ def blank_rows(texts: pa.Array) -> np.ndarray:
     if len(rows):
         trimmed = pc.utf8_trim_whitespace(texts.take(rows))
         blank[rows.to_numpy()] = pc.fill_null(pc.equal(pc.utf8_length(trimmed), 0), False).to_numpy(
-            zero_copy_only=False)
+            zero_copy_only=False
+        )
     return blank
 
 
@@ -66,17 +67,34 @@ def check_batch(batch: pa.RecordBatch, id_col: str, text_col: str, duplicate_ids
     bad_utf8 = invalid_utf8_rows(batch.column(text_col))
     if bad_utf8.any():  # decode lossily (U+FFFD) so no later kernel reads invalid bytes
         raw = batch.column(text_col).cast(pa.binary()).to_pylist()
-        fixed = pa.array([b.decode("utf-8", "replace") if bad and b is not None else
-                          (b.decode("utf-8") if b is not None else None) for b, bad in zip(raw, bad_utf8)], pa.string())
+        fixed = pa.array(
+            [
+                b.decode("utf-8", "replace")
+                if bad and b is not None
+                else (b.decode("utf-8") if b is not None else None)
+                for b, bad in zip(raw, bad_utf8)
+            ],
+            pa.string(),
+        )
         batch = batch.set_column(batch.schema.get_field_index(text_col), text_col, fixed)
     ids, texts = batch.column(id_col), batch.column(text_col)
     null_id = pc.is_null(ids).to_numpy(zero_copy_only=False)
     null_text = pc.is_null(texts).to_numpy(zero_copy_only=False)
     blank = blank_rows(texts)
-    duplicated = np.fromiter((i in duplicate_ids for i in ids.to_pylist()), dtype=bool, count=len(ids)) \
-        if duplicate_ids else np.zeros(len(ids), dtype=bool)
-    reasons = np.where(null_id, "null_id", np.where(null_text, "null_text", np.where(
-        bad_utf8, "invalid_utf8", np.where(blank, "empty_text", np.where(duplicated, "duplicate_id", "")))))
+    duplicated = (
+        np.fromiter((i in duplicate_ids for i in ids.to_pylist()), dtype=bool, count=len(ids))
+        if duplicate_ids
+        else np.zeros(len(ids), dtype=bool)
+    )
+    reasons = np.where(
+        null_id,
+        "null_id",
+        np.where(
+            null_text,
+            "null_text",
+            np.where(bad_utf8, "invalid_utf8", np.where(blank, "empty_text", np.where(duplicated, "duplicate_id", ""))),
+        ),
+    )
     keep = reasons == ""
     return batch, keep, [str(r) for r in reasons[~keep]]
 
@@ -114,8 +132,9 @@ class InputCheck(Stage):
             ids = batch.column(id_col)
             ids = ids.filter(pc.is_valid(ids))
             if len(ids):
-                keys = np.array([xxhash.xxh64_intdigest(i.encode("utf-8")) for i in ids.to_pylist()],
-                                dtype=np.uint64).reshape(-1, 1)
+                keys = np.array(
+                    [xxhash.xxh64_intdigest(i.encode("utf-8")) for i in ids.to_pylist()], dtype=np.uint64
+                ).reshape(-1, 1)
                 for p, block in split_by_partition(keys, ids, partitions):
                     yield p, (None, block)
 
@@ -133,8 +152,12 @@ class InputCheck(Stage):
             | "AsSet" >> beam.combiners.ToList()
             | "Frozen" >> beam.Map(frozenset)
         )
-        out = batches | "Check" >> TaggedParDo(CheckRows(self.name, id_col, text_col), [REJECTED_TAG, "cut_stats"],
-                                               main="kept", duplicate_ids=beam.pvalue.AsSingleton(duplicates))
+        out = batches | "Check" >> TaggedParDo(
+            CheckRows(self.name, id_col, text_col),
+            [REJECTED_TAG, "cut_stats"],
+            main="kept",
+            duplicate_ids=beam.pvalue.AsSingleton(duplicates),
+        )
         return StageResult(out.kept, out[REJECTED_TAG], extra_stats=out.cut_stats)
 
 
@@ -146,5 +169,13 @@ def build_input_check(cfg: InputCheckConfig, ctx: BuildContext) -> list[Stage]:
     return [InputCheck(ctx.columns, auto_partitions(ctx.input_rows, 1))]
 
 
-register(StageSpec(key="input_check", config=InputCheckConfig, build=build_input_check, order=0,
-                   slots=(("input_check", "input_check"),), always=True))
+register(
+    StageSpec(
+        key="input_check",
+        config=InputCheckConfig,
+        build=build_input_check,
+        order=0,
+        slots=(("input_check", "input_check"),),
+        always=True,
+    )
+)

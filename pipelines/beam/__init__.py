@@ -28,6 +28,7 @@ the tested minor version.
 | ``dask_runner`` | runner | Beam's DaskRunner loses finish_bundle and tagged outputs, side inputs, sinks |
 | ``job_service`` | runner | Beam's local job service runs every job on one worker |
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,15 +54,20 @@ def require_tested_beam(patch: str) -> None:
         raise BeamVersionError(
             f"{patch} fixes internals of apache-beam {TESTED_BEAM}.x, but {apache_beam.__version__} is installed; "
             f"install apache-beam=={TESTED_BEAM}.* (what pyproject.toml pins), or check that the defect is fixed "
-            f"upstream and update curate.pipelines.beam")
+            f"upstream and update curate.pipelines.beam"
+        )
 
 
 def tested_beam_or_skip(patch: str) -> bool:
     """For speed-ups: on another Beam, leave Beam as it is (with a warning)."""
     if beam_matches():
         return True
-    _LOG.warning("%s was written for apache-beam %s.x, %s is installed: not installed", patch, TESTED_BEAM,
-                 apache_beam.__version__)
+    _LOG.warning(
+        "%s was written for apache-beam %s.x, %s is installed: not installed",
+        patch,
+        TESTED_BEAM,
+        apache_beam.__version__,
+    )
     return False
 
 

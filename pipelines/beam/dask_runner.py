@@ -29,6 +29,7 @@ dask ``Delayed`` shared by all partitions, groups and flattened collections
 spread over ``dask_npartitions``, and every leaf computed.  Select it with
 ``--runner=curate.pipelines.beam.dask_runner.DaskRunner`` (``configs/dask.yaml``).
 """
+
 from __future__ import annotations
 
 import collections
@@ -39,11 +40,11 @@ import zlib
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.pipeline import PipelineVisitor
+from apache_beam.pvalue import TaggedOutput
 from apache_beam.runners.common import DoFnContext, DoFnInvoker, DoFnSignature, Receiver, _OutputHandler
 from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask import transform_evaluator as te
 from apache_beam.runners.dask.overrides import dask_overrides
-from apache_beam.pvalue import TaggedOutput
 from apache_beam.transforms.sideinputs import SideInputMap
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows, TimestampedValue
 from apache_beam.utils.windowed_value import WindowedValue
@@ -102,16 +103,30 @@ def _run_partition(items, tag, fn, label, window_fn, args, kwargs, side_specs, *
     (only that tag's values are processed, no separate filter pass over the
     bag), else plain values.
     """
-    side_inputs = [SideInputMap(view_class, view_options, [_windowed(v, mapping) for v in values])
-                   for (view_class, view_options, mapping), values in zip(side_specs, side_values)]
+    side_inputs = [
+        SideInputMap(view_class, view_options, [_windowed(v, mapping) for v in values])
+        for (view_class, view_options, mapping), values in zip(side_specs, side_values)
+    ]
     receivers = _Receivers()
-    handler = _OutputHandler(window_fn=window_fn, main_receivers=receivers[None], tagged_receivers=receivers,
-                             per_element_output_counter=None, output_batch_converter=None,
-                             process_yields_batches=False, process_batch_yields_elements=False)
+    handler = _OutputHandler(
+        window_fn=window_fn,
+        main_receivers=receivers[None],
+        tagged_receivers=receivers,
+        per_element_output_counter=None,
+        output_batch_converter=None,
+        process_yields_batches=False,
+        process_batch_yields_elements=False,
+    )
     invoker = DoFnInvoker.create_invoker(
-        DoFnSignature(fn), handler, context=DoFnContext(label, state=None), side_inputs=side_inputs,
-        input_args=list(args), input_kwargs=kwargs, user_state_context=None,
-        bundle_finalizer_param=beam.DoFn.BundleFinalizerParam())
+        DoFnSignature(fn),
+        handler,
+        context=DoFnContext(label, state=None),
+        side_inputs=side_inputs,
+        input_args=list(args),
+        input_kwargs=kwargs,
+        user_state_context=None,
+        bundle_finalizer_param=beam.DoFn.BundleFinalizerParam(),
+    )
     invoker.invoke_setup()
     invoker.invoke_start_bundle()
     process = invoker.invoke_process
@@ -176,8 +191,11 @@ class _Visitor(PipelineVisitor):
         transform = node.transform
         # exact class, as Beam's translation: the GroupAlsoByWindow ParDo subclass stays a
         # pass-through after the bag groupby (global windows only, as Beam's DaskRunner)
-        if transform.__class__ is beam.ParDo and isinstance(transform.fn, beam.GroupByKey.ReifyWindows) \
-                and isinstance(node.inputs[0].windowing.windowfn, GlobalWindows):
+        if (
+            transform.__class__ is beam.ParDo
+            and isinstance(transform.fn, beam.GroupByKey.ReifyWindows)
+            and isinstance(node.inputs[0].windowing.windowfn, GlobalWindows)
+        ):
             # in the global window the shuffle needs no windows: pickling a WindowedValue per
             # element made the shuffles' transfers crawl (~3 MB/s between two workers)
             self.bags[node] = self.bag_of(node.inputs[0])
@@ -208,8 +226,9 @@ class _Visitor(PipelineVisitor):
         for side in node.side_inputs:
             specs.append((type(side), side._view_options(), side._window_mapping_fn))
             values.append(self.side_values(side.pvalue))
-        return bag.map_partitions(_run_partition, tag, transform.fn, transform.label, window_fn,
-                                  list(args), kwargs, specs, *values)
+        return bag.map_partitions(
+            _run_partition, tag, transform.fn, transform.label, window_fn, list(args), kwargs, specs, *values
+        )
 
     def leaves(self) -> list:
         return [bag for node, bag in self.bags.items() if node not in self.consumed]
@@ -318,10 +337,19 @@ class LocalDaskCluster:
         from dask.distributed import LocalCluster
 
         logging.getLogger("distributed").setLevel(logging.ERROR)
-        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                    host="127.0.0.1", dashboard_address=None, silence_logs=50)
-        return [f"--runner={RUNNER}", f"--dask_client_address={self.cluster.scheduler_address}",
-                f"--dask_npartitions={self.partitions}"]
+        self.cluster = LocalCluster(
+            n_workers=self.workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            silence_logs=50,
+        )
+        return [
+            f"--runner={RUNNER}",
+            f"--dask_client_address={self.cluster.scheduler_address}",
+            f"--dask_npartitions={self.partitions}",
+        ]
 
     def __exit__(self, *exc):
         self.cluster.close()

@@ -29,6 +29,7 @@ What it is worth today: ``benchmarks/results/paired_patches.md``; its history:
 Same kept, rejected and funnel output.  ``install`` checks the Beam
 internals it replaces and leaves Beam alone if they differ.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,11 +37,11 @@ import types
 
 from apache_beam.coders.coder_impl import create_OutputStream
 from apache_beam.portability.api import beam_fn_api_pb2
+from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+from apache_beam.runners.worker import bundle_processor, data_plane
 from apache_beam.transforms import trigger
 from apache_beam.transforms.window import GlobalWindow, GlobalWindows
 from apache_beam.utils import windowed_value
-from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
-from apache_beam.runners.worker import bundle_processor, data_plane
 
 _LOG = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ def _output_stream(self, instruction_id, transform_id):
         if data:  # empty chunks were appended and then skipped by input_elements
             inverse_inputs.append(InMemoryData(instruction_id, transform_id, data))
 
-    return data_plane.ClosableOutputStream.create(add_to_inverse_output, add_to_inverse_output,
-                                                  self._data_buffer_time_limit_ms)
+    return data_plane.ClosableOutputStream.create(
+        add_to_inverse_output, add_to_inverse_output, self._data_buffer_time_limit_ms
+    )
 
 
 def _send_input_to_worker(self, process_bundle_id, read_transform_id, byte_streams):
@@ -122,10 +124,16 @@ def _grouped_partition(self, n: int) -> list[list[bytes]]:
     if not self._grouped_output:
         if self._windowing.is_default():
             globally_window = GlobalWindows.windowed_value(
-                None, timestamp=GlobalWindow().max_timestamp(),
-                pane_info=windowed_value.PaneInfo(is_first=True, is_last=True,
-                                                  timing=windowed_value.PaneInfoTiming.ON_TIME, index=0,
-                                                  nonspeculative_index=0)).with_value
+                None,
+                timestamp=GlobalWindow().max_timestamp(),
+                pane_info=windowed_value.PaneInfo(
+                    is_first=True,
+                    is_last=True,
+                    timing=windowed_value.PaneInfoTiming.ON_TIME,
+                    index=0,
+                    nonspeculative_index=0,
+                ),
+            ).with_value
 
             def windowed_key_values(key, values):
                 return [globally_window((key, values))]
@@ -154,11 +162,13 @@ def _grouped_partition(self, n: int) -> list[list[bytes]]:
 def _compatible() -> bool:
     """The internals replaced here exist as in apache-beam 2.77."""
     channel = data_plane.InMemoryDataChannel
-    return (all(getattr(module, "beam_fn_api_pb2", None) is beam_fn_api_pb2 for module in _CONSUMERS)
-            and all(callable(getattr(channel, name, None)) for name in ("input_elements", "output_stream", "inverse"))
-            and "_inputs" in vars(channel(None))
-            and callable(getattr(fn_runner.BundleManager, "_send_input_to_worker", None))
-            and all(hasattr(execution.GroupingBuffer, name) for name in ("partition", "append", "__iter__")))
+    return (
+        all(getattr(module, "beam_fn_api_pb2", None) is beam_fn_api_pb2 for module in _CONSUMERS)
+        and all(callable(getattr(channel, name, None)) for name in ("input_elements", "output_stream", "inverse"))
+        and "_inputs" in vars(channel(None))
+        and callable(getattr(fn_runner.BundleManager, "_send_input_to_worker", None))
+        and all(hasattr(execution.GroupingBuffer, name) for name in ("partition", "append", "__iter__"))
+    )
 
 
 def install() -> bool:

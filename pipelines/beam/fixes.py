@@ -22,6 +22,7 @@ lock), so a flush sends exactly what was written before it and clears only
 that.  The runner writes whole chunks (one write per chunk), so the lock is
 taken once per chunk, not per element.
 """
+
 from __future__ import annotations
 
 from apache_beam.runners.worker import data_plane

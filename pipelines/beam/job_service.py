@@ -17,6 +17,7 @@ also starts Beam's worker pool (``BeamFnExternalWorkerPoolServicer`` with
 as a Flink or Spark job server: the pipeline, its artifacts and its options go
 through the Job API; only the executor differs.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,10 @@ def start(port: int = 0, worker_pool_port: int | None = None, staging_dir: str |
 
 def serve(port: int, worker_pool_port: int | None, log=print) -> int:
     job_port, pool_port, stop = start(port, worker_pool_port)
-    log(f"[curate] job service on localhost:{job_port}"
-        + (f", worker pool on localhost:{pool_port}" if pool_port is not None else ""))
+    log(
+        f"[curate] job service on localhost:{job_port}"
+        + (f", worker pool on localhost:{pool_port}" if pool_port is not None else "")
+    )
     try:
         while True:
             time.sleep(3600)

@@ -15,6 +15,7 @@ batch pipeline (ours have no streaming sources, test streams or real-time
 timers, the cases it sends elsewhere).  ``--direct_running_mode`` and
 ``--direct_num_workers`` work as with the DirectRunner.
 """
+
 from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -33,8 +34,7 @@ class LocalRunner(PipelineRunner):
 
     def run_pipeline(self, pipeline, options):
         encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-        provision_info = fn_runner.ExtendedProvisionInfo(
-            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+        provision_info = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
         return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
 
 

@@ -9,6 +9,7 @@ with a size estimate read from the buffers; it subclasses a private impl class,
 hence its place in this package.  Registered as Beam's fallback coder by
 ``install()`` (``install_on_driver``), before the pipeline is built.
 """
+
 from __future__ import annotations
 
 import apache_beam as beam
@@ -95,4 +96,3 @@ def install() -> None:
 
 def installed() -> bool:
     return isinstance(beam.coders.registry.get_coder(beam.typehints.Any), SizeEstimatingCoder)
-

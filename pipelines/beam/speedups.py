@@ -14,6 +14,7 @@ function of ``Map``/``FlatMap``/``Filter``) and classes that override the
 ``_<method>_argspec_fn`` hook are inspected every time, as Beam does.  The
 result is the same sets of specs, and the same duplicate-parameter error.
 """
+
 from __future__ import annotations
 
 import gc
@@ -35,8 +36,9 @@ def _method_defaults(dofn, name: str):
     if not isinstance(getattr(dofn, name, None), types.MethodType):
         return None
     hook = f"_{name}_argspec_fn"
-    cacheable = (name not in getattr(dofn, "__dict__", {})
-                 and getattr(type(dofn), hook, None) is getattr(beam.DoFn, hook, None))
+    cacheable = name not in getattr(dofn, "__dict__", {}) and getattr(type(dofn), hook, None) is getattr(
+        beam.DoFn, hook, None
+    )
     key = (type(dofn), name)
     if cacheable and key in _DEFAULTS:
         return _DEFAULTS[key]

@@ -5,6 +5,7 @@ imports every module named there before the worker processes a bundle
 (``_import_beam_plugins``), which is the one place a worker process can be
 prepared before it runs user code.  Nothing else imports it.
 """
+
 from curate.pipelines.beam import install_on_worker
 
 install_on_worker()
