@@ -216,13 +216,19 @@ def stage_inputs(out: Path, funnel: dict) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from curate.transforms.stage import shell_safe
+
     def texts(directory: Path) -> list:
         return [pq.read_table(f, columns=["text"]).column(0) for f in sorted(directory.glob("**/*.parquet"))]
 
     ran = [s["name"] for s in funnel["stages"] if s.get("status") == "run"]
     received, later = {}, texts(out / "kept")
     for name in reversed(ran):
-        later = texts(out / "rejects" / name) + (texts(out / "by_language") if name == "language" else []) + later
+        later = (
+            texts(out / "rejects" / shell_safe(name))
+            + (texts(out / "by_language") if name == "language" else [])
+            + later
+        )
         received[name] = pa.chunked_array([c for chunk in later for c in chunk.chunks], pa.string()).combine_chunks()
     return received
 

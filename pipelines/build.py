@@ -178,13 +178,13 @@ def build_pipeline(
             result.rejected
             | f"WriteRejects[{stage.name}]"
             >> WriteParquetShards(
-                FileSystems.join(staging, "rejects", stage.name),
+                FileSystems.join(staging, "rejects", stage.folder),
                 stage.reject_schema(schema),
                 cfg.output.reject_shards,
                 columns,
                 _compression(cfg),
             )
-            | f"Label[{stage.name}]" >> beam.Map(lambda w, name=stage.name: (f"rejects/{name}", w.rows))
+            | f"Label[{stage.name}]" >> beam.Map(lambda w, folder=stage.folder: (f"rejects/{folder}", w.rows))
         )
         if result.routed is not None:
             written.append(

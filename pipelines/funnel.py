@@ -12,7 +12,7 @@ from curate.transforms import registry
 from curate.transforms.render import fmt_int as _fmt_int
 from curate.transforms.render import fmt_pct as _fmt_pct
 from curate.transforms.render import size as _size
-from curate.transforms.stage import CUT, REPEATS
+from curate.transforms.stage import CUT, REPEATS, shell_safe
 
 # Phi recipe reference funnel (documents): raw 1,000M -> dedup 400M ->
 # language 200M -> quality>=0.5 20M -> quality>=0.8 5M.
@@ -109,7 +109,7 @@ def build_funnel(
             problems.append(f"output: {written.get('kept', 0)} kept rows written != {final} kept (with repeats)")
         for s in stages:
             if s["status"] == "run":
-                w = written.get(f"rejects/{s['name']}", 0) + written.get(f"routed/{s['name']}", 0)
+                w = written.get(f"rejects/{shell_safe(s['name'])}", 0) + written.get(f"routed/{s['name']}", 0)
                 if w != s["rejected"]["docs"]:
                     problems.append(f"output: {w} reject rows written for {s['name']} != {s['rejected']['docs']}")
         published = (

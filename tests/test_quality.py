@@ -144,10 +144,10 @@ def test_two_threshold_stages_and_rejects_carry_the_score(tmp_path, real_docs_pa
     kept = read_dir(out / "kept")
     assert min(kept.column("edu_score").to_pylist()) >= 0.8
     rejects = read_rejects(out)
-    low = rejects["quality>=0.5"].to_pylist()
+    low = rejects["quality_ge_0.5"].to_pylist()  # rejects/<stage> folders are shell-safe
     assert low and all(r["edu_score"] < 0.5 and r["reason"] == "edu_score<0.5" for r in low)
-    if "quality>=0.8" in rejects:
-        assert all(0.5 <= r["edu_score"] < 0.8 for r in rejects["quality>=0.8"].to_pylist())
+    if "quality_ge_0.8" in rejects:
+        assert all(0.5 <= r["edu_score"] < 0.8 for r in rejects["quality_ge_0.8"].to_pylist())
     kept_genres = kept.column("genre").to_pylist()
     assert kept_genres.count("textbook") > 0.9 * sum(r["genre"] == "textbook" for r in rows)
     assert sum(g == "reviews" for g in kept_genres) <= 0.02 * sum(r["genre"] == "reviews" for r in rows)

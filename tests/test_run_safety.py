@@ -367,3 +367,17 @@ def test_input_folder_reads_every_parquet_under_it_skipping_bookkeeping_files(tm
     done = curate("run", "--input", str(data), "--output", str(out))
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "funnel.json").read_text())["raw"]["docs"] == 6
+
+
+def test_every_published_path_is_shell_safe(tmp_path):
+    """rejects/quality>=0.5 had to be quoted in every shell command; the funnel keeps the display name."""
+    import re
+
+    out = tmp_path / "out"
+    done = curate("run", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    paths = [str(p.relative_to(out)) for p in out.rglob("*")]
+    assert "rejects/quality_ge_0.5" in paths and "rejects/quality_ge_0.8" in paths
+    assert [p for p in paths if not re.fullmatch(r"[A-Za-z0-9._/-]+", p)] == []
+    names = [s["name"] for s in json.loads((out / "funnel.json").read_text())["stages"]]
+    assert "quality>=0.5" in names

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -144,8 +145,23 @@ class Stage(beam.PTransform):
     def check(self) -> None:
         """Driver-side checks (model files, indexes) run before the pipeline starts."""
 
+    @property
+    def folder(self) -> str:
+        """The stage's name as a folder name a shell needs no quotes for (``quality>=0.5`` ->
+        ``quality_ge_0.5``); the funnel and the report keep the display name."""
+        return shell_safe(self.name)
+
     def reject_schema(self, schema: pa.Schema) -> pa.Schema:
         return append_fields(self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields))
+
+
+_OPERATORS = ((">=", "_ge_"), ("<=", "_le_"), (">", "_gt_"), ("<", "_lt_"), ("=", "_eq_"))
+
+
+def shell_safe(name: str) -> str:
+    for op, word in _OPERATORS:
+        name = name.replace(op, word)
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 class ColumnClashError(ValueError):
