@@ -44,3 +44,25 @@ def test_rephrased_item_is_rejected_and_a_changed_problem_passes(tmp_path):
     )
     start, end = map(int, hit["paraphrase_span"].split(":"))
     assert "14 rye loaves" in hit["text"][start:end] and hit["paraphrase_similarity"] > 0.5
+
+
+def test_semantic_dedup_removes_a_paraphrased_page_that_minhash_keeps(tmp_path):
+    a = (
+        "The city council approved a new budget on Tuesday that raises spending on public parks by ten "
+        "percent and delays the bridge repair until next spring, citing rising costs of steel."
+    )
+    b = (
+        "On Tuesday the city council passed a new budget, which increases park spending by ten percent "
+        "and pushes the bridge repair back to next spring because steel has become more expensive."
+    )
+    c = "Our cat learned to open the kitchen door, and now the dog follows her everywhere she goes at night."
+    rows = [{"id": "a", "text": a}, {"id": "b", "text": b}, {"id": "c", "text": c}]
+    shard = write_parquet(tmp_path / "in.parquet", rows)
+    result = run_pipeline(
+        [shard], tmp_path / "out", only_stages("near_dedup", "semantic_dedup", semantic_dedup={"eps": 0.1})
+    )
+    funnel = {s["name"]: s for s in result.funnel["stages"] if s["status"] == "run"}
+    assert funnel["near_dedup"]["rejected"]["docs"] == 0  # the paraphrase shares few 5-grams
+    rejects = read_rejects(tmp_path / "out")["semantic_dedup"].to_pylist()
+    assert [(r["id"], r["reason"], r["duplicate_of"]) for r in rejects] == [("b", "semantic_duplicate", "a")]
+    assert result.funnel["conservation"]["ok"]
