@@ -40,6 +40,7 @@ from curate.pipelines import report as report_mod
 from curate.pipelines.beam import local_runner
 from curate.pipelines.config import Config, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
+from curate.pipelines.progress import LiveProgress
 from curate.transforms import registry
 from curate.transforms.io import (
     InputError,
@@ -154,6 +155,7 @@ def build_pipeline(
     ran = []
     if stages is None:
         stages = make_stages(cfg, columns, schema, staging, input_rows)
+    live = staging if "://" not in staging else None  # live console counts: local staging only
     for stage in stages:
         result = current | stage
         kept_once, repeat_column = result.kept, stage.repeat_column
@@ -165,9 +167,9 @@ def build_pipeline(
                 lambda b, c=repeat_column: b.filter(pc.greater(b.column(c), 0))
             )
             stats.append(repeats | CountDocs(stage.name, REPEATS, columns.text))
-            stats.append(kept_once | CountDocs(stage.name, KEPT, columns.text))
+            stats.append(kept_once | CountDocs(stage.name, KEPT, columns.text, progress_dir=live))
         stats += [
-            current | CountDocs(stage.name, IN, columns.text, also=current_keys),
+            current | CountDocs(stage.name, IN, columns.text, also=current_keys, progress_dir=live),
             result.rejected | CountDocs(stage.name, REJECTED, columns.text),
         ]
         if result.routed is not None:  # leaves the stage too; counted apart, not flattened with the rejects:
@@ -222,7 +224,7 @@ def build_pipeline(
         current, current_keys = result.kept, ([] if repeat_column else [(stage.name, KEPT)])
         ran.append((stage.slot, stage.name))
     if current_keys:  # the last stage's kept output, which no stage reads
-        stats.append(current | CountDocs(*current_keys[0], columns.text, also=current_keys[1:]))
+        stats.append(current | CountDocs(*current_keys[0], columns.text, also=current_keys[1:], progress_dir=live))
     written.append(
         current
         | "WriteKept"
@@ -483,13 +485,15 @@ def run(
     log=print,
     skip_bad_shards: bool = False,
     config_files: list[str] | None = None,
+    live=None,
 ) -> RunResult:
     """Validate inputs, run the pipeline, check conservation, publish.  Raises on failure.
 
     Everything that can be known before the run is checked before it: the
     output path, every input footer, every stage's models, benchmark files and
     settings.  Then the run takes the output's lock (``output_lock``) and holds
-    it until it has published."""
+    it until it has published.  ``live``: a stream for the live progress view
+    (``pipelines/progress.py``), None for none."""
     started = time.time()
     beam_patches.install_on_driver()  # before the graph is built: the fallback coder is chosen then
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
@@ -523,7 +527,14 @@ def run(
         except BaseException:
             shutil.rmtree(p.local_tempdir, ignore_errors=True)  # Beam removes it only when the pipeline runs
             raise
-        _run_pipeline(p)
+        view = LiveProgress(
+            staging if live is not None and "://" not in staging else None,
+            input_rows,
+            [name for _, name in ran],
+            stream=live,
+        )
+        with view:
+            _run_pipeline(p)
         kept_schema = input_schema(cfg, paths, schema)
         for stage in stages:
             kept_schema = stage.output_schema(kept_schema)
@@ -554,6 +565,8 @@ def run(
             )
         publish_stage_files(funnel, staging)
         _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
+        if view.directory:
+            view.finish(funnel)
         _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
         samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
         report_mod.write_report(staging, funnel, samples)

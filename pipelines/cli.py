@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 beam_args=_worker_log_level(beam_args, args.log_level),
                 log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
                 skip_bad_shards=args.skip_bad_shards,
+                live=None if args.quiet else sys.stderr,
                 config_files=args.config,
             )
     except (
@@ -349,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"curate: {exc}", file=sys.stderr)
         return 1
     print(funnel.render_markdown(result.funnel))
-    print(f"[curate] done in {result.seconds:.1f}s: kept and rejects written to {result.output}", file=sys.stderr)
+    if not args.quiet:
+        print(f"[curate] done in {result.seconds:.1f}s: kept and rejects written to {result.output}", file=sys.stderr)
     return 0
 
 

@@ -11,8 +11,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
-import time
 
 import apache_beam as beam
 import numpy as np
@@ -149,20 +147,6 @@ def inspect_inputs(paths: list[str], columns: Columns, skipped: list | None = No
     return schema, rows
 
 
-class _Progress:
-    """One throttled stderr line per process: ``[curate] read 12,000 docs``."""
-
-    def __init__(self, what: str, every_s: float = 2.0):
-        self.what, self.every_s, self.count, self.last = what, every_s, 0, 0.0
-
-    def add(self, n: int):
-        self.count += n
-        now = time.monotonic()
-        if now - self.last >= self.every_s:
-            self.last = now
-            print(f"[curate] {self.what}: {self.count:,} docs", file=sys.stderr, flush=True)
-
-
 class ReadShardBatches(beam.DoFn):
     """(path, row group) -> RecordBatches cast to the common schema.
 
@@ -176,9 +160,6 @@ class ReadShardBatches(beam.DoFn):
         self.batch_size = batch_size
         self.source_of, self.source_column = source_of or {}, source_column
 
-    def setup(self):
-        self.progress = _Progress("read")
-
     def process(self, unit: tuple[str, int]):
         path, row_group = unit
         try:
@@ -190,7 +171,6 @@ class ReadShardBatches(beam.DoFn):
                         self.source_column, pa.array([self.source_of.get(path)] * batch.num_rows, pa.string())
                     )
                 batch = batch.select(self.schema.names).cast(self.schema)
-                self.progress.add(batch.num_rows)
                 yield batch
         except Exception as exc:
             raise InputError(f"{path}: failed while reading ({type(exc).__name__}: {exc})") from exc

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.text import char_lengths, total_chars
+from curate.transforms import progress
 
 _IPC_STREAM_SLACK = 64  # the stream's continuation markers, padding and end-of-stream marker
 
@@ -227,7 +228,15 @@ class CountDocs(beam.PTransform):
     Output: ``((stage, kind, group), (docs, chars))`` per batch, summed later.
     """
 
-    def __init__(self, stage: str, kind: str, text_column: str, group_column: str | None = None, also=()):
+    def __init__(
+        self,
+        stage: str,
+        kind: str,
+        text_column: str,
+        group_column: str | None = None,
+        also=(),
+        progress_dir: str | None = None,
+    ):
         also = list(also)
         super().__init__(
             label=f"Count[{stage}/{kind}{'/' + group_column if group_column else ''}"
@@ -239,6 +248,7 @@ class CountDocs(beam.PTransform):
         if also and self.group_column is not None:
             raise ValueError("CountDocs: 'also' keys are for ungrouped counts")
         self.keys = [(stage, kind)] + also
+        self.progress_dir = progress_dir  # live console counts (transforms/progress.py), local runs only
 
     def expand(self, batches):
         stage, kind, text_column, group_column, keys = (
@@ -248,6 +258,7 @@ class CountDocs(beam.PTransform):
             self.group_column,
             self.keys,
         )
+        progress_dir = self.progress_dir
 
         def count(batch: pa.RecordBatch):
             if batch.num_rows == 0:
@@ -255,6 +266,7 @@ class CountDocs(beam.PTransform):
             if group_column is None:
                 counted = (batch.num_rows, total_chars(batch.column(text_column)))
                 for key_stage, key_kind in keys:
+                    progress.add(progress_dir, key_stage, key_kind, batch.num_rows)
                     yield (key_stage, key_kind, ""), counted
                 return
             chars = char_lengths(batch.column(text_column))

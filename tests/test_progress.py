@@ -1,0 +1,75 @@
+"""The console while a run works: a live view per stage on a terminal, plain lines elsewhere,
+the totals at the end, and no Beam INFO chatter at the default log level."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+from pathlib import Path
+
+CURATE = str(Path(sys.executable).parent / "curate")
+
+
+def _stage_names(out: Path) -> list[str]:
+    return [s["name"] for s in json.loads((out / "funnel.json").read_text())["stages"] if s["status"] == "run"]
+
+
+def test_on_a_terminal_the_view_is_redrawn_in_place_and_ends_with_the_totals(tmp_path):
+    out = tmp_path / "out"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([CURATE, "run", "--output", str(out)], stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 120)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=120)
+    os.close(leader)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, text[-2000:]
+    assert "\x1b[2K" in text  # lines rewritten in place, not appended
+    final = text[text.rindex("[curate] ", 0, text.rindex("docs/s  done")) :]  # the last view, head line included
+    funnel = json.loads((out / "funnel.json").read_text())
+    for stage in funnel["stages"]:
+        if stage["status"] == "run":
+            assert stage["name"] in final
+            assert f"kept {stage['kept']['docs']:>12,}" in final  # the totals, from the funnel
+    assert f"read {funnel['raw']['docs']:,}/{funnel['raw']['docs']:,} (100%)" in final
+
+
+def test_without_a_terminal_plain_lines_name_every_stage_and_no_beam_info_reaches_the_console(tmp_path):
+    out = tmp_path / "out"
+    # the default mode for this input (in-process); SDK worker processes of the multi-processing
+    # mode still print Beam's bootstrap lines before the log level reaches them
+    done = subprocess.run(
+        [CURATE, "run", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "\x1b[" not in done.stderr
+    for name in _stage_names(out):
+        assert f"[curate]   {name}" in done.stderr
+    assert "done" in done.stderr
+    beam_info = [line for line in done.stderr.splitlines() if "INFO" in line and not line.startswith("[curate]")]
+    assert beam_info == []
+
+
+def test_quiet_prints_no_progress(tmp_path):
+    done = subprocess.run(
+        [CURATE, "run", "--output", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0 and "[curate]" not in done.stderr, done.stderr
