@@ -15,14 +15,17 @@ from curate.transforms.render import size as _size
 from curate.transforms.stage import CUT, REPEATS, shell_safe
 
 # Phi recipe reference funnel (documents): raw 1,000M -> dedup 400M ->
-# language 200M -> quality>=0.5 20M -> quality>=0.8 5M.
+# language 200M -> quality>=0.5 20M -> quality>=0.8 5M.  The final mixed set has no
+# reference count (None): it is shown measured, beside "no reference".
 REFERENCE = [
     ("raw", 1_000_000_000, ["raw"]),
     ("after dedup", 400_000_000, ["near_dedup", "exact_dedup"]),
     ("after language filter", 200_000_000, ["language"]),
     ("quality >= 0.5", 20_000_000, ["quality_low"]),
     ("quality >= 0.8", 5_000_000, ["quality_high"]),
+    ("final mixed set", None, ["mixing"]),
 ]
+NO_REFERENCE = "no reference"
 PROJECTION_RAW = 1_000_000_000
 
 
@@ -135,7 +138,7 @@ def build_funnel(
         row = {
             "step": label,
             "reference_docs": ref_docs,
-            "reference_pct_of_raw": _pct(ref_docs, REFERENCE[0][1]),
+            "reference_pct_of_raw": None if ref_docs is None else _pct(ref_docs, REFERENCE[0][1]),
             "measured_stage": None,
             "measured_docs": None,
             "measured_pct_of_raw": None,
@@ -221,7 +224,8 @@ def render_markdown(funnel: dict) -> str:
     ]
     for r in funnel["reference_phi"]:
         lines.append(
-            f"| {r['step']} | {_fmt_int(r['reference_docs'])} | {_fmt_pct(r['reference_pct_of_raw'])} | "
+            f"| {r['step']} | {_fmt_int(r['reference_docs']) if r['reference_docs'] is not None else NO_REFERENCE} | "
+            f"{_fmt_pct(r['reference_pct_of_raw'])} | "
             f"{r['measured_stage'] or 'not run'} | {_fmt_int(r['measured_docs'])} | {_fmt_pct(r['measured_pct_of_raw'])} | "
             f"{_fmt_int(r['projected_per_1B_raw'])} |"
         )

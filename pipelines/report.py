@@ -16,7 +16,7 @@ import json
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from curate.pipelines.funnel import stat_sections
+from curate.pipelines.funnel import NO_REFERENCE, stat_sections
 from curate.transforms.render import bars as _bars
 from curate.transforms.render import e as _e
 from curate.transforms.render import n as _n
@@ -24,10 +24,15 @@ from curate.transforms.render import pct as _pct
 
 
 def _funnel_chart(funnel: dict) -> str:
-    """Measured % of raw per stage beside the Phi reference, log-free linear bars."""
+    """Measured % of raw per stage beside the Phi reference, log-free linear bars.  A step
+    with no reference (the final mixed set) shows its measured bar beside "no reference"."""
     rows = []
     for r in funnel["reference_phi"]:
-        rows.append((f"{r['step']} (reference)", r["reference_pct_of_raw"] or 0, _pct(r["reference_pct_of_raw"])))
+        ref = r["reference_pct_of_raw"]
+        if r["reference_docs"] is None:
+            rows.append((f"{r['step']} (reference)", None, NO_REFERENCE))
+        else:
+            rows.append((f"{r['step']} (reference)", ref or 0, _pct(ref)))
         measured = r["measured_pct_of_raw"]
         rows.append(
             (
@@ -41,11 +46,11 @@ def _funnel_chart(funnel: dict) -> str:
     for i, (label, value, text) in enumerate(rows):
         y = i * h + 2
         color = "#b9c4d0" if "reference" in label else "#2f7d4f"
-        w = (width - label_width - 250) * value / 100
+        w = 0 if value is None else max((width - label_width - 250) * value / 100, 1)
         parts.append(
             f'<text x="{label_width - 6}" y="{y + 15}" text-anchor="end" class=lbl>{_e(label)}</text>'
-            f'<rect x="{label_width}" y="{y + 3}" width="{max(w, 1):.1f}" height="{h - 6}" fill="{color}"/>'
-            f'<text x="{label_width + max(w, 1) + 6:.1f}" y="{y + 15}" class=val>{_e(text)}</text>'
+            + (f'<rect x="{label_width}" y="{y + 3}" width="{w:.1f}" height="{h - 6}" fill="{color}"/>' if w else "")
+            + f'<text x="{label_width + w + 6:.1f}" y="{y + 15}" class=val>{_e(text)}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)

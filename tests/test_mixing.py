@@ -71,6 +71,35 @@ def test_infeasible_target_is_reported_and_renormalized(tmp_path):
     run_pipeline([src], tmp_path / "out", only_stages("mixing", mixing={"weights": WEIGHTS}))
     funnel_md = (tmp_path / "out" / "funnel.md").read_text()
     assert "Infeasible: other, synthetic_exercises, synthetic_textbook" in funnel_md
+    # each row explains itself: why it is infeasible and what was done instead
+    why = "infeasible: no documents of this source were left after filtering; planned 0 tokens instead"
+    assert "- synthetic_textbook: 0 tokens available, target 35.0% = " in funnel_md
+    assert funnel_md.count(why) == 3
+    mixture = json.loads((tmp_path / "out" / "mixture.json").read_text())
+    assert [w.split(" target for ")[1].split(" ")[0] for w in mixture["warnings"]] == mixture["infeasible"]
+    assert all("no documents of this source were left" in w for w in mixture["warnings"])
+
+
+def test_rows_name_the_epoch_cap_passes_and_redistribution():
+    from curate.transforms.mixing import MIXED, infeasible_warnings, mixture_report, passes_text
+
+    plan = plan_mixture({"a": 1000, "b": 10, "c": 5000}, {"a": 0.5, "b": 0.3, "c": 0.2}, 3000, max_epochs=4)
+    entry = {"mixed_by_source": {"a": {"docs": 9, "tokens_est": 2114}, "b": {"docs": 4, "tokens_est": 40}}}
+    report = mixture_report(plan, entry)
+    md = "\n".join(MIXED.markdown({}, {"mixture": report}))
+    html = "\n".join(MIXED.html({}, {"mixture": report}, {}))
+    for text in (md, html):
+        assert "infeasible: its target needs more than max_epochs (4) passes over the 10 tokens left" in text
+        assert "its unfilled 860 target tokens went to the other sources by weight" in text
+        assert "takes 614 tokens more than its target, redistributed from infeasible sources" in text
+    assert "| b | 10 | 30.0% = 900 | 40 | 40 (1.9%) | 4: every document 4 times | NO |" in md
+    [warning] = infeasible_warnings(report)
+    assert warning.startswith("mixture: the 30.0% target for b (900 tokens) cannot be met: its target needs")
+    assert passes_text({"sampling_rate_exact": "7/5", "epochs": 2}) == (
+        "1.4: every document once, 40.0% of them once more (up to 2 copies)"
+    )
+    assert passes_text({"sampling_rate_exact": "1/3", "epochs": 1}, exact=True).startswith("1/3 ≈ 0.333333: a 33.3%")
+    assert passes_text({"sampling_rate_exact": "1", "epochs": 1}) == "1: every document once"
 
 
 def test_no_budget_means_no_source_repeats_even_when_some_have_no_data():

@@ -71,6 +71,9 @@ def test_report_renders_in_chromium_without_script_errors(report_dir, tmp_path):
         "Near-duplicate clusters",
         "Benchmark contamination",
         "Mixture: achieved versus target",
+        "final mixed set (measured)",
+        "no reference",
+        "edu_score histogram",
     ):
         assert name in dom.stdout, name
     assert "<title>curate funnel</title>" in dom.stdout  # the title was not rewritten by a script
@@ -127,3 +130,67 @@ def test_samples_are_the_smallest_ids_of_each_reason_over_all_batches_and_files(
         f"copy {i} of a document whose id repeats" for i in range(5)
     ]
     assert len(got["language"]) >= 3 and any(len(v) == 5 for v in got["language"].values())
+
+
+def _svg(page: str, label: str) -> str:
+    start = page.index(f'aria-label="{label}"')
+    return page[start : page.index("</svg>", start)]
+
+
+def test_histogram_shows_counts_on_the_bars_a_y_axis_and_the_x_label(report_dir):
+    import json
+    import re
+
+    funnel = json.loads((report_dir / "funnel.json").read_text())
+    counts = next(s for s in funnel["stages"] if s.get("score_histogram"))["score_histogram"]
+    svg = _svg((report_dir / "report.html").read_text(), "edu_score histogram")
+    shown = [int(t.replace(",", "")) for t in re.findall(r'class="val count"[^>]*>([\d,]+)<', svg)]
+    assert shown == [c for c in counts if c] and len(shown) >= 3  # every non-empty bar labelled with its count
+    ticks = [int(t.replace(",", "")) for t in re.findall(r'class="val ytick"[^>]*>([\d,]+)<', svg)]
+    assert ticks[0] == 0 and len(ticks) >= 3 and ticks[-1] >= max(counts) > ticks[-2]
+    assert ">documents</text>" in svg and ">edu_score</text>" in svg
+
+
+def test_histogram_axis_ticks_cover_the_tallest_bar():
+    import re
+
+    from curate.transforms.render import histogram
+
+    svg = histogram([0, 3, 0, 1234, 7])
+    assert re.findall(r'class="val count"[^>]*>([\d,]+)<', svg) == ["3", "1,234", "7"]
+    assert re.findall(r'class="val ytick"[^>]*>([\d,]+)<', svg) == ["0", "500", "1,000", "1,500"]
+
+
+def test_mixing_is_in_the_funnel_chart_and_every_run_stage_in_the_table(report_dir):
+    import json
+
+    funnel = json.loads((report_dir / "funnel.json").read_text())
+    mixing = next(s for s in funnel["stages"] if s["name"] == "mixing")
+    final = funnel["reference_phi"][-1]
+    assert final["step"] == "final mixed set" and final["reference_docs"] is None
+    assert final["measured_stage"] == "mixing" and final["measured_docs"] == mixing["kept"]["docs"]
+    page = (report_dir / "report.html").read_text()
+    chart = _svg(page, "funnel")
+    assert ">final mixed set (reference)</text>" in chart and ">no reference</text>" in chart
+    assert ">final mixed set (measured)</text>" in chart
+    assert f">{mixing['pct_of_raw']:.2f}% → " in chart
+    table = page[page.index("<th>stage</th>") : page.index("</table>", page.index("<th>stage</th>"))]
+    for s in funnel["stages"]:
+        if s["status"] == "run":
+            assert f"<tr><td>{s['name'].replace('>', '&gt;')}</td><td>{s['in']['docs']:,}</td>" in table, s["name"]
+
+
+def test_mixture_rows_explain_themselves(report_dir):
+    import json
+
+    mixture = json.loads((report_dir / "mixture.json").read_text())
+    page = (report_dir / "report.html").read_text()
+    section = page[page.index("Mixture: achieved versus target") :]
+    assert mixture["infeasible"]  # the sample has sources with no documents left
+    for name, v in mixture["sources"].items():
+        row = section[section.index(f"<tr><td>{name}</td>") :].split("</tr>")[0]
+        assert f"<td>{v['available_tokens']:,}</td>" in row and f"= {v['target_tokens']:,}</td>" in row
+        assert f"<td>{v['achieved_tokens']:,} (" in row
+        if not v["feasible"]:
+            assert "infeasible: no documents of this source were left after filtering" in row
+            assert "went to the other sources by weight" in row

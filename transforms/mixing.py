@@ -184,15 +184,17 @@ class MixedBySource(StatKind):
             f"Budget {m['budget_tokens']:,} tokens; planned {m['planned_tokens']:,}; achieved {m['achieved_tokens']:,} "
             f"(estimated). Max epochs {m['max_epochs']:g}.",
             "",
-            "| source | available tokens | target share | achieved share | sampling rate | epochs | feasible |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| source | available tokens | target | planned tokens | achieved | passes over the data (exact) | feasible |",
+            "|---|---:|---:|---:|---:|---|---|",
         ]
         for name, v in m["sources"].items():
             lines.append(
-                f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% | "
-                f"{100 * v['achieved_share']:.1f}% | {v['sampling_rate']:.3f} | {v['epochs']} | "
-                f"{'yes' if v['feasible'] else 'NO'} |"
+                f"| {name} | {v['available_tokens']:,} | {100 * v['target_share']:.1f}% = {v['target_tokens']:,} | "
+                f"{v['planned_tokens']:,} | {v['achieved_tokens']:,} ({100 * v['achieved_share']:.1f}%) | "
+                f"{passes_text(v)} | {'yes' if v['feasible'] else 'NO'} |"
             )
+        lines.append("")
+        lines += [f"- {line}" for line in explanations(m)]
         if m["infeasible"]:
             lines += ["", f"Infeasible: {', '.join(m['infeasible'])}. Rule: {m['rule']}."]
         return lines
@@ -201,6 +203,7 @@ class MixedBySource(StatKind):
         mixture = funnel.get("mixture")
         if not mixture:
             return []
+        e = render.e
         out = ["<h2>Mixture: achieved versus target</h2>"]
         rows = []
         for name, v in mixture["sources"].items():
@@ -213,9 +216,90 @@ class MixedBySource(StatKind):
                 )
             )
         out.append(render.bars(rows, unit_max=100, color="#6b4fa0"))
+        out.append(
+            f"<p>Budget {mixture['budget_tokens']:,} tokens; planned {mixture['planned_tokens']:,}; achieved "
+            f"{mixture['achieved_tokens']:,} (estimated). Max epochs {mixture['max_epochs']:g}.</p>"
+        )
+        out.append(
+            "<table class=mixture><tr><th>source</th><th>available tokens</th><th>target</th><th>planned tokens</th>"
+            "<th>achieved tokens</th><th style='text-align:left'>passes over the data (exact)</th><th>feasible</th>"
+            "<th style='text-align:left'>why</th></tr>"
+        )
+        for name, v in mixture["sources"].items():
+            feasible = "<span class=ok>yes</span>" if v["feasible"] else "<span class=bad>no</span>"
+            out.append(
+                f"<tr><td>{e(name)}</td><td>{v['available_tokens']:,}</td>"
+                f"<td>{100 * v['target_share']:.1f}% = {v['target_tokens']:,}</td><td>{v['planned_tokens']:,}</td>"
+                f"<td>{v['achieved_tokens']:,} ({100 * v['achieved_share']:.1f}%)</td><td style='text-align:left'>{e(passes_text(v))}</td>"
+                f"<td>{feasible}</td><td style='text-align:left'>{e(why_text(v, mixture))}</td></tr>"
+            )
+        out.append("</table>")
         if mixture["infeasible"]:
-            out.append(f"<p>Infeasible: {render.e(', '.join(mixture['infeasible']))}. {render.e(mixture['rule'])}.</p>")
+            out.append(f"<p>Infeasible: {e(', '.join(mixture['infeasible']))}. {e(mixture['rule'])}.</p>")
         return out
+
+
+def passes_text(v: dict, exact: bool = False) -> str:
+    """The sampling rate of a mixture row as passes over its available documents:
+    ``1.4: every document once, 40.0% of them once more (up to 2 copies)``.  A rate with no
+    short decimal shows as ``≈ 0.546518``, or with ``exact`` as its fraction from the plan too."""
+    rate = Fraction(v["sampling_rate_exact"])
+    whole, frac = divmod(rate, 1)
+    decimal = f"{float(rate):.6f}".rstrip("0").rstrip(".")
+    if Fraction(decimal) == rate:
+        number = decimal
+    else:
+        number = f"{rate.numerator}/{rate.denominator} ≈ {decimal}" if exact else f"≈ {decimal}"
+    times = "once" if whole == 1 else f"{whole} times"
+    if rate == 0:
+        return "0: none taken"
+    if frac == 0:
+        return f"{number}: every document {times}"
+    share = f"{100 * float(frac):.1f}%"
+    if whole == 0:
+        return f"{number}: a {share} sample, each document at most once"
+    return f"{number}: every document {times}, {share} of them once more (up to {v['epochs']} copies)"
+
+
+def why_text(v: dict, plan: dict) -> str:
+    """Why a mixture row's planned tokens differ from its target, and what was done instead."""
+    if not v["feasible"]:
+        unfilled = v["target_tokens"] - v["planned_tokens"]
+        instead = (
+            f"its unfilled {unfilled:,} target tokens went to the other sources by weight"
+            if unfilled > 0
+            else "it was capped and the rest of its share redistributed over the other sources by weight"
+        )
+        return f"infeasible: {v['why_infeasible']}; planned {v['planned_tokens']:,} tokens instead, and {instead}"
+    extra = v["planned_tokens"] - v["target_tokens"]
+    if plan["infeasible"] and extra > 0:
+        return f"feasible; takes {extra:,} tokens more than its target, redistributed from infeasible sources"
+    return "feasible: target met" if v["planned_tokens"] == v["target_tokens"] else "feasible"
+
+
+def explanations(plan: dict) -> list[str]:
+    """One self-explaining line per mixture source: tokens available, target, achieved, passes, feasibility."""
+    return [
+        f"{name}: {v['available_tokens']:,} tokens available, target {100 * v['target_share']:.1f}% = "
+        f"{v['target_tokens']:,}, achieved {v['achieved_tokens']:,} ({100 * v['achieved_share']:.1f}%); "
+        f"passes over the data {passes_text(v, exact=True)}; {why_text(v, plan)}."
+        for name, v in plan["sources"].items()
+    ]
+
+
+def infeasible_warnings(plan: dict) -> list[str]:
+    """One console line per infeasible source: what could not be met, why, and what was done instead."""
+    lines = []
+    for name, v in plan["sources"].items():
+        if v["feasible"]:
+            continue
+        unfilled = v["target_tokens"] - v["planned_tokens"]
+        lines.append(
+            f"mixture: the {100 * v['target_share']:.1f}% target for {name} ({v['target_tokens']:,} tokens) cannot "
+            f"be met: {v['why_infeasible']}; it gets {v['planned_tokens']:,} tokens"
+            + (f" and its other {unfilled:,} went to the other sources by weight" if unfilled > 0 else "")
+        )
+    return lines
 
 
 MIXED = MixedBySource()
@@ -238,10 +322,12 @@ def mixture_report(plan: dict, entry: dict) -> dict:
 
 
 def publish_mixture(entry: dict, funnel: dict, read, write) -> None:
-    """``funnel["mixture"]`` and ``mixture.json``: the plan beside what was achieved."""
+    """``funnel["mixture"]`` and ``mixture.json``: the plan beside what was achieved.
+    ``funnel["mixture"]["warnings"]``: one line per infeasible source, for the console."""
     plan = read(PLAN_FILE)
     if plan is not None:
         funnel["mixture"] = mixture_report(plan, entry)
+        funnel["mixture"]["warnings"] = infeasible_warnings(funnel["mixture"])
         write("mixture.json", funnel["mixture"])
 
 

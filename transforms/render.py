@@ -73,26 +73,67 @@ def bars(
     return "".join(parts)
 
 
-def histogram(counts: list[int], marks=(0.5, 0.8), width: int = 640, height: int = 180) -> str:
-    top = max(counts) or 1
+def _nice_ticks(top: int, count: int = 4) -> list[int]:
+    """Round tick values from 0 to at least ``top`` (1, 2 or 5 times a power of ten apart)."""
+    raw = max(top / count, 1)
+    power = 10 ** (len(str(int(raw))) - 1)
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    ticks = list(range(0, top + step, step))
+    return ticks if ticks[-1] >= top else [*ticks, ticks[-1] + step]
+
+
+def histogram(
+    counts: list[int], marks=(0.5, 0.8), width: int = 640, height: int = 180, x_label: str = "edu_score"
+) -> str:
+    """Vertical bars over [0, 1] in ``len(counts)`` bins: a y-axis of document counts with
+    ticks, each bar's count above it, the x-axis with ticks and ``x_label``, dashed ``marks``."""
     n = len(counts)
-    bw = (width - 40) / n
-    parts = [f'<svg width="{width}" height="{height + 30}" role="img" aria-label="score histogram">']
-    for i, c in enumerate(counts):
-        h = (height - 10) * c / top
+    ticks = _nice_ticks(max(counts) if counts else 0)
+    top = ticks[-1] or 1
+    left, right, pad_top = 56, 10, 18  # room for tick labels, and for the count above the tallest bar
+    plot_w, plot_h = width - left - right, height - pad_top
+    base = pad_top + plot_h
+
+    def y_of(value):
+        return base - plot_h * value / top
+
+    parts = [
+        f'<svg width="{width}" height="{height + 44}" role="img" aria-label="{e(x_label)} histogram">',
+        f'<line x1="{left}" y1="{pad_top}" x2="{left}" y2="{base}" stroke="#888"/>',
+        f'<line x1="{left}" y1="{base}" x2="{left + plot_w}" y2="{base}" stroke="#888"/>',
+    ]
+    for t in ticks:
+        y = y_of(t)
         parts.append(
-            f'<rect x="{30 + i * bw:.1f}" y="{height - h:.1f}" width="{bw - 2:.1f}" height="{h:.1f}" '
-            f'fill="#3b6ea8"><title>{i / n:.2f}–{(i + 1) / n:.2f}: {c}</title></rect>'
+            f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#eee"/>'
+            f'<text x="{left - 7}" y="{y + 4:.1f}" class="val ytick" text-anchor="end">{t:,}</text>'
         )
-    for m in marks:
-        x = 30 + m * (width - 40)
+    parts.append(
+        f'<text transform="translate(13 {pad_top + plot_h / 2:.1f}) rotate(-90)" class=lbl '
+        f'text-anchor="middle">documents</text>'
+    )
+    bw = plot_w / n if n else plot_w
+    for i, c in enumerate(counts):
+        y = y_of(c)
+        x = left + i * bw
         parts.append(
-            f'<line x1="{x:.1f}" y1="0" x2="{x:.1f}" y2="{height}" stroke="#c0392b" stroke-dasharray="4 3"/>'
-            f'<text x="{x + 3:.1f}" y="12" class=val fill="#c0392b">{m:g}</text>'
+            f'<rect x="{x + 1:.1f}" y="{y:.1f}" width="{bw - 2:.1f}" height="{base - y:.1f}" '
+            f'fill="#3b6ea8"><title>{i / n:.2f}–{(i + 1) / n:.2f}: {c:,} documents</title></rect>'
+        )
+        if c:
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{y - 3:.1f}" class="val count" text-anchor="middle">{c:,}</text>'
+            )
+    for m in marks:
+        x = left + m * plot_w
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{pad_top}" x2="{x:.1f}" y2="{base}" stroke="#c0392b" stroke-dasharray="4 3"/>'
+            f'<text x="{x + 3:.1f}" y="{pad_top - 6}" class=val fill="#c0392b">{m:g}</text>'
         )
     for t in (0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(
-            f'<text x="{30 + t * (width - 40):.1f}" y="{height + 16}" class=val text-anchor="middle">{t:g}</text>'
-        )
+        parts.append(f'<text x="{left + t * plot_w:.1f}" y="{base + 16}" class=val text-anchor="middle">{t:g}</text>')
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{base + 36}" class=lbl text-anchor="middle">{e(x_label)}</text>'
+    )
     parts.append("</svg>")
     return "".join(parts)
