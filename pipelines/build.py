@@ -564,6 +564,8 @@ def run(
                 + f" (nothing was published; staged output kept in {staging})"
             )
         publish_stage_files(funnel, staging)
+        for warning in funnel.get("warnings", []):  # what a stage found the user must know (infeasible targets)
+            log(f"[curate] warning: {warning}")
         _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
         if view.directory:
             view.finish(funnel)

@@ -323,11 +323,13 @@ def mixture_report(plan: dict, entry: dict) -> dict:
 
 def publish_mixture(entry: dict, funnel: dict, read, write) -> None:
     """``funnel["mixture"]`` and ``mixture.json``: the plan beside what was achieved.
-    ``funnel["mixture"]["warnings"]``: one line per infeasible source, for the console."""
+    ``funnel["mixture"]["warnings"]``: one line per infeasible source, also added to the run's
+    ``funnel["warnings"]``, which the run says on the console."""
     plan = read(PLAN_FILE)
     if plan is not None:
         funnel["mixture"] = mixture_report(plan, entry)
         funnel["mixture"]["warnings"] = infeasible_warnings(funnel["mixture"])
+        funnel.setdefault("warnings", []).extend(funnel["mixture"]["warnings"])  # said on the console
         write("mixture.json", funnel["mixture"])
 
 
