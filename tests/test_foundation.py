@@ -14,6 +14,7 @@ import pytest
 from conftest import REAL_DOCS_CONFIG, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.pipelines.build import sample_corpus_path
+from curate.transforms.stage import shell_safe
 
 
 def _all_output_ids(output: Path) -> Counter:
@@ -54,7 +55,7 @@ def test_sample_corpus_conservation_and_funnel_matches_files(tmp_path):
     repeats = sum(s.get("repeats", {}).get("docs", 0) for s in run_stages)
     assert run_stages[-1]["kept"]["docs"] + repeats == kept.num_rows
     for stage in run_stages:
-        table = rejects.get(stage["name"])
+        table = rejects.get(shell_safe(stage["name"]))  # rejects/<stage> folders are shell-safe
         rows = 0 if table is None else table.num_rows
         assert stage["rejected"]["docs"] == rows
         if table is not None:
