@@ -563,12 +563,12 @@ def run(
                 "; ".join(funnel["conservation"]["problems"])
                 + f" (nothing was published; staged output kept in {staging})"
             )
+        if view.directory:
+            view.finish(funnel)  # the totals, before any line below them
         publish_stage_files(funnel, staging)
         for warning in funnel.get("warnings", []):  # what a stage found the user must know (infeasible targets)
             log(f"[curate] warning: {warning}")
         _write_text(FileSystems.join(staging, "funnel.json"), funnel_mod.dumps(funnel))
-        if view.directory:
-            view.finish(funnel)
         _write_text(FileSystems.join(staging, "funnel.md"), funnel_mod.render_markdown(funnel))
         samples = _read_json(FileSystems.join(staging, SAMPLES_FILE))
         report_mod.write_report(staging, funnel, samples)

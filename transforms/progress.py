@@ -29,11 +29,12 @@ class _Totals:
         self.last = 0.0
         self.token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
-    def add(self, directory: str, stage: str, kind: str, docs: int) -> None:
+    def add(self, directory: str, keys, docs: int) -> None:
         with self.lock:
             bucket = self.counts.setdefault(directory, {})
-            key = f"{stage}\t{kind}"
-            bucket[key] = bucket.get(key, 0) + docs
+            for stage, kind in keys:  # all keys of one batch before any flush: a view never sees half
+                key = f"{stage}\t{kind}"
+                bucket[key] = bucket.get(key, 0) + docs
             now = time.monotonic()
             if now - self.last < FLUSH_SECONDS:
                 return
@@ -56,9 +57,10 @@ def _write(directory: str, token: str, counts: dict) -> None:
 _TOTALS = _Totals()
 
 
-def add(directory: str | None, stage: str, kind: str, docs: int) -> None:
+def add(directory: str | None, keys, docs: int) -> None:
+    """``docs`` more documents under every (stage, kind) of ``keys``."""
     if directory:
-        _TOTALS.add(directory, stage, kind, docs)
+        _TOTALS.add(directory, keys, docs)
 
 
 def read(directory: str) -> dict[tuple[str, str], int]:

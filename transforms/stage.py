@@ -265,8 +265,8 @@ class CountDocs(beam.PTransform):
                 return
             if group_column is None:
                 counted = (batch.num_rows, total_chars(batch.column(text_column)))
+                progress.add(progress_dir, keys, batch.num_rows)
                 for key_stage, key_kind in keys:
-                    progress.add(progress_dir, key_stage, key_kind, batch.num_rows)
                     yield (key_stage, key_kind, ""), counted
                 return
             chars = char_lengths(batch.column(text_column))
