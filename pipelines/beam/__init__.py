@@ -34,8 +34,6 @@ from __future__ import annotations
 import logging
 import os
 
-import apache_beam
-
 TESTED_BEAM = "2.77"
 _LOG = logging.getLogger("curate.beam")
 
@@ -44,15 +42,23 @@ class BeamVersionError(RuntimeError):
     """A correctness patch was written for another apache-beam version."""
 
 
+def _beam_version() -> str:
+    # imported here, not at the top: a worker started through ``sdk_worker`` must set up its
+    # logging before anything imports apache_beam (which configures logging on import)
+    import apache_beam
+
+    return apache_beam.__version__
+
+
 def beam_matches() -> bool:
-    return apache_beam.__version__.split(".")[:2] == TESTED_BEAM.split(".")
+    return _beam_version().split(".")[:2] == TESTED_BEAM.split(".")
 
 
 def require_tested_beam(patch: str) -> None:
     """For patches without which a run could be wrong: refuse on another Beam."""
     if not beam_matches():
         raise BeamVersionError(
-            f"{patch} fixes internals of apache-beam {TESTED_BEAM}.x, but {apache_beam.__version__} is installed; "
+            f"{patch} fixes internals of apache-beam {TESTED_BEAM}.x, but {_beam_version()} is installed; "
             f"install apache-beam=={TESTED_BEAM}.* (what pyproject.toml pins), or check that the defect is fixed "
             f"upstream and update curate.pipelines.beam"
         )
@@ -66,7 +72,7 @@ def tested_beam_or_skip(patch: str) -> bool:
         "%s was written for apache-beam %s.x, %s is installed: not installed",
         patch,
         TESTED_BEAM,
-        apache_beam.__version__,
+        _beam_version(),
     )
     return False
 
