@@ -87,7 +87,6 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
         input_rows=input_rows,
         staging=staging,
         tokens_per_char=cfg.tokens_per_char,
-        batch_size=cfg.input.batch_size,
     )
     stages = []
     for spec in registry.specs(cfg.order):

@@ -376,7 +376,6 @@ register(
         config=DecontaminationConfig,
         build=build_decontamination,
         order=70,
-        slots=(("decontamination", "decontamination"),),
         stats=(CONTAMINATION,),
         publish=publish_contamination,
     )

@@ -103,6 +103,5 @@ register(
         config=ExactDedupConfig,
         build=build_exact_dedup,
         order=20,
-        slots=(("exact_dedup", "exact_dedup"),),
     )
 )

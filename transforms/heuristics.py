@@ -205,7 +205,7 @@ def _register(key: str, stage_class, config_class, order: float) -> None:
     def build(cfg, ctx: BuildContext) -> list[Stage]:
         return [stage_class(ctx.columns, cfg.rules(), cfg.language_column)]
 
-    register(StageSpec(key=key, config=config_class, build=build, order=order, slots=((key, key),)))
+    register(StageSpec(key=key, config=config_class, build=build, order=order))
 
 
 # Off by default; in the Phi order they run after language ID (they need each document's

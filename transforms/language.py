@@ -198,11 +198,7 @@ class KeptByLanguage(StatKind):
     html_order = 10
 
     def funnel(self, sums, entry, tokens_per_char):
-        kept = {
-            group: render.size(d, c, tokens_per_char)
-            for (kind, group), (d, c) in sorted(sums.items())
-            if kind == self.kind
-        }
+        kept = self.sizes(sums, tokens_per_char)
         return {"kept_by_language": kept} if kept else {}
 
     def markdown(self, entry, funnel):
@@ -243,7 +239,6 @@ register(
         config=LanguageConfig,
         build=build_language,
         order=40,
-        slots=(("language", "language"),),
         stats=(KeptByLanguage(),),
     )
 )

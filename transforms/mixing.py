@@ -166,11 +166,7 @@ class MixedBySource(StatKind):
     html_order = 50
 
     def funnel(self, sums, entry, tokens_per_char):
-        mixed = {
-            group: render.size(d, c, tokens_per_char)
-            for (kind, group), (d, c) in sorted(sums.items())
-            if kind == self.kind
-        }
+        mixed = self.sizes(sums, tokens_per_char)
         return {"mixed_by_source": mixed} if mixed else {}
 
     def markdown(self, entry, funnel):
@@ -343,7 +339,6 @@ register(
         config=MixingConfig,
         build=build_mixing,
         order=90,
-        slots=(("mixing", "mixing"),),
         stats=(MIXED,),
         publish=publish_mixture,
     )

@@ -722,7 +722,6 @@ register(
         config=NearDedupConfig,
         build=build_near_dedup,
         order=30,
-        slots=(("near_dedup", "near_dedup"),),
         stats=(CLUSTERS,),
     )
 )

@@ -116,6 +116,5 @@ register(
         config=ParaphraseConfig,
         build=build_paraphrase,
         order=75,
-        slots=(("paraphrase", "paraphrase"),),
     )
 )

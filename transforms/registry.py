@@ -30,6 +30,7 @@ from typing import Any, Callable, ClassVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 from typing_extensions import Annotated
 
+from curate.transforms import render
 from curate.transforms.stage import Columns, Stage, StageResult, split_by_mask
 
 # ``languages: en`` means ``[en]``: a bare string where a list of strings is expected.
@@ -54,7 +55,6 @@ class BuildContext:
     input_rows: int = 0
     staging: str = ""
     tokens_per_char: float = 0.26
-    batch_size: int = 2048
 
 
 class StatKind:
@@ -72,6 +72,14 @@ class StatKind:
 
     def key(self, stage: str, group: str = "", kind: str | None = None) -> tuple[str, str, str]:
         return (stage, kind or self.kind, group)
+
+    def sizes(self, sums: dict[tuple[str, str], tuple[int, int]], tokens_per_char: float) -> dict[str, dict]:
+        """This kind's counters by group, as funnel sizes (docs, chars, estimated tokens)."""
+        return {
+            group: render.size(docs, chars, tokens_per_char)
+            for (kind, group), (docs, chars) in sorted(sums.items())
+            if kind == self.kind
+        }
 
     def funnel(self, sums: dict[tuple[str, str], tuple[int, int]], entry: dict, tokens_per_char: float) -> dict:
         """``sums``: (kind, group) -> (docs, chars) of every counter of one stage; ``entry``:
@@ -91,19 +99,24 @@ class StageSpec:
 
     ``key``: its section under ``stages:`` in the config.  ``build(config, context)``
     returns the funnel stages it contributes (usually one; the quality config gives
-    two cuts).  ``slots``: (slot, name shown when not run) of those funnel stages.
-    ``always``: runs whatever the config (input_check).  ``publish(entry, funnel,
-    staging, read_json, write_text)``: after the run, before publishing, may add
-    top-level keys to the funnel and write files into staging."""
+    two cuts).  ``slots``: (slot, name shown when not run) of those funnel stages;
+    empty: one slot, named ``key``.  ``always``: runs whatever the config
+    (input_check).  ``publish(entry, funnel, read, write)``: after the run, before
+    publishing, may add top-level keys to the funnel and write JSON files into
+    staging (``read(name)``/``write(name, payload)``)."""
 
     key: str
     config: type[StageConfig]
     build: Callable[[Any, BuildContext], list[Stage]]
     order: float
-    slots: tuple[tuple[str, str], ...]
+    slots: tuple[tuple[str, str], ...] = ()
     stats: tuple[StatKind, ...] = ()
     always: bool = False
     publish: Callable | None = None
+
+    def __post_init__(self):
+        if not self.slots:
+            object.__setattr__(self, "slots", ((self.key, self.key),))
 
 
 _REGISTRY: dict[str, StageSpec] = {}
@@ -156,19 +169,6 @@ def specs(order: list[str] | None = None) -> list[StageSpec]:
     return sorted(ranked, key=lambda s: (not s.always, s.key not in position, position.get(s.key, 0)))
 
 
-def spec_for_slot(slot: str) -> StageSpec | None:
-    return next((s for s in specs() if slot in dict(s.slots)), None)
-
-
-def stat_kinds() -> dict[str, StatKind]:
-    """Every declared stat kind by its ``kind``."""
-    kinds: dict[str, StatKind] = {}
-    for spec in specs():
-        for stat in spec.stats:
-            kinds[stat.kind] = stat
-    return kinds
-
-
 # -- the common case: a document filter from a pure function ---------------------------------------
 
 
@@ -203,4 +203,4 @@ def filter_stage(
     def build(cfg: StageConfig, ctx: BuildContext) -> list[Stage]:
         return [FilterStage(ctx.columns, key, cfg, reasons)]
 
-    return StageSpec(key=key, config=config, build=build, order=order, slots=((key, key),), stats=stats)
+    return StageSpec(key=key, config=config, build=build, order=order, stats=stats)

@@ -129,6 +129,5 @@ register(
         config=SemanticDedupConfig,
         build=build_semantic_dedup,
         order=35,
-        slots=(("semantic_dedup", "semantic_dedup"),),
     )
 )

@@ -45,6 +45,4 @@ def build_textbook(cfg: TextbookConfig, ctx: BuildContext) -> list[Stage]:
     return [TextbookHeuristics(ctx.columns, cfg)]
 
 
-register(
-    StageSpec(key="textbook", config=TextbookConfig, build=build_textbook, order=60, slots=(("textbook", "textbook"),))
-)
+register(StageSpec(key="textbook", config=TextbookConfig, build=build_textbook, order=60))

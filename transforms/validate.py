@@ -175,7 +175,6 @@ register(
         config=InputCheckConfig,
         build=build_input_check,
         order=0,
-        slots=(("input_check", "input_check"),),
         always=True,
     )
 )
