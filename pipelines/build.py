@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-import math
 import os
 import re
 import shutil
@@ -97,6 +96,16 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
         stage.check()
         schema = stage.output_schema(schema)  # raises ColumnClashError before anything runs
     return stages
+
+
+def stage_notes(cfg: Config) -> list[str]:
+    """What each enabled stage's config warrants telling the user before the run (its spec's ``notes``)."""
+    notes = []
+    for spec in registry.specs(cfg.order):
+        stage_cfg = None if spec.always else cfg.stages.__dict__[spec.key]
+        if spec.notes is not None and stage_cfg is not None and stage_cfg.enabled:
+            notes += spec.notes(stage_cfg)
+    return notes
 
 
 def check_stages(cfg: Config) -> None:
@@ -460,21 +469,6 @@ def write_empty_kept(staging: str, schema: pa.Schema, num_shards: int, compressi
         pq.write_table(schema.empty_table(), handle, compression=compression)
 
 
-def mixing_weights_note(cfg: Config) -> str | None:
-    """A console warning when the mixture weights do not sum to 1 (they are normalised)."""
-    if not cfg.stages.mixing.enabled:
-        return None
-    weights = cfg.stages.mixing.weights
-    total = math.fsum(weights.values())
-    if abs(total - 1.0) <= 1e-9:
-        return None
-    normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in weights.items())
-    return (
-        f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
-        "(recorded in mixture.json)"
-    )
-
-
 def run(
     cfg: Config,
     output: str,
@@ -509,8 +503,7 @@ def run(
     run_id = uuid.uuid4().hex[:12]
     staging = FileSystems.join(output, TMP_PREFIX + run_id)
     stages = make_stages(cfg, columns, input_schema(cfg, paths, schema), staging, input_rows)
-    note = mixing_weights_note(cfg)
-    if note:
+    for note in stage_notes(cfg):
         log(f"[curate] {note}")
 
     with OutputLock(output, staging, run_id):

@@ -15,6 +15,7 @@ documents (epoch 0); repeats are counted apart.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import apache_beam as beam
@@ -329,6 +330,18 @@ def publish_mixture(entry: dict, funnel: dict, read, write) -> None:
         write("mixture.json", funnel["mixture"])
 
 
+def weights_notes(cfg: MixingConfig) -> list[str]:
+    """A warning when the weights do not sum to 1: they are normalised (and recorded in mixture.json)."""
+    total = math.fsum(cfg.weights.values())
+    if abs(total - 1.0) <= 1e-9:
+        return []
+    normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in cfg.weights.items())
+    return [
+        f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
+        "(recorded in mixture.json)"
+    ]
+
+
 def build_mixing(cfg: MixingConfig, ctx: BuildContext) -> list[Stage]:
     return [Mix(ctx.columns, cfg, ctx.tokens_per_char, FileSystems.join(ctx.staging, PLAN_FILE))]
 
@@ -341,5 +354,6 @@ register(
         order=90,
         stats=(MIXED,),
         publish=publish_mixture,
+        notes=weights_notes,
     )
 )

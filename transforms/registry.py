@@ -103,7 +103,8 @@ class StageSpec:
     empty: one slot, named ``key``.  ``always``: runs whatever the config
     (input_check).  ``publish(entry, funnel, read, write)``: after the run, before
     publishing, may add top-level keys to the funnel and write JSON files into
-    staging (``read(name)``/``write(name, payload)``)."""
+    staging (``read(name)``/``write(name, payload)``).  ``notes(config)``: warnings the
+    config itself warrants, said on the console before the run."""
 
     key: str
     config: type[StageConfig]
@@ -113,6 +114,7 @@ class StageSpec:
     stats: tuple[StatKind, ...] = ()
     always: bool = False
     publish: Callable | None = None
+    notes: Callable[[Any], list[str]] | None = None
 
     def __post_init__(self):
         if not self.slots:
