@@ -163,37 +163,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Warnings Beam prints on every run that say nothing about this run: a GCP client library
-# not installed (curate does not need it), pipeline options Beam's parser does not know
-# (curate's own, forwarded to workers), Docker-image advice for runners curate does not use.
-HARMLESS = (
-    "apitools not found",
-    "Discarding unparseable args",
-    "locally built Python SDK docker image",
-    "No iterator is returned by the process method",
-    "No semi_persistent_directory found",
-)
-
-
-class _DropHarmless(logging.Filter):
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return self.level < logging.WARNING or not any(h in record.getMessage() for h in HARMLESS)
-
-
 def _configure_logging(level_name: str) -> None:
+    from curate.pipelines.beam import DropHarmless
+
     """Beam's and the workers' logs at ``level_name`` (WARNING by default), one prefix, harmless ones dropped."""
     level = getattr(logging, level_name)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("[beam] %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_DropHarmless(level))
+    handler.addFilter(DropHarmless(level))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.lastResort.addFilter(_DropHarmless(level))  # what Beam logs before this ran (imports)
+    logging.lastResort.addFilter(DropHarmless(level))  # what Beam logs before this ran (imports)
     logging.getLogger("apache_beam").setLevel(level)
 
 

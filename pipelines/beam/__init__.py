@@ -35,6 +35,32 @@ import logging
 import os
 
 TESTED_BEAM = "2.77"
+
+# Warnings Beam logs on every run that say nothing about this run: a GCP client library
+# not installed (curate does not need it), pipeline options Beam's parser does not know
+# (curate's own, forwarded to workers), a worker without a session folder, Docker-image
+# advice for runners curate does not use.
+HARMLESS = (
+    "apitools not found",
+    "Discarding unparseable args",
+    "locally built Python SDK docker image",
+    "No iterator is returned by the process method",
+    "No semi_persistent_directory found",
+)
+
+
+class DropHarmless(logging.Filter):
+    """Drops ``HARMLESS`` records when the console shows warnings and up (``level`` WARNING or more);
+    on the driver's handler (``curate run``) and a worker's (``sdk_worker``)."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.level < logging.WARNING or not any(h in record.getMessage() for h in HARMLESS)
+
+
 _LOG = logging.getLogger("curate.beam")
 
 

@@ -16,18 +16,13 @@ from __future__ import annotations
 import logging
 import sys
 
-HARMLESS = ("apitools not found", "Discarding unparseable args", "No semi_persistent_directory found")
-
-
-class _DropHarmless(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(h in record.getMessage() for h in HARMLESS)
+from curate.pipelines.beam import DropHarmless
 
 
 def main() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
-    handler.addFilter(_DropHarmless())
+    handler.addFilter(DropHarmless(logging.WARNING))
     handler.setFormatter(logging.Formatter("[beam worker] %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]  # before apache_beam is imported: its basicConfig is then a no-op
