@@ -98,6 +98,13 @@ def make_stages(cfg: Config, columns: Columns, schema, staging: str = "", input_
     return stages
 
 
+def chain_schema(stages, schema: pa.Schema) -> pa.Schema:
+    """The schema of what the last of ``stages`` keeps, from the schema the first reads."""
+    for stage in stages:
+        schema = stage.output_schema(schema)
+    return schema
+
+
 def stage_notes(cfg: Config) -> list[str]:
     """What each enabled stage's config warrants telling the user before the run (its spec's ``notes``)."""
     notes = []
@@ -136,9 +143,10 @@ def _read_json(path: str):
         return json.loads(handle.read().decode("utf-8"))
 
 
-def input_schema(cfg: Config, paths: list[str], schema: pa.Schema) -> pa.Schema:
-    """The schema batches have once read: the shards' plus a ``source`` column from ``input.sources``."""
-    if source_by_path(cfg, paths) and cfg.stages.mixing.source_column not in schema.names:
+def input_schema(cfg: Config, source_of: dict, schema: pa.Schema) -> pa.Schema:
+    """The schema batches have once read: the shards' plus a ``source`` column from ``input.sources``
+    (``source_of``: ``source_by_path``'s answer)."""
+    if source_of and cfg.stages.mixing.source_column not in schema.names:
         schema = schema.append(pa.field(cfg.stages.mixing.source_column, pa.string()))
     return schema
 
@@ -151,7 +159,7 @@ def build_pipeline(
     ``stages`` are ``make_stages``' result when the caller checked them already."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
     source_of = source_by_path(cfg, paths)
-    schema = input_schema(cfg, paths, schema)
+    schema = input_schema(cfg, source_of, schema)
     batches = p | "ReadShards" >> ReadParquetShards(
         paths, schema, cfg.input.batch_size, source_of, cfg.stages.mixing.source_column
     )
@@ -502,7 +510,8 @@ def run(
             log(f"[curate] skipped bad shard: {reason}")
     run_id = uuid.uuid4().hex[:12]
     staging = FileSystems.join(output, TMP_PREFIX + run_id)
-    stages = make_stages(cfg, columns, input_schema(cfg, paths, schema), staging, input_rows)
+    read_schema = input_schema(cfg, source_by_path(cfg, paths), schema)  # input.sources globs listed once
+    stages = make_stages(cfg, columns, read_schema, staging, input_rows)
     for note in stage_notes(cfg):
         log(f"[curate] {note}")
 
@@ -527,10 +536,7 @@ def run(
         )
         with view:
             _run_pipeline(p)
-        kept_schema = input_schema(cfg, paths, schema)
-        for stage in stages:
-            kept_schema = stage.output_schema(kept_schema)
-        write_empty_kept(staging, kept_schema, cfg.output.num_shards, _compression(cfg))
+        write_empty_kept(staging, chain_schema(stages, read_schema), cfg.output.num_shards, _compression(cfg))
         before_publish(staging)
 
         stats = _read_json(FileSystems.join(staging, STATS_FILE))
