@@ -151,17 +151,7 @@ SEED_FEATURES = [
     "log_paragraphs",
 ]
 HAND_FEATURES = [
-    "code_blocks",
-    "headers",
-    "list_items",
-    "examples",
-    "avg_sentence_words",
-    "unique_word_ratio",
-    "technical_density",
-    "explanation_per_100w",
-    "noise_per_100w",
-    "log_words",
-    "log_paragraphs",
+    *SEED_FEATURES,
     "long_word_ratio",
     "first_second_person_per_100w",
     "exclaim_question_per_sentence",
