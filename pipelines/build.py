@@ -14,6 +14,7 @@ never leaves output that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -40,7 +41,7 @@ from curate.pipelines.beam import local_runner
 from curate.pipelines.config import Config, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
 from curate.pipelines.progress import LiveProgress
-from curate.transforms import registry
+from curate.transforms import registry, spill
 from curate.transforms.io import (
     InputError,
     ReadParquetShards,
@@ -534,7 +535,10 @@ def run(
             [name for _, name in ran],
             stream=live,
         )
-        with view:
+        # batches cross the local runner's fusion breaks as file references (transforms/spill.py)
+        spill_parent = staging if "://" not in staging else None
+        local = isinstance(p.runner, local_runner.LocalRunner)
+        with view, spill.spilling(spill_parent) if local else contextlib.nullcontext():
             _run_pipeline(p)
         write_empty_kept(staging, chain_schema(stages, read_schema), cfg.output.num_shards, _compression(cfg))
         before_publish(staging)

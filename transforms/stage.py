@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curate.classifiers.text import char_lengths, total_chars
-from curate.transforms import progress
+from curate.transforms import progress, spill
 
 _IPC_STREAM_SLACK = 64  # the stream's continuation markers, padding and end-of-stream marker
 
@@ -54,11 +54,14 @@ class RecordBatchCoder(beam.coders.Coder):
         except (pa.ArrowInvalid, OSError, EOFError):
             sink = pa.BufferOutputStream()
             _write_stream(sink, batch)
-            return sink.getvalue().to_pybytes()
-        return buffer[: sink.tell()].to_pybytes()
+            stream = sink.getvalue()
+        else:
+            stream = buffer[: sink.tell()]
+        return spill.maybe_spill(memoryview(stream)) or stream.to_pybytes()
 
     def decode(self, encoded: bytes) -> pa.RecordBatch:
-        return pa.ipc.open_stream(pa.py_buffer(encoded)).read_next_batch()
+        data = spill.read_reference(encoded) if spill.is_reference(encoded) else pa.py_buffer(encoded)
+        return pa.ipc.open_stream(data).read_next_batch()
 
     def estimate_size(self, batch: pa.RecordBatch) -> int:
         """The batch's buffer bytes: Beam samples element sizes for its counters, and

@@ -24,6 +24,7 @@ the tested minor version.
 | ``speedups`` | speed | DoFn signature introspection and options views rebuilt on every call |
 | ``data_plane_copies`` | speed | protobuf copies of every encoded chunk in the in-memory data plane |
 | ``size_estimates`` | speed | Beam pickles whole batches only to sample their size for its counters |
+| ``balanced_partitions`` | speed | a stage's input is dealt to worker processes by chunk, however many elements each holds |
 | ``local_runner`` | runner | the DirectRunner downloads Prism from GitHub before falling back |
 | ``dask_runner`` | runner | Beam's DaskRunner loses finish_bundle and tagged outputs, side inputs, sinks |
 | ``job_service`` | runner | Beam's local job service runs every job on one worker |
@@ -111,7 +112,7 @@ def _skipped(patch: str) -> bool:
 
 def install_on_driver() -> None:
     """What the process that runs the pipeline's runner needs (idempotent)."""
-    from curate.pipelines.beam import data_plane_copies, fixes, size_estimates, speedups
+    from curate.pipelines.beam import balanced_partitions, data_plane_copies, fixes, size_estimates, speedups
 
     require_tested_beam("fixes")
     fixes.install()  # the runner's input stream could drop chunks
@@ -122,6 +123,8 @@ def install_on_driver() -> None:
         data_plane_copies.install()
     if not _skipped("size_estimates") and tested_beam_or_skip("size_estimates"):
         size_estimates.install()
+    if not _skipped("balanced_partitions") and tested_beam_or_skip("balanced_partitions"):
+        balanced_partitions.install()
 
 
 def install_on_worker() -> None:
