@@ -381,21 +381,69 @@ def clean_stale_staging(output: str, keep: str) -> None:
         FileSystems.delete(stale)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _direct(args: list[str]) -> bool:
+    runners = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")]
+    return not runners or runners[-1].rsplit(".", 1)[-1].lower() in local_runner.DIRECT_NAMES
+
+
+def _auto_mode(args: list[str]) -> bool:
+    """True when curate picks the DirectRunner's mode: the DirectRunner (by default or by
+    name) and no ``--direct_running_mode``/``--direct_num_workers`` given."""
+    return _direct(args) and not any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args)
+
+
 def pipeline_args(cfg: Config, cli_args: list[str], input_rows: int) -> list[str]:
     """Beam options: the config's runner options, then the command line's (later wins).
 
-    With no runner chosen and at least ``runner.multiprocess_min_rows`` input rows,
-    the DirectRunner runs in multi-processing mode with one worker per core.
+    On the DirectRunner with no mode given, and at least ``runner.multiprocess_min_rows``
+    input rows on a machine with 2 or more usable cores, the run uses multi-processing
+    mode with one worker process per core; below that, one in-process worker.
     """
     args = beam_patches.worker_options(cfg.runner.as_args() + list(cli_args))
-    chosen = any(a.startswith("--runner") for a in args)
-    if (
-        not chosen
-        and input_rows >= cfg.runner.multiprocess_min_rows
-        and not any(a.startswith(("--direct_num_workers", "--direct_running_mode")) for a in args)
-    ):
-        args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}"]
+    if _auto_mode(args):
+        if usable_cores() >= 2 and input_rows >= cfg.runner.multiprocess_min_rows:
+            args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={usable_cores()}"]
+        else:
+            args += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
     return args
+
+
+def execution_of(cfg: Config, cli_args: list[str], input_rows: int) -> dict:
+    """How the run executes and why, for ``run.json`` and the console: runner, mode, workers, reason."""
+    given = beam_patches.worker_options(cfg.runner.as_args() + list(cli_args))
+    args = pipeline_args(cfg, cli_args, input_rows)
+    if not _direct(args):
+        runner = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")][-1]
+        return {"runner": runner, "mode": "the runner's", "workers": None, "reason": "--runner given"}
+    mode = [a.split("=", 1)[1] for a in args if a.startswith("--direct_running_mode=")]
+    workers = [a.split("=", 1)[1] for a in args if a.startswith("--direct_num_workers=")]
+    mode = mode[-1] if mode else "in_memory"
+    workers = int(workers[-1]) if workers else 1
+    threshold, cores = cfg.runner.multiprocess_min_rows, usable_cores()
+    if not _auto_mode(given):
+        reason = "--direct_running_mode/--direct_num_workers given"
+    elif mode == "multi_processing":
+        reason = (
+            f"{input_rows:,} input rows >= runner.multiprocess_min_rows ({threshold:,}) and {cores} usable cores: "
+            "one worker process per core"
+        )
+    elif cores < 2:
+        reason = f"{cores} usable core: one in-process worker"
+    else:
+        reason = (
+            f"{input_rows:,} input rows < runner.multiprocess_min_rows ({threshold:,}): one in-process worker "
+            "(below it, starting worker processes costs more than they save)"
+        )
+    label = {"in_memory": "in-process", "multi_processing": "worker processes"}.get(mode, mode)
+    return {"runner": "DirectRunner", "mode": label, "workers": workers, "reason": reason}
 
 
 @dataclasses.dataclass
@@ -521,6 +569,12 @@ def run(
         clean_stale_staging(output, keep=staging)
         log(f"[curate] {len(paths)} input file(s), {input_rows:,} rows -> {output}")
 
+        execution = execution_of(cfg, beam_args or [], input_rows)
+        log(
+            f"[curate] {execution['runner']}, {execution['mode']}"
+            + (f", {execution['workers']} worker(s)" if execution["workers"] else "")
+            + f": {execution['reason']}"
+        )
         beam_args = pipeline_args(cfg, beam_args or [], input_rows)
         options = PipelineOptions(beam_args)
         p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
@@ -583,6 +637,7 @@ def run(
             "inputs": paths,
             "input_rows": input_rows,
             "beam_args": beam_args or [],
+            "execution": execution,
             "config_files": list(config_files or []),
             "config": config_to_dict(cfg),
             "stages_run": [name for _, name in ran],

@@ -202,9 +202,28 @@ def test_runner_options_from_config_and_command_line():
     ]
     assert args[-1] == "--job_endpoint=localhost:1234"  # the command line comes last and wins
     default = load_config()
-    assert build.pipeline_args(default, [], input_rows=10) == [plugin]
-    big = build.pipeline_args(default, [], input_rows=10**6)
-    assert "--direct_running_mode=multi_processing" in big and any(a.startswith("--direct_num_workers=") for a in big)
+    small = [plugin, "--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert build.pipeline_args(default, [], input_rows=10) == small
+
+
+def test_the_default_mode_follows_input_size_and_cores_and_says_why(monkeypatch):
+    default, threshold = load_config(), load_config().runner.multiprocess_min_rows
+    monkeypatch.setattr(build, "usable_cores", lambda: 2)
+    big = build.pipeline_args(default, [], input_rows=threshold)
+    assert big[-2:] == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    chosen = build.execution_of(default, [], threshold)
+    assert (chosen["mode"], chosen["workers"]) == ("worker processes", 2) and f"{threshold:,}" in chosen["reason"]
+    below = build.execution_of(default, [], threshold - 1)
+    assert (below["mode"], below["workers"]) == ("in-process", 1) and "<" in below["reason"]
+    # the shipped direct.yaml names the DirectRunner: curate still picks the mode
+    direct = load_config("configs/direct.yaml")
+    assert build.execution_of(direct, [], threshold)["mode"] == "worker processes"
+    given = build.execution_of(default, ["--direct_num_workers=3", "--direct_running_mode=multi_processing"], 10)
+    assert given["workers"] == 3 and "given" in given["reason"]
+    assert build.execution_of(load_config("configs/portable.yaml"), [], 10)["runner"] == "PortableRunner"
+    monkeypatch.setattr(build, "usable_cores", lambda: 1)
+    one = build.execution_of(default, [], 10 * threshold)
+    assert (one["mode"], one["workers"]) == ("in-process", 1) and "1 usable core" in one["reason"]
 
 
 def _graph_for(config_name: str, tmp_path: Path):
