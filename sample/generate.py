@@ -3,39 +3,66 @@
     python -m curate.sample.generate [OUT.parquet]
 
 Composition (seeded, so a given Python version always produces the same file;
-the committed ``sample.parquet`` was made with CPython 3.11):
+the committed ``sample.parquet`` was made with CPython 3.11: 10,020 rows, 3,778
+unique pages).  Everything educational comes from text every Python install
+has, each docstring used by one page only:
 
-* educational English (about 60 unique): module docstrings of the Python
-  standard library (explanatory prose written by its authors), and
-  standard-library functions shown as markdown with a fenced code block;
-* benchmark-contaminated pages (8): worked-solution pages (the usual way test
-  items leak onto the web) quoting a question and its solution from the
-  project's own tiny benchmark ``sample_benchmark.jsonl``;
-* English web pages the project writes (about 470 unique): forum chatter,
-  product listings, spam, cookie banners, navigation boilerplate;
-* middling pages (60): chatty forum answers that quote one paragraph of
-  standard-library documentation (the web's continuum between the two);
-* non-English pages the project writes (about 600 unique): French, German,
-  Spanish, Portuguese, Russian, Chinese and Japanese, about 85 each;
+* explanation pages (256, ``stdlib_docs``): standard-library docstrings of
+  800 characters or more (modules, classes, functions, methods: explanatory
+  prose written by its authors), and shorter module or class docstrings
+  followed by those of up to six of their functions or methods, as ``help()``
+  shows them;
+* code pages (140, ``stdlib_code``): a standard-library function's docstring,
+  then its source in a fenced code block;
+* exercise pages (154, ``stdlib_exercises``): worked exercises from the
+  standard library's doctest examples: up to three questions (the example's
+  code), their answers (its recorded output) and the explanation (the rest of
+  the docstring);
+* language reference pages (40, ``language_reference``): the shorter sections
+  of the Python Language Reference as ``help()`` shows them (``pydoc_data``);
+* tutorial pages (230, ``web_tutorial``): tutorial-blog posts, a byline and a
+  chatty introduction around two to four documented functions of one module;
+* benchmark-contaminated pages (8, ``web_contaminated``): worked-solution pages
+  (the usual way test items leak onto the web) quoting a question and its
+  solution from the project's own tiny benchmark ``sample_benchmark.jsonl``;
+* middling pages (120, ``web_forum_answer``): chatty forum answers that quote
+  one paragraph of standard-library documentation (the web's continuum
+  between the two);
+* English web pages the project writes (1,000 unique, ``web_chatter``,
+  ``web_product``, ``web_spam``, ``web_boilerplate``): forum chatter, product
+  listings, spam, cookie banners, navigation boilerplate;
+* non-English pages the project writes (1,820 unique, ``web_<lang>``): French,
+  German, Spanish, Portuguese, Russian, Chinese and Japanese, 260 each;
 * blank pages (10): empty or whitespace-only text;
 * duplicates (about 60% of all rows), as in a crawl: boilerplate and spam are
   copied most, educational pages least.  Each copy is exact, a case/whitespace
   variant (an exact duplicate after normalization) or a near duplicate (a few
   words changed, a header or footer added).
 
-The ``source`` column says which part a row came from; ``dup_kind`` says how
-a row was derived (``original``, ``exact``, ``normalized``, ``near``) so tests
-and benchmarks have ground truth.  Nothing here is tuned to hit a funnel: the
-shares above are the design, and the funnel shows what the stages make of it.
+So about half of the unique pages are English, and about two fifths of those
+(a fifth of all unique pages, an eighth of the rows) are educational.  The
+``source`` column says which part a row came from; ``dup_kind`` says how a row
+was derived (``original``, ``exact``, ``normalized``, ``near``) so tests and
+benchmarks have ground truth.  The part sizes are the design (chosen so that the
+default run keeps a few hundred documents from all five categories of the Phi-3
+mixture); no stage's threshold or model is tuned to this file, and the funnel
+shows what the stages make of it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import doctest
 import importlib
 import inspect
+import io
 import json
+import pkgutil
 import random
+import re
 import sys
+import types
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,62 +70,370 @@ import pyarrow.parquet as pq
 
 SEED = 20261122
 HERE = Path(__file__).parent
+CODE_PAGES = 140
+TUTORIAL_PAGES = 230
+WEB_PAGES = 1000
+FORUM_PAGES = 120
+FOREIGN_PAGES_PER_LANGUAGE = 260
 
-# Modules whose docstrings read as explanations (skipping ones that are lists of
-# names or license text).  Sorted for determinism.
-_SKIP_MODULES = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "pydoc_data"}
+# Not read for docstrings: imports with side effects (antigravity opens a
+# browser, this prints), GUI toolkits, the test suite, deprecated packages that
+# warn on import, tools, a hundred one-line codec modules; pydoc_data is read
+# apart (``reference_pages``).  Every walk below is sorted.
+_SKIP_MODULES = {
+    "antigravity",
+    "distutils",
+    "encodings",
+    "ensurepip",
+    "idlelib",
+    "lib2to3",
+    "pydoc_data",
+    "test",
+    "this",
+    "tkinter",
+    "turtle",
+    "turtledemo",
+    "venv",
+}
 
 
-def educational_pages(rng: random.Random) -> list[dict]:
-    pages = []
+def _quiet_import(name: str) -> types.ModuleType | None:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return importlib.import_module(name)
+    except BaseException:  # ImportError, and the odd SystemExit of a platform-specific module
+        return None
+
+
+def stdlib_modules() -> list[tuple[str, types.ModuleType]]:
+    """The importable standard-library modules and their public submodules, by name."""
+    found = {}
     for name in sorted(sys.stdlib_module_names):
         if name.startswith("_") or name in _SKIP_MODULES:
             continue
-        try:
-            module = importlib.import_module(name)
-        except Exception:
+        module = _quiet_import(name)
+        if module is None:
             continue
-        doc = inspect.getdoc(module) or ""
-        if len(doc) >= 800:
-            pages.append({"text": f"# The `{name}` module\n\n{doc}\n", "source": "stdlib_docs", "lang_hint": "en"})
-    code = []
-    for name in (
-        "textwrap",
-        "statistics",
-        "fractions",
-        "heapq",
-        "bisect",
-        "shlex",
-        "colorsys",
-        "difflib",
-        "calendar",
-        "string",
-        "fnmatch",
-        "graphlib",
-        "json.decoder",
-        "base64",
-        "html",
-    ):
-        module = importlib.import_module(name)
-        for fname, fn in sorted(inspect.getmembers(module, inspect.isfunction)):
-            if fname.startswith("_") or fn.__module__ != module.__name__:
+        found[name] = module
+        for info in pkgutil.iter_modules(getattr(module, "__path__", None) or [], name + "."):
+            if any(part.startswith("_") or part in ("test", "tests") for part in info.name.split(".")[1:]):
                 continue
-            doc = inspect.getdoc(fn) or ""
+            if (sub := _quiet_import(info.name)) is not None:
+                found[info.name] = sub
+    return sorted(found.items())
+
+
+def _doc(obj) -> str:
+    """The object's own docstring (not one inherited from a base class), dedented."""
+    doc = getattr(obj, "__doc__", None)
+    return inspect.cleandoc(doc) if isinstance(doc, str) else ""
+
+
+def documented(modules) -> list[tuple[str, str, object, str]]:
+    """(qualified name, kind, object, docstring) of each module, public class, method and
+    function defined in ``modules`` (re-exported names are left to the module defining them)."""
+    with warnings.catch_warnings():  # typing.io and typing.re warn when their docstrings are read
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _documented(modules)
+
+
+def _documented(modules) -> list[tuple[str, str, object, str]]:
+    out = []
+    for name, module in modules:
+        out.append((name, "module", module, _doc(module)))
+        for member_name, member in sorted(vars(module).items()):
+            if member_name.startswith("_") or getattr(member, "__module__", None) != name:
+                continue
+            if inspect.isclass(member):
+                out.append((f"{name}.{member_name}", "class", member, _doc(member)))
+                for attr, value in sorted(vars(member).items()):
+                    value = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+                    if not attr.startswith("_") and (inspect.isfunction(value) or inspect.ismethoddescriptor(value)):
+                        out.append((f"{name}.{member_name}.{attr}", "method", value, _doc(value)))
+            elif inspect.isfunction(member) or inspect.isbuiltin(member):
+                out.append((f"{name}.{member_name}", "function", member, _doc(member)))
+    return out
+
+
+class _Elided:
+    def __repr__(self) -> str:
+        return "..."
+
+
+def _signature(obj) -> str | None:
+    """The call signature, with every default that is not a number, bool, None or short
+    string shown as ``...``: other defaults' reprs can hold the machine's state (``cgi.test``'s
+    is ``os.environ``) or an address."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params = []
+    for p in sig.parameters.values():
+        value = p.default
+        if value is not p.empty and not (
+            value is None
+            or isinstance(value, (bool, int, float))
+            or (isinstance(value, str) and len(value) <= 12 and value.isascii() and "/" not in value)
+        ):
+            p = p.replace(default=_Elided())
+        params.append(p)
+    return str(sig.replace(parameters=params))
+
+
+_PARSER = doctest.DocTestParser()
+
+
+def _examples(doc: str) -> list[doctest.Example]:
+    try:
+        return _PARSER.get_examples(doc)
+    except ValueError:
+        return []
+
+
+def _prose(doc: str) -> str:
+    """The docstring without its ``>>>`` examples and their output."""
+    lines, in_example = [], False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped.startswith(">>>"):
+            in_example = True
+            continue
+        if in_example and stripped:
+            continue
+        in_example = False
+        lines.append(line)
+    text = re.sub(r"(?im)^[ \t]*(?:examples?|for example|usage)[ \t]*:?[ \t]*$", "", "\n".join(lines))
+    return re.sub(r"\n[ \t]*\n(?:[ \t]*\n)+", "\n\n", text).strip()
+
+
+def _session(source: str) -> str:
+    """An example's source as the interactive prompt shows it."""
+    first, *rest = source.rstrip("\n").split("\n")
+    return "\n".join([f">>> {first}"] + [f"... {line}" for line in rest])
+
+
+_QUESTIONS = [
+    "What does the following expression evaluate to?",
+    "What does the interactive prompt show after the last line?",
+    "Predict the result of the last line before you read the answer.",
+    "What value does Python print for the last line?",
+]
+
+
+def exercise_pages(rng: random.Random, objects, used: set[str]) -> list[dict]:
+    """Worked exercises from the standard library's doctest examples: up to three questions
+    (an example's code, set-up lines included), their answers (the example's recorded
+    output) and the explanation (the rest of the docstring)."""
+    pages = []
+    for qualname, _kind, _obj, doc in objects:
+        if doc in used:
+            continue
+        questions, setup = [], []
+        for example in _examples(doc):
+            want = example.want.strip()
+            if not want:
+                if len(setup) < 4:
+                    setup.append(_session(example.source))
+                continue
+            if (
+                example.options
+                or "Traceback" in want
+                or len(want) > 200
+                or len(example.source) > 120
+                or "\n" in example.source.strip()
+            ):
+                continue
+            questions.append((setup[:], _session(example.source), want))
+        explanation = _prose(doc)
+        if not questions or len(explanation) < 40:
+            continue
+        used.add(doc)
+        parts = [
+            f"# Exercise: `{qualname}`",
+            "Work out each result before you read its answer; the explanation after the answers "
+            f"comes from the documentation of `{qualname}`.",
+        ]
+        for i, (setup_lines, line, want) in enumerate(questions[:3], 1):
+            code = "\n".join(setup_lines + [line])
+            parts.append(f"**Question {i}.** {rng.choice(_QUESTIONS)}\n\n```python\n{code}\n```")
+            parts.append(f"**Answer {i}.** `{want}`" if "\n" not in want else f"**Answer {i}.**\n\n```\n{want}\n```")
+        parts.append(f"**Explanation.** {explanation}")
+        pages.append({"text": "\n\n".join(parts) + "\n", "source": "stdlib_exercises", "lang_hint": "en"})
+    return pages
+
+
+def code_pages(rng: random.Random, modules, used: set[str], count: int) -> list[dict]:
+    """Standard-library functions as markdown: the docstring, then the source in a fenced block."""
+    candidates = []
+    for name, module in modules:
+        for fname, fn in sorted(vars(module).items()):
+            if fname.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != name:
+                continue
+            doc = _doc(fn)
+            if len(doc) < 200 or doc in used:
+                continue
             try:
                 src = inspect.getsource(fn)
             except (OSError, TypeError):
                 continue
-            if len(doc) >= 200 and 300 <= len(src) <= 4000:
-                code.append(
-                    {
-                        "text": f"## `{name}.{fname}`\n\n{doc}\n\nHere is how the standard library implements it:\n\n"
-                        f"```python\n{src}```\n",
-                        "source": "stdlib_code",
-                        "lang_hint": "en",
-                    }
-                )
-    rng.shuffle(code)
-    return pages + code[:15]
+            if 300 <= len(src) <= 4000:
+                candidates.append((f"{name}.{fname}", doc, src))
+    pages = []
+    for qualname, doc, src in rng.sample(candidates, min(count, len(candidates))):
+        used.add(doc)
+        text = f"## `{qualname}`\n\n{doc}\n\nHere is how the standard library implements it:\n\n```python\n{src}```\n"
+        pages.append({"text": text, "source": "stdlib_code", "lang_hint": "en"})
+    return pages
+
+
+_TITLES = {
+    "module": "The `{}` module",
+    "class": "The `{}` class",
+    "function": "The `{}` function",
+    "method": "The `{}` method",
+}
+
+
+def explanation_pages(objects, used: set[str]) -> list[dict]:
+    """Explanatory prose written by the standard library's authors: each module, class,
+    function and method whose docstring has 800 characters or more, and each module or
+    class with a shorter one (150 or more) followed by those of up to six of its functions
+    or methods, as ``help()`` shows them, when the docstrings come to 800 or more.
+    Docstrings no other part took."""
+    members: dict[str, list] = {}
+    for qualname, kind, obj, doc in objects:
+        if kind in ("function", "method"):
+            members.setdefault(qualname.rpartition(".")[0], []).append((qualname, obj, doc))
+    pages = []
+    for qualname, kind, _obj, doc in objects:
+        if doc in used:
+            continue
+        parts = [f"# {_TITLES[kind].format(qualname)}", doc]
+        if len(doc) < 800:
+            if len(doc) < 150 or kind not in ("module", "class"):
+                continue
+            shown = [
+                (name, obj, text)
+                for name, obj, text in members.get(qualname, [])
+                if len(text) >= 100 and text not in used and not _examples(text)
+            ][:6]
+            if len(shown) < 2 or len(doc) + sum(len(text) for _, _, text in shown) < 800:
+                continue
+            for name, obj, text in shown:
+                parts += [f"## `{name}{_signature(obj) or '(...)'}`", text]
+        used.update(parts[1::2])  # the docstrings (the headers sit between them)
+        pages.append({"text": "\n\n".join(parts) + "\n", "source": "stdlib_docs", "lang_hint": "en"})
+    return pages
+
+
+def reference_pages(low: int = 500, high: int = 3000) -> list[dict]:
+    """Sections of the Python Language Reference as ``help()`` shows them (``pydoc_data``),
+    the shorter ones: a statement, an operator, a built-in type (each text once: "else"
+    is the "if" statement's section)."""
+    from pydoc_data.topics import topics
+
+    texts = dict.fromkeys(text.strip() for _key, text in sorted(topics.items()) if low <= len(text) <= high)
+    return [{"text": text + "\n", "source": "language_reference", "lang_hint": "en"} for text in texts]
+
+
+_MONTHS = ["January", "March", "April", "June", "July", "September", "October", "November"]
+_TUTORIAL_TITLES = [
+    "A practical guide to Python's `{m}` module",
+    "Getting started with `{m}` in Python",
+    "Python `{m}` explained, with the docs side by side",
+    "Things I wish I had known earlier about `{m}`",
+    "A quick tour of the `{m}` module",
+    "How to use `{m}`: a beginner's tutorial",
+]
+_TUTORIAL_INTROS = [
+    "If you write Python for a living, sooner or later you will need `{m}`. In this post I walk through "
+    "the parts of it I use most, with the official documentation for each one so you can see exactly "
+    "what it promises.",
+    "The `{m}` module is one of those corners of the standard library that people skip. It shouldn't be: "
+    "it solves a common problem well. Below we look at {k} of its functions, what each one does and when "
+    "to reach for it.",
+    "This tutorial explains the `{m}` module step by step. For every function we quote its documentation "
+    "and then say in plain words when it is useful.",
+    "Today's post is a short tutorial on `{m}`. We go through {k} functions one at a time; each section "
+    "starts with the signature, followed by the explanation from the docs.",
+    "A reader asked me last week how `{m}` works, so here is the write-up. No third-party packages, just "
+    "the standard library and {k} functions you can try in the interpreter right away.",
+]
+_TUTORIAL_STEPS = [
+    "Let's look at the next one.",
+    "In other words, the standard library does the bookkeeping so you do not write the loop yourself.",
+    "Note that the arguments are checked, so a wrong type fails early with a clear error.",
+    "This is useful when you want one well-tested function instead of a hand-written helper.",
+    "Keep this one in mind: it comes up more often than you would think.",
+    "Try it in the interpreter with a small input first; the behaviour described above is easy to check.",
+]
+_TUTORIAL_ENDINGS = [
+    "That's it for this tutorial. If you have questions, leave a comment below and I will try to answer.",
+    "Thanks for reading! Next week we look at another module of the standard library.",
+    "I hope this helped you understand `{m}` a bit better. Share it with a friend who is learning Python.",
+    "Summary: {k} functions, one module, no third-party packages. Happy coding!",
+]
+_TUTORIAL_FOOTERS = [
+    "Tags: python, tutorial, standard library",
+    "Posted in Programming. {c} comments.",
+    "Related posts: Python tips and tricks, Learning Python in 30 days",
+    "",
+]
+
+
+def tutorial_pages(rng: random.Random, objects, used: set[str], count: int) -> list[dict]:
+    """Tutorial-blog pages, as the web has them: a byline, a chatty introduction, then two to
+    four functions or methods of one module, each with its signature and documented
+    behaviour, and a sign-off.  Docstrings of 150-800 characters that no other part took."""
+    by_module: dict[str, list] = {}
+    for qualname, kind, obj, doc in objects:
+        if kind not in ("function", "method") or not 150 <= len(doc) <= 800 or doc in used or _examples(doc):
+            continue
+        signature = _signature(obj)
+        if signature is not None:
+            module = qualname.rpartition(".")[0] if kind == "function" else qualname.rsplit(".", 2)[0]
+            by_module.setdefault(module, []).append((qualname[len(module) + 1 :], signature, doc))
+    chunks = []
+    for module, functions in sorted(by_module.items()):
+        rng.shuffle(functions)
+        while len(functions) >= 2:
+            k = min(len(functions), rng.randint(2, 4))
+            chunks.append((module, functions[:k]))
+            functions = functions[k:]
+    pages = []
+    for module, chunk in rng.sample(chunks, min(count, len(chunks))):
+        k = len(chunk)
+        parts = [
+            "# " + rng.choice(_TUTORIAL_TITLES).format(m=module),
+            f"Posted by {rng.choice(_NAMES)} on {rng.randint(1, 28)} {rng.choice(_MONTHS)} "
+            f"{rng.randint(2015, 2025)} · {rng.randint(3, 12)} min read",
+            rng.choice(_TUTORIAL_INTROS).format(m=module, k=k),
+        ]
+        for name, signature, doc in chunk:
+            used.add(doc)
+            parts += [f"## `{module}.{name}{signature}`", doc, rng.choice(_TUTORIAL_STEPS)]
+        parts.append(rng.choice(_TUTORIAL_ENDINGS).format(m=module, k=k))
+        footer = rng.choice(_TUTORIAL_FOOTERS).format(c=rng.randint(0, 40))
+        if footer:
+            parts.append(footer)
+        pages.append({"text": "\n\n".join(parts) + "\n", "source": "web_tutorial", "lang_hint": "en"})
+    return pages
+
+
+def pydecimal_methods() -> list[tuple[str, str, object, str]]:
+    """``decimal``'s Context and Decimal methods as its pure-Python implementation
+    (``_pydecimal``) documents them, with examples; the C implementation's docstrings have none."""
+    import _pydecimal
+
+    out = []
+    for cls in (_pydecimal.Context, _pydecimal.Decimal):
+        for attr, value in sorted(vars(cls).items()):
+            if not attr.startswith("_") and inspect.isfunction(value):
+                out.append((f"decimal.{cls.__name__}.{attr}", "method", value, _doc(value)))
+    return out
 
 
 _ANSWER_OPENERS = [
@@ -117,9 +452,10 @@ _ANSWER_CLOSERS = [
 ]
 
 
-def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
-    """Middling pages: chatty forum answers quoting one paragraph of documentation."""
-    quotes = []
+def forum_answer_pages(rng: random.Random, count: int, used: set[str]) -> list[dict]:
+    """Middling pages: chatty forum answers quoting one paragraph of documentation
+    (one no other part quotes)."""
+    quotes, seen = [], set(used)
     for name in (
         "shutil",
         "os.path",
@@ -135,14 +471,24 @@ def forum_answer_pages(rng: random.Random, count: int) -> list[dict]:
         "csv",
         "logging",
         "subprocess",
+        "os",
+        "time",
+        "string",
+        "textwrap",
+        "heapq",
+        "bisect",
+        "operator",
+        "urllib.parse",
     ):
         module = importlib.import_module(name)
         for member_name, member in sorted(inspect.getmembers(module)):
             doc = inspect.getdoc(member) if callable(member) and not member_name.startswith("_") else None
-            if doc and 150 <= len(doc) <= 900:
+            if doc and 150 <= len(doc) <= 900 and doc not in seen:
+                seen.add(doc)
                 quotes.append((f"{name}.{member_name}", doc))
     pages = []
     for quote_name, doc in rng.sample(quotes, count):
+        used.add(doc)
         chatter = [_fill(s, rng) for s in rng.sample(_WEB_SENTENCES["chatter"], rng.randint(1, 3))]
         text = (
             f"{rng.choice(_NAMES)}: "
@@ -432,8 +778,11 @@ _COPIES = {
     "web_product": (1, 3),
     "web_chatter": (0, 2),
     "web_forum_answer": (0, 2),
+    "web_tutorial": (0, 2),
     "stdlib_docs": (0, 1),
     "stdlib_code": (0, 1),
+    "stdlib_exercises": (0, 1),
+    "language_reference": (0, 1),
     "web_contaminated": (0, 1),
 }
 _FOREIGN_COPIES = (0, 3)
@@ -467,12 +816,24 @@ def _near_copy(text: str, rng: random.Random) -> str:
 
 def generate() -> pa.Table:
     rng = random.Random(SEED)
+    modules = stdlib_modules()
+    objects = documented(modules)
+    used: set[str] = set()  # each docstring goes into one part only
+    exercises = exercise_pages(rng, objects + pydecimal_methods(), used)
+    code = code_pages(rng, modules, used, CODE_PAGES)
+    explanations = explanation_pages(objects, used)
+    forum_answers = forum_answer_pages(rng, FORUM_PAGES, used)
+    tutorials = tutorial_pages(rng, objects, used, TUTORIAL_PAGES)
     originals = (
-        educational_pages(rng)
+        explanations
+        + code
+        + exercises
+        + reference_pages()
         + benchmark_pages(rng)
-        + web_pages(rng, 470)
-        + forum_answer_pages(rng, 60)
-        + foreign_pages(rng, 86)
+        + tutorials
+        + web_pages(rng, WEB_PAGES)
+        + forum_answers
+        + foreign_pages(rng, FOREIGN_PAGES_PER_LANGUAGE)
     )
     rows = []
     for i, page in enumerate(originals):

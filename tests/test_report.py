@@ -186,7 +186,7 @@ def test_mixture_rows_explain_themselves(report_dir):
     mixture = json.loads((report_dir / "mixture.json").read_text())
     page = (report_dir / "report.html").read_text()
     section = page[page.index("Mixture: achieved versus target") :]
-    assert mixture["infeasible"]  # the sample has sources with no documents left
+    assert mixture["infeasible"]  # the input has no source column: all is `other`, the other sources have nothing
     for name, v in mixture["sources"].items():
         row = section[section.index(f"<tr><td>{name}</td>") :].split("</tr>")[0]
         assert f"<td>{v['available_tokens']:,}</td>" in row and f"= {v['target_tokens']:,}</td>" in row
