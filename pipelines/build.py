@@ -199,7 +199,7 @@ def build_pipeline(
             >> WriteParquetShards(
                 FileSystems.join(staging, "rejects", stage.folder),
                 stage.reject_schema(schema),
-                cfg.output.reject_shards,
+                cfg.output.rejects_shards(input_rows),
                 columns,
                 _compression(cfg),
             )
@@ -212,7 +212,7 @@ def build_pipeline(
                 >> WriteParquetShards(
                     FileSystems.join(staging, "by_language"),
                     stage.reject_schema(schema),
-                    cfg.output.reject_shards,
+                    cfg.output.rejects_shards(input_rows),
                     columns,
                     _compression(cfg),
                     partition_column=stage.group_column,
@@ -248,7 +248,7 @@ def build_pipeline(
         >> WriteParquetShards(
             FileSystems.join(staging, "kept"),
             schema,
-            cfg.output.num_shards,
+            cfg.output.kept_shards(input_rows),
             columns,
             _compression(cfg),
             partition_column=next((s.kept_partition_column for s in reversed(stages) if s.kept_partition_column), None),
@@ -594,7 +594,9 @@ def run(
         local = isinstance(p.runner, local_runner.LocalRunner)
         with view, spill.spilling(spill_parent) if local else contextlib.nullcontext():
             _run_pipeline(p)
-        write_empty_kept(staging, chain_schema(stages, read_schema), cfg.output.num_shards, _compression(cfg))
+        write_empty_kept(
+            staging, chain_schema(stages, read_schema), cfg.output.kept_shards(input_rows), _compression(cfg)
+        )
         before_publish(staging)
 
         stats = _read_json(FileSystems.join(staging, STATS_FILE))

@@ -51,11 +51,28 @@ class InputConfig(Section):
 
 
 class OutputConfig(Section):
-    # Kept documents are written as this many Parquet shards, rows assigned by
-    # a hash of the id (deterministic on any runner).
-    num_shards: int = Field(4, ge=1, le=1_000_000)
-    # Shards per stage for rejects.
-    reject_shards: int = Field(1, ge=1, le=1_000_000)
+    """Kept documents and each stage's rejects are written as Parquet shards, rows
+    assigned by a hash of the id (deterministic on any runner and worker count).
+
+    A shard is sorted and written by one worker from one table in memory, and
+    the shards of a folder are the only parallelism its write has.  ``null``
+    sizes the count from the input's row count (known before the run, so the
+    layout is the same on any runner): kept ``max(4, ceil(rows / 250,000))``,
+    rejects ``max(1, ceil(rows / 100,000))`` per stage; a stage that rejects
+    every document then holds at most 100k documents per shard (~240 MB of
+    text at web-page sizes), and from 200k input rows two workers share every
+    folder's write.
+    """
+
+    num_shards: int | None = Field(None, ge=1, le=1_000_000)
+    reject_shards: int | None = Field(None, ge=1, le=1_000_000)
+
+    def kept_shards(self, input_rows: int) -> int:
+        return self.num_shards or max(4, -(-input_rows // 250_000))
+
+    def rejects_shards(self, input_rows: int) -> int:
+        return self.reject_shards or max(1, -(-input_rows // 100_000))
+
     compression: typing.Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"] = "zstd"
 
 
