@@ -589,9 +589,10 @@ def run(
             [name for _, name in ran],
             stream=live,
         )
-        # batches cross the local runner's fusion breaks as file references (transforms/spill.py)
+        # batches cross the local runner's fusion breaks as file references (transforms/spill.py);
+        # CURATE_NO_SPILL=1 keeps them inline, to measure what that is worth (benchmarks/scaleout_profile.py)
         spill_parent = staging if "://" not in staging else None
-        local = isinstance(p.runner, local_runner.LocalRunner)
+        local = isinstance(p.runner, local_runner.LocalRunner) and not os.environ.get("CURATE_NO_SPILL")
         with view, spill.spilling(spill_parent) if local else contextlib.nullcontext():
             _run_pipeline(p)
         write_empty_kept(

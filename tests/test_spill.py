@@ -124,3 +124,23 @@ def test_multi_process_run_spills_and_publishes_the_same_bytes(tmp_path, monkeyp
     multi, inline = _published(tmp_path / "multi"), _published(tmp_path / "inline")
     assert multi and multi == inline
     assert not [p for p in (tmp_path / "multi").rglob("*") if "_spill" in str(p.relative_to(tmp_path))]
+
+
+def test_large_untyped_elements_spill_through_the_fallback_coder(tmp_path):
+    """Set and pair blocks (numpy arrays in tuples) are pickled by Beam's fallback coder;
+    a large pickle crosses as a reference too, small elements stay inline."""
+    import numpy as np
+
+    from curate.pipelines.beam.size_estimates import SizeEstimatingCoder
+
+    impl = SizeEstimatingCoder().get_impl()
+    block = (7, ("k", np.arange(200_000, dtype=np.uint32)))
+    small = (7, ("k", np.arange(3, dtype=np.uint32)))
+    with spill.spilling(str(tmp_path)):
+        encoded, encoded_small = impl.encode(block), impl.encode(small)
+        assert len(encoded) < 300 and len(encoded_small) < 300
+        assert os.path.getsize(os.path.join(spill.spill_dir(), os.listdir(spill.spill_dir())[0])) > 800_000
+        got = impl.decode(encoded)
+        assert got[0] == 7 and got[1][0] == "k" and np.array_equal(got[1][1], block[1][1])
+        assert np.array_equal(impl.decode(encoded_small)[1][1], small[1][1])
+    assert len(impl.encode(block)) > 800_000  # spilling off: inline

@@ -94,7 +94,8 @@ def read_reference(encoded: bytes) -> pa.Buffer:
     not the size of the spill file (mapped pages count as resident while mapped)."""
     offset, length = _HEAD.unpack_from(encoded, 4)
     with pa.memory_map(encoded[4 + _HEAD.size :].decode()) as mapped:
-        return mapped.read_at(length, offset)
+        mapped.seek(offset)
+        return mapped.read_buffer(length)  # a slice of the map (``read_at`` would copy into bytes)
 
 
 def close() -> None:

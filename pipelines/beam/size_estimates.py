@@ -16,6 +16,8 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from curate.transforms import spill
+
 _SIZE_SAMPLE = 16
 
 
@@ -77,15 +79,46 @@ class _SizeEstimatingImpl(beam.coders.coder_impl.FastPrimitivesCoderImpl):
         return super().estimate_size(value, nested) if size is None else size
 
 
+class _SpillingPickleImpl(beam.coders.coder_impl.CoderImpl):
+    """Beam's pickle fallback (``CallbackCoderImpl`` of ``PickleCoder``), whose large
+    payloads (set blocks, pair blocks: numpy arrays in NamedTuples) cross a local
+    runner's data plane as spill-file references, as batches do (``transforms/spill.py``).
+    The bytes are length-prefixed in both cases, as Beam writes them nested."""
+
+    def __init__(self, pickled):
+        self.pickled = pickled
+
+    def encode_to_stream(self, value, stream, nested):
+        data = self.pickled.encode(value)
+        stream.write(spill.maybe_spill(data) or data, nested)
+
+    def decode_from_stream(self, stream, nested):
+        return self.decode(stream.read_all(nested))
+
+    def encode(self, value):
+        data = self.pickled.encode(value)
+        return spill.maybe_spill(data) or data
+
+    def decode(self, encoded):
+        return self.pickled.decode(
+            spill.read_reference(encoded).to_pybytes() if spill.is_reference(encoded) else encoded
+        )
+
+    def estimate_size(self, value, nested=False):
+        return self.pickled.estimate_size(value, nested)
+
+
 class SizeEstimatingCoder(beam.coders.FastPrimitivesCoder):
     """Beam's coder for untyped elements, with element sizes estimated from buffers.
 
     Beam samples the size of elements for its counters by encoding them: an
     untyped element holding a batch or a numpy block (a ``(tag, batch)`` pair,
-    a set block) was pickled only to be measured.  Encoding itself is Beam's (pickle fallback)."""
+    a set block) was pickled only to be measured.  Encoding itself is Beam's
+    (pickle fallback), except that a large pickle spills to a file when the run
+    spills batches (``_SpillingPickleImpl``)."""
 
     def _create_impl(self):
-        return _SizeEstimatingImpl(self._fallback_coder.get_impl())
+        return _SizeEstimatingImpl(_SpillingPickleImpl(self._fallback_coder.get_impl()))
 
 
 def install() -> None:
