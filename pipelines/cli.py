@@ -26,8 +26,8 @@ EXIT_CODES = """exit codes:
      model or benchmark file, or an output folder another run holds; the message names it"""
 
 RUNNERS = """runners (--runner, or runner.options in a config; see configs/*.yaml):
-  (none)          the DirectRunner: in-process below runner.multiprocess_min_rows input rows (50,000),
-                  one worker process per core above
+  (none)          the DirectRunner: one in-process worker below runner.multiprocess_min_rows input rows
+                  (30,000), one worker process per core from there (run.json's 'execution' says which)
   --dask-workers N  a dask.distributed cluster of N worker processes on loopback, started and stopped by curate
   configs/dask.yaml      an existing Dask cluster          configs/portable.yaml  a Beam job service (Flink, Spark)
   configs/flink.yaml     a Flink cluster                   configs/dataflow.yaml  Google Cloud Dataflow"""

@@ -1,0 +1,200 @@
+"""Two workers against one: every local execution mode, alternated, best of N, with memory.
+
+    python benchmarks/scaleout_eval.py --sizes 100000 --modes inprocess,multi1,multi2,dask1,dask2,default
+    python benchmarks/scaleout_eval.py --sizes 1000000 --modes inprocess,default
+
+Same scaled corpus recipe as ``throughput.py`` (``benchmarks/corpus.py``) and
+the packaged default config with the real GSM8K + HumanEval + MMLU test sets.
+One ``curate run`` per measurement, start-up included.  The modes of one size
+run in rotation (``inprocess, multi2, ... , inprocess, multi2, ...``) so a
+drift of the machine's speed hits every mode alike; each mode's best wall
+time and the spread (worst - best) are reported.  ``default`` is plain
+``curate run`` with no mode option: what it chose is read from its
+``run.json``.
+
+Memory: every process of the run's tree (driver, worker processes, Dask
+scheduler) is sampled every 0.25 s with psutil: the peak of their summed
+resident memory, and the peak of the largest single process.  Every run's
+kept and rejects bytes are hashed: all modes of a size must publish the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine_facts, machine_line, require_shared, write_results  # noqa: E402
+from benchmarks.corpus import write_scaled_corpus  # noqa: E402
+from benchmarks.throughput import chain_config  # noqa: E402
+
+MODES = {
+    "inprocess": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+    "multi1": ["--direct_running_mode=multi_processing", "--direct_num_workers=1"],
+    "multi2": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "dask1": ["--dask-workers", "1"],
+    "dask2": ["--dask-workers", "2"],
+    "default": [],
+}
+WORKERS = {"inprocess": 1, "multi1": 1, "multi2": 2, "dask1": 1, "dask2": 2}
+
+
+def run_sampled(cmd: list[str]) -> dict:
+    """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one process."""
+    import psutil
+
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    root = psutil.Process(child.pid)
+    peaks = {"tree": 0, "process": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            total = 0
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
+                try:
+                    rss = proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                total += rss
+                peaks["process"] = max(peaks["process"], rss)
+            peaks["tree"] = max(peaks["tree"], total)
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output = child.communicate()[0]
+    done.set()
+    sampler.join()
+    seconds = time.perf_counter() - start
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    return {
+        "seconds": round(seconds, 2),
+        "peak_tree_mb": round(peaks["tree"] / 2**20),
+        "peak_process_mb": round(peaks["process"] / 2**20),
+    }
+
+
+def published_digest(out: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in out.rglob("*.parquet") if {"kept", "rejects"} & set(p.relative_to(out).parts)):
+        digest.update(str(path.relative_to(out)).encode() + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100000")
+    parser.add_argument("--modes", default="inprocess,multi1,multi2,dask1,dask2,default")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--corpus-dir", default=str(Path(tempfile.gettempdir()) / "curate-bench-corpus"))
+    parser.add_argument("--name", default="scaleout", help="results file name under benchmarks/results")
+    args = parser.parse_args()
+    require_shared()
+    modes = args.modes.split(",")
+    previous = Path(__file__).parent / "results" / f"{args.name}.json"
+    payload = json.loads(previous.read_text()) if previous.exists() else {"sizes": {}}
+    payload["machine"] = machine_facts()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cfg_path = work / "chain.yaml"
+        cfg_path.write_text(yaml.safe_dump(chain_config()))
+        for size in [int(s) for s in args.sizes.split(",")]:
+            shards = write_scaled_corpus(size, Path(args.corpus_dir) / str(size))
+            runs: dict[str, list] = {m: [] for m in modes}
+            for rep in range(args.repeat):
+                for mode in modes:
+                    out = work / f"out-{size}-{mode}"
+                    cmd = [
+                        sys.executable,
+                        "-m",
+                        "curate",
+                        "run",
+                        "--quiet",
+                        "--config",
+                        str(cfg_path),
+                        "--input",
+                        str(shards[0].parent / "*.parquet"),
+                        "--output",
+                        str(out),
+                        "--overwrite",
+                        *MODES[mode],
+                    ]
+                    result = run_sampled(cmd)
+                    info = json.loads((out / "run.json").read_text())
+                    result["digest"] = published_digest(out)
+                    result["chosen"] = info.get("execution", {})
+                    runs[mode].append(result)
+                    print(json.dumps({"size": size, "mode": mode, "rep": rep, **result}), flush=True)
+            payload["sizes"][str(size)] = {"documents": size, "runs": runs}
+    write_results(args.name, payload, render(payload))
+    return 0
+
+
+def _best(runs: list) -> dict:
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def render(payload: dict) -> str:
+    lines = [
+        "# Two workers against one: local execution modes",
+        "",
+        f"{machine_line(payload['machine'])}; `benchmarks/scaleout_eval.py`: default config + "
+        "GSM8K/HumanEval/MMLU decontamination, scaled corpus (`benchmarks/corpus.py`), one `curate run` per "
+        "measurement, start-up included, modes alternated; best wall time of the runs and the spread (worst - best).",
+        "Speed-up is against the fastest 1-worker mode of the same size. Memory: peak of the summed resident "
+        "memory of every process of the run, and of the largest single process.",
+        "",
+    ]
+    for size, entry in payload["sizes"].items():
+        runs = entry["runs"]
+        one = [m for m in runs if WORKERS.get(m) == 1 and runs[m]]
+        fastest_one = min((_best(runs[m])["seconds"] for m in one), default=None)
+        digests = {r["digest"] for rs in runs.values() for r in rs}
+        lines += [
+            f"## {int(size):,} documents",
+            "",
+            "| mode | runs | best s | spread s | docs/s | speed-up vs fastest 1-worker | peak RSS all processes MB "
+            "| peak RSS one process MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for mode, rs in runs.items():
+            if not rs:
+                continue
+            best = _best(rs)
+            spread = max(r["seconds"] for r in rs) - best["seconds"]
+            label = mode
+            if mode == "default" and best.get("chosen"):
+                label = f"default (chose {best['chosen'].get('mode')}, {best['chosen'].get('workers')} worker(s))"
+            speedup = f"{fastest_one / best['seconds']:.2f}x" if fastest_one else ""
+            lines.append(
+                f"| {label} | {len(rs)} | {best['seconds']:.1f} | {spread:.1f} | {int(size) / best['seconds']:,.0f} "
+                f"| {speedup} | {max(r['peak_tree_mb'] for r in rs):,} | {max(r['peak_process_mb'] for r in rs):,} |"
+            )
+        lines += [
+            "",
+            f"Published kept + rejects bytes identical across every run: {'yes' if len(digests) == 1 else 'NO'}.",
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
