@@ -82,3 +82,72 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
+
+
+def curate_run(config: Path, inputs, output: Path, *options: str) -> list[str]:
+    """The command line of one ``curate run`` of ``config`` over ``inputs`` into ``output``."""
+    return [sys.executable, "-m", "curate", "run", "--config", str(config), "--input", str(inputs)] + [
+        "--output",
+        str(output),
+        "--overwrite",
+        *options,
+    ]
+
+
+def run_watched(cmd: list[str], visit, env: dict | None = None, stdout=subprocess.PIPE) -> tuple[float, str]:
+    """Run ``cmd`` and call ``visit(seconds_since_start, [psutil.Process, ...])`` every 0.25 s
+    with its process tree (driver, worker processes, scheduler).  Returns (wall seconds, the
+    captured output: stdout and stderr together, or stderr alone with ``stdout=DEVNULL``)."""
+    import threading
+
+    import psutil
+
+    start = time.perf_counter()
+    joined = subprocess.STDOUT if stdout is subprocess.PIPE else subprocess.PIPE
+    child = subprocess.Popen(cmd, stdout=stdout, stderr=joined, text=True, env=env)
+    root = psutil.Process(child.pid)
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            visit(time.perf_counter() - start, procs)
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = child.communicate()
+    done.set()
+    sampler.join()
+    output = out if stdout is subprocess.PIPE else err
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
+    return time.perf_counter() - start, output
+
+
+def run_sampled(cmd: list[str]) -> dict:
+    """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one process."""
+    import psutil
+
+    peaks = {"tree": 0, "process": 0}
+
+    def visit(_, procs):
+        total = 0
+        for proc in procs:
+            try:
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            total += rss
+            peaks["process"] = max(peaks["process"], rss)
+        peaks["tree"] = max(peaks["tree"], total)
+
+    seconds, _ = run_watched(cmd, visit)
+    return {
+        "seconds": round(seconds, 2),
+        "peak_tree_mb": round(peaks["tree"] / 2**20),
+        "peak_process_mb": round(peaks["process"] / 2**20),
+    }

@@ -17,62 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_facts, machine_line, require_shared, write_results  # noqa: E402
+from benchmarks.common import curate_run, machine_facts, machine_line, require_shared, run_sampled, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 from benchmarks.throughput import chain_config  # noqa: E402
-
-
-def _tree_rss_mb(proc) -> float:
-    import psutil
-
-    total = 0
-    try:
-        procs = [proc] + proc.children(recursive=True)
-    except psutil.Error:
-        return 0.0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
-
-
-def run_sampled(cmd: list[str]) -> dict:
-    """Run ``cmd``; wall seconds and the peak summed RSS of its process tree."""
-    import psutil
-
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watched = psutil.Process(child.pid)
-    peak = [0.0]
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_mb(watched))
-            done.wait(0.5)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = child.communicate()[0]
-    done.set()
-    sampler.join()
-    seconds = time.perf_counter() - start
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
-    return {"seconds": round(seconds, 1), "peak_tree_rss_mb": round(peak[0])}
 
 
 def main() -> int:
@@ -92,21 +47,8 @@ def main() -> int:
         for size in [int(s) for s in args.sizes.split(",")]:
             shards = write_scaled_corpus(size, Path(args.corpus_dir) / str(size))
             out = work / f"out-{size}"
-            cmd = [
-                sys.executable,
-                "-m",
-                "curate",
-                "run",
-                "--config",
-                str(cfg_path),
-                "--input",
-                str(shards[0].parent / "*.parquet"),
-                "--output",
-                str(out),
-                "--overwrite",
-                *args.runner_args.split(),
-            ]
-            result = run_sampled(cmd)
+            sampled = run_sampled(curate_run(cfg_path, shards[0].parent / "*.parquet", out, *args.runner_args.split()))
+            result = {"seconds": sampled["seconds"], "peak_tree_rss_mb": sampled["peak_tree_mb"]}
             funnel = json.loads((out / "funnel.json").read_text())
             stages = {
                 s["name"]: {"in": s["in"]["docs"], "kept": s["kept"]["docs"]}

@@ -24,18 +24,22 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_facts, machine_line, require_shared, write_results  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    curate_run,
+    machine_facts,
+    machine_line,
+    require_shared,
+    run_sampled,
+    write_results,
+)
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 from benchmarks.throughput import chain_config  # noqa: E402
 
@@ -48,48 +52,6 @@ MODES = {
     "default": [],
 }
 WORKERS = {"inprocess": 1, "multi1": 1, "multi2": 2, "dask1": 1, "dask2": 2}
-
-
-def run_sampled(cmd: list[str]) -> dict:
-    """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one process."""
-    import psutil
-
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    root = psutil.Process(child.pid)
-    peaks = {"tree": 0, "process": 0}
-    done = threading.Event()
-
-    def sample():
-        while not done.is_set():
-            total = 0
-            try:
-                procs = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for proc in procs:
-                try:
-                    rss = proc.memory_info().rss
-                except psutil.Error:
-                    continue
-                total += rss
-                peaks["process"] = max(peaks["process"], rss)
-            peaks["tree"] = max(peaks["tree"], total)
-            done.wait(0.25)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    output = child.communicate()[0]
-    done.set()
-    sampler.join()
-    seconds = time.perf_counter() - start
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{output[-3000:]}")
-    return {
-        "seconds": round(seconds, 2),
-        "peak_tree_mb": round(peaks["tree"] / 2**20),
-        "peak_process_mb": round(peaks["process"] / 2**20),
-    }
 
 
 def published_digest(out: Path) -> str:
@@ -122,22 +84,9 @@ def main() -> int:
             for rep in range(args.repeat):
                 for mode in modes:
                     out = work / f"out-{size}-{mode}"
-                    cmd = [
-                        sys.executable,
-                        "-m",
-                        "curate",
-                        "run",
-                        "--quiet",
-                        "--config",
-                        str(cfg_path),
-                        "--input",
-                        str(shards[0].parent / "*.parquet"),
-                        "--output",
-                        str(out),
-                        "--overwrite",
-                        *MODES[mode],
-                    ]
-                    result = run_sampled(cmd)
+                    result = run_sampled(
+                        curate_run(cfg_path, shards[0].parent / "*.parquet", out, "--quiet", *MODES[mode])
+                    )
                     info = json.loads((out / "run.json").read_text())
                     result["digest"] = published_digest(out)
                     result["chosen"] = info.get("execution", {})

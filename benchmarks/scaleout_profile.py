@@ -25,15 +25,13 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import machine_facts, machine_line, require_shared, write_results  # noqa: E402
+from benchmarks.common import machine_facts, machine_line, require_shared, run_watched, write_results  # noqa: E402
 from benchmarks.corpus import write_scaled_corpus  # noqa: E402
 from benchmarks.throughput import chain_config  # noqa: E402
 
@@ -69,37 +67,19 @@ sys.exit(main(sys.argv[1:]))
 def profile(cmd: list[str], env: dict) -> dict:
     import psutil
 
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    root = psutil.Process(child.pid)
     seen: dict[int, dict] = {}
-    done = threading.Event()
 
-    def sample():
-        while not done.is_set():
+    def visit(now, procs):
+        for proc in procs:
             try:
-                procs = [root, *root.children(recursive=True)]
+                with proc.oneshot():
+                    times, name = proc.cpu_times(), " ".join(proc.cmdline()[1:3])
             except psutil.Error:
-                procs = []
-            now = time.perf_counter() - start
-            for proc in procs:
-                try:
-                    with proc.oneshot():
-                        times, name = proc.cpu_times(), " ".join(proc.cmdline()[1:3])
-                except psutil.Error:
-                    continue
-                entry = seen.setdefault(proc.pid, {"name": name, "series": []})
-                entry["series"].append((now, times.user + times.system))
-            done.wait(0.25)
+                continue
+            entry = seen.setdefault(proc.pid, {"name": name, "series": []})
+            entry["series"].append((now, times.user + times.system))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stderr = child.communicate()[1]
-    done.set()
-    sampler.join()
-    wall = time.perf_counter() - start
-    if child.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{stderr[-3000:]}")
+    wall, stderr = run_watched(cmd, visit, env=env, stdout=subprocess.DEVNULL)
     stages = []
     for line in stderr.splitlines():
         if line.startswith("STAGE\t"):
