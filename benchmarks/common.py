@@ -128,7 +128,7 @@ def run_watched(cmd: list[str], visit, env: dict | None = None, stdout=subproces
     return time.perf_counter() - start, output
 
 
-def run_sampled(cmd: list[str]) -> dict:
+def run_sampled(cmd: list[str], env: dict | None = None) -> dict:
     """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one process."""
     import psutil
 
@@ -145,7 +145,7 @@ def run_sampled(cmd: list[str]) -> dict:
             peaks["process"] = max(peaks["process"], rss)
         peaks["tree"] = max(peaks["tree"], total)
 
-    seconds, _ = run_watched(cmd, visit)
+    seconds, _ = run_watched(cmd, visit, env=env)
     return {
         "seconds": round(seconds, 2),
         "peak_tree_mb": round(peaks["tree"] / 2**20),

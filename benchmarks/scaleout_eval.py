@@ -2,6 +2,12 @@
 
     python benchmarks/scaleout_eval.py --sizes 100000 --modes inprocess,multi1,multi2,dask1,dask2,default
     python benchmarks/scaleout_eval.py --sizes 1000000 --modes inprocess,default
+    python benchmarks/scaleout_eval.py --sizes 100000 --modes inprocess-inline,inprocess --name scaleout_single_core
+
+``inprocess-inline`` is one in-process worker with spilling off (``CURATE_NO_SPILL=1``):
+the single-core chain as it ran before batches crossed fusion breaks as file
+references.  Each ``--name`` is its own results file; sizes run again replace
+that size's entry.
 
 Same scaled corpus recipe as ``throughput.py`` (``benchmarks/corpus.py``) and
 the packaged default config with the real GSM8K + HumanEval + MMLU test sets.
@@ -24,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -50,8 +57,11 @@ MODES = {
     "dask1": ["--dask-workers", "1"],
     "dask2": ["--dask-workers", "2"],
     "default": [],
+    # one in-process worker with batches inline on the data plane, as before transforms/spill.py
+    "inprocess-inline": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
 }
-WORKERS = {"inprocess": 1, "multi1": 1, "multi2": 2, "dask1": 1, "dask2": 2}
+ENV = {"inprocess-inline": {"CURATE_NO_SPILL": "1"}}
+WORKERS = {"inprocess": 1, "multi1": 1, "multi2": 2, "dask1": 1, "dask2": 2, "inprocess-inline": 1}
 
 
 def published_digest(out: Path) -> str:
@@ -84,9 +94,8 @@ def main() -> int:
             for rep in range(args.repeat):
                 for mode in modes:
                     out = work / f"out-{size}-{mode}"
-                    result = run_sampled(
-                        curate_run(cfg_path, shards[0].parent / "*.parquet", out, "--quiet", *MODES[mode])
-                    )
+                    cmd = curate_run(cfg_path, shards[0].parent / "*.parquet", out, "--quiet", *MODES[mode])
+                    result = run_sampled(cmd, env={**os.environ, **ENV[mode]} if mode in ENV else None)
                     info = json.loads((out / "run.json").read_text())
                     result["digest"] = published_digest(out)
                     result["chosen"] = info.get("execution", {})
