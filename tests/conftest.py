@@ -4,6 +4,7 @@ and helpers to run the pipeline and read what it wrote."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+CURATE = str(Path(sys.executable).parent / "curate")  # the installed console command
 SHARED = Path(os.environ.get("CURATE_SHARED", REPO.parent / "shared")) / "data"
 REAL_DOCS = SHARED / "real" / "docs.parquet"
 BENCHMARKS = SHARED / "benchmarks"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from conftest import CURATE
+
 from curate.pipelines.build import sample_corpus_path
 
-CURATE = str(Path(sys.executable).parent / "curate")
 MULTI = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 

@@ -4,15 +4,13 @@ row or key (exit 2, nothing written) -- never a silent loss or a bare traceback.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+from conftest import CURATE, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
-CURATE = str(Path(sys.executable).parent / "curate")
 GOOD = "A perfectly ordinary English sentence about the weather and the sea, long enough to judge."
 
 

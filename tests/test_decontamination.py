@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+from conftest import CURATE, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers.benchmark_sets import BenchmarkFormatError, load_items
 from curate.classifiers.ngram_index import NgramIndex
 
-CURATE = str(Path(sys.executable).parent / "curate")
 HOST = (
     "The history of the region is long and varied. Farmers grew wheat and barley on the hills, "
     "and traders carried wool to the coast every spring before the rains."

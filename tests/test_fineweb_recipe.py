@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
-from conftest import read_rejects
+from conftest import CURATE, read_rejects
 
 from curate.pipelines.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
-CURATE = str(Path(sys.executable).parent / "curate")
 
 
 def test_fineweb_config_runs_the_filters_in_fineweb_order_before_minhash(tmp_path):

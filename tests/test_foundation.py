@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REAL_DOCS_CONFIG, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+from conftest import CURATE, REAL_DOCS_CONFIG, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.pipelines.build import sample_corpus_path
 from curate.transforms.stage import shell_safe
@@ -159,9 +158,6 @@ def test_same_input_gives_byte_identical_output(tmp_path):
     for rel in files_a:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     assert (a / "funnel.json").read_bytes() == (b / "funnel.json").read_bytes()
-
-
-CURATE = str(Path(sys.executable).parent / "curate")  # the installed console command
 
 
 def _curate(*args, cwd=None):

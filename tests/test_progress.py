@@ -8,10 +8,9 @@ import os
 import pty
 import select
 import subprocess
-import sys
 from pathlib import Path
 
-CURATE = str(Path(sys.executable).parent / "curate")
+from conftest import CURATE
 
 
 def _stage_names(out: Path) -> list[str]:

@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import only_stages, read_dir, read_rejects, run_pipeline, write_parquet
+from conftest import CURATE, only_stages, read_dir, read_rejects, run_pipeline, write_parquet
 
 from curate.classifiers import quality
 from curate.classifiers.textbook import python_blocks_valid, textbook_reasons
-
-CURATE = str(Path(sys.executable).parent / "curate")
 
 EDU = """# Sorting a list
 

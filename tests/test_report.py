@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from conftest import run_pipeline, write_parquet
+from conftest import CURATE, run_pipeline, write_parquet
 
-CURATE = str(Path(sys.executable).parent / "curate")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
     "--headless",

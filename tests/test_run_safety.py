@@ -18,13 +18,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import read_dir, read_rejects, write_parquet
+from conftest import CURATE, read_dir, read_rejects, write_parquet
 
 from curate.pipelines import build
 from curate.pipelines.build import sample_corpus_path
 from curate.pipelines.config import load_config
 
-CURATE = str(Path(sys.executable).parent / "curate")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
