@@ -3,12 +3,12 @@ to worker processes by element (pipelines/beam/balanced_partitions.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 from apache_beam import coders
 from apache_beam.coders.coder_impl import create_InputStream, create_OutputStream
 from apache_beam.runners.portability.fn_api_runner import execution
@@ -119,7 +119,7 @@ def test_multi_process_run_spills_and_publishes_the_same_bytes(tmp_path, monkeyp
         log=lambda *_: None,
     )
     assert len(seen) >= 2 and all(size > 0 for _, size in seen), seen  # the workers' own files
-    monkeypatch.setattr(spill, "spilling", lambda parent: pytest.MonkeyPatch.context())
+    monkeypatch.setattr(spill, "spilling", lambda parent: contextlib.nullcontext())
     build.run(cfg, str(tmp_path / "inline"), beam_args=["--direct_num_workers=1"], log=lambda *_: None)
     multi, inline = _published(tmp_path / "multi"), _published(tmp_path / "inline")
     assert multi and multi == inline

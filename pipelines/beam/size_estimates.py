@@ -89,8 +89,7 @@ class _SpillingPickleImpl(beam.coders.coder_impl.CoderImpl):
         self.pickled = pickled
 
     def encode_to_stream(self, value, stream, nested):
-        data = self.pickled.encode(value)
-        stream.write(spill.maybe_spill(data) or data, nested)
+        stream.write(self.encode(value), nested)
 
     def decode_from_stream(self, stream, nested):
         return self.decode(stream.read_all(nested))
