@@ -341,6 +341,21 @@ class WordTokenizer:
     def word_ids(self, text: str) -> list[int]:
         return list(chain.from_iterable(map(self._cache.__getitem__, text.split())))
 
+    def batch_ids(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """``word_ids`` of every text of ``texts`` (a string array, null: ""), flat, and the
+        per-text offsets into them.  A compiled scan splits the batch's UTF-8 bytes where
+        ``str.split()`` does and numbers its distinct chunks, so Python runs once per
+        distinct chunk of the batch, not once per chunk of each text."""
+        data, offsets = _utf8_buffers(texts)
+        chunk_of, text_offsets, starts, lengths = _split_chunks(data, offsets)
+        raw = data.tobytes()
+        cache = self._cache
+        per_chunk = [cache[raw[a : a + n].decode()] for a, n in zip(starts.tolist(), lengths.tolist())]
+        chunk_offsets = np.zeros(len(per_chunk) + 1, np.int64)
+        np.cumsum(np.fromiter(map(len, per_chunk), np.int64, len(per_chunk)), out=chunk_offsets[1:])
+        chunk_ids = np.fromiter(chain.from_iterable(per_chunk), np.int64, int(chunk_offsets[-1]))
+        return _expand_chunks(chunk_of, chunk_offsets, chunk_ids, text_offsets)
+
     def _special_patterns(self) -> dict:
         """spaCy's special-case matcher: a special case whose string has a prefix, suffix or
         infix (``"h."``, ``":)"``) is also looked for as a run of words after splitting
@@ -458,6 +473,17 @@ def _as_list(texts) -> list[str]:
     return [t or "" for t in texts]
 
 
+def _as_array(texts, listed: list[str]) -> pa.Array:
+    """``texts`` as one Arrow string array (``listed``: the same as a list, for other inputs)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    return texts if isinstance(texts, pa.Array) else pa.array(listed, pa.string())
+
+
+def _subset(array: pa.Array, docs: list[int]) -> pa.Array:
+    return array if len(docs) == len(array) else array.take(pa.array(docs, pa.int64()))
+
+
 def _languages(languages, n: int) -> list[str | None]:
     if languages is None or isinstance(languages, str):
         return [languages] * n
@@ -466,10 +492,148 @@ def _languages(languages, n: int) -> list[str | None]:
     return list(languages)
 
 
+def _utf8_buffers(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array and each string's (absolute) byte offsets (null: "")."""
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    if pa.types.is_string_view(texts.type):
+        texts = texts.cast(pa.large_string())
+    _, offsets, data = texts.buffers()[:3]
+    width = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    offsets = np.frombuffer(offsets, width)[texts.offset : texts.offset + len(texts) + 1].astype(np.int64)
+    data = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _space_width(data, i, end):
+    """Bytes of the whitespace character at ``data[i]`` (0: not whitespace): ``str.isspace``'s
+    29 code points, in UTF-8 (a test checks every code point against ``str.split``)."""
+    b = data[i]
+    if 0x20 < b < 0x80:  # the common case: a printable ASCII character
+        return 0
+    if b < 0x80:
+        return 1 if (9 <= b <= 13 or 28 <= b <= 32) else 0
+    if b == 0xC2 and i + 1 < end:  # U+0085, U+00A0
+        c = data[i + 1]
+        return 2 if (c == 0x85 or c == 0xA0) else 0
+    if i + 2 < end:
+        c, e = data[i + 1], data[i + 2]
+        if b == 0xE1:  # U+1680
+            return 3 if (c == 0x9A and e == 0x80) else 0
+        if b == 0xE2:  # U+2000..200A, U+2028, U+2029, U+202F, U+205F
+            if c == 0x80 and (0x80 <= e <= 0x8A or e == 0xA8 or e == 0xA9 or e == 0xAF):
+                return 3
+            return 3 if (c == 0x81 and e == 0x9F) else 0
+        if b == 0xE3:  # U+3000
+            return 3 if (c == 0x80 and e == 0x80) else 0
+    return 0
+
+
+_CHUNK_SLOTS = [1 << 16]  # the table size that last sufficed: a hint (any size gives the same numbers)
+
+
+def _split_chunks(data: np.ndarray, offsets: np.ndarray):
+    """``str.split()`` over every string of a UTF-8 batch, its chunks numbered by content
+    in order of first occurrence: per chunk its number, per string its chunks' offsets,
+    and per number the first occurrence's byte start and length.  The table starts at the
+    size the last batch needed (a table that fits the cache is what makes this fast) and
+    grows fourfold, from the start, when a batch has more distinct chunks than it holds."""
+    cap = _CHUNK_SLOTS[0]
+    while True:
+        out = _split_chunks_kernel(data, offsets, cap)
+        if out is not None:
+            _CHUNK_SLOTS[0] = cap
+            return out
+        cap *= 4
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_chunks_kernel(data, offsets, cap):
+    """``_split_chunks`` with an open-addressing table of ``cap`` slots (FNV-1a hashes, equal
+    bytes checked, so numbers are exact); None when more than ``cap // 2`` distinct chunks."""
+    n = len(offsets) - 1
+    n_bytes = offsets[n] - offsets[0] if n >= 0 else 0
+    chunk_of = np.empty(n_bytes // 2 + 1, np.int64)
+    text_offsets = np.zeros(n + 1, np.int64)
+    mask = np.uint64(cap - 1)
+    table = np.full(cap, -1, np.int64)
+    table_hash = np.empty(cap, np.uint64)
+    limit = cap // 2
+    starts = np.empty(limit, np.int64)
+    lengths = np.empty(limit, np.int64)
+    n_unique = 0
+    k = 0
+    for d in range(n):
+        i, end = offsets[d], offsets[d + 1]
+        while i < end:
+            w = _space_width(data, i, end)
+            if w:
+                i += w
+                continue
+            a = i
+            h = np.uint64(0xCBF29CE484222325)
+            while i < end and _space_width(data, i, end) == 0:
+                h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
+                i += 1
+            h ^= h >> np.uint64(29)
+            length = i - a
+            slot = h & mask
+            while True:
+                u = table[slot]
+                if u < 0:
+                    break
+                if table_hash[slot] == h and lengths[u] == length:
+                    s = starts[u]
+                    same = True
+                    for j in range(length):
+                        if data[s + j] != data[a + j]:
+                            same = False
+                            break
+                    if same:
+                        break
+                slot = (slot + np.uint64(1)) & mask
+            if u < 0:
+                if n_unique == limit:
+                    return None
+                u = n_unique
+                n_unique += 1
+                starts[u], lengths[u] = a, length
+                table[slot], table_hash[slot] = u, h
+            chunk_of[k] = u
+            k += 1
+        text_offsets[d + 1] = k
+    return chunk_of[:k], text_offsets, starts[:n_unique], lengths[:n_unique]
+
+
+@numba.njit(cache=True, nogil=True)
+def _expand_chunks(chunk_of, chunk_offsets, chunk_ids, text_offsets):
+    """Flat word ids and per-text offsets from each text's chunks (``chunk_of``: per chunk
+    of the batch, its distinct chunk; ``chunk_ids[chunk_offsets[u]:chunk_offsets[u + 1]]``:
+    the words of distinct chunk ``u``; ``text_offsets``: each text's chunks)."""
+    n = len(text_offsets) - 1
+    offsets = np.zeros(n + 1, np.int64)
+    for d in range(n):
+        total = offsets[d]
+        for c in range(text_offsets[d], text_offsets[d + 1]):
+            u = chunk_of[c]
+            total += chunk_offsets[u + 1] - chunk_offsets[u]
+        offsets[d + 1] = total
+    ids = np.empty(offsets[n], np.int64)
+    k = 0
+    for c in range(len(chunk_of)):
+        u = chunk_of[c]
+        for j in range(chunk_offsets[u], chunk_offsets[u + 1]):
+            ids[k] = chunk_ids[j]
+            k += 1
+    return ids, offsets
+
+
 class _Words:
     """The words of a batch: per document, a tokenizer and its ids (flat, with offsets)."""
 
-    def __init__(self, texts: list[str], languages: list[str | None]):
+    def __init__(self, texts: list[str], languages: list[str | None], array: pa.Array | None = None):
+        """``array``: the same texts as an Arrow string array, when the caller has one."""
         self.tok = [tokenizer_for(lang) for lang in languages]
         # the documents of each distinct tokenizer (its ids are its own)
         self.groups = {}
@@ -477,22 +641,34 @@ class _Words:
             self.groups.setdefault(id(tok), (tok, []))[1].append(i)
         for tok, _ in self.groups.values():
             tok.trim()
-        self._index([tok.word_ids(t) for tok, t in zip(self.tok, texts)])
-
-    def _index(self, per_doc: list[list[int]]) -> None:
-        self.counts = np.fromiter(map(len, per_doc), np.int64, len(per_doc))
-        self.offsets = np.zeros(len(per_doc) + 1, np.int64)
-        np.cumsum(self.counts, out=self.offsets[1:])
-        self.ids = np.fromiter(chain.from_iterable(per_doc), np.int64, int(self.offsets[-1]))
+        if array is None:
+            array = pa.array(texts, pa.string())
+        if len(self.groups) == 1:
+            ((tok, _),) = self.groups.values()
+            self.ids, self.offsets = tok.batch_ids(array)
+        else:  # each tokenizer on its documents, then back in document order
+            per_doc: list = [None] * len(texts)
+            for tok, docs in self.groups.values():
+                ids, offsets = tok.batch_ids(array.take(pa.array(docs, pa.int64())))
+                for k, d in enumerate(docs):
+                    per_doc[d] = ids[offsets[k] : offsets[k + 1]]
+            self.offsets = np.zeros(len(texts) + 1, np.int64)
+            np.cumsum([len(x) for x in per_doc], out=self.offsets[1:])
+            self.ids = np.concatenate(per_doc) if per_doc else np.zeros(0, np.int64)
+        self.counts = np.diff(self.offsets)
 
     def prop(self, name: str) -> np.ndarray:
         """Per word, the property ``name`` of its token (as in ``WordTokenizer.props``)."""
+        return self.lookup(lambda tok: tok.props()[name])
+
+    def lookup(self, table_of) -> np.ndarray:
+        """Per word, ``table_of(tokenizer)[id]``: a per-id table of the word's tokenizer."""
         if len(self.groups) == 1:
             ((tok, _),) = self.groups.values()
-            return tok.props()[name][self.ids]
+            return table_of(tok)[self.ids]
         out = None
         for tok, docs in self.groups.values():
-            table = tok.props()[name]
+            table = table_of(tok)
             if out is None:
                 out = np.zeros(len(self.ids), table.dtype)
             for d in docs:
@@ -529,17 +705,17 @@ def gopher_quality_reasons(
     and "..."/"…" occurrences per word, all words), ``bullet_lines``, ``ellipsis_lines``,
     ``alpha_words`` (share of words with a letter), ``stop_words`` (distinct stop words,
     matched case-sensitively as datatrove does)."""
-    texts = _as_list(texts)
+    array, texts = texts, _as_list(texts)
     n = len(texts)
     c = config
-    words = _Words(texts, _languages(languages, n))
+    words = _Words(texts, _languages(languages, n), _as_array(array, texts))
     n_words = words.counts
     non_symbol = words.prop("non_symbol")
     n_ns = words.per_doc_sum(non_symbol)
     ns_len = words.per_doc_sum(np.where(non_symbol, words.prop("len"), 0))
     alpha = words.per_doc_sum(words.prop("alpha"))
     reasons: list[str | None] = [None] * n
-    stop_ids = {}
+    stops = _distinct_stop_words(words, c.stop_words) if c.min_stop_words else None
     for d in range(n):
         text = texts[d]
         if c.min_doc_words and n_ns[d] < c.min_doc_words:
@@ -578,23 +754,44 @@ def gopher_quality_reasons(
         if c.min_alpha_words_ratio and alpha[d] / nw < c.min_alpha_words_ratio:
             reasons[d] = "gopher_quality:alpha_words"
             continue
-        if c.min_stop_words:
-            tok = words.tok[d]
-            ids = stop_ids.get(id(tok))
-            if ids is None:
-                ids = stop_ids[id(tok)] = np.array(
-                    [i for i in (tok.id_of(w) for w in set(c.stop_words)) if i >= 0], np.int64
-                )
-            found = np.unique(words.doc_ids(d)[np.isin(words.doc_ids(d), ids)]).size if ids.size else 0
-            if found < c.min_stop_words:
-                reasons[d] = "gopher_quality:stop_words"
+        if c.min_stop_words and stops[d] < c.min_stop_words:
+            reasons[d] = "gopher_quality:stop_words"
     return reasons
+
+
+def _distinct_stop_words(words: _Words, stop_words: Sequence[str]) -> np.ndarray:
+    """Per document, how many of ``stop_words`` occur as words (case-sensitive, as datatrove)."""
+    distinct = sorted(set(stop_words))
+
+    def slots(tok: WordTokenizer) -> np.ndarray:
+        table = np.full(len(tok.tokens), -1, np.int64)
+        for k, w in enumerate(distinct):
+            i = tok.id_of(w)
+            if i >= 0:
+                table[i] = k
+        return table
+
+    slot = words.lookup(slots)
+    at = np.flatnonzero(slot >= 0)
+    doc = np.searchsorted(words.offsets, at, side="right") - 1
+    pairs = np.unique(doc * len(distinct) + slot[at])
+    return np.bincount(pairs // max(len(distinct), 1), minlength=len(words.counts))
 
 
 # ---------------------------------------------------------------- Gopher repetition
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile("\n+")
+
+
+def _split_lines(text: str) -> list[str]:
+    """``re.split("\\n+", text)`` (datatrove's line split) by ``str.split``: the runs'
+    inner empty pieces dropped, the first and last piece kept even when empty."""
+    pieces = text.split("\n")
+    if len(pieces) <= 2:
+        return pieces
+    inner = [p for p in pieces[1:-1] if p]
+    return [pieces[0], *inner, pieces[-1]]
 
 
 def _find_duplicates(parts: list[str]) -> tuple[int, int]:
@@ -610,25 +807,32 @@ def _find_duplicates(parts: list[str]) -> tuple[int, int]:
     return dup, dup_chars
 
 
+_NGRAM_MUL = np.uint64(0x9E3779B97F4A7C15)
+
+
 @numba.njit(cache=True, nogil=True)
-def _ngram_groups(ids, a, b, n):
-    """Per n-gram of ``ids[a:b]`` (``b - a - n + 1`` of them): a group number, equal for
-    equal n-grams and numbered in order of first occurrence, and how many groups.
-    N-grams are keyed by a mixed 64-bit polynomial of their word ids, grouped in an
-    open-addressing table."""
-    m = b - a - n + 1
+def _advance_ngrams(poly, ids, a, m, n):
+    """``poly[i]`` from the key of the (n-1)-gram at ``i`` to that of the n-gram, for the
+    ``m`` n-grams of ``ids[a:]`` (Horner: key = key * mul + id + 1, so a key extends by one
+    word in O(1) and the n-grams of every n cost O(words), not O(words * n))."""
+    for i in range(m):
+        poly[i] = poly[i] * _NGRAM_MUL + np.uint64(ids[a + i + n - 1] + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ngram_groups(poly, m, table_key, table_group, group):
+    """Per n-gram (``poly[:m]``, its polynomial key) a group number, equal for equal keys and
+    numbered in order of first occurrence, into ``group[:m]``; returns how many groups.
+    Keys are mixed to 64 bits and grouped in an open-addressing table (``table_*``: scratch
+    of at least ``2 * m`` slots, a power of two)."""
     cap = 16
     while cap < 2 * m:
         cap <<= 1
     mask = cap - 1
-    table_key = np.empty(cap, np.uint64)
-    table_group = np.full(cap, -1, np.int64)
-    group = np.empty(m, np.int64)
+    table_group[:cap] = -1
     g = 0
     for i in range(m):
-        h = np.uint64(0)
-        for k in range(n):
-            h = h * np.uint64(0x9E3779B97F4A7C15) + np.uint64(ids[a + i + k] + 1)
+        h = poly[i]
         h ^= h >> np.uint64(31)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(29)
@@ -640,7 +844,7 @@ def _ngram_groups(ids, a, b, n):
             table_key[slot] = h
             g += 1
         group[i] = table_group[slot]
-    return group, g
+    return g
 
 
 @numba.njit(cache=True, nogil=True)
@@ -652,58 +856,86 @@ def _repetition_kernel(ids, word_len, offsets, sizes, top_ns, top_fracs, dup_ns,
     its count, ties to the n-gram occurring first (``Counter.most_common(1)``);
     duplicate n-grams: datatrove's ``find_all_duplicate``, scanning left to right, an
     n-gram seen before adds its characters (words joined without a separator) and the
-    scan jumps past it; a skipped n-gram is not remembered."""
+    scan jumps past it; a skipped n-gram is not remembered.
+
+    Once every n-gram of a document is distinct, so is every longer one (equal (n+1)-grams
+    start with equal n-grams): from that n on the top n-gram is the first, once, and no
+    n-gram repeats, without grouping."""
     n_docs = len(offsets) - 1
     out = np.full(n_docs, -1, np.int64)
+    longest = 0
+    for d in range(n_docs):
+        longest = max(longest, offsets[d + 1] - offsets[d])
+    cap = 16
+    while cap < 2 * longest:
+        cap <<= 1
+    table_key = np.empty(cap, np.uint64)
+    table_group = np.empty(cap, np.int64)
+    group = np.empty(max(longest, 1), np.int64)
+    poly = np.empty(max(longest, 1), np.uint64)
+    count = np.empty(max(longest, 1), np.int64)
+    first = np.empty(max(longest, 1), np.int64)
+    seen = np.empty(max(longest, 1), np.bool_)
     for d in range(n_docs):
         a, b = offsets[d], offsets[d + 1]
         size = sizes[d]
         csum = np.zeros(b - a + 1, np.int64)
         for i in range(b - a):
             csum[i + 1] = csum[i] + word_len[a + i]
-        done = False
-        for r in range(len(top_ns)):
-            n = top_ns[r]
+        cur = 0  # poly holds the keys of the cur-grams
+        distinct = 1 << 62  # the smallest n found with every n-gram distinct
+        for rule in range(len(top_ns) + len(dup_ns)):
+            is_top = rule < len(top_ns)
+            n = top_ns[rule] if is_top else dup_ns[rule - len(top_ns)]
             if b - a < n:
                 continue
-            group, n_groups = _ngram_groups(ids, a, b, n)
-            count = np.zeros(n_groups, np.int64)
-            first = np.full(n_groups, -1, np.int64)
-            for i in range(len(group)):
-                count[group[i]] += 1
-                if first[group[i]] < 0:
-                    first[group[i]] = i
-            best, pos = 0, 0
-            for g in range(n_groups):  # groups are in order of first occurrence: the first max wins
-                if count[g] > best:
-                    best, pos = count[g], first[g]
-            chars = (csum[pos + n] - csum[pos] + n - 1) * best
-            if chars / size > top_fracs[r]:
-                out[d] = r
-                done = True
-                break
-        if done:
-            continue
-        for r in range(len(dup_ns)):
-            n = dup_ns[r]
-            if b - a < n:
-                continue
-            group, n_groups = _ngram_groups(ids, a, b, n)
-            m = len(group)
-            if n_groups == m:
-                continue
-            seen = np.zeros(n_groups, np.bool_)
-            total, i = 0, 0
-            while i < m:
-                if seen[group[i]]:
-                    total += csum[i + n] - csum[i]
-                    i += n
+            m = b - a - n + 1
+            if n >= distinct:
+                n_groups = m
+            else:
+                if n < cur or cur == 0:
+                    for i in range(b - a):
+                        poly[i] = np.uint64(0)
+                    cur = 0
+                while cur < n:
+                    cur += 1
+                    _advance_ngrams(poly, ids, a, b - a - cur + 1, cur)
+                n_groups = _ngram_groups(poly, m, table_key, table_group, group)
+                if n_groups == m:
+                    distinct = n
+            if is_top:
+                if n_groups == m:
+                    best, pos = 1, 0
                 else:
-                    seen[group[i]] = True
-                    i += 1
-            if total / size > dup_fracs[r]:
-                out[d] = len(top_ns) + r
-                break
+                    count[:n_groups] = 0
+                    first[:n_groups] = -1
+                    for i in range(m):
+                        count[group[i]] += 1
+                        if first[group[i]] < 0:
+                            first[group[i]] = i
+                    best, pos = 0, 0
+                    for g in range(n_groups):  # groups are in order of first occurrence: the first max wins
+                        if count[g] > best:
+                            best, pos = count[g], first[g]
+                chars = (csum[pos + n] - csum[pos] + n - 1) * best
+                if chars / size > top_fracs[rule]:
+                    out[d] = rule
+                    break
+            else:
+                if n_groups == m:
+                    continue
+                seen[:n_groups] = False
+                total, i = 0, 0
+                while i < m:
+                    if seen[group[i]]:
+                        total += csum[i + n] - csum[i]
+                        i += n
+                    else:
+                        seen[group[i]] = True
+                        i += 1
+                if total / size > dup_fracs[rule - len(top_ns)]:
+                    out[d] = rule
+                    break
     return out
 
 
@@ -718,10 +950,9 @@ def gopher_repetition_reasons(
     datatrove's greedy scan).  N-grams are compared by a 64-bit key of their word ids
     rather than by their joined string (datatrove joins the 5..10-grams without a
     separator, so "ab c" equals "a bc" there: a collision this does not reproduce)."""
-    texts = _as_list(texts)
+    array, texts = texts, _as_list(texts)
     n = len(texts)
     c = config
-    words = None
     reasons: list[str | None] = [None] * n
     need_words = []
     for d, text in enumerate(texts):
@@ -729,7 +960,8 @@ def gopher_repetition_reasons(
             reasons[d] = "gopher_repetition:empty"
             continue
         size = len(text)
-        paragraphs = _PARAGRAPHS.split(text.strip())
+        stripped = text.strip()
+        paragraphs = _PARAGRAPHS.split(stripped) if "\n\n" in stripped else [stripped]
         dup, dup_chars = _find_duplicates(paragraphs)
         if c.dup_para_frac and dup / len(paragraphs) > c.dup_para_frac:
             reasons[d] = "gopher_repetition:dup_para_frac"
@@ -737,7 +969,7 @@ def gopher_repetition_reasons(
         if c.dup_para_char_frac and dup_chars / size > c.dup_para_char_frac:
             reasons[d] = "gopher_repetition:dup_para_char_frac"
             continue
-        lines = _LINES.split(text)
+        lines = _split_lines(text)
         dup, dup_chars = _find_duplicates(lines)
         if c.dup_line_frac and dup / len(lines) > c.dup_line_frac:
             reasons[d] = "gopher_repetition:dup_line_frac"
@@ -749,7 +981,9 @@ def gopher_repetition_reasons(
     if not need_words or not (c.top_n_grams or c.dup_n_grams):
         return reasons
     langs = _languages(languages, n)
-    words = _Words([texts[d] for d in need_words], [langs[d] for d in need_words])
+    words = _Words(
+        [texts[d] for d in need_words], [langs[d] for d in need_words], _subset(_as_array(array, texts), need_words)
+    )
     top, dup = list(c.top_n_grams), list(c.dup_n_grams)
     sizes = np.fromiter((len(texts[d]) for d in need_words), np.int64, len(need_words))
     failed = _repetition_kernel(
@@ -823,7 +1057,7 @@ def c4_filter(texts, config: C4Config = C4Config(), languages=None):
             if (
                 c.max_word_length != -1
                 and len(line) > c.max_word_length
-                and any(len(w) > c.max_word_length for w in words)
+                and max(map(len, words), default=0) > c.max_word_length
             ):
                 continue
             if c.remove_citations and "[" in line:
@@ -870,7 +1104,7 @@ def fineweb_reasons(texts, config: FineWebConfig = FineWebConfig(), languages=No
     of at most ``short_line_length`` characters above ``short_line_thr``);
     ``char_dup_ratio`` (characters of repeated lines over the text's non-newline
     characters); ``list_ratio`` (newlines per word above ``new_line_ratio``)."""
-    texts = _as_list(texts)
+    array, texts = texts, _as_list(texts)
     n = len(texts)
     c = config
     stop = tuple(c.stop_chars) if c.stop_chars is not None else TERMINAL_PUNCTUATION
@@ -895,7 +1129,7 @@ def fineweb_reasons(texts, config: FineWebConfig = FineWebConfig(), languages=No
     if need_words:
         langs = _languages(languages, n)
         sub = [texts[d] for d in need_words]
-        counts = _Words(sub, [langs[d] for d in need_words]).counts
+        counts = _Words(sub, [langs[d] for d in need_words], _subset(_as_array(array, texts), need_words)).counts
         for d, text, nw in zip(need_words, sub, counts):
             if nw == 0 or text.count("\n") / nw > c.new_line_ratio:
                 reasons[d] = "fineweb:list_ratio"

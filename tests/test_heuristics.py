@@ -168,6 +168,39 @@ def test_cjk_words():
     ]
 
 
+def test_batch_split_is_str_split():
+    """The compiled whitespace split of a batch splits where str.split does: at each of the
+    code points str.isspace accepts (and at no other, checked over the whole code space),
+    in runs, at the ends, in empty, null and sliced strings."""
+    spaces = [chr(c) for c in range(0x110000) if chr(c).isspace()]
+    others = [chr(c) for c in range(0x110000) if not chr(c).isspace() and not 0xD800 <= c < 0xE000]
+    texts = [f"a{s}b{s}{s}c{s}" for s in spaces] + [f"x{o}y {o} " for o in others[::7]]
+    texts += ["", " ", "  \n\t ", "\u3000abc\u2028\u2028de", None, "ünïcödé wörds . . ."]
+    array = pa.array(texts, pa.string())
+    tok = H.tokenizer_for("en")
+    for arr in (array, array.slice(5, 40), array.slice(len(texts) - 6)):
+        ids, offsets = tok.batch_ids(arr)
+        for k, text in enumerate(arr.to_pylist()):
+            assert [tok.tokens[i] for i in ids[offsets[k] : offsets[k + 1]]] == tok.words(text or ""), repr(text)
+    data, offs = H._utf8_buffers(array)
+    chunk_of, text_offsets, starts, lengths = H._split_chunks(data, offs)
+    raw = data.tobytes()
+    chunks = [raw[a : a + n].decode() for a, n in zip(starts.tolist(), lengths.tolist())]
+    got = [[chunks[u] for u in chunk_of[text_offsets[k] : text_offsets[k + 1]]] for k in range(len(texts))]
+    assert got == [(t or "").split() for t in texts]
+    assert len(set(chunks)) == len(chunks)  # each distinct chunk numbered once
+
+
+def test_batch_words_in_mixed_languages(docs):
+    """A batch of several languages: each document's words are its own tokenizer's, in order."""
+    texts = [d["text"] for d in list(docs.values())[:300]]
+    langs = ["en", "fr", "ja", None, "ru", "zh"] * 50
+    words = H._Words(texts, langs)
+    for d in range(len(texts)):
+        tok = H.tokenizer_for(langs[d])
+        assert [tok.tokens[i] for i in words.doc_ids(d)] == tok.words(texts[d])
+
+
 def test_arrow_input_and_null():
     texts = pa.array([None, "x."], pa.string())
     assert H.fineweb_reasons(texts) == ["fineweb:empty", "fineweb:short_line_ratio"]
