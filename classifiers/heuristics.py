@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
 import unicodedata
 from collections.abc import Sequence
 from itertools import chain
@@ -175,6 +176,7 @@ class WordTokenizer:
         self._patterns = None  # first word -> special-case patterns, built on first use
         self._props_n = 0
         self._props: dict[str, np.ndarray] = {}
+        self.generation = 0
 
     # spaCy's Tokenizer._split_affixes and _attach_tokens (tokenizer.pyx), on one chunk
     def _split(self, string: str, with_specials: bool = True) -> list[str]:
@@ -327,6 +329,7 @@ class WordTokenizer:
             self.forget()
 
     def forget(self) -> None:
+        self.generation += 1  # ids handed out before this mean nothing now (see _WordsMemo)
         self._cache.clear()
         self._classes.clear()
         self.tokens, self._ids, self._props_n, self._props, self._class_of = [], {}, 0, {}, []
@@ -548,17 +551,29 @@ def _split_chunks(data: np.ndarray, offsets: np.ndarray):
         cap *= 4
 
 
-@numba.njit(cache=True, nogil=True)
+# per byte: 0 part of a chunk, 1 ASCII whitespace, 2 the lead byte of a possible whitespace character
+_BYTE_KIND = np.zeros(256, np.uint8)
+_BYTE_KIND[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = 1
+_BYTE_KIND[[0xC2, 0xE1, 0xE2, 0xE3]] = 2
+
+
 def _split_chunks_kernel(data, offsets, cap):
-    """``_split_chunks`` with an open-addressing table of ``cap`` slots (FNV-1a hashes, equal
-    bytes checked, so numbers are exact); None when more than ``cap // 2`` distinct chunks."""
+    return _split_chunks_compiled(data, offsets, cap, _BYTE_KIND)
+
+
+@numba.njit(cache=True, nogil=True)
+def _split_chunks_compiled(data, offsets, cap, kind):
+    """``_split_chunks`` with an open-addressing table of ``cap`` slots; None when more than
+    ``cap // 2`` distinct chunks.  A slot holds a chunk's FNV-1a hash, its first 8 bytes
+    packed, its length and number, so most lookups touch one cache line and compare short
+    chunks without reading their bytes; longer ones are compared byte by byte (numbers
+    are exact, not hash-deep)."""
     n = len(offsets) - 1
     n_bytes = offsets[n] - offsets[0] if n >= 0 else 0
     chunk_of = np.empty(n_bytes // 2 + 1, np.int64)
     text_offsets = np.zeros(n + 1, np.int64)
-    mask = np.uint64(cap - 1)
-    table = np.full(cap, -1, np.int64)
-    table_hash = np.empty(cap, np.uint64)
+    mask = cap - 1
+    table = np.zeros((cap, 4), np.int64)  # hash, first 8 bytes, length, number + 1 (0: empty)
     limit = cap // 2
     starts = np.empty(limit, np.int64)
     lengths = np.empty(limit, np.int64)
@@ -567,39 +582,55 @@ def _split_chunks_kernel(data, offsets, cap):
     for d in range(n):
         i, end = offsets[d], offsets[d + 1]
         while i < end:
-            w = _space_width(data, i, end)
-            if w:
-                i += w
+            c = kind[data[i]]
+            if c == 1:
+                i += 1
                 continue
+            if c == 2:
+                w = _space_width(data, i, end)
+                if w:
+                    i += w
+                    continue
             a = i
             h = np.uint64(0xCBF29CE484222325)
-            while i < end and _space_width(data, i, end) == 0:
-                h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
+            head = np.uint64(0)
+            while i < end:
+                b = data[i]
+                c = kind[b]
+                if c == 1 or (c == 2 and _space_width(data, i, end)):
+                    break
+                h = (h ^ np.uint64(b)) * np.uint64(0x100000001B3)
+                if i - a < 8:
+                    head |= np.uint64(b) << np.uint64(8 * (i - a))
                 i += 1
             h ^= h >> np.uint64(29)
+            hs = np.int64(h)
+            hd = np.int64(head)
             length = i - a
-            slot = h & mask
+            slot = np.int64(h) & mask
             while True:
-                u = table[slot]
+                u = table[slot, 3] - 1
                 if u < 0:
                     break
-                if table_hash[slot] == h and lengths[u] == length:
+                if table[slot, 0] == hs and table[slot, 1] == hd and table[slot, 2] == length:
+                    if length <= 8:
+                        break
                     s = starts[u]
                     same = True
-                    for j in range(length):
+                    for j in range(8, length):
                         if data[s + j] != data[a + j]:
                             same = False
                             break
                     if same:
                         break
-                slot = (slot + np.uint64(1)) & mask
+                slot = (slot + 1) & mask
             if u < 0:
                 if n_unique == limit:
                     return None
                 u = n_unique
                 n_unique += 1
                 starts[u], lengths[u] = a, length
-                table[slot], table_hash[slot] = u, h
+                table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = hs, hd, length, u + 1
             chunk_of[k] = u
             k += 1
         text_offsets[d + 1] = k
@@ -634,13 +665,7 @@ class _Words:
 
     def __init__(self, texts: list[str], languages: list[str | None], array: pa.Array | None = None):
         """``array``: the same texts as an Arrow string array, when the caller has one."""
-        self.tok = [tokenizer_for(lang) for lang in languages]
-        # the documents of each distinct tokenizer (its ids are its own)
-        self.groups = {}
-        for i, tok in enumerate(self.tok):
-            self.groups.setdefault(id(tok), (tok, []))[1].append(i)
-        for tok, _ in self.groups.values():
-            tok.trim()
+        self._grouped([tokenizer_for(lang) for lang in languages])
         if array is None:
             array = pa.array(texts, pa.string())
         if len(self.groups) == 1:
@@ -656,6 +681,32 @@ class _Words:
             np.cumsum([len(x) for x in per_doc], out=self.offsets[1:])
             self.ids = np.concatenate(per_doc) if per_doc else np.zeros(0, np.int64)
         self.counts = np.diff(self.offsets)
+        self.generations = {id(tok): tok.generation for tok, _ in self.groups.values()}
+
+    def _grouped(self, tokenizers: list[WordTokenizer]) -> None:
+        self.tok = tokenizers
+        # the documents of each distinct tokenizer (its ids are its own)
+        self.groups = {}
+        for i, tok in enumerate(self.tok):
+            self.groups.setdefault(id(tok), (tok, []))[1].append(i)
+        for tok, _ in self.groups.values():
+            tok.trim()
+
+    def subset(self, rows: np.ndarray) -> _Words:
+        """The words of documents ``rows`` (in that order), without tokenizing again."""
+        out = object.__new__(_Words)
+        counts = self.counts[rows]
+        out.offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum(counts, out=out.offsets[1:])
+        out.counts = counts
+        gather = np.repeat(self.offsets[rows] - out.offsets[:-1], counts) + np.arange(out.offsets[-1])
+        out.ids = self.ids[gather]
+        out.tok = [self.tok[r] for r in rows.tolist()]
+        out.groups = {}
+        for i, tok in enumerate(out.tok):
+            out.groups.setdefault(id(tok), (tok, []))[1].append(i)
+        out.generations = self.generations
+        return out
 
     def prop(self, name: str) -> np.ndarray:
         """Per word, the property ``name`` of its token (as in ``WordTokenizer.props``)."""
@@ -685,6 +736,77 @@ class _Words:
         return self.ids[self.offsets[d] : self.offsets[d + 1]]
 
 
+def _array_key(array: pa.Array) -> tuple:
+    """Where an Arrow string array's values live: equal keys, while the first array is held
+    (so its memory cannot be reused), mean the same strings."""
+    return (
+        str(array.type),
+        array.offset,
+        len(array),
+        *(b.address if b is not None else 0 for b in array.buffers()[:3]),
+    )
+
+
+class _WordsMemo(threading.local):
+    """The words one family computed for a batch, for the next family of a fused chain.
+
+    Consecutive heuristic stages see one batch after another in the same thread: the kept
+    rows of one stage's batch are the next stage's input.  A family leaves its words here
+    (``remember``), its stage moves them to its kept batch (``carry_words``), and the next
+    family finds them by the kept text array's key instead of tokenizing the same texts
+    again.  One entry per thread; it holds the array it is keyed by."""
+
+    def __init__(self):
+        self.entry = None  # (array, key, words, rows: per row of the array its document in words, or -1)
+
+    def remember(self, array: pa.Array, words: _Words, rows: np.ndarray) -> None:
+        self.entry = (array, _array_key(array), words, rows)
+
+    def find(self, array: pa.Array, docs: list[int] | None, tokenizers: list[WordTokenizer]) -> _Words | None:
+        """The remembered words of rows ``docs`` of ``array`` (all when None), if every one is
+        there, with the same tokenizers and none of them cleared since."""
+        if self.entry is None or self.entry[1] != _array_key(array):
+            return None
+        _, _, words, rows = self.entry
+        rows = rows if docs is None else rows[np.asarray(docs, np.int64)]
+        if len(rows) != len(tokenizers) or (rows < 0).any():
+            return None
+        if any(words.tok[r] is not t for r, t in zip(rows.tolist(), tokenizers)):
+            return None
+        for tok in {id(t): t for t in tokenizers}.values():
+            tok.trim()
+            if words.generations.get(id(tok)) != tok.generation:
+                return None
+        return words if np.array_equal(rows, np.arange(len(words.counts))) else words.subset(rows)
+
+
+_MEMO = _WordsMemo()
+
+
+def _words_for(array: pa.Array, texts: list[str], languages: list[str | None], docs: list[int] | None = None):
+    """The words of ``texts`` (rows ``docs`` of ``array``; all when None), remembered for the
+    next family of the chain (``_WordsMemo``)."""
+    picked = texts if docs is None else [texts[d] for d in docs]
+    langs = languages if docs is None else [languages[d] for d in docs]
+    tokenizers = [tokenizer_for(lang) for lang in langs]
+    words = _MEMO.find(array, docs, tokenizers)
+    if words is None:
+        words = _Words(picked, langs, array if docs is None else _subset(array, docs))
+    rows = np.full(len(array), -1, np.int64)
+    rows[np.arange(len(array)) if docs is None else np.asarray(docs, np.int64)] = np.arange(len(words.counts))
+    _MEMO.remember(array, words, rows)
+    return words
+
+
+def carry_words(before: pa.Array | pa.ChunkedArray, after: pa.Array | pa.ChunkedArray, keep: np.ndarray) -> None:
+    """A stage kept rows ``keep`` (a bool mask) of text array ``before`` as ``after``: the words
+    a family remembered for ``before`` now serve ``after`` (nothing when none were)."""
+    entry = _MEMO.entry
+    before, after = (a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in (before, after))
+    if entry is not None and entry[1] == _array_key(before):
+        _MEMO.remember(after, entry[2], entry[3][np.asarray(keep, np.bool_)])
+
+
 def _ratio_over(count: np.ndarray, total: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return count / total
@@ -708,7 +830,7 @@ def gopher_quality_reasons(
     array, texts = texts, _as_list(texts)
     n = len(texts)
     c = config
-    words = _Words(texts, _languages(languages, n), _as_array(array, texts))
+    words = _words_for(_as_array(array, texts), texts, _languages(languages, n))
     n_words = words.counts
     non_symbol = words.prop("non_symbol")
     n_ns = words.per_doc_sum(non_symbol)
@@ -981,9 +1103,7 @@ def gopher_repetition_reasons(
     if not need_words or not (c.top_n_grams or c.dup_n_grams):
         return reasons
     langs = _languages(languages, n)
-    words = _Words(
-        [texts[d] for d in need_words], [langs[d] for d in need_words], _subset(_as_array(array, texts), need_words)
-    )
+    words = _words_for(_as_array(array, texts), texts, langs, need_words)
     top, dup = list(c.top_n_grams), list(c.dup_n_grams)
     sizes = np.fromiter((len(texts[d]) for d in need_words), np.int64, len(need_words))
     failed = _repetition_kernel(
@@ -1129,7 +1249,7 @@ def fineweb_reasons(texts, config: FineWebConfig = FineWebConfig(), languages=No
     if need_words:
         langs = _languages(languages, n)
         sub = [texts[d] for d in need_words]
-        counts = _Words(sub, [langs[d] for d in need_words], _subset(_as_array(array, texts), need_words)).counts
+        counts = _words_for(_as_array(array, texts), texts, langs, need_words).counts
         for d, text, nw in zip(need_words, sub, counts):
             if nw == 0 or text.count("\n") / nw > c.new_line_ratio:
                 reasons[d] = "fineweb:list_ratio"
@@ -1163,5 +1283,6 @@ __all__ = [
     "fineweb_reasons",
     "FAMILIES",
     "family_reasons",
+    "carry_words",
     "Sequence",
 ]

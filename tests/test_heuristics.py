@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -199,6 +200,29 @@ def test_batch_words_in_mixed_languages(docs):
     for d in range(len(texts)):
         tok = H.tokenizer_for(langs[d])
         assert [tok.tokens[i] for i in words.doc_ids(d)] == tok.words(texts[d])
+
+
+def test_words_carried_to_the_next_family(docs):
+    """The words one family split a batch into serve the next family on the kept rows (as the
+    fused chain hands them on), and give exactly the decisions of tokenizing anew; never
+    after the tokenizer's vocabulary was cleared, nor for another array."""
+    texts = [d["text"] for d in list(docs.values())[:600]]
+    langs = ["en", "fr", "en", "de", None, "ja"] * 100
+    array = pa.array(texts, pa.string())
+    first = H.gopher_repetition_reasons(array, languages=langs)
+    keep = np.array([r is None for r in first])
+    kept = array.filter(pa.array(keep))
+    kept_langs = [lang for lang, k in zip(langs, keep) if k]
+    H.carry_words(array, kept, keep)
+    tokenizers = [H.tokenizer_for(lang) for lang in kept_langs]
+    assert H._MEMO.find(kept, None, tokenizers) is not None
+    carried = H.gopher_quality_reasons(kept, languages=kept_langs)
+    fresh = pa.array(kept.to_pylist(), pa.string())  # same strings, other buffers: no memo
+    assert H._MEMO.find(fresh, None, tokenizers) is None
+    assert carried == H.gopher_quality_reasons(fresh, languages=kept_langs)
+    assert H._MEMO.find(fresh, None, tokenizers) is not None  # the fresh batch's own words now
+    H.tokenizer_for("en").forget()
+    assert H._MEMO.find(fresh, None, tokenizers) is None
 
 
 def test_arrow_input_and_null():

@@ -28,12 +28,13 @@ from curate.classifiers.heuristics import (
     GopherQualityConfig,
     GopherRepetitionConfig,
     c4_filter,
+    carry_words,
     fineweb_reasons,
     gopher_quality_reasons,
     gopher_repetition_reasons,
 )
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
-from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split, split_by_mask
+from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 CUT_STATS_TAG = "cut_stats"
 
@@ -42,6 +43,25 @@ def _languages(batch: pa.RecordBatch, language_column: str | None):
     if language_column and batch.schema.get_field_index(language_column) >= 0:
         return batch.column(language_column).to_pylist()
     return None
+
+
+class _RuleSplit(beam.DoFn):
+    """Decides a batch with one family's rules.  Before the kept rows go downstream, the words
+    the family split them into are handed on to them (``carry_words``): the next family of
+    the fused chain receives that very batch and does not tokenize it again."""
+
+    def __init__(self, stage: str, text_col: str, fn, config, language_column: str | None):
+        self.stage, self.text_col, self.fn, self.config = stage, text_col, fn, config
+        self.language_column = language_column
+
+    def process(self, batch: pa.RecordBatch):
+        texts = batch.column(self.text_col)
+        reasons = self.fn(texts, self.config, _languages(batch, self.language_column))
+        keep = np.fromiter((r is None for r in reasons), np.bool_, len(reasons))
+        for out in emit_split(batch, self.stage, keep, [r for r in reasons if r is not None]):
+            if not isinstance(out, beam.pvalue.TaggedOutput):
+                carry_words(texts, out.column(self.text_col), keep)
+            yield out
 
 
 class _RuleStage(Stage):
@@ -56,19 +76,9 @@ class _RuleStage(Stage):
         self.language_column = language_column
 
     def expand(self, batches) -> StageResult:
-        text_col, config, language_column, fn = (
-            self.columns.text,
-            self.config,
-            self.language_column,
-            type(self).reasons_fn,
-        )
-
-        def decide(batch):
-            reasons = fn(batch.column(text_col), config, _languages(batch, language_column))
-            keep = np.fromiter((r is None for r in reasons), np.bool_, len(reasons))
-            return keep, [r for r in reasons if r is not None], {}, {}
-
-        return split_by_mask(batches, self.name, decide)
+        split = _RuleSplit(self.name, self.columns.text, type(self).reasons_fn, self.config, self.language_column)
+        out = batches | "Split" >> TaggedParDo(split, [REJECTED_TAG], main="kept")
+        return StageResult(out.kept, out[REJECTED_TAG])
 
 
 class GopherQuality(_RuleStage):
