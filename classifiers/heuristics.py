@@ -448,6 +448,7 @@ def reset_word_caches() -> None:
     time a cold start, as datatrove's spaCy starts with an empty cache."""
     for tok in _TOKENIZERS.values():
         tok.forget()
+    _MEMO.entry = None
 
 
 def tokenizer_for(lang: str | None) -> WordTokenizer:
