@@ -129,20 +129,25 @@ def run_watched(cmd: list[str], visit, env: dict | None = None, stdout=subproces
 
 
 def run_sampled(cmd: list[str], env: dict | None = None) -> dict:
-    """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one process."""
+    """Run ``cmd``: wall seconds, peak summed RSS of its process tree, peak RSS of one
+    process, and by role: the driver (the command's own process: with one in-process
+    worker it is the worker too) and the largest other process (a worker process, or a
+    Dask scheduler or worker)."""
     import psutil
 
-    peaks = {"tree": 0, "process": 0}
+    peaks = {"tree": 0, "process": 0, "driver": 0, "worker": 0}
 
     def visit(_, procs):
         total = 0
-        for proc in procs:
+        for k, proc in enumerate(procs):
             try:
                 rss = proc.memory_info().rss
             except psutil.Error:
                 continue
             total += rss
             peaks["process"] = max(peaks["process"], rss)
+            role = "driver" if k == 0 else "worker"  # run_watched lists the command's process first
+            peaks[role] = max(peaks[role], rss)
         peaks["tree"] = max(peaks["tree"], total)
 
     seconds, _ = run_watched(cmd, visit, env=env)
@@ -150,4 +155,6 @@ def run_sampled(cmd: list[str], env: dict | None = None) -> dict:
         "seconds": round(seconds, 2),
         "peak_tree_mb": round(peaks["tree"] / 2**20),
         "peak_process_mb": round(peaks["process"] / 2**20),
+        "peak_driver_mb": round(peaks["driver"] / 2**20),
+        "peak_worker_mb": round(peaks["worker"] / 2**20),
     }

@@ -20,7 +20,9 @@ time and the spread (worst - best) are reported.  ``default`` is plain
 
 Memory: every process of the run's tree (driver, worker processes, Dask
 scheduler) is sampled every 0.25 s with psutil: the peak of their summed
-resident memory, and the peak of the largest single process.  Every run's
+resident memory, the peak of the largest single process, and by role: the
+driver (the command's process) and the largest worker process (a DirectRunner
+worker process, a Dask worker or scheduler).  Every run's
 kept and rejects bytes are hashed: all modes of a size must publish the same
 bytes.
 """
@@ -110,6 +112,39 @@ def _best(runs: list) -> dict:
     return min(runs, key=lambda r: r["seconds"])
 
 
+def _role_peak(runs: list, key: str) -> str:
+    """The largest peak of one role over the runs ("-": no such process; "n/a": not recorded then)."""
+    values = [r[key] for r in runs if key in r]
+    if not values:
+        return "n/a"
+    return f"{max(values):,}" if max(values) else "-"
+
+
+def _per_worker_growth(payload: dict) -> list[str]:
+    """Peak RSS per process of the default mode at each size against the smallest size's."""
+    rows = []
+    for size, entry in payload["sizes"].items():
+        rs = [r for r in entry["runs"].get("default", []) if "peak_worker_mb" in r]
+        if rs:
+            rows.append((int(size), max(r["peak_driver_mb"] for r in rs), max(r["peak_worker_mb"] for r in rs)))
+    if len(rows) < 2:
+        return []
+    rows.sort()
+    base = rows[0]
+    lines = [
+        "## Memory per process of the default command, by size",
+        "",
+        f"Each role's peak against its peak at {base[0]:,} documents.",
+        "",
+        "| documents | driver MB | x | largest worker process MB | x |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for size, driver, worker in rows:
+        wx = f"{worker / base[2]:.2f}x" if base[2] else ""
+        lines.append(f"| {size:,} | {driver:,} | {driver / base[1]:.2f}x | {worker:,} | {wx} |")
+    return [*lines, ""]
+
+
 def render(payload: dict) -> str:
     lines = [
         "# Two workers against one: local execution modes",
@@ -130,8 +165,8 @@ def render(payload: dict) -> str:
             f"## {int(size):,} documents",
             "",
             "| mode | runs | best s | spread s | docs/s | speed-up vs fastest 1-worker | peak RSS all processes MB "
-            "| peak RSS one process MB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| peak RSS one process MB | driver MB | largest worker process MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for mode, rs in runs.items():
             if not rs:
@@ -144,13 +179,15 @@ def render(payload: dict) -> str:
             speedup = f"{fastest_one / best['seconds']:.2f}x" if fastest_one else ""
             lines.append(
                 f"| {label} | {len(rs)} | {best['seconds']:.1f} | {spread:.1f} | {int(size) / best['seconds']:,.0f} "
-                f"| {speedup} | {max(r['peak_tree_mb'] for r in rs):,} | {max(r['peak_process_mb'] for r in rs):,} |"
+                f"| {speedup} | {max(r['peak_tree_mb'] for r in rs):,} | {max(r['peak_process_mb'] for r in rs):,} "
+                f"| {_role_peak(rs, 'peak_driver_mb')} | {_role_peak(rs, 'peak_worker_mb')} |"
             )
         lines += [
             "",
             f"Published kept + rejects bytes identical across every run: {'yes' if len(digests) == 1 else 'NO'}.",
             "",
         ]
+    lines += _per_worker_growth(payload)
     return "\n".join(lines) + "\n"
 
 
