@@ -177,6 +177,7 @@ class WordTokenizer:
         self._props_n = 0
         self._props: dict[str, np.ndarray] = {}
         self.generation = 0
+        self._store = _ChunkStore()
 
     # spaCy's Tokenizer._split_affixes and _attach_tokens (tokenizer.pyx), on one chunk
     def _split(self, string: str, with_specials: bool = True) -> list[str]:
@@ -330,6 +331,7 @@ class WordTokenizer:
 
     def forget(self) -> None:
         self.generation += 1  # ids handed out before this mean nothing now (see _WordsMemo)
+        self._store = _ChunkStore()
         self._cache.clear()
         self._classes.clear()
         self.tokens, self._ids, self._props_n, self._props, self._class_of = [], {}, 0, {}, []
@@ -347,17 +349,17 @@ class WordTokenizer:
     def batch_ids(self, texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """``word_ids`` of every text of ``texts`` (a string array, null: ""), flat, and the
         per-text offsets into them.  A compiled scan splits the batch's UTF-8 bytes where
-        ``str.split()`` does and numbers its distinct chunks, so Python runs once per
-        distinct chunk of the batch, not once per chunk of each text."""
+        ``str.split()`` does and finds each chunk in the tokenizer's ``_ChunkStore``; Python
+        runs only for the chunks no earlier batch had (Zipf: few, once the store is warm)."""
         data, offsets = _utf8_buffers(texts)
-        chunk_of, text_offsets, starts, lengths = _split_chunks(data, offsets)
-        raw = data.tobytes()
-        cache = self._cache
-        per_chunk = [cache[raw[a : a + n].decode()] for a, n in zip(starts.tolist(), lengths.tolist())]
-        chunk_offsets = np.zeros(len(per_chunk) + 1, np.int64)
-        np.cumsum(np.fromiter(map(len, per_chunk), np.int64, len(per_chunk)), out=chunk_offsets[1:])
-        chunk_ids = np.fromiter(chain.from_iterable(per_chunk), np.int64, int(chunk_offsets[-1]))
-        return _expand_chunks(chunk_of, chunk_offsets, chunk_ids, text_offsets)
+        store = self._store
+        refs, text_offsets, starts, lengths, hashes, heads = store.find(data, offsets)
+        if len(starts):
+            raw = data.tobytes()
+            cache = self._cache
+            per_chunk = [cache[raw[a : a + n].decode()] for a, n in zip(starts.tolist(), lengths.tolist())]
+            store.add(data, starts, lengths, hashes, heads, per_chunk)
+        return store.expand(refs, text_offsets, len(starts))
 
     def _special_patterns(self) -> dict:
         """spaCy's special-case matcher: a special case whose string has a prefix, suffix or
@@ -636,6 +638,227 @@ def _split_chunks_compiled(data, offsets, cap, kind):
             k += 1
         text_offsets[d + 1] = k
     return chunk_of[:k], text_offsets, starts[:n_unique], lengths[:n_unique]
+
+
+def _grown(array: np.ndarray, need: int) -> np.ndarray:
+    """``array`` with room for ``need`` rows (doubling), its rows kept."""
+    if need <= len(array):
+        return array
+    size = len(array)
+    while size < need:
+        size *= 2
+    out = np.zeros((size, *array.shape[1:]), array.dtype)
+    out[: len(array)] = array
+    return out
+
+
+class _ChunkStore:
+    """Every whitespace chunk a tokenizer has split, in compiled memory: its bytes, its
+    words' ids and an open-addressing table by content (FNV-1a hash, first 8 bytes, length;
+    longer chunks compared byte by byte, so a match is exact), so a batch's known chunks
+    are found without Python.  Cleared with the tokenizer's vocabulary (``forget``)."""
+
+    def __init__(self):
+        self.n = 0  # chunks stored, numbered 0..n-1 in order of first sight
+        self.new_slots = 1 << 16  # slots of the table numbering a batch's new chunks (a hint: any size works)
+        self.table = np.zeros((1 << 12, 4), np.int64)  # per slot: hash, first 8 bytes, length, number + 1
+        self.keys = np.zeros((1 << 11, 3), np.int64)  # per number: hash, first 8 bytes, length
+        self.byte_start = np.zeros(1 << 11, np.int64)
+        self.data = np.zeros(1 << 16, np.uint8)
+        self.n_bytes = 0
+        self.id_offsets = np.zeros((1 << 11) + 1, np.int64)
+        self.ids = np.zeros(1 << 14, np.int64)
+
+    def find(self, data: np.ndarray, offsets: np.ndarray):
+        """Per chunk of the batch its number (>= 0) or, for a chunk not stored, ``-1 - k`` for
+        the k-th distinct new one; per text its chunks' offsets; per new chunk its first
+        occurrence's byte start and length in ``data``, hash and first 8 bytes."""
+        cap = self.new_slots
+        while True:
+            out = _find_chunks(data, offsets, _BYTE_KIND, self.table, self.data, self.byte_start, cap)
+            if out is not None:
+                break
+            cap *= 4
+        # the batch table for the next batch: room for four times this one's new chunks
+        self.new_slots = max(1 << 12, 1 << (8 * len(out[2])).bit_length())
+        return out
+
+    def add(self, data, starts, lengths, hashes, heads, per_chunk: list[tuple[int, ...]]) -> None:
+        """Store the new chunks (numbered ``n``, ``n + 1``, ... in order) with their words' ids."""
+        k = len(starts)
+        need = self.n + k
+        if 2 * need > len(self.table):  # at most half full: re-place every chunk in a larger table
+            cap = len(self.table)
+            while 2 * need > cap:
+                cap *= 2
+            self.table = _rehash(self.keys, self.n, cap)
+        self.keys = _grown(self.keys, need)
+        self.byte_start = _grown(self.byte_start, need)
+        self.id_offsets = _grown(self.id_offsets, need + 1)
+        self.data = _grown(self.data, self.n_bytes + int(lengths.sum()))
+        counts = np.fromiter(map(len, per_chunk), np.int64, k)
+        new_ids = np.fromiter(chain.from_iterable(per_chunk), np.int64, int(counts.sum()))
+        n_ids = int(self.id_offsets[self.n])
+        self.ids = _grown(self.ids, n_ids + len(new_ids))
+        _store_chunks(
+            self.table, self.keys, self.byte_start, self.data, self.id_offsets, self.ids,
+            data, starts, lengths, hashes, heads, counts, new_ids, self.n, self.n_bytes,
+        )  # fmt: skip
+        self.n, self.n_bytes = need, self.n_bytes + int(lengths.sum())
+
+    def expand(self, refs, text_offsets, n_new: int):
+        """Flat word ids and per-text offsets of a batch ``find`` numbered (its new chunks
+        stored since, numbered from ``n - n_new``)."""
+        return _expand_refs(refs, text_offsets, self.n - n_new, self.id_offsets, self.ids)
+
+
+@numba.njit(cache=True, nogil=True)
+def _find_chunks(data, offsets, kind, table, stored, byte_start, cap):
+    """``_ChunkStore.find``; None when the batch has more than ``cap // 2`` distinct new chunks."""
+    n = len(offsets) - 1
+    n_bytes = offsets[n] - offsets[0] if n >= 0 else 0
+    refs = np.empty(n_bytes // 2 + 1, np.int64)
+    text_offsets = np.zeros(n + 1, np.int64)
+    smask = len(table) - 1
+    mask = cap - 1
+    local = np.zeros((cap, 4), np.int64)  # the batch's new chunks: hash, first 8 bytes, length, index + 1
+    limit = cap // 2
+    starts = np.empty(limit, np.int64)
+    lengths = np.empty(limit, np.int64)
+    hashes = np.empty(limit, np.int64)
+    heads = np.empty(limit, np.int64)
+    n_new = 0
+    k = 0
+    for d in range(n):
+        i, end = offsets[d], offsets[d + 1]
+        while i < end:
+            c = kind[data[i]]
+            if c == 1:
+                i += 1
+                continue
+            if c == 2:
+                w = _space_width(data, i, end)
+                if w:
+                    i += w
+                    continue
+            a = i
+            h = np.uint64(0xCBF29CE484222325)
+            head = np.uint64(0)
+            while i < end:
+                b = data[i]
+                c = kind[b]
+                if c == 1 or (c == 2 and _space_width(data, i, end)):
+                    break
+                h = (h ^ np.uint64(b)) * np.uint64(0x100000001B3)
+                if i - a < 8:
+                    head |= np.uint64(b) << np.uint64(8 * (i - a))
+                i += 1
+            h ^= h >> np.uint64(29)
+            hs = np.int64(h)
+            hd = np.int64(head)
+            length = i - a
+            slot = hs & smask  # the store
+            u = -1
+            while table[slot, 3]:
+                if table[slot, 0] == hs and table[slot, 1] == hd and table[slot, 2] == length:
+                    v = table[slot, 3] - 1
+                    s = byte_start[v]
+                    same = True
+                    for j in range(8, length):
+                        if stored[s + j] != data[a + j]:
+                            same = False
+                            break
+                    if same:
+                        u = v
+                        break
+                slot = (slot + 1) & smask
+            if u < 0:  # not stored: numbered among the batch's new chunks
+                found = False
+                v = 0
+                slot = hs & mask
+                while local[slot, 3]:
+                    if local[slot, 0] == hs and local[slot, 1] == hd and local[slot, 2] == length:
+                        v = local[slot, 3] - 1
+                        s = starts[v]
+                        found = True
+                        for j in range(8, length):
+                            if data[s + j] != data[a + j]:
+                                found = False
+                                break
+                        if found:
+                            break
+                    slot = (slot + 1) & mask
+                if not found:
+                    if n_new == limit:
+                        return None
+                    v = n_new
+                    n_new += 1
+                    starts[v], lengths[v], hashes[v], heads[v] = a, length, hs, hd
+                    local[slot, 0], local[slot, 1], local[slot, 2], local[slot, 3] = hs, hd, length, v + 1
+                u = -1 - v
+            refs[k] = u
+            k += 1
+        text_offsets[d + 1] = k
+    return refs[:k], text_offsets, starts[:n_new], lengths[:n_new], hashes[:n_new], heads[:n_new]
+
+
+@numba.njit(cache=True, nogil=True)
+def _rehash(keys, n, cap):
+    table = np.zeros((cap, 4), np.int64)
+    mask = cap - 1
+    for v in range(n):
+        slot = keys[v, 0] & mask
+        while table[slot, 3]:
+            slot = (slot + 1) & mask
+        table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = keys[v, 0], keys[v, 1], keys[v, 2], v + 1
+    return table
+
+
+@numba.njit(cache=True, nogil=True)
+def _store_chunks(
+    table, keys, byte_start, stored, id_offsets, ids, data, starts, lengths, hashes, heads, counts, new_ids, n, n_bytes
+):
+    mask = len(table) - 1
+    at, id_at = n_bytes, id_offsets[n]
+    for k in range(len(starts)):
+        v = n + k
+        keys[v, 0], keys[v, 1], keys[v, 2] = hashes[k], heads[k], lengths[k]
+        byte_start[v] = at
+        for j in range(lengths[k]):
+            stored[at + j] = data[starts[k] + j]
+        at += lengths[k]
+        slot = hashes[k] & mask
+        while table[slot, 3]:
+            slot = (slot + 1) & mask
+        table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = hashes[k], heads[k], lengths[k], v + 1
+        id_offsets[v + 1] = id_offsets[v] + counts[k]
+    src = 0
+    for k in range(len(starts)):
+        for j in range(counts[k]):
+            ids[id_at] = new_ids[src]
+            id_at += 1
+            src += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _expand_refs(refs, text_offsets, base, id_offsets, ids):
+    """Flat word ids and per-text offsets from each chunk's number (``-1 - k``: ``base + k``)."""
+    n = len(text_offsets) - 1
+    offsets = np.zeros(n + 1, np.int64)
+    for d in range(n):
+        total = offsets[d]
+        for c in range(text_offsets[d], text_offsets[d + 1]):
+            u = refs[c] if refs[c] >= 0 else base - 1 - refs[c]
+            total += id_offsets[u + 1] - id_offsets[u]
+        offsets[d + 1] = total
+    out = np.empty(offsets[n], np.int64)
+    k = 0
+    for c in range(len(refs)):
+        u = refs[c] if refs[c] >= 0 else base - 1 - refs[c]
+        for j in range(id_offsets[u], id_offsets[u + 1]):
+            out[k] = ids[j]
+            k += 1
+    return out, offsets
 
 
 @numba.njit(cache=True, nogil=True)

@@ -192,6 +192,25 @@ def test_batch_split_is_str_split():
     assert len(set(chunks)) == len(chunks)  # each distinct chunk numbered once
 
 
+def test_batches_through_the_chunk_store(docs):
+    """Batch after batch (the store growing, its table re-placed, then cleared), every
+    document's words are the tokenizer's own, and chunks seen before are not split again."""
+    texts = [d["text"] for d in list(docs.values())[:700]]
+    tok = H.tokenizer_for("de")
+    tok.forget()
+    for a in range(0, len(texts), 37):
+        if a == 370:
+            tok.forget()
+        batch = texts[a : a + 37]
+        ids, offsets = tok.batch_ids(pa.array(batch, pa.string()))
+        for k, text in enumerate(batch):
+            assert [tok.tokens[i] for i in ids[offsets[k] : offsets[k + 1]]] == tok.words(text)
+    stored = tok._store.n
+    assert stored == len(tok._cache) > 1000  # each distinct chunk stored once (as cached once)
+    tok.batch_ids(pa.array(texts[400:450], pa.string()))
+    assert tok._store.n == stored  # nothing new: found in the store, no Python split
+
+
 def test_batch_words_in_mixed_languages(docs):
     """A batch of several languages: each document's words are its own tokenizer's, in order."""
     texts = [d["text"] for d in list(docs.values())[:300]]
