@@ -13,11 +13,15 @@ tokenizer for en/de/es/fr/pt/ru (and most languages), jieba for zh, SudachiPy fo
 ``WordTokenizer`` re-implements spaCy's tokenizer loop (special cases, prefixes,
 suffixes, infixes, URL match) in Python over spaCy's own rules
 (``heuristic_rules.py``, exported from spaCy by ``benchmarks/export_spacy_rules.py``),
-so words are spaCy's without spaCy here.  Speed comes from caching: a document is
-split on whitespace and each whitespace-separated chunk is tokenized once per process
-(Zipf: most chunks of a new document were seen before) into ids of a vocabulary whose
-per-token properties (length, has a letter, is only punctuation, ...) are numpy
-arrays, so every count over words is an array reduction over the whole batch.
+so words are spaCy's without spaCy here.  Speed comes from caching: a batch is split
+on whitespace by a compiled scan of its UTF-8 bytes, and each distinct whitespace-separated
+chunk is tokenized once per process (Zipf: most chunks of a new document were seen
+before) into ids of a vocabulary whose per-token properties (length, has a letter, is
+only punctuation, ...) are numpy arrays, so every count over words is an array
+reduction over the whole batch.  The chunks a tokenizer has split are kept in compiled
+memory (``_ChunkStore``), so a batch's known chunks are found without Python, and the
+words of a batch are handed from one family to the next on its kept rows
+(``carry_words``), so a fused chain of families tokenizes a document once.
 CJK (ja, and Chinese given as cmn/zho/yue/wuu): instead of a dictionary segmenter
 (datatrove: SudachiPy, jieba), runs of Han and of Hiragana are cut into two-character
 words and a Katakana run is one word (other characters go through the spaCy rules):
@@ -25,8 +29,8 @@ those segmenters average ~1.5-2 characters a word, and one word per character ma
 the top 2/3/4-gram shares of short Japanese documents far larger than datatrove's
 (``benchmarks/results/heuristics.md`` measures both).  Gopher quality's English stop
 words and C4's ASCII line endings drop CJK documents whatever the words.  ``zh`` itself
-follows datatrove 0.10.1, which gives it spaCy's unsegmented multi-language rules.  Each document is tokenized
-once per family call, and a family's rules share it.
+follows datatrove 0.10.1, which gives it spaCy's unsegmented multi-language rules.  A family's rules share
+one tokenization of each document.
 """
 
 from __future__ import annotations
