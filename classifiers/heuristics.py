@@ -540,108 +540,10 @@ def _space_width(data, i, end):
     return 0
 
 
-_CHUNK_SLOTS = [1 << 16]  # the table size that last sufficed: a hint (any size gives the same numbers)
-
-
-def _split_chunks(data: np.ndarray, offsets: np.ndarray):
-    """``str.split()`` over every string of a UTF-8 batch, its chunks numbered by content
-    in order of first occurrence: per chunk its number, per string its chunks' offsets,
-    and per number the first occurrence's byte start and length.  The table starts at the
-    size the last batch needed (a table that fits the cache is what makes this fast) and
-    grows fourfold, from the start, when a batch has more distinct chunks than it holds."""
-    cap = _CHUNK_SLOTS[0]
-    while True:
-        out = _split_chunks_kernel(data, offsets, cap)
-        if out is not None:
-            _CHUNK_SLOTS[0] = cap
-            return out
-        cap *= 4
-
-
 # per byte: 0 part of a chunk, 1 ASCII whitespace, 2 the lead byte of a possible whitespace character
 _BYTE_KIND = np.zeros(256, np.uint8)
 _BYTE_KIND[[9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = 1
 _BYTE_KIND[[0xC2, 0xE1, 0xE2, 0xE3]] = 2
-
-
-def _split_chunks_kernel(data, offsets, cap):
-    return _split_chunks_compiled(data, offsets, cap, _BYTE_KIND)
-
-
-@numba.njit(cache=True, nogil=True)
-def _split_chunks_compiled(data, offsets, cap, kind):
-    """``_split_chunks`` with an open-addressing table of ``cap`` slots; None when more than
-    ``cap // 2`` distinct chunks.  A slot holds a chunk's FNV-1a hash, its first 8 bytes
-    packed, its length and number, so most lookups touch one cache line and compare short
-    chunks without reading their bytes; longer ones are compared byte by byte (numbers
-    are exact, not hash-deep)."""
-    n = len(offsets) - 1
-    n_bytes = offsets[n] - offsets[0] if n >= 0 else 0
-    chunk_of = np.empty(n_bytes // 2 + 1, np.int64)
-    text_offsets = np.zeros(n + 1, np.int64)
-    mask = cap - 1
-    table = np.zeros((cap, 4), np.int64)  # hash, first 8 bytes, length, number + 1 (0: empty)
-    limit = cap // 2
-    starts = np.empty(limit, np.int64)
-    lengths = np.empty(limit, np.int64)
-    n_unique = 0
-    k = 0
-    for d in range(n):
-        i, end = offsets[d], offsets[d + 1]
-        while i < end:
-            c = kind[data[i]]
-            if c == 1:
-                i += 1
-                continue
-            if c == 2:
-                w = _space_width(data, i, end)
-                if w:
-                    i += w
-                    continue
-            a = i
-            h = np.uint64(0xCBF29CE484222325)
-            head = np.uint64(0)
-            while i < end:
-                b = data[i]
-                c = kind[b]
-                if c == 1 or (c == 2 and _space_width(data, i, end)):
-                    break
-                h = (h ^ np.uint64(b)) * np.uint64(0x100000001B3)
-                if i - a < 8:
-                    head |= np.uint64(b) << np.uint64(8 * (i - a))
-                i += 1
-            h ^= h >> np.uint64(29)
-            hs = np.int64(h)
-            hd = np.int64(head)
-            length = i - a
-            slot = np.int64(h) & mask
-            while True:
-                u = table[slot, 3] - 1
-                if u < 0:
-                    break
-                if table[slot, 0] == hs and table[slot, 1] == hd and table[slot, 2] == length:
-                    if length <= 8:
-                        break
-                    s = starts[u]
-                    same = True
-                    for j in range(8, length):
-                        if data[s + j] != data[a + j]:
-                            same = False
-                            break
-                    if same:
-                        break
-                slot = (slot + 1) & mask
-            if u < 0:
-                if n_unique == limit:
-                    return None
-                u = n_unique
-                n_unique += 1
-                starts[u], lengths[u] = a, length
-                table[slot, 0], table[slot, 1], table[slot, 2], table[slot, 3] = hs, hd, length, u + 1
-            chunk_of[k] = u
-            k += 1
-        text_offsets[d + 1] = k
-    return chunk_of[:k], text_offsets, starts[:n_unique], lengths[:n_unique]
 
 
 def _grown(array: np.ndarray, need: int) -> np.ndarray:
@@ -716,6 +618,27 @@ class _ChunkStore:
         return _expand_refs(refs, text_offsets, self.n - n_new, self.id_offsets, self.ids)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _probe(table, mask, hs, hd, length, starts, source, data, a):
+    """Look a chunk up (hash ``hs``, first 8 bytes ``hd``, ``length``, its bytes at
+    ``data[a:]``) in an open-addressing table whose chunk ``v`` has its bytes at
+    ``source[starts[v]:]``: (its slot, its number), or (the empty slot it would take, -1)."""
+    slot = hs & mask
+    while table[slot, 3]:
+        if table[slot, 0] == hs and table[slot, 1] == hd and table[slot, 2] == length:
+            v = table[slot, 3] - 1
+            s = starts[v]
+            same = True
+            for j in range(8, length):
+                if source[s + j] != data[a + j]:
+                    same = False
+                    break
+            if same:
+                return slot, v
+        slot = (slot + 1) & mask
+    return slot, -1
+
+
 @numba.njit(cache=True, nogil=True)
 def _find_chunks(data, offsets, kind, table, stored, byte_start, cap):
     """``_ChunkStore.find``; None when the batch has more than ``cap // 2`` distinct new chunks."""
@@ -761,38 +684,10 @@ def _find_chunks(data, offsets, kind, table, stored, byte_start, cap):
             hs = np.int64(h)
             hd = np.int64(head)
             length = i - a
-            slot = hs & smask  # the store
-            u = -1
-            while table[slot, 3]:
-                if table[slot, 0] == hs and table[slot, 1] == hd and table[slot, 2] == length:
-                    v = table[slot, 3] - 1
-                    s = byte_start[v]
-                    same = True
-                    for j in range(8, length):
-                        if stored[s + j] != data[a + j]:
-                            same = False
-                            break
-                    if same:
-                        u = v
-                        break
-                slot = (slot + 1) & smask
+            u = _probe(table, smask, hs, hd, length, byte_start, stored, data, a)[1]  # the store
             if u < 0:  # not stored: numbered among the batch's new chunks
-                found = False
-                v = 0
-                slot = hs & mask
-                while local[slot, 3]:
-                    if local[slot, 0] == hs and local[slot, 1] == hd and local[slot, 2] == length:
-                        v = local[slot, 3] - 1
-                        s = starts[v]
-                        found = True
-                        for j in range(8, length):
-                            if data[s + j] != data[a + j]:
-                                found = False
-                                break
-                        if found:
-                            break
-                    slot = (slot + 1) & mask
-                if not found:
+                slot, v = _probe(local, mask, hs, hd, length, starts, data, data, a)
+                if v < 0:
                     if n_new == limit:
                         return None
                     v = n_new
@@ -863,29 +758,6 @@ def _expand_refs(refs, text_offsets, base, id_offsets, ids):
             out[k] = ids[j]
             k += 1
     return out, offsets
-
-
-@numba.njit(cache=True, nogil=True)
-def _expand_chunks(chunk_of, chunk_offsets, chunk_ids, text_offsets):
-    """Flat word ids and per-text offsets from each text's chunks (``chunk_of``: per chunk
-    of the batch, its distinct chunk; ``chunk_ids[chunk_offsets[u]:chunk_offsets[u + 1]]``:
-    the words of distinct chunk ``u``; ``text_offsets``: each text's chunks)."""
-    n = len(text_offsets) - 1
-    offsets = np.zeros(n + 1, np.int64)
-    for d in range(n):
-        total = offsets[d]
-        for c in range(text_offsets[d], text_offsets[d + 1]):
-            u = chunk_of[c]
-            total += chunk_offsets[u + 1] - chunk_offsets[u]
-        offsets[d + 1] = total
-    ids = np.empty(offsets[n], np.int64)
-    k = 0
-    for c in range(len(chunk_of)):
-        u = chunk_of[c]
-        for j in range(chunk_offsets[u], chunk_offsets[u + 1]):
-            ids[k] = chunk_ids[j]
-            k += 1
-    return ids, offsets
 
 
 class _Words:

@@ -184,10 +184,10 @@ def test_batch_split_is_str_split():
         for k, text in enumerate(arr.to_pylist()):
             assert [tok.tokens[i] for i in ids[offsets[k] : offsets[k + 1]]] == tok.words(text or ""), repr(text)
     data, offs = H._utf8_buffers(array)
-    chunk_of, text_offsets, starts, lengths = H._split_chunks(data, offs)
+    refs, text_offsets, starts, lengths, _, _ = H._ChunkStore().find(data, offs)  # empty store: every chunk new
     raw = data.tobytes()
     chunks = [raw[a : a + n].decode() for a, n in zip(starts.tolist(), lengths.tolist())]
-    got = [[chunks[u] for u in chunk_of[text_offsets[k] : text_offsets[k + 1]]] for k in range(len(texts))]
+    got = [[chunks[-1 - r] for r in refs[text_offsets[k] : text_offsets[k + 1]]] for k in range(len(texts))]
     assert got == [(t or "").split() for t in texts]
     assert len(set(chunks)) == len(chunks)  # each distinct chunk numbered once
 
