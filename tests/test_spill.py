@@ -62,6 +62,14 @@ def _partition_counts(chunk_sizes: list[int], n: int):
             coder.encode_to_stream(value, out, True)
         buffer.append(out.get())
     parts = buffer.partition(n)
+    after = []  # what a later reader of the whole buffer sees
+    for chunk in buffer:
+        stream = create_InputStream(chunk)
+        while stream.size() > 0:
+            after.append(coder.decode_from_stream(stream, True))
+    assert sorted(after) == sorted(values)
+    if n > 1 and balanced_partitions.installed():  # each element held once: the buffer is the dealt chunks
+        assert [id(c) for c in buffer] == [id(c) for part in parts for c in part]
     got = []
     for part in parts:
         got.append([])

@@ -15,7 +15,9 @@ This partition deals out elements round-robin, as Beam itself does when there
 are fewer chunks than workers (decoding each element with the runner's safe
 coder, which for curate's batches is a length-prefixed byte string: a
 reference, or the batch's bytes).  Which worker processes an element does not
-change any output: outputs are sharded by document id and sorted.
+change any output: outputs are sharded by document id and sorted.  The dealt
+chunks then stand in for the buffer's own (same elements, dealt order), so the
+runner holds a stage's input once, not twice.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def _by_element(self, n: int) -> list[list[bytes]]:
                 self._coder_impl.encode_to_stream(value, streams[index], True)
                 index = (index + 1) % n
         self._grouped_output = [[out.get()] for out in streams]
+        # the dealt chunks hold every element once: they replace the original chunks, which
+        # would otherwise stay buffered beside them (twice the stage's input in the runner
+        # process until the stage ends); a later reader iterates the same elements
+        self._inputs = [chunk for part in self._grouped_output for chunk in part]
     return self._grouped_output
 
 
