@@ -156,7 +156,7 @@ def build_funnel(
                 if name in run_stages:
                     s = run_stages[name]
                     row.update(
-                        measured_stage=name,
+                        measured_stage=s.get("name", name),  # the name the funnel's rows show ("quality>=0.5")
                         measured_docs=s["kept"]["docs"],
                         measured_pct_of_raw=s["pct_of_raw"],
                         projected_per_1B_raw=s["projected_per_1B_raw"],

@@ -254,7 +254,7 @@ def passes_text(v: dict, exact: bool = False) -> str:
         return f"{number}: every document {times}"
     share = f"{100 * float(frac):.1f}%"
     if whole == 0:
-        return f"{number}: a {share} sample, each document at most once"
+        return f"{number}: a sample of {share}, each document at most once"
     return f"{number}: every document {times}, {share} of them once more (up to {v['epochs']} copies)"
 
 

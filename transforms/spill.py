@@ -40,7 +40,11 @@ import pyarrow as pa
 ENV = "CURATE_SPILL_DIR"
 MAGIC = b"CSPL"
 _HEAD = struct.Struct("<QQ")  # offset, length
-MIN_BYTES = 64 * 1024  # smaller batches (the filters' small remainders) stay inline: a reference saves nothing
+# Smaller encoded elements stay inline: a reference (~100 bytes, and a memory map opened to read
+# it) saves little there.  Larger ones spill: an element that crosses inline is held by the runner
+# process until the next stage has read it, so the inline share is what grows with the corpus in
+# that process (small batches after the filters, keyed blocks of the dedup shuffles).
+MIN_BYTES = 8 * 1024
 
 
 class _Writer:
