@@ -98,7 +98,9 @@ def test_rows_name_the_epoch_cap_passes_and_redistribution():
     assert passes_text({"sampling_rate_exact": "7/5", "epochs": 2}) == (
         "1.4: every document once, 40.0% of them once more (up to 2 copies)"
     )
-    assert passes_text({"sampling_rate_exact": "1/3", "epochs": 1}, exact=True).startswith("1/3 ≈ 0.333333: a sample of 33.3%")
+    assert passes_text({"sampling_rate_exact": "1/3", "epochs": 1}, exact=True).startswith(
+        "1/3 ≈ 0.333333: a sample of 33.3%"
+    )
     assert passes_text({"sampling_rate_exact": "1", "epochs": 1}) == "1: every document once"
 
 
