@@ -783,14 +783,15 @@ class _Words:
         self.counts = np.diff(self.offsets)
         self.generations = {id(tok): tok.generation for tok, _ in self.groups.values()}
 
-    def _grouped(self, tokenizers: list[WordTokenizer]) -> None:
+    def _grouped(self, tokenizers: list[WordTokenizer], trim: bool = True) -> None:
         self.tok = tokenizers
         # the documents of each distinct tokenizer (its ids are its own)
         self.groups = {}
         for i, tok in enumerate(self.tok):
             self.groups.setdefault(id(tok), (tok, []))[1].append(i)
-        for tok, _ in self.groups.values():
-            tok.trim()
+        if trim:
+            for tok, _ in self.groups.values():
+                tok.trim()
 
     def subset(self, rows: np.ndarray) -> _Words:
         """The words of documents ``rows`` (in that order), without tokenizing again."""
@@ -801,10 +802,7 @@ class _Words:
         out.counts = counts
         gather = np.repeat(self.offsets[rows] - out.offsets[:-1], counts) + np.arange(out.offsets[-1])
         out.ids = self.ids[gather]
-        out.tok = [self.tok[r] for r in rows.tolist()]
-        out.groups = {}
-        for i, tok in enumerate(out.tok):
-            out.groups.setdefault(id(tok), (tok, []))[1].append(i)
+        out._grouped([self.tok[r] for r in rows.tolist()], trim=False)  # ids already issued: no clearing now
         out.generations = self.generations
         return out
 
@@ -886,11 +884,11 @@ _MEMO = _WordsMemo()
 def _words_for(array: pa.Array, texts: list[str], languages: list[str | None], docs: list[int] | None = None):
     """The words of ``texts`` (rows ``docs`` of ``array``; all when None), remembered for the
     next family of the chain (``_WordsMemo``)."""
-    picked = texts if docs is None else [texts[d] for d in docs]
     langs = languages if docs is None else [languages[d] for d in docs]
     tokenizers = [tokenizer_for(lang) for lang in langs]
     words = _MEMO.find(array, docs, tokenizers)
     if words is None:
+        picked = texts if docs is None else [texts[d] for d in docs]
         words = _Words(picked, langs, array if docs is None else _subset(array, docs))
     rows = np.full(len(array), -1, np.int64)
     rows[np.arange(len(array)) if docs is None else np.asarray(docs, np.int64)] = np.arange(len(words.counts))
