@@ -263,7 +263,7 @@ def build_index(emb: Embedder) -> ParaphraseIndex:
     return ParaphraseIndex.build(
         [(n, f, str(BENCHMARK_SETS / p)) for n, f, p in SPECS],
         embedder=emb,
-        verifier=Verifier({"*": {"w": [0, 0, 0, 0], "b": 0, "threshold": 2}}),
+        verifier=Verifier({"*": {"w": [0] * len(Verifier.FEATURES), "b": 0, "threshold": 2}}),
     )
 
 
@@ -275,10 +275,12 @@ def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
         rows = json.loads(path.read_text())
         n_dev = len(cases["dev"])
         out = {"dev": [], "test": []}
-        for d, item, cov, a, b, sim, nr, hn in rows:
+        for row in rows:  # [doc, item, start, end, cosine]; older runs: [doc, item, _, start, end, cosine, _, _]
+            d, item, a, b, sim = row if len(row) == 5 else (row[0], row[1], row[3], row[4], row[5])
             s, d = ("dev", d) if d < n_dev else ("test", d - n_dev)
-            out[s].append(Candidate(d, item, cov, (a, b), sim, nr, hn))
-        return out
+            out[s].append(Candidate(d, item, (a, b), similarity=sim))
+        # the features but the cosine are lexical: computed here, by the stage's own code
+        return {s: index.verification_features(out[s], [c["text"] for c in cases[s]]) for s in out}
     return {s: index.candidates([c["text"] for c in cases[s]]) for s in ("dev", "test")}
 
 
@@ -646,7 +648,7 @@ def render(p: dict) -> str:
         a = [sum(v[0] for k, v in d.items() if k.startswith(kind + "|")) for d in (t, ng)]
         b = [sum(v[1] for k, v in d.items() if k.startswith(kind + "|")) for d in (t, ng)]
         lines.append(f"| **{name}** | {a[0] / b[0]:.4f} ({a[0]}/{b[0]}) | {a[1] / b[1]:.4f} ({a[1]}/{b[1]}) |")
-    lines += ["", "Verifier (logistic, features: similarity, coverage, number recall, has-numbers):", ""]
+    lines += ["", f"Verifier (logistic, features: {', '.join(Verifier.FEATURES)}):", ""]
     for k, m in sorted(p["verifier"].items()):
         lines.append(
             f"- `{k}`: similarity floor {m.get('min_similarity')}, w={m['w']}, b={m['b']}, "

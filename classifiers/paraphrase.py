@@ -20,13 +20,27 @@ An n-gram index (``ngram_index``) finds copies; a rephrased item shares few
    are kept, each with its best span.
 3. **Verification** separates a rephrased test item from a merely similar
    problem (same story with other quantities or another question, a textbook
-   exercise on the same topic).  Features: the cosine, the share of the item's
-   content words (idf-weighted, 6-letter stems) found in the span, the share of
-   the item's numbers found in the span, and whether the item has numbers -- a
-   rephrasing keeps the quantities, another problem changes them.  A logistic model
-   per benchmark format with its own similarity floor and threshold, fitted by
-   ``benchmarks/semantic_eval.py`` on the dev split of items, hosts and negatives
-   and stored in ``models/paraphrase/verifier.json``, decides.
+   exercise on the same topic).  Features (``Verifier.FEATURES``):
+
+   - the cosine of span and item;
+   - the *margin*: that cosine minus the best cosine of any other item to the
+     same document (floor ``min_similarity``).  A rephrased item is near one item;
+     a generic question ("Which of the following is true?", a textbook exercise on
+     a common topic) is about as near to several, and its margin is small;
+   - *coverage*: the idf-weighted share of an item view's content words (6-letter
+     stems) found in the span, for the item's best-covered view (a page may quote
+     only the question line after a reading passage, or the answer with it);
+   - the share of the item's numbers found in the span, and whether the item has
+     numbers: a rephrasing keeps the quantities, another problem changes them;
+   - *signature*: for a code item, the overlap of the type annotations of its
+     function signature with those of the signatures in and just above the span
+     (a rephrased function renames itself and its arguments but keeps its contract:
+     ``List[int] -> bool``; a textbook function on the same task rarely carries
+     the same annotations).  0 when the item has no annotated signature.
+
+   A logistic model per benchmark format with its own similarity floor and
+   threshold, fitted by ``benchmarks/semantic_eval.py`` on the dev split of items,
+   hosts and negatives and stored in ``models/paraphrase/verifier.json``, decides.
 
 Cost: the spans cover every word piece about four times, so the stage costs ~4x
 embedding the document once; it is meant to run after the cheap stages (and
@@ -46,6 +60,7 @@ import io
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +72,10 @@ VERIFIER_PATH = Path(__file__).resolve().parent / "models" / "paraphrase" / "ver
 _WORD = re.compile(r"[^\W\d_]+|\d+(?:[.,]\d+)*", re.UNICODE)
 _PARAGRAPH = re.compile(r"\S(?:.|\n(?![ \t]*\n))*")  # a block of lines without a blank line
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
+# a Python function signature: its parameters and its return annotation
+_SIGNATURE = re.compile(r"\bdef\s+\w+\s*\((.*?)\)\s*(?:->\s*([^:\n]+))?:", re.S)
+_IDENT = re.compile(r"[A-Za-z_]\w*")
+SIGNATURE_CONTEXT = (400, 200)  # characters before / after a span searched for signatures
 STEM = 6
 STOP = frozenset(
     """
@@ -101,6 +120,19 @@ def content_tokens(text: str) -> list[tuple[str, int, int]]:
 
 def numbers_of(text: str) -> set[str]:
     return {normalize_number(t) for t in _NUM.findall(text)}
+
+
+def signature_types(text: str) -> Counter:
+    """Multiset of the identifiers in the type annotations of the function signatures
+    of ``text`` (``def f(xs: List[int], k: int) -> bool:`` -> List, int, int, bool);
+    parameter and function names are left out, since a rephrasing renames them."""
+    out: Counter = Counter()
+    for params, ret in _SIGNATURE.findall(text):
+        for p in params.split(","):
+            if ":" in p:
+                out.update(_IDENT.findall(p.split(":", 1)[1].split("=", 1)[0]))
+        out.update(_IDENT.findall(ret or ""))
+    return out
 
 
 # ---------------------------------------------------------------------------- items
@@ -156,15 +188,21 @@ def load_item_views(benchmark: str, fmt: str, path: str) -> list[Item]:
 # ---------------------------------------------------------------------------- verifier
 @dataclasses.dataclass
 class Verifier:
-    """Logistic score over (similarity, coverage, number recall, has-numbers) per format."""
+    """Logistic score over ``FEATURES`` per format."""
 
     models: dict  # fmt -> {"w": [...], "b": float, "threshold": float}; "*" is the fallback
 
-    FEATURES = ("similarity", "coverage", "number_recall", "has_numbers")
+    FEATURES = ("similarity", "margin", "coverage", "number_recall", "has_numbers", "signature")
 
     @classmethod
     def load(cls, path: Path = VERIFIER_PATH) -> "Verifier":
-        return cls(json.loads(Path(path).read_text())["models"])
+        data = json.loads(Path(path).read_text())
+        if tuple(data.get("features", ())) != cls.FEATURES:
+            raise ValueError(
+                f"{path}: verifier fitted on features {data.get('features')}, this version computes "
+                f"{list(cls.FEATURES)}: re-fit it with benchmarks/semantic_eval.py"
+            )
+        return cls(data["models"])
 
     def save(self, path: Path = VERIFIER_PATH, **meta):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,14 +239,16 @@ class Candidate:
 
     doc: int
     item: int
-    coverage: float
     span: tuple[int, int]
     similarity: float = 0.0
+    margin: float = 0.0
+    coverage: float = 0.0
     number_recall: float = 1.0
     has_numbers: float = 0.0
+    signature: float = 0.0
 
     def features(self) -> np.ndarray:
-        return np.array([self.similarity, self.coverage, self.number_recall, self.has_numbers])
+        return np.array([getattr(self, f) for f in Verifier.FEATURES])
 
 
 class ParaphraseIndex:
@@ -233,28 +273,37 @@ class ParaphraseIndex:
         self.max_paragraph = max_paragraph
         self.max_candidates = max_candidates
         self._verifier = verifier
+        # lexical bags, one row per (item, view); idf over items (a word in every view
+        # of one item counts once)
         vocab: dict[str, int] = {}
-        rows, cols = [], []
-        self.item_words = np.zeros(len(items), dtype=np.int64)
+        rows: list[set[int]] = []  # content-word ids of each (item, view)
         self.item_numbers: list[set[str]] = []
+        self.item_signature: list[Counter] = []
+        first_view = []  # row of each item's first view
+        df: Counter = Counter()
         for i, it in enumerate(items):
-            q = it.views[0]
-            keys = {k for k, _, _ in content_tokens(q)}
-            self.item_words[i] = max(1, len(_WORD.findall(q)))
-            self.item_numbers.append(numbers_of(q))
-            for k in keys:
-                rows.append(i)
-                cols.append(vocab.setdefault(k, len(vocab)))
+            self.item_numbers.append(numbers_of(it.views[0]))
+            self.item_signature.append(signature_types(it.views[0]))
+            seen: set[int] = set()
+            first_view.append(len(rows))
+            for v in it.views:
+                keys = {vocab.setdefault(k, len(vocab)) for k, _, _ in content_tokens(v)}
+                seen |= keys
+                rows.append(keys)
+            df.update(seen)
         self.vocab = vocab
-        ones = np.ones(len(rows), dtype=np.float32)
-        m = sparse.csr_matrix((ones, (rows, cols)), shape=(len(items), len(vocab)))
-        df = np.asarray(m.sum(axis=0)).ravel()
-        self.idf = np.log((1 + len(items)) / (1 + df)).astype(np.float32) + 1.0
-        weighted = m.multiply(self.idf[None, :]).tocsr()
-        self.item_mass = np.asarray(weighted.sum(axis=1)).ravel().astype(np.float32)
-        self.item_mass[self.item_mass == 0] = 1.0
-        self.W = weighted.T.tocsr()  # vocab x items
-        self._item_rows = weighted  # items x vocab
+        flat_rows = [r for r, keys in enumerate(rows) for _ in keys]
+        flat_cols = [k for keys in rows for k in keys]
+        dfa = np.zeros(len(vocab), np.float32)
+        for k, n in df.items():
+            dfa[k] = n
+        self.idf = np.log((1 + len(items)) / (1 + dfa)).astype(np.float32) + 1.0
+        m = sparse.csr_matrix(
+            (self.idf[flat_cols], (flat_rows, flat_cols)), shape=(len(rows), len(vocab)), dtype=np.float32
+        )
+        self._view_rows = m  # (item, view) x vocab, idf-weighted
+        self._first_view = np.array(first_view + [len(rows)], dtype=np.int64)
+        self.view_mass = np.maximum(np.asarray(m.sum(axis=1)).ravel(), 1e-6).astype(np.float32)
         # view vectors: one row per (item, view)
         views, owner = [], []
         for i, it in enumerate(items):
@@ -338,20 +387,39 @@ class ParaphraseIndex:
         out = []
         for d in sorted(per_doc):
             for sim, item, row in sorted(per_doc[d], key=lambda x: (-x[0], x[1]))[: self.max_candidates]:
-                a, b = spans[row]
-                out.append(self._features(Candidate(d, item, 0.0, (a, b), similarity=sim), texts[d][a:b]))
-        return out
+                out.append(Candidate(d, item, spans[row], similarity=sim))
+        return self.verification_features(out, texts)
 
-    def _features(self, c: Candidate, span: str) -> Candidate:
-        row = self._item_rows.getrow(c.item)
-        weight_of = dict(zip(row.indices.tolist(), row.data.tolist()))
-        seen = {self.vocab.get(key, -1) for key, _, _ in content_tokens(span)}
-        c.coverage = sum(weight_of.get(x, 0.0) for x in seen) / float(self.item_mass[c.item])
-        nums = self.item_numbers[c.item]
-        if nums:
-            c.has_numbers = 1.0
-            c.number_recall = len(nums & numbers_of(span)) / len(nums)
-        return c
+    def verification_features(self, cands: list[Candidate], texts: list[str]) -> list[Candidate]:
+        """Fill each candidate's features but the cosine (computed by ``candidates``, or
+        read back from a run that embedded elsewhere).  The margin needs every candidate
+        of a document, so this takes them all at once."""
+        top2: dict[int, list[tuple[float, int]]] = {}
+        for c in cands:
+            top2[c.doc] = sorted(top2.get(c.doc, []) + [(c.similarity, c.item)], reverse=True)[:2]
+        for c in cands:
+            other = [sim for sim, item in top2[c.doc] if item != c.item]
+            c.margin = c.similarity - max(other + [self.min_similarity])
+            text = texts[c.doc]
+            a, b = c.span
+            span = text[a:b]
+            seen = sorted({self.vocab[k] for k, _, _ in content_tokens(span) if k in self.vocab})
+            v0, v1 = self._first_view[c.item], self._first_view[c.item + 1]
+            if seen:
+                hit = np.asarray(self._view_rows[v0:v1][:, seen].sum(axis=1)).ravel()
+                c.coverage = float((hit / self.view_mass[v0:v1]).max())
+            else:
+                c.coverage = 0.0
+            nums = self.item_numbers[c.item]
+            if nums:
+                c.has_numbers = 1.0
+                c.number_recall = len(nums & numbers_of(span)) / len(nums)
+            want = self.item_signature[c.item]
+            if want:
+                before, after = SIGNATURE_CONTEXT
+                got = signature_types(text[max(0, a - before) : b + after])
+                c.signature = sum((want & got).values()) / sum((want | got).values())
+        return cands
 
     # -- steps 2 and 3 -----------------------------------------------------------------
     def match_batch(self, texts) -> list[ParaphraseHit | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -16,12 +17,14 @@ import pytest
 from curate.classifiers import embedding, semdedup
 from curate.classifiers.paraphrase import (
     VERIFIER_PATH,
+    Candidate,
     Item,
     ParaphraseIndex,
     Verifier,
     content_tokens,
     load_item_views,
     numbers_of,
+    signature_types,
 )
 
 needs_model = pytest.mark.skipif(embedding.available() is not None, reason=str(embedding.available()))
@@ -72,7 +75,25 @@ def test_committed_verifier_has_a_model_per_format():
         m = v.model(fmt)
         assert len(m["w"]) == len(Verifier.FEATURES) and 0 < m["threshold"] < 1
     # a span far from every item is rejected whatever the format
-    assert not v.accept("gsm8k", v.score("gsm8k", np.array([0.3, 0.1, 0.0, 1.0])), 0.3)
+    far = Candidate(0, 0, (0, 1), similarity=0.3, margin=0.0, coverage=0.1, number_recall=0.0, has_numbers=1.0)
+    for fmt in ("gsm8k", "humaneval", "mmlu"):
+        assert not v.accept(fmt, v.score(fmt, far.features()), far.similarity)
+
+
+def test_verifier_fitted_on_other_features_is_refused(tmp_path):
+    path = tmp_path / "verifier.json"
+    path.write_text(json.dumps({"features": ["similarity", "coverage"], "models": {"*": {"w": [1, 1], "b": 0}}}))
+    with pytest.raises(ValueError, match="verifier.json.*re-fit"):
+        Verifier.load(path)
+
+
+def test_signature_types_keep_the_contract_not_the_names():
+    original = "def below_zero(operations: List[int]) -> bool:\n    ..."
+    renamed = "def check_negative_balance(transactions: List[int]) -> bool:\n    pass"
+    assert signature_types(original) == signature_types(renamed) == Counter({"List": 1, "int": 1, "bool": 1})
+    multi = "def f(a: int,\n      b: Optional[str] = None, c=3) -> Tuple[int, str]:"
+    assert signature_types(multi) == Counter({"int": 2, "Optional": 1, "str": 2, "Tuple": 1})
+    assert signature_types("def fib(n):\n    return n") == Counter()  # no annotations: nothing to compare
 
 
 # ------------------------------------------------------------------ with the model
@@ -153,6 +174,38 @@ def test_same_story_other_numbers_and_question_passes(small_index):
         "for her friends every day with six. What fraction of the eggs are left for the market?"
     )
     assert small_index.match_batch([HOST + "\n\n" + other]) == [None]
+
+
+@needs_model
+def test_verification_features_margin_coverage_signature(embedder):
+    code = '\ndef below_zero(operations: List[int]) -> bool:\n    """True if the balance falls below zero."""\n'
+    passage = (
+        "This question refers to the following information.\nA long quoted passage about settlement houses, "
+        "immigrants and reformers in Chicago around 1890.\nWhich reform would a settlement house worker favor?"
+    )
+    items = [
+        Item("humaneval", "humaneval", "HumanEval/3", [code]),
+        Item("mmlu", "mmlu", "mmlu/x/1", [passage, passage + "\nsanitation laws", passage.splitlines()[-1]]),
+        Item("mmlu", "mmlu", "mmlu/x/2", ["Which of the following statements is true?"]),
+    ]
+    index = ParaphraseIndex(items, embedder=embedder)
+    renamed = "def check_negative_balance(transactions: List[int]) -> bool:\n    # the balance starts at 0\n"
+    fib = "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n"
+    question = "Which reform would a settlement house worker favor?"
+    texts = [renamed, fib, "Intro.\n\n" + question]
+    body = (renamed.index("#"), len(renamed))  # a window inside the body: the signature is just above it
+    cands = [
+        Candidate(0, 0, body, similarity=0.8),
+        Candidate(0, 2, (0, len(renamed)), similarity=0.78),
+        Candidate(1, 0, (0, len(fib)), similarity=0.87),
+        Candidate(2, 1, (7, len(texts[2])), similarity=0.9),
+    ]
+    a, b, c, d = index.verification_features(cands, texts)
+    assert a.margin == pytest.approx(0.02) and b.margin == pytest.approx(-0.02)  # near two items: small margin
+    assert c.margin == pytest.approx(0.87 - index.min_similarity)  # the only item near that document
+    assert a.signature == 1.0 and c.signature == 0.0 and d.signature == 0.0  # renamed, same contract | no contract
+    assert d.coverage == pytest.approx(1.0)  # every word of the question-line view, though not of the passage
+    assert d.has_numbers == 1.0 and d.number_recall == 0.0  # the passage's "1890" is not in the span
 
 
 def test_item_views_match_loader_ids(benchmarks_dir):
