@@ -135,19 +135,23 @@ def run_sampled(cmd: list[str], env: dict | None = None) -> dict:
     Dask scheduler or worker)."""
     import psutil
 
-    peaks = {"tree": 0, "process": 0, "driver": 0, "worker": 0}
+    peaks = {"tree": 0, "process": 0, "driver": 0, "worker": 0, "driver_anon": 0, "worker_anon": 0}
 
     def visit(_, procs):
         total = 0
         for k, proc in enumerate(procs):
             try:
-                rss = proc.memory_info().rss
+                mem = proc.memory_info()
             except psutil.Error:
                 continue
-            total += rss
-            peaks["process"] = max(peaks["process"], rss)
+            total += mem.rss
+            peaks["process"] = max(peaks["process"], mem.rss)
             role = "driver" if k == 0 else "worker"  # run_watched lists the command's process first
-            peaks[role] = max(peaks[role], rss)
+            peaks[role] = max(peaks[role], mem.rss)
+            # anonymous memory (heap, Arrow buffers): resident minus file-backed and shared pages
+            # (``shared`` is RssFile + RssShmem on Linux: mapped spill files, libraries), which the
+            # kernel can drop and re-read instead of swapping
+            peaks[role + "_anon"] = max(peaks[role + "_anon"], mem.rss - mem.shared)
         peaks["tree"] = max(peaks["tree"], total)
 
     seconds, _ = run_watched(cmd, visit, env=env)
@@ -157,4 +161,6 @@ def run_sampled(cmd: list[str], env: dict | None = None) -> dict:
         "peak_process_mb": round(peaks["process"] / 2**20),
         "peak_driver_mb": round(peaks["driver"] / 2**20),
         "peak_worker_mb": round(peaks["worker"] / 2**20),
+        "peak_driver_anon_mb": round(peaks["driver_anon"] / 2**20),
+        "peak_worker_anon_mb": round(peaks["worker_anon"] / 2**20),
     }

@@ -61,8 +61,11 @@ MODES = {
     "default": [],
     # one in-process worker with batches inline on the data plane, as before transforms/spill.py
     "inprocess-inline": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+    # the default command with Arrow's buffers from the system allocator instead of jemalloc
+    # (which keeps freed pages for reuse): how much of a process's growth is allocator retention
+    "default-sysalloc": [],
 }
-ENV = {"inprocess-inline": {"CURATE_NO_SPILL": "1"}}
+ENV = {"inprocess-inline": {"CURATE_NO_SPILL": "1"}, "default-sysalloc": {"ARROW_DEFAULT_MEMORY_POOL": "system"}}
 WORKERS = {"inprocess": 1, "multi1": 1, "multi2": 2, "dask1": 1, "dask2": 2, "inprocess-inline": 1}
 
 
@@ -121,12 +124,15 @@ def _role_peak(runs: list, key: str) -> str:
 
 
 def _per_worker_growth(payload: dict) -> list[str]:
-    """Peak RSS per process of the default mode at each size against the smallest size's."""
+    """Peak RSS per process of the default mode at each size against the smallest size's,
+    and its anonymous part (heap and Arrow buffers: resident minus file-backed pages such
+    as memory-mapped spill files, which the kernel drops under pressure)."""
+    keys = ("peak_driver_mb", "peak_driver_anon_mb", "peak_worker_mb", "peak_worker_anon_mb")
     rows = []
     for size, entry in payload["sizes"].items():
         rs = [r for r in entry["runs"].get("default", []) if "peak_worker_mb" in r]
         if rs:
-            rows.append((int(size), max(r["peak_driver_mb"] for r in rs), max(r["peak_worker_mb"] for r in rs)))
+            rows.append((int(size), *(max(r.get(k, 0) for r in rs) for k in keys)))
     if len(rows) < 2:
         return []
     rows.sort()
@@ -134,14 +140,19 @@ def _per_worker_growth(payload: dict) -> list[str]:
     lines = [
         "## Memory per process of the default command, by size",
         "",
-        f"Each role's peak against its peak at {base[0]:,} documents.",
+        f"Each role's peak against its peak at {base[0]:,} documents; 'anon': the peak of the role's anonymous "
+        "resident memory (heap, Arrow buffers; not file-backed pages: mapped spill files, libraries).",
         "",
-        "| documents | driver MB | x | largest worker process MB | x |",
-        "|---:|---:|---:|---:|---:|",
+        "| documents | driver MB | x | driver anon MB | x | largest worker process MB | x | worker anon MB | x |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for size, driver, worker in rows:
-        wx = f"{worker / base[2]:.2f}x" if base[2] else ""
-        lines.append(f"| {size:,} | {driver:,} | {driver / base[1]:.2f}x | {worker:,} | {wx} |")
+
+    def ratio(value, first):
+        return f"{value / first:.2f}x" if first else ""
+
+    for size, *values in rows:
+        cells = [f"{v:,} | {ratio(v, b)}" if v else "n/a | " for v, b in zip(values, base[1:])]
+        lines.append(f"| {size:,} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 

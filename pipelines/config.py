@@ -57,18 +57,21 @@ class OutputConfig(Section):
     A shard is sorted and written by one worker from one table in memory, and
     the shards of a folder are the only parallelism its write has.  ``null``
     sizes the count from the input's row count (known before the run, so the
-    layout is the same on any runner): kept ``max(4, ceil(rows / 250,000))``,
-    rejects ``max(1, ceil(rows / 100,000))`` per stage; a stage that rejects
-    every document then holds at most 100k documents per shard (~240 MB of
-    text at web-page sizes), and from 200k input rows two workers share every
-    folder's write.
+    layout is the same on any runner): kept ``max(4, ceil(rows / 100,000))``,
+    rejects ``max(1, ceil(rows / 100,000))`` per stage.  Either folder then holds
+    at most 100k input rows' worth of documents per shard (~240 MB of text at
+    web-page sizes, if a stage rejects or keeps every one), so the largest table
+    a worker builds to write does not grow with the corpus; from 200k input rows
+    two workers share every folder's write.  (With a fixed 4 kept shards, a
+    worker's peak memory at 1M documents was the write of one kept shard, 2.2x
+    its peak at 100k.)
     """
 
     num_shards: int | None = Field(None, ge=1, le=1_000_000)
     reject_shards: int | None = Field(None, ge=1, le=1_000_000)
 
     def kept_shards(self, input_rows: int) -> int:
-        return self.num_shards or max(4, -(-input_rows // 250_000))
+        return self.num_shards or max(4, -(-input_rows // 100_000))
 
     def rejects_shards(self, input_rows: int) -> int:
         return self.reject_shards or max(1, -(-input_rows // 100_000))
