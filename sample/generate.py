@@ -879,8 +879,13 @@ def generate() -> pa.Table:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0]) if argv else HERE / "sample.parquet"
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m curate.sample.generate", description="Regenerate the bundled sample corpus (deterministic)."
+    )
+    parser.add_argument("out", nargs="?", type=Path, default=HERE / "sample.parquet", help="Parquet file to write")
+    out = parser.parse_args(sys.argv[1:] if argv is None else argv).out
     table = generate()
     pq.write_table(table, out, compression="zstd")
     print(f"wrote {table.num_rows} rows to {out}")
