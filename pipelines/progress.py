@@ -36,6 +36,7 @@ class LiveProgress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.every = 0.5 if self.tty else plain_every
         self.started = time.monotonic()
+        self.read_seconds: float | None = None  # when the last input row was read
         self.drawn = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="curate-progress", daemon=True)
@@ -57,20 +58,34 @@ class LiveProgress:
     def lines(self, totals: dict, final: bool = False) -> list[str]:
         elapsed = time.monotonic() - self.started
         read = totals.get(RAW, 0)
-        rate = read / elapsed if elapsed > 0 else 0.0
+        if self.read_seconds is None and self.input_rows and read >= self.input_rows:
+            self.read_seconds = elapsed
+        # the read rate over the reading time: after the last row, the stages still work
+        # and an average over the whole run would only fall
+        reading = self.read_seconds if self.read_seconds is not None else elapsed
+        rate = read / reading if reading > 0 else 0.0
         share = f" ({100 * read / self.input_rows:.0f}%)" if self.input_rows else ""
         if final:
             eta = "done"
+        elif self.read_seconds is not None:
+            eta = "all read; stages finishing"
         elif rate > 0 and self.input_rows:
-            eta = f"ETA {max(0.0, (self.input_rows - read) / rate):.0f}s"
+            eta = f"ETA read {max(0.0, (self.input_rows - read) / rate):.0f}s"
         else:
             eta = "ETA -"
         head = f"[curate] {elapsed:6.1f}s  read {read:,}/{self.input_rows:,}{share}  {rate:,.0f} docs/s  {eta}"
         out = [head]
         for name in self.stages:
-            seen, kept = totals.get((name, "in"), 0), totals.get((name, "kept"), 0)
-            out.append(f"[curate]   {name:<20} in {seen:>12,}  kept {kept:>12,}")
+            seen, kept = totals.get((name, "in"), 0), self._kept(totals, name, final)
+            out.append(f"[curate]   {name:<20} in {seen:>12,}  kept {kept:>12}")
         return out
+
+    @staticmethod
+    def _kept(totals: dict, name: str, final: bool) -> str:
+        """Kept so far; "pending" while none is: the dedup stages decide once they have
+        seen every document, and a 0 then reads as if all were dropped."""
+        kept = totals.get((name, "kept"), 0)
+        return "pending" if not final and kept == 0 and totals.get((name, "in"), 0) else f"{kept:,}"
 
     def draw(self, totals: dict) -> None:
         lines = self.lines(totals)
@@ -80,7 +95,7 @@ class LiveProgress:
             self.drawn = len(lines)
         else:
             stages = "; ".join(
-                f"{n} {totals.get((n, 'in'), 0):,} -> {totals.get((n, 'kept'), 0):,}" for n in self.stages
+                f"{n} {totals.get((n, 'in'), 0):,} -> {self._kept(totals, n, False)}" for n in self.stages
             )
             self.stream.write(f"{lines[0]} | {stages}\n")
         self.stream.flush()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import subprocess
 from pathlib import Path
@@ -72,3 +73,24 @@ def test_quiet_prints_no_progress(tmp_path):
         [CURATE, "run", "--output", str(tmp_path / "out"), "--quiet"], capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0 and "[curate]" not in done.stderr, done.stderr
+
+
+def test_rate_eta_and_pending_stages_while_the_run_works():
+    import io
+
+    from curate.pipelines.progress import RAW, LiveProgress
+
+    view = LiveProgress(None, 1000, ["near_dedup", "quality"], stream=io.StringIO(), tty=False)
+    view.started -= 10.0  # ten seconds in
+    reading = {RAW: 500, ("near_dedup", "in"): 500, ("quality", "in"): 0}
+    head, dedup, quality = view.lines(reading)
+    assert "read 500/1,000 (50%)" in head and "ETA read" in head and view.read_seconds is None
+    assert dedup.split()[-1] == "pending" and quality.split()[-1] == "0"  # a dedup stage decides at the end
+    done = {RAW: 1000, ("near_dedup", "in"): 1000, ("near_dedup", "kept"): 400, ("quality", "in"): 400}
+    head = view.lines(done)[0]
+    assert "all read; stages finishing" in head and view.read_seconds is not None
+    rate = re.search(r"([\d,]+) docs/s", head).group(1)
+    view.started -= 30.0  # later: the read rate stays what it was when reading ended
+    assert re.search(r"([\d,]+) docs/s", view.lines(done)[0]).group(1) == rate != "0"
+    final = view.lines({**done, ("quality", "kept"): 0}, final=True)
+    assert "done" in final[0] and final[1].split()[-1] == "400" and final[2].split()[-1] == "0"
