@@ -50,6 +50,9 @@ class InputConfig(Section):
         return self
 
 
+SHARD_ROWS = 25_000  # input rows' worth of documents per output shard, when the counts are null
+
+
 class OutputConfig(Section):
     """Kept documents and each stage's rejects are written as Parquet shards, rows
     assigned by a hash of the id (deterministic on any runner and worker count).
@@ -57,24 +60,25 @@ class OutputConfig(Section):
     A shard is sorted and written by one worker from one table in memory, and
     the shards of a folder are the only parallelism its write has.  ``null``
     sizes the count from the input's row count (known before the run, so the
-    layout is the same on any runner): kept ``max(4, ceil(rows / 100,000))``,
-    rejects ``max(1, ceil(rows / 100,000))`` per stage.  Either folder then holds
-    at most 100k input rows' worth of documents per shard (~240 MB of text at
+    layout is the same on any runner): kept ``max(4, ceil(rows / 25,000))``,
+    rejects ``max(1, ceil(rows / 25,000))`` per stage.  Either folder then holds
+    at most 25k input rows' worth of documents per shard (~60 MB of text at
     web-page sizes, if a stage rejects or keeps every one), so the largest table
-    a worker builds to write does not grow with the corpus; from 200k input rows
-    two workers share every folder's write.  (With a fixed 4 kept shards, a
-    worker's peak memory at 1M documents was the write of one kept shard, 2.2x
-    its peak at 100k.)
+    a worker builds to write does not grow with the corpus: a worker's peak
+    memory stays that of the stages' batches.  (With a fixed 4 kept shards, a
+    worker's peak at 1M documents was the write of one kept shard, 2.2x its peak
+    at 100k.)  Fewer, larger files: set the counts; a worker then holds a whole
+    shard's rows (sorted, so the bytes are the same on any runner).
     """
 
     num_shards: int | None = Field(None, ge=1, le=1_000_000)
     reject_shards: int | None = Field(None, ge=1, le=1_000_000)
 
     def kept_shards(self, input_rows: int) -> int:
-        return self.num_shards or max(4, -(-input_rows // 100_000))
+        return self.num_shards or max(4, -(-input_rows // SHARD_ROWS))
 
     def rejects_shards(self, input_rows: int) -> int:
-        return self.reject_shards or max(1, -(-input_rows // 100_000))
+        return self.reject_shards or max(1, -(-input_rows // SHARD_ROWS))
 
     compression: typing.Literal["zstd", "snappy", "gzip", "lz4", "brotli", "none"] = "zstd"
 

@@ -40,7 +40,7 @@ def test_yaml_is_loaded_safely(tmp_path):
 
 def test_shard_counts_follow_the_input_unless_set():
     out = load_config().output
-    assert [out.kept_shards(n) for n in (0, 400_000, 400_001, 1_000_000)] == [4, 4, 5, 10]
-    assert [out.rejects_shards(n) for n in (0, 100_000, 100_001, 1_000_000)] == [1, 1, 2, 10]
+    assert [out.kept_shards(n) for n in (0, 100_000, 100_001, 1_000_000)] == [4, 4, 5, 40]
+    assert [out.rejects_shards(n) for n in (0, 25_000, 25_001, 1_000_000)] == [1, 1, 2, 40]
     fixed = out.model_copy(update={"num_shards": 7, "reject_shards": 3})
     assert (fixed.kept_shards(10**9), fixed.rejects_shards(10**9)) == (7, 3)

@@ -152,3 +152,29 @@ def test_large_untyped_elements_spill_through_the_fallback_coder(tmp_path):
         assert got[0] == 7 and got[1][0] == "k" and np.array_equal(got[1][1], block[1][1])
         assert np.array_equal(impl.decode(encoded_small)[1][1], small[1][1])
     assert len(impl.encode(block)) > 800_000  # spilling off: inline
+
+
+def test_output_shard_pieces_are_gathered_until_they_would_spill():
+    """A batch cut per output shard gives pieces of a few rows: gathered per shard until
+    FLUSH_BYTES (so they spill, not stay in the runner), every row once, bounded."""
+    from curate.transforms.io import _SplitByShard, shard_of
+
+    split = _SplitByShard(8, "id", None)
+    split.start_bundle()
+    batches = [pa.record_batch({"id": [f"d{b}-{i}" for i in range(64)], "text": ["x" * 200] * 64}) for b in range(40)]
+    out = [kv for b in batches for kv in split.process(b)]
+    early = len(out)
+    out += [wv.value for wv in split.finish_bundle()]
+    assert split._pending == {} and split._pending_bytes == 0
+    # a piece of one batch is ~1.6 KB: emitted during the bundle only once gathered past FLUSH_BYTES
+    assert early and all(piece.nbytes >= split.FLUSH_BYTES for _, piece in out[:early])
+    rows = [(key, i) for key, piece in out for i in piece.column("id").to_pylist()]
+    assert sorted(i for _, i in rows) == sorted(i for b in batches for i in b.column("id").to_pylist())
+    assert all(key == (None, shard_of(i, 8)) for key, i in rows)
+    # pending memory is bounded however many shards: past MAX_PENDING_BYTES the largest go
+    tight = _SplitByShard(1000, "id", None)
+    tight.MAX_PENDING_BYTES = 20_000
+    tight.start_bundle()
+    for b in batches:
+        list(tight.process(b))
+        assert tight._pending_bytes <= tight.MAX_PENDING_BYTES
