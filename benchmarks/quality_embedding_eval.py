@@ -35,18 +35,6 @@ from curate.pipelines import train_quality as tq  # noqa: E402
 C_GRID = (1.0, 10.0, 100.0)
 
 
-def folds_of(labels, groups, scores) -> dict:
-    per_fold = tq.fold_aucs(labels, groups, scores)
-    subject = [g for g in per_fold if g.startswith("book:")]
-    genre = [g for g in per_fold if g.startswith("genre:")]
-    return {
-        "subject": tq.summarize_folds(per_fold, subject),
-        "genre": tq.summarize_folds(per_fold, genre),
-        "subject_and_genre": tq.summarize_folds(per_fold, subject + genre),
-        "per_fold": {g: r["roc_auc"] for g, r in per_fold.items()},
-    }
-
-
 def main() -> int:
     require_shared()
     if embedding.available() is not None:
@@ -68,7 +56,7 @@ def main() -> int:
         return fit_predict
 
     by_c = {C: tq.leave_one_group_out(labels, groups, linear_head(C))["original"] for C in C_GRID}
-    selection = {str(C): folds_of(labels, groups, s)["subject"] for C, s in by_c.items()}
+    selection = {str(C): qe.view_folds(labels, groups, s)["subject"] for C, s in by_c.items()}
     best_c = max(C_GRID, key=lambda C: (selection[str(C)]["mean_roc_auc"], selection[str(C)]["worst_roc_auc"]))
     ours = tq.leave_one_group_out(
         labels, groups, qe.ours(texts, stripped, labels, qe.PREPROCESS, tq.DEFAULT_C, tq.DEFAULT_HAND_WEIGHT)
@@ -87,7 +75,7 @@ def main() -> int:
         "documents": len(texts),
         "selection_subject_folds": selection,
         "chosen_C": best_c,
-        "folds": {name: folds_of(labels, groups, s) for name, s in scores.items()},
+        "folds": {name: qe.view_folds(labels, groups, s) for name, s in scores.items()},
         "embedding_docs_per_s_one_core": round(len(texts) / embed_cpu_s, 1),
         "mean_doc_chars": round(sum(map(len, texts)) / len(texts), 1),
     }

@@ -161,20 +161,23 @@ def baseline_gbm(texts, stripped, labels):
     return fit_predict
 
 
+def view_folds(labels, groups, scores) -> dict:
+    """One view's out-of-fold scores: AUC per fold, and mean / worst over the subject
+    folds, the genre folds and both."""
+    per_fold = tq.fold_aucs(labels, groups, scores)
+    subject = [g for g in per_fold if g.startswith("book:")]
+    genre = [g for g in per_fold if g.startswith("genre:")]
+    return {
+        "per_fold": {g: r["roc_auc"] for g, r in per_fold.items()},
+        "subject": tq.summarize_folds(per_fold, subject),
+        "genre": tq.summarize_folds(per_fold, genre),
+        "subject_and_genre": tq.summarize_folds(per_fold, subject + genre),
+        "pooled_roc_auc": round(quality.roc_auc(labels, scores), 4),
+    }
+
+
 def fold_report(labels, groups, oof) -> dict:
-    out = {}
-    for view in VIEWS:
-        per_fold = tq.fold_aucs(labels, groups, oof[view])
-        subject = [g for g in per_fold if g.startswith("book:")]
-        genre = [g for g in per_fold if g.startswith("genre:")]
-        out[view] = {
-            "per_fold": {g: r["roc_auc"] for g, r in per_fold.items()},
-            "subject": tq.summarize_folds(per_fold, subject),
-            "genre": tq.summarize_folds(per_fold, genre),
-            "subject_and_genre": tq.summarize_folds(per_fold, subject + genre),
-            "pooled_roc_auc": round(quality.roc_auc(labels, oof[view]), 4),
-        }
-    return out
+    return {view: view_folds(labels, groups, oof[view]) for view in VIEWS}
 
 
 def speed(scorers: dict, texts: list[str], target_docs: int = 12000, batch: int = 2048) -> dict:

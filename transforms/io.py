@@ -21,6 +21,7 @@ import xxhash
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from curate.transforms import spill
 from curate.transforms.stage import Columns
 
 
@@ -299,7 +300,7 @@ class _SplitByShard(beam.DoFn):
     bundle, the largest pieces emitted first past it), and the order of a shard's rows
     does not matter: the write sorts them."""
 
-    FLUSH_BYTES = 64 * 1024
+    FLUSH_BYTES = 8 * spill.MIN_BYTES  # well past the spill threshold (a piece's encoded size is ~ its nbytes)
     MAX_PENDING_BYTES = 16 * 1024 * 1024
 
     def __init__(self, num_shards: int, id_col: str, part_col: str | None):
