@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import struct
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,14 +51,14 @@ def test_a_new_folder_gets_a_new_file_in_the_same_process(tmp_path):
             assert directory.encode() in encoded and coder.decode(encoded).num_rows == 5_000
 
 
-def _partition_counts(chunk_sizes: list[int], n: int):
+def _partition_counts(chunk_sizes: list[int], n: int, make=None):
     coder = coders.BytesCoder().get_impl()
     buffer = execution.ListBuffer(coder)
     values = []
     for size in chunk_sizes:
         out = create_OutputStream()
         for _ in range(size):
-            value = hashlib.sha1(str(len(values)).encode()).digest()
+            value = (make or (lambda k: hashlib.sha1(str(k).encode()).digest()))(len(values))
             values.append(value)
             coder.encode_to_stream(value, out, True)
         buffer.append(out.get())
@@ -92,6 +93,30 @@ def test_stage_input_is_dealt_by_element_not_by_chunk():
         assert sorted(v for p in ours for v in p) == sorted(values)
         values, one = _partition_counts([5, 7], 1)  # one worker: Beam's own answer
         assert [len(p) for p in one] == [12]
+    finally:
+        balanced_partitions.uninstall()
+        if was:
+            balanced_partitions.install()
+
+
+def _reference(length: int) -> bytes:
+    return spill.MAGIC + struct.pack("<QQ", 0, length) + b"/spill/_1-1.arrow"
+
+
+def test_elements_are_dealt_by_the_bytes_they_stand_for():
+    """A large batch (inline, or a spill reference weighing what it points to) counts for
+    many small ones: the other worker gets the small ones until it has as many bytes."""
+    was = balanced_partitions.installed()
+    balanced_partitions.install()
+    try:
+        sizes = [10_000] + [1_000] * 12
+        _, inline = _partition_counts([len(sizes)], 2, lambda k: bytes([k]) * sizes[k])
+        assert sorted(len(p) for p in inline) == [2, 11]  # the large one and a small one, against 11 small
+        assert [sum(map(len, p)) for p in inline] == [11_000, 11_000]
+        _, spilled = _partition_counts([len(sizes)], 2, lambda k: _reference(sizes[k]) + bytes([k]))
+        assert sorted(len(p) for p in spilled) == [2, 11]
+        _, again = _partition_counts([len(sizes)], 2, lambda k: _reference(sizes[k]) + bytes([k]))
+        assert again == spilled  # the same deal every time
     finally:
         balanced_partitions.uninstall()
         if was:

@@ -92,6 +92,11 @@ def is_reference(encoded: bytes) -> bool:
     return encoded[:4] == MAGIC
 
 
+def referenced_size(encoded: bytes) -> int:
+    """How many bytes a reference stands for."""
+    return _HEAD.unpack_from(encoded, 4)[1]
+
+
 def read_reference(encoded: bytes) -> pa.Buffer:
     """The referenced bytes, memory-mapped.  The map is not kept: it lives as long as the
     buffers of the batch decoded from it, so resident memory follows the batches in use,
