@@ -36,7 +36,15 @@ An n-gram index (``ngram_index``) finds copies; a rephrased item shares few
      function signature with those of the signatures in and just above the span
      (a rephrased function renames itself and its arguments but keeps its contract:
      ``List[int] -> bool``; a textbook function on the same task rarely carries
-     the same annotations).  0 when the item has no annotated signature.
+     the same annotations).  0 when the item has no annotated signature;
+   - *examples*: for an item whose text calls a function on literals only (the
+     docstring examples of a code task: ``f([1.0, 2.0, 3.0], 0.5)``), the overlap
+     of the shapes of those calls, literals replaced by their kind
+     (``[N,N,N],N``), with the shapes of such calls in and around the span,
+     each shape weighted by its rarity among the items.  A rephrased task renames
+     the function and changes every value but keeps how many arguments of which
+     kind its examples take; a function on the same topic tested on other inputs
+     does not.  0 when the item has no such call.
 
    A logistic model per benchmark format with its own similarity floor and
    threshold, fitted by ``benchmarks/semantic_eval.py`` on the dev split of items,
@@ -75,7 +83,10 @@ _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 # a Python function signature: its parameters and its return annotation
 _SIGNATURE = re.compile(r"\bdef\s+\w+\s*\((.*?)\)\s*(?:->\s*([^:\n]+))?:", re.S)
 _IDENT = re.compile(r"[A-Za-z_]\w*")
-SIGNATURE_CONTEXT = (400, 200)  # characters before / after a span searched for signatures
+SIGNATURE_CONTEXT = (400, 200)  # characters before / after a span searched for signatures and examples
+_CALL = re.compile(r"\b[A-Za-z_]\w*\s*\(")
+_LITERAL = re.compile(r"""'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?""")
+_CONSTANTS = frozenset({"True", "False", "None"})
 STEM = 6
 STOP = frozenset(
     """
@@ -135,6 +146,42 @@ def signature_types(text: str) -> Counter:
     return out
 
 
+def _call_arguments(text: str, open_at: int) -> str | None:
+    """The text between the parenthesis at ``open_at`` and its match (None: unclosed within 300 characters)."""
+    depth = 0
+    for i in range(open_at, min(len(text), open_at + 300)):
+        if text[i] in "([{":
+            depth += 1
+        elif text[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return text[open_at + 1 : i]
+    return None
+
+
+def example_shapes(text: str) -> Counter:
+    """Multiset of the shapes of the calls of ``text`` whose arguments are literals only
+    (``f([1.0, 2.0], 'ab')`` -> ``[N,N],S``): how a task's examples call it.  A call
+    naming a variable is code, not an example, and is left out."""
+    out: Counter = Counter()
+    for m in _CALL.finditer(text):
+        args = _call_arguments(text, m.end() - 1)
+        if not args or not args.strip():
+            continue
+        shape = _LITERAL.sub(lambda x: "S" if x.group()[0] in "'\"" else "N", args)
+        if set(_IDENT.findall(shape)) - {"S", "N"} - _CONSTANTS:
+            continue
+        out["".join(shape.split())] += 1
+    return out
+
+
+def weighted_overlap(want: Counter, got: Counter, weight) -> float:
+    """Weighted multiset Jaccard: sum of min counts over sum of max counts, each key weighed by ``weight``."""
+    keys = set(want) | set(got)
+    union = sum(max(want[k], got[k]) * weight(k) for k in keys)
+    return sum(min(want[k], got[k]) * weight(k) for k in keys) / union if union else 0.0
+
+
 # ---------------------------------------------------------------------------- items
 @dataclasses.dataclass
 class Item:
@@ -192,7 +239,7 @@ class Verifier:
 
     models: dict  # fmt -> {"w": [...], "b": float, "threshold": float}; "*" is the fallback
 
-    FEATURES = ("similarity", "margin", "coverage", "number_recall", "has_numbers", "signature")
+    FEATURES = ("similarity", "margin", "coverage", "number_recall", "has_numbers", "signature", "examples")
 
     @classmethod
     def load(cls, path: Path = VERIFIER_PATH) -> "Verifier":
@@ -246,6 +293,7 @@ class Candidate:
     number_recall: float = 1.0
     has_numbers: float = 0.0
     signature: float = 0.0
+    examples: float = 0.0
 
     def features(self) -> np.ndarray:
         return np.array([getattr(self, f) for f in Verifier.FEATURES])
@@ -279,11 +327,13 @@ class ParaphraseIndex:
         rows: list[set[int]] = []  # content-word ids of each (item, view)
         self.item_numbers: list[set[str]] = []
         self.item_signature: list[Counter] = []
+        self.item_examples: list[Counter] = []
         first_view = []  # row of each item's first view
         df: Counter = Counter()
         for i, it in enumerate(items):
             self.item_numbers.append(numbers_of(it.views[0]))
             self.item_signature.append(signature_types(it.views[0]))
+            self.item_examples.append(example_shapes(it.views[0]))
             seen: set[int] = set()
             first_view.append(len(rows))
             for v in it.views:
@@ -292,6 +342,12 @@ class ParaphraseIndex:
                 rows.append(keys)
             df.update(seen)
         self.vocab = vocab
+        shape_df: Counter = Counter()
+        for shapes in self.item_examples:
+            shape_df.update(set(shapes))
+        # a shape few items' examples have says more: idf over items (a shape no item has weighs the most)
+        self.shape_idf = {k: math.log((1 + len(items)) / (1 + n)) for k, n in shape_df.items()}
+        self.unseen_shape_idf = math.log(1 + len(items))
         flat_rows = [r for r, keys in enumerate(rows) for _ in keys]
         flat_cols = [k for keys in rows for k in keys]
         dfa = np.zeros(len(vocab), np.float32)
@@ -419,6 +475,11 @@ class ParaphraseIndex:
                 before, after = SIGNATURE_CONTEXT
                 got = signature_types(text[max(0, a - before) : b + after])
                 c.signature = sum((want & got).values()) / sum((want | got).values())
+            shapes = self.item_examples[c.item]
+            if shapes:
+                before, after = SIGNATURE_CONTEXT
+                got = example_shapes(text[max(0, a - before) : b + after])
+                c.examples = weighted_overlap(shapes, got, lambda k: self.shape_idf.get(k, self.unseen_shape_idf))
         return cands
 
     # -- steps 2 and 3 -----------------------------------------------------------------

@@ -22,9 +22,11 @@ from curate.classifiers.paraphrase import (
     ParaphraseIndex,
     Verifier,
     content_tokens,
+    example_shapes,
     load_item_views,
     numbers_of,
     signature_types,
+    weighted_overlap,
 )
 
 needs_model = pytest.mark.skipif(embedding.available() is not None, reason=str(embedding.available()))
@@ -94,6 +96,21 @@ def test_signature_types_keep_the_contract_not_the_names():
     multi = "def f(a: int,\n      b: Optional[str] = None, c=3) -> Tuple[int, str]:"
     assert signature_types(multi) == Counter({"int": 2, "Optional": 1, "str": 2, "Tuple": 1})
     assert signature_types("def fib(n):\n    return n") == Counter()  # no annotations: nothing to compare
+
+
+def test_example_shapes_keep_how_a_task_is_called_not_its_values():
+    original = ">>> has_close_elements([1.0, 2.0, 3.0], 0.5)\nFalse\n>>> has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3)"
+    rephrased = ">>> nearby_elements_exist([1.5, 2.5, 3.5], 0.7)\n    False\n    nearby_elements_exist([1.5, 3.1, 3.5, 4.5, 5.5, 3.2], 0.4) == True"
+    assert example_shapes(original) == example_shapes(rephrased) == Counter({"[N,N,N],N": 1, "[N,N,N,N,N,N],N": 1})
+    assert example_shapes("f('ab', -3, None) ➞ 'x'") == Counter({"S,N,None": 1})
+    code = "result = closest(numbers, threshold)\nfor i in range(len(numbers)):\n    print(i)"
+    assert example_shapes(code) == Counter()  # calls on variables are code, not examples
+    other = example_shapes(">>> closest_pair([4, 1], 2.0)")
+    weight = {"[N,N,N],N": 2.0, "[N,N,N,N,N,N],N": 5.0, "[N,N],N": 0.5}.get
+    assert weighted_overlap(example_shapes(original), example_shapes(rephrased), weight) == 1.0
+    assert weighted_overlap(example_shapes(original), other, weight) == 0.0
+    half = Counter({"[N,N,N],N": 1, "[N,N],N": 1})
+    assert weighted_overlap(example_shapes(original), half, weight) == pytest.approx(2.0 / 7.5)
 
 
 # ------------------------------------------------------------------ with the model
