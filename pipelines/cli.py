@@ -199,10 +199,32 @@ def _error(message: str) -> int:
     return EXIT_USAGE
 
 
+def _stray(beam_args: list[str]) -> list[str]:
+    """Words among the options passed on to Beam that are no option's value: a bare word
+    after another bare word or after ``--opt=value``, or anything that names Parquet
+    input (``--input a.parquet b.parquet`` reads only a.parquet, and Beam drops
+    what it cannot parse with a log line, so b.parquet would be silently left out)."""
+    out = []
+    for k, arg in enumerate(beam_args):
+        if arg.startswith("-"):
+            continue
+        before = beam_args[k - 1] if k else ""
+        takes_value = before.startswith("--") and "=" not in before
+        if not takes_value or arg.endswith(".parquet") or any(ch in arg for ch in "*?["):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = _parser().parse_known_args(argv)
     if args.command != "run" and beam_args:
         return _error(f"unrecognized arguments: {' '.join(beam_args)}")
+    stray = _stray(beam_args)
+    if stray:
+        return _error(
+            f"unexpected argument(s) {' '.join(stray)}: give each input its own --input "
+            "(--input a.parquet --input b.parquet), or one glob in quotes (--input 'shards/*.parquet')"
+        )
     _configure_logging(getattr(args, "log_level", "WARNING"))
 
     from curate.classifiers.benchmark_sets import BenchmarkFormatError

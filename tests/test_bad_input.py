@@ -123,6 +123,23 @@ def test_zero_input_files_and_a_glob_matching_nothing(tmp_path):
     )
 
 
+def test_a_second_input_without_its_own_flag_is_an_error_not_left_out(tmp_path):
+    """``--input a.parquet b.parquet`` used to read a.parquet only: b.parquet went on to Beam
+    as an option it could not parse, which it drops with a log line."""
+    a, b = good_shard(tmp_path / "a.parquet"), good_shard(tmp_path / "b.parquet")
+    out = tmp_path / "o"
+    assert_clear_error(
+        curate("run", "--input", str(a), str(b), "--output", str(out)), str(b), "its own --input", out=out
+    )
+    assert_clear_error(curate("run", "--input", str(a), "--output", str(out), "extra"), "extra", out=out)
+    from curate.pipelines.cli import _stray
+
+    # an option's value given after a space is not stray; a Parquet path or glob always is
+    assert _stray(["--runner", "DirectRunner", "--direct_num_workers=2"]) == []
+    assert _stray(["--temp_location", "gs://b/tmp", "--job_name=x", "y"]) == ["y"]
+    assert _stray(["--save_main_session", "more/*.parquet"]) == ["more/*.parquet"]
+
+
 def test_unreadable_file(tmp_path):
     folder = tmp_path / "dir.parquet"  # matched by the glob, but a folder: cannot be read as a file
     folder.mkdir()
