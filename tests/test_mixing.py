@@ -102,6 +102,8 @@ def test_rows_name_the_epoch_cap_passes_and_redistribution():
         "1/3 ≈ 0.333333: a sample of 33.3%"
     )
     assert passes_text({"sampling_rate_exact": "1", "epochs": 1}) == "1: every document once"
+    long = {"sampling_rate_exact": "16908314440999791121/22600864369996096290", "epochs": 1}
+    assert passes_text(long, exact=True) == "≈ 0.748127: a sample of 74.8%, each document at most once"
 
 
 def test_no_budget_means_no_source_repeats_even_when_some_have_no_data():

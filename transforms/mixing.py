@@ -239,14 +239,17 @@ class MixedBySource(StatKind):
 def passes_text(v: dict, exact: bool = False) -> str:
     """The sampling rate of a mixture row as passes over its available documents:
     ``1.4: every document once, 40.0% of them once more (up to 2 copies)``.  A rate with no
-    short decimal shows as ``≈ 0.546518``, or with ``exact`` as its fraction from the plan too."""
+    short decimal shows as ``≈ 0.546518``, or with ``exact`` as its fraction from the plan too
+    when that is short (``1/3 ≈ 0.333333``; a plan's rate is often a ratio of two 20-digit
+    token counts, which only ``funnel.json``'s ``sampling_rate_exact`` needs to carry)."""
     rate = Fraction(v["sampling_rate_exact"])
     whole, frac = divmod(rate, 1)
     decimal = f"{float(rate):.6f}".rstrip("0").rstrip(".")
     if Fraction(decimal) == rate:
         number = decimal
     else:
-        number = f"{rate.numerator}/{rate.denominator} ≈ {decimal}" if exact else f"≈ {decimal}"
+        short = exact and rate.denominator <= 10_000
+        number = f"{rate.numerator}/{rate.denominator} ≈ {decimal}" if short else f"≈ {decimal}"
     times = "once" if whole == 1 else f"{whole} times"
     if rate == 0:
         return "0: none taken"
