@@ -470,16 +470,16 @@ class ParaphraseIndex:
             if nums:
                 c.has_numbers = 1.0
                 c.number_recall = len(nums & numbers_of(span)) / len(nums)
-            want = self.item_signature[c.item]
+            want, shapes = self.item_signature[c.item], self.item_examples[c.item]
+            if want or shapes:
+                before, after = SIGNATURE_CONTEXT
+                context = text[max(0, a - before) : b + after]
             if want:
-                before, after = SIGNATURE_CONTEXT
-                got = signature_types(text[max(0, a - before) : b + after])
-                c.signature = sum((want & got).values()) / sum((want | got).values())
-            shapes = self.item_examples[c.item]
+                c.signature = weighted_overlap(want, signature_types(context), lambda k: 1)
             if shapes:
-                before, after = SIGNATURE_CONTEXT
-                got = example_shapes(text[max(0, a - before) : b + after])
-                c.examples = weighted_overlap(shapes, got, lambda k: self.shape_idf.get(k, self.unseen_shape_idf))
+                c.examples = weighted_overlap(
+                    shapes, example_shapes(context), lambda k: self.shape_idf.get(k, self.unseen_shape_idf)
+                )
         return cands
 
     # -- steps 2 and 3 -----------------------------------------------------------------
