@@ -5,8 +5,9 @@
 
 Split protocol: every benchmark item, host document and negative is assigned to
 ``dev`` or ``test`` by a hash of its id.  The gate, the verifier (a logistic model
-per benchmark format) and its thresholds, and SemDeDup's eps are chosen on ``dev``;
-every number in the tables is on ``test``.
+per benchmark format), its features and thresholds, and SemDeDup's eps are chosen on
+``dev`` (the features by cross-validation within dev, ``choose_verifier``); every
+number in the tables is on ``test``.
 
 Positives: the LLM Decontaminator's rephrased GSM8K, HumanEval and MMLU items
 (../shared/data/benchmarks/rephrased, line-aligned with the originals), each
@@ -36,8 +37,10 @@ build/semgpu/vectors*.npz (the same ONNX model on onnxruntime-CPU, run on a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import json
+import math
 import random
 import re
 import sys
@@ -280,8 +283,11 @@ def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
             s, d = ("dev", d) if d < n_dev else ("test", d - n_dev)
             out[s].append(Candidate(d, item, (a, b), similarity=sim))
         # the features but the cosine are lexical: computed here, by the stage's own code
-        return {s: index.verification_features(out[s], [c["text"] for c in cases[s]]) for s in out}
-    return {s: index.candidates([c["text"] for c in cases[s]]) for s in ("dev", "test")}
+        # (the token alignment down to the lowest floor tried: the fit picks the floor)
+        return {
+            s: index.verification_features(out[s], [c["text"] for c in cases[s]], token_floor=min(GATES)) for s in out
+        }
+    return {s: index.candidates([c["text"] for c in cases[s]], token_floor=min(GATES)) for s in ("dev", "test")}
 
 
 def label_of(case: dict, index: ParaphraseIndex, cand) -> int:
@@ -289,8 +295,12 @@ def label_of(case: dict, index: ParaphraseIndex, cand) -> int:
     return int(case["kind"] == "positive" and it.item_id == case["item_id"])
 
 
-def fit_verifier(index, cases, cands, gate) -> Verifier:
+def fit_verifier(index, cases, cands, gate, columns=None) -> Verifier:
+    """Per format a logistic model over the candidates at or above ``gate``; ``columns``:
+    the indices of ``Verifier.FEATURES`` it may use (the others get weight 0)."""
     from sklearn.linear_model import LogisticRegression
+
+    columns = list(range(len(Verifier.FEATURES))) if columns is None else list(columns)
 
     rows = defaultdict(lambda: ([], [], []))
     for c in cands:
@@ -306,11 +316,13 @@ def fit_verifier(index, cases, cands, gate) -> Verifier:
     n_hard = sum(c["kind"] == "hard" for c in cases)
     models = {}
     for key, (X, y, doc) in rows.items():
-        X, y = np.array(X), np.array(y)
+        X, y = np.array(X)[:, columns], np.array(y)
         if len(set(y.tolist())) < 2:
             continue
         lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(X, y)
         p = lr.predict_proba(X)[:, 1]
+        w = np.zeros(len(Verifier.FEATURES))
+        w[columns] = lr.coef_[0]
         # threshold: the lowest at which this format's false positives on dev stay within
         # a third of the budget, per negative kind
         thr = 0.2  # a floor: never accept what the model thinks more likely negative than 1 in 5
@@ -324,7 +336,7 @@ def fit_verifier(index, cases, cands, gate) -> Verifier:
             if len(worst) > allowed:
                 thr = max(thr, worst[allowed] + 1e-6)
         models[key] = {
-            "w": [round(float(v), 6) for v in lr.coef_[0]],
+            "w": [round(float(v), 6) for v in w],
             "b": round(float(lr.intercept_[0]), 6),
             "min_similarity": gate,
             "threshold": round(float(thr), 6),
@@ -332,6 +344,112 @@ def fit_verifier(index, cases, cands, gate) -> Verifier:
             "train_positives": int(y.sum()),
         }
     return Verifier(models)
+
+
+def with_offset(model: dict, offset: float) -> dict:
+    """``model`` with its threshold moved by ``offset`` in log-odds (0: unchanged)."""
+    if not offset:
+        return model
+    t = min(model["threshold"], 1 - 1e-9)
+    return dict(model, threshold=round(1 / (1 + math.exp(-(math.log(t / (1 - t)) + offset))), 6), offset=offset)
+
+
+def verifier_cv(index, cases, cands, plan: dict, seeds: int = 6) -> dict:
+    """Repeated 2-fold cross-validation over the dev documents (a fold is a hash of the
+    item, or of the negative's text) of a verifier ``plan``: per format (floor, feature
+    columns, threshold offset), each fitted with the shipped fit and threshold rule on one
+    half and scored on the other.  Each benchmark's recall and the false positive rates,
+    mean and worst fold."""
+    res = defaultdict(list)
+    for seed in range(seeds):
+        fold = [xxhash.xxh64_intdigest(f"cv{seed}:{c.get('item_id') or c['text'][:300]}".encode()) % 2 for c in cases]
+        for k in (0, 1):
+            part = {}
+            for held in (False, True):
+                docs = [d for d in range(len(cases)) if (fold[d] == k) == held]
+                new = {d: i for i, d in enumerate(docs)}
+                part[held] = (
+                    [cases[d] for d in docs],
+                    [dataclasses.replace(c, doc=new[c.doc]) for c in cands if c.doc in new],
+                )
+            (tr_cases, tr_cands), (te_cases, te_cands) = part[False], part[True]
+            models = {
+                fmt: with_offset(fit_verifier(index, tr_cases, tr_cands, floor, columns).models[fmt], offset)
+                for fmt, (floor, columns, offset) in plan.items()
+            }
+            gate = min(floor for floor, _, _ in plan.values())
+            t = tally(index, te_cases, decide(index, Verifier(models), te_cases, te_cands, gate))
+            for fmt in plan:
+                res[fmt].append(t[("positive", fmt)][0] / t[("positive", fmt)][1])
+            for kind in ("hard", "clean"):
+                res[kind].append(
+                    sum(v[0] for g, v in t.items() if g[0] == kind) / sum(v[1] for g, v in t.items() if g[0] == kind)
+                )
+    return {
+        k: {"mean": round(float(np.mean(v)), 4), "worst": round(float(max(v) if k in ("hard", "clean") else min(v)), 4)}
+        for k, v in res.items()
+    }
+
+
+FEATURE_SETS = {  # the verifier's feature sets, smallest first; chosen per format by ``choose_verifier``
+    "without token alignment": [i for i, f in enumerate(Verifier.FEATURES) if not f.startswith("token_")],
+    "with token alignment": list(range(len(Verifier.FEATURES))),
+}
+MIN_GAIN = 0.01  # cross-validated recall a larger feature set must add to be used (else the smaller one)
+OFFSETS = (0.0, 0.25, 0.5, 0.75, 1.0)  # threshold offsets (log-odds) tried to match false positives
+
+
+def choose_verifier(index, cases, cands) -> tuple[Verifier, dict, dict]:
+    """The shipped verifier, chosen on dev alone.
+
+    1. For each feature set and similarity floor (``GATES``) a verifier is fitted on all
+       of dev; per format the floor with the best dev recall (ties: the higher floor; the
+       fallback ``*`` by the worst benchmark's recall).
+    2. The baseline is the smallest set for every format.  A format takes a larger set
+       only if, in cross-validation (``verifier_cv``), it adds ``MIN_GAIN`` recall *at
+       no more false positives*: its threshold is raised by the smallest of ``OFFSETS``
+       at which the hard and clean false positive rates, mean and worst fold, are no
+       higher than the baseline's.  A larger model fits its own dev negatives better,
+       so its in-sample threshold is optimistic; comparing at matched false positives
+       keeps a feature from buying recall with precision.  A feature is paid for (the
+       token alignment is a second forward pass per candidate) only where it helps.
+    ``*`` (formats without a model of their own) keeps the smallest set.
+    Returns the verifier, the cross-validation rows and the dev recall per set and floor."""
+    fmts = ("gsm8k", "humaneval", "mmlu")
+    names = list(FEATURE_SETS)
+    picked, floors, recall = {}, {}, {}
+    for name, columns in FEATURE_SETS.items():
+        tuning = {}
+        for gate in GATES:
+            v = fit_verifier(index, cases, cands, gate, columns)
+            t = tally(index, cases, decide(index, v, cases, cands, gate))
+            tuning[gate] = ({b: t[("positive", b)][0] / max(1, t[("positive", b)][1]) for b in fmts}, v.models)
+            print("dev", name, "floor", gate, tuning[gate][0], flush=True)
+        recall[name] = {str(g): r for g, (r, _) in tuning.items()}
+        for fmt in (*fmts, "*"):
+            g = max(GATES, key=lambda g: (round(tuning[g][0][fmt] if fmt != "*" else min(tuning[g][0].values()), 3), g))
+            if fmt in tuning[g][1]:
+                picked[name, fmt] = tuning[g][1][fmt]
+                floors.setdefault(name, {})[fmt] = g
+    base_plan = {f: (floors[names[0]][f], FEATURE_SETS[names[0]], 0.0) for f in fmts}
+    base = verifier_cv(index, cases, cands, base_plan)
+    rows = [{"format": "all", "features": names[0], "offset": 0.0, **base}]
+    models = {f: dict(picked[names[0], f], features=names[0]) for f in (*fmts, "*")}
+    for fmt in fmts:
+        for name in names[1:]:
+            for offset in OFFSETS:
+                plan = dict(base_plan, **{fmt: (floors[name][fmt], FEATURE_SETS[name], offset)})
+                r = verifier_cv(index, cases, cands, plan)
+                rows.append({"format": fmt, "features": name, "offset": offset, **r})
+                print("cv", fmt, name, offset, r, flush=True)
+                if all(r[k][m] <= base[k][m] for k in ("hard", "clean") for m in ("mean", "worst")):
+                    break
+            else:
+                continue  # no offset matched the baseline's false positives
+            if r[fmt]["mean"] >= base[fmt]["mean"] + MIN_GAIN:
+                models[fmt] = dict(with_offset(picked[name, fmt], offset), features=name)
+    print("chosen", {f: (m["features"], m.get("offset", 0.0)) for f, m in models.items()}, flush=True)
+    return Verifier(models), rows, recall
 
 
 def decide(index, verifier, cases, cands, gate):
@@ -451,31 +569,8 @@ def main() -> int:
     # ---- paraphrase: tune on dev
     cand = candidate_tables(index, cases)
     print("candidates", {s: len(v) for s, v in cand.items()}, round(time.time() - t_start), "s", flush=True)
-    tuning = {}
-    for gate in GATES:
-        v = fit_verifier(index, cases["dev"], cand["dev"], gate)
-        t = tally(index, cases["dev"], decide(index, v, cases["dev"], cand["dev"], gate))
-        rec = {b: t[("positive", b)][0] / max(1, t[("positive", b)][1]) for b in ("gsm8k", "humaneval", "mmlu")}
-        hard = sum(x[0] for k, x in t.items() if k[0] == "hard") / max(
-            1, sum(x[1] for k, x in t.items() if k[0] == "hard")
-        )
-        clean = sum(x[0] for k, x in t.items() if k[0] == "clean") / max(
-            1, sum(x[1] for k, x in t.items() if k[0] == "clean")
-        )
-        tuning[gate] = {"recall": rec, "hard_fp": hard, "clean_fp": clean, "verifier": v.models}
-        print("dev gate", gate, rec, hard, clean, flush=True)
-    # per format, the similarity floor with the best dev recall of that benchmark (ties: the
-    # higher floor); each format's false positives were bounded on dev by its own threshold
-    models = {}
-    for fmt in ("gsm8k", "humaneval", "mmlu", "*"):
-        key = fmt if fmt != "*" else None
-        g = max(
-            GATES, key=lambda g: (round(tuning[g]["recall"][key] if key else min(tuning[g]["recall"].values()), 3), g)
-        )
-        if fmt in tuning[g]["verifier"]:
-            models[fmt] = tuning[g]["verifier"][fmt]
-    verifier = Verifier(models)
-    gate = min(m["min_similarity"] for m in models.values())
+    verifier, cv, dev_recall = choose_verifier(index, cases["dev"], cand["dev"])
+    gate = min(m["min_similarity"] for m in verifier.models.values())
     verifier.save(
         trained_on="benchmarks/semantic_eval.py dev split (hash of item / host / negative id)",
         model="all-MiniLM-L6-v2 (onnx, int8 weights)",
@@ -542,8 +637,9 @@ def main() -> int:
         "machine": machine_facts(),
         "gate": gate,
         "eps": eps,
-        "dev_tuning": {str(k): {kk: vv for kk, vv in v.items() if kk != "verifier"} for k, v in tuning.items()},
+        "dev_recall_by_floor": dev_recall,
         "verifier": verifier.models,
+        "feature_cv": cv,
         "test": {f"{k[0]}|{k[1]}": v for k, v in test.items()},
         "ngram13_test": {f"{k[0]}|{k[1]}": v for k, v in ng.items()},
         "samples": samples,
@@ -651,9 +747,33 @@ def render(p: dict) -> str:
     lines += ["", f"Verifier (logistic, features: {', '.join(Verifier.FEATURES)}):", ""]
     for k, m in sorted(p["verifier"].items()):
         lines.append(
-            f"- `{k}`: similarity floor {m.get('min_similarity')}, w={m['w']}, b={m['b']}, "
+            f"- `{k}` ({m.get('features', 'all features')}"
+            + (f", threshold offset {m['offset']}" if m.get("offset") else "")
+            + f"): similarity floor {m.get('min_similarity')}, "
+            f"w={m['w']}, b={m['b']}, "
             f"threshold={m['threshold']} ({m['train_rows']} dev rows)"
         )
+    if p.get("feature_cv"):
+        benches = ("gsm8k", "humaneval", "mmlu")
+        lines += [
+            "",
+            "Feature choice, on dev alone (`choose_verifier`: repeated 2-fold cross-validation over the dev "
+            "documents, 6 seeds x 2 folds, the same fit and threshold rule; recall mean / worst fold, false "
+            "positive rate mean / worst fold). First row: every format without the token alignment. Each "
+            "further row gives one format the token alignment, its threshold raised by the offset (log-odds) "
+            "until the false positives are no higher than the first row's; the format keeps it only if its "
+            f"recall then gains {MIN_GAIN}:",
+            "",
+            "| format given the larger set | threshold offset | "
+            + " | ".join(f"recall {b}" for b in benches)
+            + " | FP hard | FP clean |",
+            "|---|---:|" + "---:|" * (len(benches) + 2),
+        ]
+        for r in p["feature_cv"]:
+            cells = [f"{r[k]['mean']:.3f} / {r[k]['worst']:.3f}" for k in benches]
+            cells += [f"{100 * r[k]['mean']:.2f}% / {100 * r[k]['worst']:.2f}%" for k in ("hard", "clean")]
+            who = "none (baseline)" if r["format"] == "all" else r["format"]
+            lines.append(f"| {who} | {r['offset']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Samples (test): document span | benchmark item",

@@ -20,6 +20,11 @@ before batching so padding is small.
 Cache: vectors are kept in a bounded LRU keyed by the 64-bit xxhash of the text,
 because the same text is embedded by both stages and items of a benchmark index are
 embedded once per worker.
+
+Token vectors (``embed_tokens``): the same forward pass, before pooling, one unit
+vector per word piece.  The paraphrase verifier aligns them token by token
+(BERTScore), which a pooled vector cannot do.  Each text runs alone, so no padding
+enters its batch and its vectors depend on the text only.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ MAX_TOKENS = 256  # the model's max_seq_length as trained
 MODEL_ID = "all-MiniLM-L6-v2 (onnx, int8 weights)"
 TOKENIZER_PATH = Path(__file__).resolve().parent / "models" / "minilm" / "tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-MODEL_ENV = "CURATE_EMBEDDING_MODEL"  # an ONNX file to use instead of the package's
+MODEL_ENV = "CURATE_EMBEDDING_MODEL"
+TOKEN_CACHE = (
+    4096  # texts whose token vectors are kept (``embed_tokens``)  # an ONNX file to use instead of the package's
+)
 
 
 class SemanticExtraMissing(ImportError):
@@ -97,6 +105,7 @@ class Embedder:
         self._tokenizer = None
         self._full_tokenizer = None
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._token_cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self._lock = threading.Lock()
         self.stats = {"embedded": 0, "cache_hits": 0, "tokens": 0}
 
@@ -106,6 +115,7 @@ class Embedder:
         state["_tokenizer"] = None
         state["_full_tokenizer"] = None
         state["_cache"] = collections.OrderedDict()
+        state["_token_cache"] = collections.OrderedDict()
         state["_lock"] = None
         return state
 
@@ -176,6 +186,39 @@ class Embedder:
             for (k, rows), v in zip(todo.items(), vecs):
                 out[rows] = v
                 self._remember(k, v)
+        return out
+
+    def embed_tokens(self, texts) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per text: (word-piece ids, unit vectors (n, 384)) of its word pieces, [CLS] and
+        [SEP] left out, truncated like ``embed``, rounded to float16 precision.
+
+        One text per run: no padding, so a text's vectors do not depend on the texts
+        beside it.  The last ``TOKEN_CACHE`` texts are kept (a benchmark item's views
+        are aligned with many spans)."""
+        texts = list(texts)
+        if self._session is None:
+            self._load()
+        out = []
+        for text in texts:
+            key = text_key(text)
+            hit = self._token_cache.get(key)
+            if hit is None:
+                enc = self._tokenizer.encode(text)
+                ids = np.array([enc.ids], dtype=np.int64)
+                with self._lock:
+                    hidden = self._session.run(
+                        None,
+                        {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)},
+                    )[0][0, 1:-1]
+                hidden = hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
+                hit = (ids[0, 1:-1].copy(), hidden.astype(np.float16).astype(np.float32))
+                self.stats["token_texts"] = self.stats.get("token_texts", 0) + 1
+                self._token_cache[key] = hit
+                if len(self._token_cache) > TOKEN_CACHE:
+                    self._token_cache.popitem(last=False)
+            else:
+                self._token_cache.move_to_end(key)
+            out.append(hit)
         return out
 
     def save_cache(self, path, shard: int | None = None) -> int:

@@ -44,7 +44,21 @@ An n-gram index (``ngram_index``) finds copies; a rephrased item shares few
      each shape weighted by its rarity among the items.  A rephrased task renames
      the function and changes every value but keeps how many arguments of which
      kind its examples take; a function on the same topic tested on other inputs
-     does not.  0 when the item has no such call.
+     does not.  0 when the item has no such call;
+   - *token alignment* (BERTScore, Zhang et al. 2020): the word-piece vectors of the
+     span and of the item's view (``Embedder.embed_tokens``, the same forward pass
+     before pooling), each item piece matched to its most similar span piece.
+     ``token_recall`` is the mean of those best cosines, ``token_recall_idf`` the
+     same weighted by each piece's rarity among the items, ``token_precision`` the
+     mean best cosine of the span's pieces to the view; the view with the highest
+     weighted recall is taken.  A pooled vector says two texts are about the same
+     thing; a rephrasing also says each of its parts again, which the alignment
+     sees and a question on the same topic does not have.  Computed only for
+     candidates at or above their format's similarity floor (the others are never
+     accepted) of a format whose model uses it, so it costs one more forward pass
+     per such span, not per document.  ``benchmarks/semantic_eval.py`` gives it to a
+     format only where cross-validation on dev shows it adds recall at no more
+     false positives.
 
    A logistic model per benchmark format with its own similarity floor and
    threshold, fitted by ``benchmarks/semantic_eval.py`` on the dev split of items,
@@ -239,7 +253,18 @@ class Verifier:
 
     models: dict  # fmt -> {"w": [...], "b": float, "threshold": float}; "*" is the fallback
 
-    FEATURES = ("similarity", "margin", "coverage", "number_recall", "has_numbers", "signature", "examples")
+    FEATURES = (
+        "similarity",
+        "margin",
+        "coverage",
+        "number_recall",
+        "has_numbers",
+        "signature",
+        "examples",
+        "token_recall",
+        "token_recall_idf",
+        "token_precision",
+    )
 
     @classmethod
     def load(cls, path: Path = VERIFIER_PATH) -> "Verifier":
@@ -265,6 +290,11 @@ class Verifier:
         m = self.model(fmt)
         z = float(np.dot(m["w"], feats) + m["b"])
         return 1.0 / (1.0 + math.exp(-z))
+
+    def uses(self, fmt: str, prefix: str) -> bool:
+        """Whether the format's model weighs any feature whose name starts with ``prefix``."""
+        w = self.model(fmt)["w"]
+        return any(w[i] != 0 for i, f in enumerate(self.FEATURES) if f.startswith(prefix))
 
     def accept(self, fmt: str, score: float, similarity: float) -> bool:
         m = self.model(fmt)
@@ -294,6 +324,9 @@ class Candidate:
     has_numbers: float = 0.0
     signature: float = 0.0
     examples: float = 0.0
+    token_recall: float = 0.0
+    token_recall_idf: float = 0.0
+    token_precision: float = 0.0
 
     def features(self) -> np.ndarray:
         return np.array([getattr(self, f) for f in Verifier.FEATURES])
@@ -368,6 +401,11 @@ class ParaphraseIndex:
                 owner.append(i)
         self.view_owner = np.array(owner, dtype=np.int64)
         self.view_vectors = self.embedder.embed(views) if views else np.zeros((0, 384), np.float32)
+        # word-piece idf over items (first view), for the token alignment's weighted recall
+        piece_df = np.zeros(self.embedder.tokenizer.get_vocab_size(), np.float32)
+        for enc in self.embedder.tokenizer.encode_batch([it.views[0] for it in items]):
+            piece_df[np.unique(np.array(enc.ids[1:-1], dtype=np.int64))] += 1
+        self.piece_idf = (np.log((1 + len(items)) / (1 + piece_df)) + 1.0).astype(np.float32)
 
     @classmethod
     def build(cls, benchmarks: list[tuple[str, str, str]], **kwargs) -> "ParaphraseIndex":
@@ -412,9 +450,10 @@ class ParaphraseIndex:
                 out.add((offs[a][0], offs[b - 1][1]))
         return sorted(out)
 
-    def candidates(self, texts: list[str]) -> list[Candidate]:
+    def candidates(self, texts: list[str], token_floor: float | None = None) -> list[Candidate]:
         """Per document, the ``max_candidates`` items nearest to any of its spans
-        (cosine >= ``min_similarity``), each with its best span and the features."""
+        (cosine >= ``min_similarity``), each with its best span and the features
+        (``token_floor``: see ``verification_features``)."""
         spans, owner = [], []
         for d, text in enumerate(texts):
             for sp in self.spans(text):
@@ -444,12 +483,16 @@ class ParaphraseIndex:
         for d in sorted(per_doc):
             for sim, item, row in sorted(per_doc[d], key=lambda x: (-x[0], x[1]))[: self.max_candidates]:
                 out.append(Candidate(d, item, spans[row], similarity=sim))
-        return self.verification_features(out, texts)
+        return self.verification_features(out, texts, token_floor)
 
-    def verification_features(self, cands: list[Candidate], texts: list[str]) -> list[Candidate]:
+    def verification_features(
+        self, cands: list[Candidate], texts: list[str], token_floor: float | None = None
+    ) -> list[Candidate]:
         """Fill each candidate's features but the cosine (computed by ``candidates``, or
         read back from a run that embedded elsewhere).  The margin needs every candidate
-        of a document, so this takes them all at once."""
+        of a document, so this takes them all at once.  The token alignment is computed
+        for candidates with a cosine of at least ``token_floor``; by default, for those at
+        or above their format's floor whose model weighs it.  Elsewhere the three stay 0."""
         top2: dict[int, list[tuple[float, int]]] = {}
         for c in cands:
             top2[c.doc] = sorted(top2.get(c.doc, []) + [(c.similarity, c.item)], reverse=True)[:2]
@@ -480,7 +523,36 @@ class ParaphraseIndex:
                 c.examples = weighted_overlap(
                     shapes, example_shapes(context), lambda k: self.shape_idf.get(k, self.unseen_shape_idf)
                 )
+        for c in cands:
+            fmt = self.items[c.item].fmt
+            if token_floor is None:  # the stage: only where the format's model weighs the alignment
+                if not self.verifier.uses(fmt, "token_") or c.similarity < self.verifier.model(fmt).get(
+                    "min_similarity", 0.0
+                ):
+                    continue
+            elif c.similarity < token_floor:
+                continue
+            a, b = c.span
+            (_, span_vecs), *views = self.embedder.embed_tokens([texts[c.doc][a:b]] + self.items[c.item].views)
+            c.token_recall, c.token_recall_idf, c.token_precision = self.token_alignment(span_vecs, views)
         return cands
+
+    def token_alignment(self, span_vecs: np.ndarray, views) -> tuple[float, float, float]:
+        """(recall, idf-weighted recall, precision) of the greedy word-piece alignment of a
+        span with the item view of the highest weighted recall; zeros when either is empty."""
+        best = (0.0, 0.0, 0.0)
+        if not len(span_vecs):
+            return best
+        for ids, vecs in views:
+            if not len(ids):
+                continue
+            sims = vecs @ span_vecs.T
+            recall, precision = sims.max(axis=1), sims.max(axis=0)
+            w = self.piece_idf[ids]
+            cur = (float(recall.mean()), float(recall @ w / w.sum()), float(precision.mean()))
+            if cur[1] > best[1]:
+                best = cur
+        return best
 
     # -- steps 2 and 3 -----------------------------------------------------------------
     def match_batch(self, texts) -> list[ParaphraseHit | None]:

@@ -225,6 +225,40 @@ def test_verification_features_margin_coverage_signature(embedder):
     assert d.has_numbers == 1.0 and d.number_recall == 0.0  # the passage's "1890" is not in the span
 
 
+@needs_model
+def test_token_alignment_sees_a_rephrasing_not_the_topic(embedder):
+    question = "Which reform would a settlement house worker most likely have supported?"
+    index = ParaphraseIndex([Item("mmlu", "mmlu", "mmlu/x/1", [question])], embedder=embedder)
+    texts = [
+        "Intro.\n\nWhat change would a person working in a settlement house probably have favored?",
+        "Intro.\n\nSettlement houses in Chicago offered classes, child care and meals to immigrant families.",
+    ]
+    cands = [Candidate(d, 0, (7, len(t)), similarity=0.7) for d, t in enumerate(texts)]
+    low = Candidate(0, 0, (7, len(texts[0])), similarity=0.69)
+    reph, topic = index.verification_features(cands, texts, token_floor=0.7)
+    assert reph.token_recall_idf > topic.token_recall_idf + 0.05 and reph.token_recall > topic.token_recall
+    assert 0 < reph.token_precision <= 1 and 0 < reph.token_recall_idf <= 1
+    # below the floor the alignment is not computed (such a candidate is never accepted)
+    (low,) = index.verification_features([low], texts, token_floor=0.7)
+    assert (low.token_recall, low.token_recall_idf, low.token_precision) == (0.0, 0.0, 0.0)
+    # in the stage (no explicit floor) only a format whose model weighs the alignment pays for it
+    n = len(Verifier.FEATURES)
+    weighs = [1.0 if f.startswith("token_") else 0.0 for f in Verifier.FEATURES]
+    for w, computed in (([0.0] * n, False), (weighs, True)):
+        verifier = Verifier({"mmlu": {"w": w, "b": 0.0, "threshold": 0.5, "min_similarity": 0.6}})
+        assert verifier.uses("mmlu", "token_") is computed
+        staged = ParaphraseIndex(index.items, embedder=embedder, verifier=verifier)
+        (c,) = staged.verification_features([Candidate(0, 0, (7, len(texts[0])), similarity=0.7)], texts)
+        assert (c.token_recall > 0) is computed
+    # a text's token vectors depend on the text only: not on the cache, the batch or the process
+    ids, vecs = embedder.embed_tokens([texts[0]])[0]
+    fresh = embedding.Embedder(cache_size=0)
+    ids2, vecs2 = fresh.embed_tokens(["other text first", texts[0]])[1]
+    assert np.array_equal(ids, ids2) and np.array_equal(vecs, vecs2)
+    assert len(ids) == len(embedder.tokenizer.encode(texts[0]).ids) - 2  # [CLS] and [SEP] left out
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-2)
+
+
 def test_item_views_match_loader_ids(benchmarks_dir):
     from curate.classifiers.benchmark_sets import load_items
 
