@@ -42,10 +42,8 @@ MAX_TOKENS = 256  # the model's max_seq_length as trained
 MODEL_ID = "all-MiniLM-L6-v2 (onnx, int8 weights)"
 TOKENIZER_PATH = Path(__file__).resolve().parent / "models" / "minilm" / "tokenizer.json"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-MODEL_ENV = "CURATE_EMBEDDING_MODEL"
-TOKEN_CACHE = (
-    4096  # texts whose token vectors are kept (``embed_tokens``)  # an ONNX file to use instead of the package's
-)
+MODEL_ENV = "CURATE_EMBEDDING_MODEL"  # an ONNX file to use instead of the package's
+TOKEN_CACHE = 4096  # texts whose token vectors are kept (``embed_tokens``)
 
 
 class SemanticExtraMissing(ImportError):
@@ -107,7 +105,7 @@ class Embedder:
         self._cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
         self._token_cache: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self._lock = threading.Lock()
-        self.stats = {"embedded": 0, "cache_hits": 0, "tokens": 0}
+        self.stats = {"embedded": 0, "cache_hits": 0, "tokens": 0, "token_texts": 0}
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -212,7 +210,7 @@ class Embedder:
                     )[0][0, 1:-1]
                 hidden = hidden / np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
                 hit = (ids[0, 1:-1].copy(), hidden.astype(np.float16).astype(np.float32))
-                self.stats["token_texts"] = self.stats.get("token_texts", 0) + 1
+                self.stats["token_texts"] += 1
                 self._token_cache[key] = hit
                 if len(self._token_cache) > TOKEN_CACHE:
                     self._token_cache.popitem(last=False)

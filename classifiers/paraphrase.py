@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -401,11 +402,16 @@ class ParaphraseIndex:
                 owner.append(i)
         self.view_owner = np.array(owner, dtype=np.int64)
         self.view_vectors = self.embedder.embed(views) if views else np.zeros((0, 384), np.float32)
-        # word-piece idf over items (first view), for the token alignment's weighted recall
+
+    @functools.cached_property
+    def piece_idf(self) -> np.ndarray:
+        """Word-piece idf over the items (first view), for the token alignment's weighted
+        recall; computed on first use (tokenizing every item costs seconds at start-up, and
+        only a format whose model weighs the alignment needs it)."""
         piece_df = np.zeros(self.embedder.tokenizer.get_vocab_size(), np.float32)
-        for enc in self.embedder.tokenizer.encode_batch([it.views[0] for it in items]):
+        for enc in self.embedder.tokenizer.encode_batch([it.views[0] for it in self.items]):
             piece_df[np.unique(np.array(enc.ids[1:-1], dtype=np.int64))] += 1
-        self.piece_idf = (np.log((1 + len(items)) / (1 + piece_df)) + 1.0).astype(np.float32)
+        return (np.log((1 + len(self.items)) / (1 + piece_df)) + 1.0).astype(np.float32)
 
     @classmethod
     def build(cls, benchmarks: list[tuple[str, str, str]], **kwargs) -> "ParaphraseIndex":
@@ -524,13 +530,11 @@ class ParaphraseIndex:
                     shapes, example_shapes(context), lambda k: self.shape_idf.get(k, self.unseen_shape_idf)
                 )
         for c in cands:
-            fmt = self.items[c.item].fmt
-            if token_floor is None:  # the stage: only where the format's model weighs the alignment
-                if not self.verifier.uses(fmt, "token_") or c.similarity < self.verifier.model(fmt).get(
-                    "min_similarity", 0.0
-                ):
-                    continue
-            elif c.similarity < token_floor:
+            floor = token_floor
+            if floor is None:  # the stage: only where the format's model weighs the alignment
+                fmt, v = self.items[c.item].fmt, self.verifier
+                floor = v.model(fmt).get("min_similarity", 0.0) if v.uses(fmt, "token_") else math.inf
+            if c.similarity < floor:
                 continue
             a, b = c.span
             (_, span_vecs), *views = self.embedder.embed_tokens([texts[c.doc][a:b]] + self.items[c.item].views)
