@@ -10,7 +10,12 @@ Variants (same corpus and config as ``scaleout_eval.py``):
 * ``multi2``: 2 worker processes as curate runs them;
 * ``halves``: not one run but two independent in-process runs at once, each on
   half of the shards (no dedup across the halves): what two processes of this
-  machine do when nothing is shared between them, the yardstick for ``multi2``.
+  machine do when nothing is shared between them, the yardstick for ``multi2``;
+* ``loop`` and ``loops``: no curate at all: a fixed pure-Python loop (``LOOP``, the
+  interpreter work a document's stages are made of), one copy, then two copies at
+  once.  Two processes on this machine do ``2 * loop / loops`` times the work of one
+  per second: the hardware's own ceiling for any 2-worker mode (on a VM whose two
+  vCPUs share a physical core or its caches, well under 2).
 
 For each: wall time, CPU seconds of the driver (which is the runner: it moves
 every element crossing a fusion break) and of each worker process (psutil,
@@ -55,7 +60,12 @@ VARIANTS = {
     ),
     "multi2": (["--direct_running_mode=multi_processing", "--direct_num_workers=2"], {}),
     "halves": (["--direct_running_mode=in_memory", "--direct_num_workers=1"], {}),
+    "loop": ([], {}),
+    "loops": ([], {}),
 }
+
+# The machine's yardstick (``loop``/``loops``): interpreter-bound work, no I/O, no allocation growth.
+LOOP = "x = 0\nfor i in range(100_000_000):\n    x += i * i % 7\n"
 
 # Run in the child: time every bundle execution of the runner, print one line per stage.
 CHILD = r"""
@@ -132,7 +142,10 @@ def main() -> int:
             for name in args.variants.split(","):
                 options, extra_env = VARIANTS[name]
                 base = [sys.executable, "-c", CHILD, "run", "--quiet", "--config", str(cfg_path)]
-                if name == "halves":
+                if name in ("loop", "loops"):
+                    one = shlex.join([sys.executable, "-c", LOOP])
+                    cmd = ["sh", "-c", one if name == "loop" else f"{one} & {one}; wait"]
+                elif name == "halves":
                     files = sorted(str(p) for p in shards)
                     runs = [
                         base
@@ -193,6 +206,17 @@ def ceiling(payload: dict) -> list[str]:
             f"{halves['wall_s']} s, {one['wall_s'] / halves['wall_s']:.2f}x the whole corpus in one process "
             "(no dedup across the halves, no data between the processes).",
         ]
+    loop, loops = payload["variants"].get("loop"), payload["variants"].get("loops")
+    if loop is not None and loops is not None:
+        machine = 2 * loop["wall_s"] / loops["wall_s"]
+        lines += [
+            "",
+            f"This machine, without curate: a pure-Python loop takes {loop['wall_s']} s alone and "
+            f"{loops['wall_s']} s as two copies at once, so two processes do **{machine:.2f}x** the work "
+            f"of one per second. With that, the in-process run allows 2 workers at most "
+            f"{one['wall_s'] / (outside + span / machine):.2f}x ({outside:.1f} s outside the stages "
+            f"+ {span:.1f} s / {machine:.2f}).",
+        ]
     if payload.get("walls"):
         runs = "; ".join(f"{name} {', '.join(map(str, walls))}" for name, walls in payload["walls"].items())
         lines += ["", f"Wall times of every run, in rotation (fastest shown above): {runs}."]
@@ -213,9 +237,11 @@ def render(payload: dict) -> str:
         total = sum(p["cpu_s"] for p in result["processes"])
         lines += [f"## {name}: {result['wall_s']} s wall, {total:.1f} CPU-s", "", "```"]
         for proc in result["processes"]:
-            role = "run on a half" if name == "halves" else proc["process"]
+            role = {"halves": "run on a half", "loop": "loop", "loops": "loop copy"}.get(name, proc["process"])
             lines.append(f"{role:>16} {proc['cpu_s']:6.1f} s |{proc['timeline']}|")
         lines += ["```", ""]
+        if name in ("loop", "loops"):
+            continue
         if name == "halves":  # two runs' stages interleave: their tables are the inprocess one's, halved
             continue
         lines += ["| runner stage (fused transforms) | starts at s | seconds |", "|---|---:|---:|"]
