@@ -40,6 +40,16 @@ def _exact(x) -> Fraction:
     return x if isinstance(x, Fraction) else Fraction(x)
 
 
+# Weights written as decimals (.35, .15, .30, .15, .05) sum to 0.9999999999999999 as binary
+# floats: within this of 1 they are taken as summing to 1 (the plan still divides by the exact sum).
+WEIGHT_SUM_TOLERANCE = 1e-9
+
+
+def weights_sum_to_one(weights: dict[str, float]) -> bool:
+    """Whether the configured weights sum to 1 as written (up to ``WEIGHT_SUM_TOLERANCE``)."""
+    return abs(math.fsum(float(v) for v in weights.values()) - 1.0) <= WEIGHT_SUM_TOLERANCE
+
+
 def _fraction_text(x: Fraction) -> str:
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
 
@@ -109,6 +119,7 @@ def plan_mixture(available: dict, weights: dict[str, float], budget: float | Non
         }
     infeasible = [s for s, v in sources.items() if not v["feasible"]]
     given_sum = math.fsum(float(v) for v in weights.values())
+    as_written = weights_sum_to_one(weights)
     return {
         "budget_tokens": round(budget_x),
         "planned_tokens": round(delivered),
@@ -116,9 +127,9 @@ def plan_mixture(available: dict, weights: dict[str, float], budget: float | Non
         "sources": sources,
         "infeasible": infeasible,
         "weights_given": {s: float(weights[s]) for s in sorted(weights)},
-        "weights_normalised": (None if total_w == 1 else {s: round(float(w[s]), 6) for s in sorted(w)}),
+        "weights_normalised": (None if as_written else {s: round(float(w[s]), 6) for s in sorted(w)}),
         "weights_note": (
-            None if total_w == 1 else f"the configured weights sum to {given_sum:g}, not 1: they were normalised"
+            None if as_written else f"the configured weights sum to {given_sum:g}, not 1: they were normalised"
         ),
         "rule": "infeasible sources are capped at max_epochs x available tokens; their unfilled budget is "
         "redistributed over the other sources in proportion to their weights (water-filling)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 from conftest import only_stages, read_dir, run_pipeline, write_parquet
 
@@ -104,6 +105,17 @@ def test_rows_name_the_epoch_cap_passes_and_redistribution():
     assert passes_text({"sampling_rate_exact": "1", "epochs": 1}) == "1: every document once"
     long = {"sampling_rate_exact": "16908314440999791121/22600864369996096290", "epochs": 1}
     assert passes_text(long, exact=True) == "≈ 0.748127: a sample of 74.8%, each document at most once"
+
+
+def test_decimal_weights_that_sum_to_one_carry_no_normalisation_note():
+    """The Phi-3 weights' binary values do not sum to exactly 1: no note that they 'sum to 1, not 1'."""
+    phi3 = {"synthetic_textbook": 0.35, "synthetic_exercises": 0.15, "filtered_web": 0.30, "code": 0.15, "other": 0.05}
+    assert sum(map(Fraction, phi3.values())) != 1  # the exact sum the note used to trip on
+    plan = plan_mixture({s: 1000 for s in phi3}, phi3, 2000)
+    assert plan["weights_note"] is None and plan["weights_normalised"] is None
+    doubled = plan_mixture({s: 1000 for s in phi3}, {s: 2 * w for s, w in phi3.items()}, 2000)
+    assert doubled["weights_note"].startswith("the configured weights sum to 2, not 1")
+    assert doubled["weights_normalised"]["synthetic_textbook"] == 0.35
 
 
 def test_no_budget_means_no_source_repeats_even_when_some_have_no_data():

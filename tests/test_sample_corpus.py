@@ -95,9 +95,22 @@ def test_sample_run_keeps_hundreds_from_every_mixture_category(sample_run):
     mixture = json.loads((out / "mixture.json").read_text())
     assert mixture["infeasible"] == []
     assert all(v["achieved_tokens"] > 0 for v in mixture["sources"].values())
+    # the mixture's total is the funnel's figure for the same output, to the token
+    mixing = next(s for s in funnel["stages"] if s["name"] == "mixing")
+    assert mixture["achieved_tokens"] == mixing["kept"]["tokens_est"]
+    assert mixture["weights_note"] is None  # the default weights sum to 1 as written
     kept = read_dir(out / "kept")
     assert kept.num_rows >= 300  # issue #31: a kept set large enough to look at
     assert set(kept.column("mixture_source").to_pylist()) == set(mixture["sources"])
+
+
+def test_sample_funnel_states_the_decontamination_index_as_published(sample_run):
+    """The funnel's index line carries contamination.json's figures, its size readable at a few KB."""
+    out, _ = sample_run
+    idx = json.loads((out / "contamination.json").read_text())["index"]
+    line = next(x for x in (out / "funnel.md").read_text().splitlines() if x.startswith("Index: "))
+    assert 1_000 <= idx["bytes"] < 1_000_000 and f"({idx['bytes'] / 1e3:.3g} KB)" in line
+    assert f"{idx['excluded_mostly_numbers']:,} mostly numbers" in line and idx["excluded_mostly_numbers"] > 0
 
 
 def test_sample_run_against_the_ground_truth(rows, sample_run):

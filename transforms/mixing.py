@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from apache_beam.io.filesystems import FileSystems
 from pydantic import Field, model_validator
 
-from curate.classifiers.mixture import epochs_for, plan_mixture, tokens_from_chars
+from curate.classifiers.mixture import epochs_for, plan_mixture, tokens_from_chars, weights_sum_to_one
 from curate.transforms import render
 from curate.transforms.io import write_json
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
@@ -308,7 +308,10 @@ MIXED = MixedBySource()
 def mixture_report(plan: dict, entry: dict) -> dict:
     """The plan beside what was achieved: tokens written per source, incl. repeats."""
     mixed = entry.get("mixed_by_source", {})
-    total = sum(v["tokens_est"] for v in mixed.values())
+    # The total is the funnel's figure for the stage's output (tokens estimated from the summed
+    # characters), so the mixture and the funnel print the same number; the per-source figures
+    # are each rounded and may sum to it give or take one per source.
+    total = entry.get("kept", {}).get("tokens_est", sum(v["tokens_est"] for v in mixed.values()))
     sources = {}
     for name, p in plan["sources"].items():
         achieved = mixed.get(name, {}).get("tokens_est", 0)
@@ -335,9 +338,9 @@ def publish_mixture(entry: dict, funnel: dict, read, write) -> None:
 
 def weights_notes(cfg: MixingConfig) -> list[str]:
     """A warning when the weights do not sum to 1: they are normalised (and recorded in mixture.json)."""
-    total = math.fsum(cfg.weights.values())
-    if abs(total - 1.0) <= 1e-9:
+    if weights_sum_to_one(cfg.weights):
         return []
+    total = math.fsum(cfg.weights.values())
     normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in cfg.weights.items())
     return [
         f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
