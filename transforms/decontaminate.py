@@ -317,9 +317,10 @@ class Contamination(StatKind):
             f"## Contamination ({entry['name']})",
             "",
             f"Index: {idx.get('items', 0):,} benchmark items, {idx.get('ngrams', 0):,} n-grams "
-            f"({idx.get('bytes', 0) / 1e6:.1f} MB); excluded {idx.get('excluded_common_across_items', 0):,} "
-            f"n-grams common across items and {idx.get('excluded_in_reference_text', 0):,} found in reference "
-            f"text; {idx.get('items_too_short', 0):,} items too short to index.",
+            f"({render.fmt_bytes(idx.get('bytes', 0))}); excluded {idx.get('excluded_common_across_items', 0):,} "
+            f"n-grams common across items, {idx.get('excluded_mostly_numbers', 0):,} mostly numbers and "
+            f"{idx.get('excluded_in_reference_text', 0):,} found in reference text; "
+            f"{idx.get('items_too_short', 0):,} items too short to index.",
             "",
             "| benchmark | documents dropped | benchmark items found |",
             "|---|---:|---:|",

@@ -23,6 +23,14 @@ def fmt_int(n):
     return "-" if n is None else f"{n:,}"
 
 
+def fmt_bytes(n: int) -> str:
+    """A size in decimal units with three significant figures: 3,868 -> '3.87 KB'."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:,} B"
+
+
 def fmt_pct(p):
     return "-" if p is None else f"{p:.2f}%"
 
