@@ -121,6 +121,11 @@ def test_zero_input_files_and_a_glob_matching_nothing(tmp_path):
         "matches no files",
         out=tmp_path / "o",
     )
+    assert_clear_error(  # a plain path is not a pattern: it is missing, not unmatched
+        curate("run", "--input", str(tmp_path / "missing.parquet"), "--output", str(tmp_path / "o")),
+        "missing.parquet' does not exist",
+        out=tmp_path / "o",
+    )
 
 
 def test_a_second_input_without_its_own_flag_is_an_error_not_left_out(tmp_path):

@@ -76,10 +76,13 @@ def expand_inputs(patterns: list[str]) -> list[str]:
         except Exception as exc:  # Beam raises BeamIOError with a nested dict
             raise InputError(f"input {pattern!r}: cannot list files ({exc})") from exc
         if not matched:
-            raise InputError(
-                f"input {pattern!r} "
-                + ("is a folder with no *.parquet file under it" if is_folder else "matches no files")
-            )
+            if is_folder:
+                why = "is a folder with no *.parquet file under it"
+            elif not any(c in pattern for c in "*?["):  # a plain path, not a pattern
+                why = "does not exist"
+            else:
+                why = "matches no files"
+            raise InputError(f"input {pattern!r} {why}")
         paths.update(matched)
     return sorted(paths)
 
