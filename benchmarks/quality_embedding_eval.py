@@ -59,7 +59,17 @@ def main() -> int:
     selection = {str(C): qe.view_folds(labels, groups, s)["subject"] for C, s in by_c.items()}
     best_c = max(C_GRID, key=lambda C: (selection[str(C)]["mean_roc_auc"], selection[str(C)]["worst_roc_auc"]))
     ours = tq.leave_one_group_out(
-        labels, groups, qe.ours(texts, stripped, labels, qe.PREPROCESS, tq.DEFAULT_C, tq.DEFAULT_HAND_WEIGHT)
+        labels,
+        groups,
+        qe.ours(
+            texts,
+            stripped,
+            labels,
+            qe.PREPROCESS,
+            tq.DEFAULT_C,
+            tq.DEFAULT_HAND_WEIGHT,
+            groups if tq.DEFAULT_BALANCE_GROUPS else None,
+        ),
     )["original"]
 
     def z(x):

@@ -159,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
         help="column of a group per row (book, subject, source): evaluate by leaving "
         "one group out and report each fold's ROC AUC and the worst (instead of --holdout)",
     )
+    train.add_argument(
+        "--no-group-balance",
+        action="store_true",
+        help="with --group-column: weigh every row the same (default: every group weighs the same in total, "
+        "so a large group does not decide the boundary for the small ones)",
+    )
     train.add_argument("--out", required=True, help="folder to write model.json, weights.npz, MODEL_CARD.md")
     return parser
 
@@ -241,10 +247,18 @@ def main(argv: list[str] | None = None) -> int:
 
         if not 0.0 < args.holdout < 1.0:
             return _error("--holdout must be between 0 and 1")
+        if args.no_group_balance and not args.group_column:
+            return _error("--no-group-balance applies to --group-column training; give a --group-column")
         try:
             if args.group_column:
                 metrics = train_grouped(
-                    args.data, args.text_column, args.label_column, args.group_column, args.model_type, args.out
+                    args.data,
+                    args.text_column,
+                    args.label_column,
+                    args.group_column,
+                    args.model_type,
+                    args.out,
+                    balance_groups=not args.no_group_balance,
                 )
             else:
                 metrics = train_and_report(

@@ -85,6 +85,9 @@ MAX_GROUPS = 60  # leave-one-group-out fits one model per group
 # benchmarks/quality_eval.py (see benchmarks/results/quality.md).
 DEFAULT_C = 64.0
 DEFAULT_HAND_WEIGHT = 0.03
+# With a group column, every group weighs the same in training (``quality.group_balanced_weights``),
+# as the shipped default was trained: chosen by the same cross-subject folds.
+DEFAULT_BALANCE_GROUPS = True
 
 
 def leave_one_group_out(labels: np.ndarray, groups: np.ndarray, fit_predict) -> dict[str, np.ndarray]:
@@ -201,14 +204,24 @@ def train_grouped(
     C: float = DEFAULT_C,
     hand_weight: float = DEFAULT_HAND_WEIGHT,
     preprocess: str = "strip_markdown",
+    balance_groups: bool = DEFAULT_BALANCE_GROUPS,
 ) -> dict:
     """Leave-one-group-out evaluation, then the model trained on every row, calibrated out of fold."""
     texts, labels, groups = load_labelled(data, text_column, label_column, group_column)
     features = quality.featurize(texts, model_type, preprocess=preprocess)
 
+    def weights(rows):
+        return quality.group_balanced_weights(groups[rows]) if balance_groups else None
+
     def fit_predict(train, test):
         model = quality.fit(
-            features.take(train), labels[train], model_type, C=C, preprocess=preprocess, hand_weight=hand_weight
+            features.take(train),
+            labels[train],
+            model_type,
+            C=C,
+            preprocess=preprocess,
+            hand_weight=hand_weight,
+            sample_weight=weights(train),
         )
         return {"decision": model.decision([texts[i] for i in test])}
 
@@ -224,7 +237,16 @@ def train_grouped(
         "at_0.8": quality.precision_recall_at(labels, scores, 0.8),
         "calibration": calibration_table(labels, scores),
     }
-    model = quality.fit(features, labels, model_type, C=C, preprocess=preprocess, hand_weight=hand_weight)
+    everything = np.arange(len(labels))
+    model = quality.fit(
+        features,
+        labels,
+        model_type,
+        C=C,
+        preprocess=preprocess,
+        hand_weight=hand_weight,
+        sample_weight=weights(everything),
+    )
     model.calibration = fit_isotonic(decisions, labels)
     model.card.update(
         {
@@ -235,6 +257,7 @@ def train_grouped(
             "C": C,
             "hand_weight": hand_weight,
             "preprocess": preprocess,
+            "groups_balanced": balance_groups,
             "trained_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "metrics": {k: v for k, v in metrics.items() if k != "folds"},
         }
@@ -244,7 +267,8 @@ def train_grouped(
         [
             "# Educational-quality model",
             "",
-            f"* Type: `{model_type}` (C={C:g}, hand-feature weight {hand_weight:g}, markdown cues stripped before featurizing: {preprocess == 'strip_markdown'}), "
+            f"* Type: `{model_type}` (C={C:g}, hand-feature weight {hand_weight:g}, markdown cues stripped before featurizing: {preprocess == 'strip_markdown'}, "
+            f"every group weighing the same: {balance_groups}), "
             f"trained {datetime.date.today().isoformat()} by `curate train-quality --group-column {group_column}`.",
             f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive, {len(per_fold)} groups).",
             f"* Leave one group out: mean fold ROC AUC {metrics['mean_roc_auc']:.4f}, worst {metrics['worst_roc_auc']:.4f} "

@@ -282,6 +282,34 @@ def test_calibration_maps_are_checked_on_load(tmp_path):
     np.testing.assert_array_equal(v2.score([EDU, SPAM]), model.score([EDU, SPAM]))
 
 
+def test_group_balanced_weights_give_every_group_the_same_total():
+    groups = np.array(["big"] * 6 + ["small"] * 2 + ["one"])
+    w = quality.group_balanced_weights(groups)
+    totals = [w[groups == g].sum() for g in ("big", "small", "one")]
+    np.testing.assert_allclose(totals, [3.0, 3.0, 3.0])  # nine rows, mean weight 1, three groups
+    assert w[0] == w[5] and w[6] == w[7] and w[8] == 2 * w[6] == 6 * w[0]
+
+
+def test_group_balance_moves_the_boundary_towards_a_small_group():
+    """Unweighted, five copies of one negative genre outvote the single other; balanced, both count."""
+    texts = [
+        EDU,
+        EDU + " more",
+        SPAM,
+        SPAM + " again",
+        SPAM + " once more",
+        SPAM + " five",
+        SPAM + " six",
+        "chatter lol",
+    ]
+    labels = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    groups = np.array(["edu", "edu", "spam", "spam", "spam", "spam", "spam", "chat"])
+    plain = quality.train(texts, labels, "tfidf", C=4.0)
+    balanced = quality.train(texts, labels, "tfidf", C=4.0, sample_weight=quality.group_balanced_weights(groups))
+    # the lone 'chat' document weighs as much as the five spam pages together: it is pushed lower
+    assert balanced.decision(["chatter lol"])[0] < plain.decision(["chatter lol"])[0]
+
+
 def test_leave_one_group_out_never_trains_on_the_scored_group():
     from curate.pipelines import train_quality as tq
 
@@ -352,6 +380,8 @@ def test_train_quality_group_cv_reports_every_fold(tmp_path, real_docs_path):
     assert metrics["worst_roc_auc"] == worst and len(metrics["folds"]) == 8
     model = quality.load_model(tmp_path / "model")
     assert model.calibration and model.score(UNSEEN_SUBJECT).min() > model.score([SPAM])[0]
+    assert model.card["groups_balanced"] is True  # the default with a group column
+    assert "every group weighing the same: True" in (tmp_path / "model" / "MODEL_CARD.md").read_text()
     bad = subprocess.run(
         [
             CURATE,
@@ -371,3 +401,10 @@ def test_train_quality_group_cv_reports_every_fold(tmp_path, real_docs_path):
         text=True,
     )
     assert bad.returncode == 2 and "'nope'" in bad.stderr
+    lone = subprocess.run(
+        [CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"), "--out", str(tmp_path / "m3")]
+        + ["--no-group-balance"],
+        capture_output=True,
+        text=True,
+    )
+    assert lone.returncode == 2 and "--group-column" in lone.stderr and not (tmp_path / "m3").exists()
