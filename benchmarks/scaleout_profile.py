@@ -66,6 +66,7 @@ VARIANTS = {
 }
 
 # The machine's yardstick (``loop``/``loops``): interpreter-bound work, no I/O, no allocation growth.
+MACHINE_ONLY = ("loop", "loops")  # variants that run no curate: no stages, no speed-up against in-process
 LOOP = "x = 0\nfor i in range(100_000_000):\n    x += i * i % 7\n"
 
 # Run in the child: time every bundle execution of the runner, print one line per stage.
@@ -143,7 +144,7 @@ def main() -> int:
             for name in args.variants.split(","):
                 options, extra_env = VARIANTS[name]
                 base = [sys.executable, "-c", CHILD, "run", "--quiet", "--config", str(cfg_path)]
-                if name in ("loop", "loops"):
+                if name in MACHINE_ONLY:
                     one = shlex.join([sys.executable, "-c", LOOP])
                     cmd = ["sh", "-c", one if name == "loop" else f"{one} & {one}; wait"]
                 elif name == "halves":
@@ -227,7 +228,7 @@ def ceiling(payload: dict) -> list[str]:
             medians = ", ".join(
                 f"{name} {statistics.median(w):.1f} s ({base / statistics.median(w):.2f}x)"
                 for name, w in walls.items()
-                if name not in ("inprocess", "loop", "loops")
+                if name != "inprocess" and name not in MACHINE_ONLY
             )
             lines.append(f"Medians: inprocess {base:.1f} s; {medians}.")
     return lines + [""]
@@ -250,9 +251,9 @@ def render(payload: dict) -> str:
             role = {"halves": "run on a half", "loop": "loop", "loops": "loop copy"}.get(name, proc["process"])
             lines.append(f"{role:>16} {proc['cpu_s']:6.1f} s |{proc['timeline']}|")
         lines += ["```", ""]
-        if name in ("loop", "loops"):
-            continue
-        if name == "halves":  # two runs' stages interleave: their tables are the inprocess one's, halved
+        # no stage table: the loops run no curate, and the halves' two runs' stages interleave
+        # (their tables are the inprocess one's, halved)
+        if name in MACHINE_ONLY or name == "halves":
             continue
         lines += ["| runner stage (fused transforms) | starts at s | seconds |", "|---|---:|---:|"]
         for stage in sorted(result["stages"], key=lambda s: -s["seconds"])[:12]:
