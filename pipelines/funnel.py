@@ -200,6 +200,14 @@ def render_markdown(funnel: dict) -> str:
             f"{_fmt_int(s['rejected']['docs'])} | {_fmt_pct(s['pct_of_previous'])} | {_fmt_pct(s['pct_of_raw'])} | "
             f"{_fmt_int(s['kept']['chars'])} | {_fmt_int(s['kept']['tokens_est'])} | {_fmt_int(s['projected_per_1B_raw'])} |"
         )
+    for s in funnel["stages"]:
+        if s["status"] == "run" and s.get("repeats", {}).get("docs"):
+            kept, repeats = s["kept"]["docs"], s["repeats"]["docs"]
+            lines += [
+                "",
+                f"{s['name']} wrote its {kept:,} kept documents as {kept + repeats:,} rows: {repeats:,} more copies "
+                "of documents sampled more than once (column `epoch`); the table counts each document once.",
+            ]
     lines += [
         "",
         "## Dropped, by reason",

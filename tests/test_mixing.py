@@ -57,6 +57,15 @@ def test_feasible_mix_hits_targets_within_one_point(tmp_path):
     assert stage["in"]["docs"] == sum(counts.values()) == stage["kept"]["docs"] + stage["rejected"]["docs"]
     assert set(stage["rejected_by_reason"]) <= {f"sampled_out:{s}" for s in WEIGHTS}
     assert kept.num_rows == stage["kept"]["docs"] + stage["repeats"]["docs"]
+    # the mixture's total counts what was written, repeats included, as its per-source rows do
+    achieved = [v["achieved_tokens"] for v in mixture["sources"].values()]
+    assert abs(mixture["achieved_tokens"] - sum(achieved)) <= len(achieved)
+    assert abs(sum(v["achieved_share"] for v in mixture["sources"].values()) - 1) < 1e-3
+    funnel_md = (tmp_path / "out" / "funnel.md").read_text()
+    repeats = stage["repeats"]["docs"]
+    assert (
+        f"mixing wrote its {stage['kept']['docs']:,} kept documents as {kept.num_rows:,} rows: {repeats:,}" in funnel_md
+    )
 
 
 def test_infeasible_target_is_reported_and_renormalized(tmp_path):
@@ -86,7 +95,7 @@ def test_rows_name_the_epoch_cap_passes_and_redistribution():
 
     plan = plan_mixture({"a": 1000, "b": 10, "c": 5000}, {"a": 0.5, "b": 0.3, "c": 0.2}, 3000, max_epochs=4)
     entry = {"mixed_by_source": {"a": {"docs": 9, "tokens_est": 2114}, "b": {"docs": 4, "tokens_est": 40}}}
-    report = mixture_report(plan, entry)
+    report = mixture_report(plan, entry, 0.25)
     md = "\n".join(MIXED.markdown({}, {"mixture": report}))
     html = "\n".join(MIXED.html({}, {"mixture": report}, {}))
     for text in (md, html):

@@ -15,6 +15,7 @@ documents (epoch 0); repeats are counted apart.
 
 from __future__ import annotations
 
+import difflib
 import math
 from fractions import Fraction
 
@@ -26,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 from pydantic import Field, model_validator
 
 from curate.classifiers.mixture import epochs_for, plan_mixture, tokens_from_chars, weights_sum_to_one
+from curate.classifiers.text import estimate_tokens
 from curate.transforms import render
 from curate.transforms.io import write_json
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
@@ -156,6 +158,19 @@ class MixingConfig(StageConfig):
                 raise ValueError(f"@weights.{name}: must be >= 0")
         if sum(self.weights.values()) <= 0:
             raise ValueError("@weights: must not all be 0")
+        # A map target with no weight counts as `other` (a mixture copied from
+        # configs/mixtures.yaml may leave some out), but one a letter or two from a
+        # weight is a misspelling on one side: refused, not silently mixed as `other`.
+        for raw, target in self.source_map.items():
+            close = (
+                None if target in self.weights else difflib.get_close_matches(target, self.weights, n=1, cutoff=0.85)
+            )
+            if close:
+                raise ValueError(
+                    f"@source_map.{raw}: maps to {target!r}, which has no weight, but weights.{close[0]} does: "
+                    "a misspelling in weights or in source_map? (a source without a weight would count as "
+                    "'other')"
+                )
         return self
 
 
@@ -274,7 +289,9 @@ def why_text(v: dict, plan: dict) -> str:
     extra = v["planned_tokens"] - v["target_tokens"]
     if plan["infeasible"] and extra > 0:
         return f"feasible; takes {extra:,} tokens more than its target, redistributed from infeasible sources"
-    return "feasible: target met" if v["planned_tokens"] == v["target_tokens"] else "feasible"
+    # planned, not achieved: documents are sampled whole and at random, so what is written
+    # differs from the plan (the achieved column says by how much)
+    return "feasible: planned at its target" if v["planned_tokens"] == v["target_tokens"] else "feasible"
 
 
 def explanations(plan: dict) -> list[str]:
@@ -305,13 +322,15 @@ def infeasible_warnings(plan: dict) -> list[str]:
 MIXED = MixedBySource()
 
 
-def mixture_report(plan: dict, entry: dict) -> dict:
-    """The plan beside what was achieved: tokens written per source, incl. repeats."""
+def mixture_report(plan: dict, entry: dict, tokens_per_char: float) -> dict:
+    """The plan beside what was achieved: tokens written per source, repeats included."""
     mixed = entry.get("mixed_by_source", {})
-    # The total is the funnel's figure for the stage's output (tokens estimated from the summed
-    # characters), so the mixture and the funnel print the same number; the per-source figures
-    # are each rounded and may sum to it give or take one per source.
-    total = entry.get("kept", {}).get("tokens_est", sum(v["tokens_est"] for v in mixed.values()))
+    # The total is what the stage wrote, repeats included, estimated from the summed characters
+    # as the funnel estimates (without repeats it is the funnel's kept figure), so the shares
+    # add up to 1; the per-source figures are each rounded and may sum to it give or take one
+    # per source.
+    chars = entry.get("kept", {}).get("chars", 0) + entry.get("repeats", {}).get("chars", 0)
+    total = estimate_tokens(chars, tokens_per_char) if "kept" in entry else sum(v["tokens_est"] for v in mixed.values())
     sources = {}
     for name, p in plan["sources"].items():
         achieved = mixed.get(name, {}).get("tokens_est", 0)
@@ -330,22 +349,35 @@ def publish_mixture(entry: dict, funnel: dict, read, write) -> None:
     ``funnel["warnings"]``, which the run says on the console."""
     plan = read(PLAN_FILE)
     if plan is not None:
-        funnel["mixture"] = mixture_report(plan, entry)
+        funnel["mixture"] = mixture_report(plan, entry, funnel["tokens_per_char"])
         funnel["mixture"]["warnings"] = infeasible_warnings(funnel["mixture"])
         funnel.setdefault("warnings", []).extend(funnel["mixture"]["warnings"])  # said on the console
         write("mixture.json", funnel["mixture"])
 
 
 def weights_notes(cfg: MixingConfig) -> list[str]:
-    """A warning when the weights do not sum to 1: they are normalised (and recorded in mixture.json)."""
-    if weights_sum_to_one(cfg.weights):
-        return []
-    total = math.fsum(cfg.weights.values())
-    normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in cfg.weights.items())
-    return [
-        f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
-        "(recorded in mixture.json)"
-    ]
+    """Warnings before the run: weights that do not sum to 1 (they are normalised, and recorded
+    in mixture.json); source_map targets that have no weight (their documents count as `other`,
+    or are rejected when the mixture has no `other`)."""
+    notes = []
+    if not weights_sum_to_one(cfg.weights):
+        total = math.fsum(cfg.weights.values())
+        normalised = ", ".join(f"{k} {v / total:.4g}" for k, v in cfg.weights.items())
+        notes.append(
+            f"warning: stages.mixing.weights sum to {total:g}, not 1; they are normalised to {normalised} "
+            "(recorded in mixture.json)"
+        )
+    unweighted: dict[str, list[str]] = {}
+    for raw, target in cfg.source_map.items():
+        if target not in cfg.weights:
+            unweighted.setdefault(target, []).append(raw)
+    fate = "count as 'other'" if "other" in cfg.weights else "are rejected (source_not_in_mixture: no 'other' weight)"
+    for target, raws in unweighted.items():
+        notes.append(
+            f"warning: stages.mixing.source_map maps {', '.join(raws)} to {target!r}, which has no weight in "
+            f"stages.mixing.weights; those documents {fate}"
+        )
+    return notes
 
 
 def build_mixing(cfg: MixingConfig, ctx: BuildContext) -> list[Stage]:
