@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import datetime
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -38,7 +39,8 @@ from curate.pipelines import beam as beam_patches
 from curate.pipelines import funnel as funnel_mod
 from curate.pipelines import report as report_mod
 from curate.pipelines.beam import local_runner
-from curate.pipelines.config import Config, config_to_dict
+from curate.pipelines.beam import options as beam_options
+from curate.pipelines.config import Config, ConfigError, config_to_dict
 from curate.pipelines.output_lock import LOCK_FILE, OutputLock, check_output_path
 from curate.pipelines.progress import LiveProgress
 from curate.transforms import registry, spill
@@ -124,6 +126,17 @@ def check_stages(cfg: Config) -> None:
         [(columns.id, pa.string()), (columns.text, pa.string()), (cfg.stages.mixing.source_column, pa.string())]
     )
     make_stages(cfg, columns, schema)
+
+
+def check_runner_options(cfg: Config, cli_args: list[str] | None = None) -> None:
+    """Refuse Beam options Beam would ignore with a warning (unknown, misspelled) or fail on
+    only once the pipeline is built (a value of the wrong type, an unknown runner): each of
+    the config's ``runner.options`` alone, so the error names its key, then the command line's."""
+    for key in cfg.runner.options:
+        for problem in beam_options.check(cfg.runner.as_args(only=key)):
+            raise ConfigError(f"config key runner.options.{key}: {problem}")
+    for problem in beam_options.check(list(cli_args or [])):
+        raise ConfigError(f"Beam option on the command line: {problem}")
 
 
 def source_by_path(cfg: Config, paths: list[str]) -> dict:
@@ -376,7 +389,14 @@ def clean_stale_staging(output: str, keep: str) -> None:
     it, so every other staging folder belongs to a run that is gone."""
     marker = re.compile(r"^(.*/" + re.escape(TMP_PREFIX) + r"[^/]+)/")
     keep = keep.replace(os.sep, "/").rstrip("/")
-    stale = sorted({m.group(1) for p in _listing(output) if (m := marker.match(p.replace(os.sep, "/")))} - {keep})
+    stale = {m.group(1) for p in _listing(output) if (m := marker.match(p.replace(os.sep, "/")))}
+    if "://" not in output and os.path.isdir(output):  # a local staging folder left empty lists no file
+        stale |= {
+            FileSystems.join(output, e.name).replace(os.sep, "/")
+            for e in os.scandir(output)
+            if e.is_dir() and e.name.startswith(TMP_PREFIX)
+        }
+    stale = sorted(stale - {keep})
     if stale:
         FileSystems.delete(stale)
 
@@ -413,7 +433,26 @@ def pipeline_args(cfg: Config, cli_args: list[str], input_rows: int) -> list[str
             args += ["--direct_running_mode=multi_processing", f"--direct_num_workers={usable_cores()}"]
         else:
             args += ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    elif _workers_without_mode(args):
+        # Beam's default mode runs one in-process worker whatever the count (with a warning);
+        # a user who asks for N workers means N worker processes
+        args += ["--direct_running_mode=multi_processing"]
     return args
+
+
+def _flag_values(args: list[str], flag: str) -> list[str]:
+    return [a.split("=", 1)[1] for a in args if a.startswith(flag + "=")]
+
+
+def _workers_without_mode(args: list[str]) -> bool:
+    """The DirectRunner with ``--direct_num_workers`` other than 1 and no ``--direct_running_mode``."""
+    workers = _flag_values(args, "--direct_num_workers")
+    return (
+        _direct(args)
+        and not _flag_values(args, "--direct_running_mode")
+        and bool(workers)
+        and workers[-1].strip() != "1"
+    )
 
 
 def execution_of(cfg: Config, cli_args: list[str], input_rows: int) -> dict:
@@ -423,12 +462,18 @@ def execution_of(cfg: Config, cli_args: list[str], input_rows: int) -> dict:
     if not _direct(args):
         runner = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")][-1]
         return {"runner": runner, "mode": "the runner's", "workers": None, "reason": "--runner given"}
-    mode = [a.split("=", 1)[1] for a in args if a.startswith("--direct_running_mode=")]
-    workers = [a.split("=", 1)[1] for a in args if a.startswith("--direct_num_workers=")]
+    mode = _flag_values(args, "--direct_running_mode")
+    workers = _flag_values(args, "--direct_num_workers")
     mode = mode[-1] if mode else "in_memory"
     workers = int(workers[-1]) if workers else 1
+    if mode == "in_memory":
+        workers = 1  # Beam runs one in-process worker in this mode, whatever the count
+    elif workers == 0:
+        workers = multiprocessing.cpu_count()  # what Beam's FnApiRunner takes 0 to mean
     threshold, cores = cfg.runner.multiprocess_min_rows, usable_cores()
-    if not _auto_mode(given):
+    if _workers_without_mode(given):
+        reason = "--direct_num_workers given without --direct_running_mode: worker processes"
+    elif not _auto_mode(given):
         reason = "--direct_running_mode/--direct_num_workers given"
     elif mode == "multi_processing":
         reason = (
@@ -547,6 +592,7 @@ def run(
     started = time.time()
     beam_patches.install_on_driver()  # before the graph is built: the fallback coder is chosen then
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
+    check_runner_options(cfg, beam_args)
     check_output_path(output)
     patterns = input_paths or cfg.input.paths or [sample_corpus_path()]
     paths = expand_inputs(patterns)

@@ -78,7 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--skip-bad-shards",
         action="store_true",
-        help="skip shards that are not readable Parquet or lack columns (listed in the funnel)",
+        help="skip shards whose footer or schema is bad: not readable Parquet, columns missing (listed in the funnel); "
+        "a shard that breaks in the middle of reading still stops the run",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr (errors and the funnel still)")
     run.add_argument(
@@ -304,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 cfg = load_config(layer)
                 build.check_stages(cfg)
+                build.check_runner_options(cfg)
             except (ConfigError, ModelFileError, ModelFormatError, BenchmarkFormatError, ColumnClashError) as exc:
                 message = str(exc)
                 if layer and not message.startswith(layer[-1]):
@@ -311,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 _error(message)
                 failed += 1
                 continue
+            for note in build.stage_notes(cfg):  # what a run would warn about, said before it
+                print(f"{layer[-1] if layer else 'defaults'}: {note}", file=sys.stderr)
             if args.config_command == "show":
                 print(f"# defaults{''.join(' + ' + f for f in layer)}")
                 print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")

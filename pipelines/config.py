@@ -26,7 +26,7 @@ class ConfigError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class InputConfig(Section):
@@ -105,9 +105,12 @@ class RunnerConfig(Section):
                 raise ValueError(f"@options.{key}: must be a string, number, true/false or list, key without dashes")
         return self
 
-    def as_args(self) -> list[str]:
+    def as_args(self, only: str | None = None) -> list[str]:
+        """The options as Beam flags; ``only``: one key's."""
         args = []
         for key, value in self.options.items():
+            if only is not None and key != only:
+                continue
             values = value if isinstance(value, list) else [value]
             for v in values:
                 if v is True:
@@ -291,6 +294,23 @@ def _merge(model, base: dict, over: dict, at: tuple = ()) -> dict:
     return out
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no object construction) that refuses a key given twice in one
+    mapping: plain YAML keeps the last silently, so ``enabled: true`` above ``enabled: false``
+    would quietly turn a stage off."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _read_layer(path: str) -> tuple[dict, str]:
     p = Path(path)
     if not p.is_file():
@@ -304,7 +324,7 @@ def _read_layer(path: str) -> tuple[dict, str]:
     else:
         text, source = p.read_text(), str(p)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: never constructs objects
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {source}: not valid YAML ({exc})") from exc
     if data is None:

@@ -22,6 +22,22 @@ def test_packaged_default_loads():
         ({"output": {"compression": "rar"}}, "output.compression"),
         ({"stages": {"exact_dedup": {"join": "broadcast"}}}, "stages.exact_dedup.join"),
         ({"stages": {"near_dedup": {"join": "hash"}}}, "stages.near_dedup.join"),
+        # YAML's .inf and .nan are floats, and no setting means them
+        ({"stages": {"mixing": {"weights": {"code": float("inf"), "other": 1.0}}}}, "stages.mixing.weights.code"),
+        ({"stages": {"mixing": {"max_epochs": float("nan")}}}, "stages.mixing.max_epochs"),
+        ({"tokens_per_char": float("inf")}, "tokens_per_char"),
+        # a weight one letter from a source_map target: a misspelling, not a source for `other`
+        (
+            {
+                "stages": {
+                    "mixing": {
+                        "source_map": {"stdlib_docs": "synthetic_textbook"},
+                        "weights": {"synthetic_textbok": 0.5, "other": 0.5},
+                    }
+                }
+            },
+            "stages.mixing.source_map.stdlib_docs",
+        ),
     ],
 )
 def test_bad_config_names_the_key(data, key):
@@ -38,9 +54,75 @@ def test_yaml_is_loaded_safely(tmp_path):
     assert "not valid YAML" in str(err.value) and str(evil) in str(err.value)
 
 
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
+    """Plain YAML keeps the last of two equal keys: the stage below would quietly be off."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("stages:\n  exact_dedup:\n    enabled: true\n    enabled: false\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(twice))
+    assert str(twice) in str(err.value) and "key 'enabled' given twice" in str(err.value)
+    assert "line 4" in str(err.value)
+
+
 def test_shard_counts_follow_the_input_unless_set():
     out = load_config().output
     assert [out.kept_shards(n) for n in (0, 100_000, 100_001, 1_000_000)] == [4, 4, 5, 40]
     assert [out.rejects_shards(n) for n in (0, 25_000, 25_001, 1_000_000)] == [1, 1, 2, 40]
     fixed = out.model_copy(update={"num_shards": 7, "reject_shards": 3})
     assert (fixed.kept_shards(10**9), fixed.rejects_shards(10**9)) == (7, 3)
+
+
+@pytest.mark.parametrize(
+    "options,cli,message",
+    [
+        (
+            {"runnr": "DirectRunner"},
+            [],
+            "config key runner.options.runnr: --runnr=DirectRunner: not a Beam pipeline option (did you mean --runner?)",
+        ),
+        (
+            {"direct_num_workers": "abc"},
+            [],
+            "config key runner.options.direct_num_workers: argument --direct_num_workers: invalid int value: 'abc'",
+        ),
+        (
+            {},
+            ["--direct_num_worker=2"],
+            "command line: --direct_num_worker=2: not a Beam pipeline option (did you mean --direct_num_workers?)",
+        ),
+        ({}, ["--runner=NopeRunner"], "--runner=NopeRunner: not a Beam runner"),
+        ({}, ["--direct_running_mode=fast"], "argument --direct_running_mode: invalid choice: 'fast'"),
+    ],
+)
+def test_beam_options_beam_would_ignore_or_fail_on_late_are_refused_naming_them(options, cli, message):
+    """Beam only logs an unknown option and goes on without it; a bad value or runner fails
+    once the pipeline is built, as a traceback."""
+    from curate.pipelines import build
+
+    cfg = config_from_dict({"runner": {"options": options}})
+    with pytest.raises(ConfigError) as err:
+        build.check_runner_options(cfg, cli)
+    assert message in str(err.value)
+
+
+def test_beam_options_of_every_shipped_runner_pass_the_check():
+    from curate.pipelines import build
+
+    cfg = load_config()
+    build.check_runner_options(
+        cfg, ["--runner=DirectRunner", "--direct_num_workers", "2", "--flink_master=localhost:8081"]
+    )
+    build.check_runner_options(cfg, ["--runner=curate.pipelines.beam.dask_runner.DaskRunner", "--dask_npartitions=4"])
+
+
+def test_workers_without_a_mode_run_as_worker_processes_and_say_so():
+    """Beam's default mode runs one in-process worker whatever --direct_num_workers says."""
+    from curate.pipelines import build
+
+    cfg = load_config()
+    assert "--direct_running_mode=multi_processing" in build.pipeline_args(cfg, ["--direct_num_workers=2"], 10)
+    execution = build.execution_of(cfg, ["--direct_num_workers=2"], 10)
+    assert (execution["mode"], execution["workers"]) == ("worker processes", 2)
+    pinned = build.execution_of(cfg, ["--direct_running_mode=in_memory", "--direct_num_workers=2"], 10)
+    assert (pinned["mode"], pinned["workers"]) == ("in-process", 1)
+    assert "--direct_running_mode=multi_processing" not in build.pipeline_args(cfg, ["--direct_num_workers=1"], 10)

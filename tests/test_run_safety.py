@@ -107,6 +107,7 @@ def test_a_dead_runs_lock_and_staging_are_cleaned_by_the_next_run(tmp_path):
     assert holder.stdout.readline().strip() == "held"
     (out / "_tmp-deadrun" / "kept").mkdir(parents=True)
     (out / "_tmp-deadrun" / "kept" / "part-00000-of-00001.parquet").write_bytes(b"partial")
+    (out / "_tmp-emptyrun").mkdir()  # a run that died before staging a file: a folder with none
     blocked = curate("run", "--output", str(out))
     assert blocked.returncode == 2 and f"pid {holder.pid}" in blocked.stderr
     assert (out / "_tmp-deadrun").is_dir()  # a live holder: nothing of it is cleaned
@@ -115,6 +116,7 @@ def test_a_dead_runs_lock_and_staging_are_cleaned_by_the_next_run(tmp_path):
     done = curate("run", "--output", str(out))
     assert done.returncode == 0, done.stderr
     assert not (out / "_tmp-deadrun").exists() and (out / "_SUCCESS").exists()
+    assert not list(out.glob("_tmp-*"))
 
 
 # -- conservation on what is published ---------------------------------------------------------------

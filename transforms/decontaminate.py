@@ -216,7 +216,7 @@ class Decontaminate(Stage):
 
 
 class BenchmarkSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1)
     # gsm8k | humaneval | mmlu | arc | hellaswag | mbpp | generic (see classifiers/benchmark_sets.py)

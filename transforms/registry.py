@@ -38,11 +38,12 @@ StrList = Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, st
 
 
 class StageConfig(BaseModel):
-    """Base of every stage's config: unknown keys and wrong types are errors, never coerced.
+    """Base of every stage's config: unknown keys, wrong types and non-finite numbers (YAML's
+    ``.inf``/``.nan``, which no setting means) are errors, never coerced.
 
     A cross-field check raises ``ValueError("@field: message")`` to name the key it is about."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     enabled: bool = True
 

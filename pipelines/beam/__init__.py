@@ -28,6 +28,10 @@ the tested minor version.
 | ``local_runner`` | runner | the DirectRunner downloads Prism from GitHub before falling back |
 | ``dask_runner`` | runner | Beam's DaskRunner loses finish_bundle and tagged outputs, side inputs, sinks |
 | ``job_service`` | runner | Beam's local job service runs every job on one worker |
+| ``options`` | check | Beam only logs an unknown option and runs without it; a bad value or runner fails late |
+
+``options`` changes nothing in Beam: it reads Beam's private option parser so that
+``curate run`` and ``curate config check`` refuse bad options before any work.
 """
 
 from __future__ import annotations
