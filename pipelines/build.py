@@ -558,13 +558,14 @@ def publish_stage_files(funnel: dict, staging: str) -> None:
                 spec.publish(entry, funnel, read, write)
 
 
-def write_empty_kept(staging: str, schema: pa.Schema, num_shards: int, compression: str) -> None:
+def write_empty_kept(staging: str, schema: pa.Schema, compression: str) -> None:
     """An empty, schema-correct ``kept/`` shard when nothing was kept: readers of
-    ``OUTPUT/kept/*.parquet`` find the folder and the columns either way."""
+    ``OUTPUT/kept/*.parquet`` find the folder and the columns either way.  Named one of one:
+    it is the only file, and ``-of-00004`` would say three are missing."""
     kept = FileSystems.join(staging, "kept")
     if any(p.endswith(".parquet") for p in _listing(kept)):
         return
-    path = FileSystems.join(kept, f"part-00000-of-{num_shards:05d}.parquet")
+    path = FileSystems.join(kept, "part-00000-of-00001.parquet")
     if "://" not in path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
@@ -641,9 +642,7 @@ def run(
         local = isinstance(p.runner, local_runner.LocalRunner) and not os.environ.get("CURATE_NO_SPILL")
         with view, spill.spilling(spill_parent) if local else contextlib.nullcontext():
             _run_pipeline(p)
-        write_empty_kept(
-            staging, chain_schema(stages, read_schema), cfg.output.kept_shards(input_rows), _compression(cfg)
-        )
+        write_empty_kept(staging, chain_schema(stages, read_schema), _compression(cfg))
         before_publish(staging)
 
         stats = _read_json(FileSystems.join(staging, STATS_FILE))

@@ -149,7 +149,7 @@ def build_funnel(
                 measured_stage="raw",
                 measured_docs=raw_docs,
                 measured_pct_of_raw=100.0 if raw_docs else None,
-                projected_per_1B_raw=PROJECTION_RAW,
+                projected_per_1B_raw=PROJECTION_RAW if raw_docs else None,
             )
         else:
             for name in measured_from:
@@ -189,7 +189,7 @@ def render_markdown(funnel: dict) -> str:
         ),
         "| stage | in | kept | dropped | % of previous | % of raw | chars kept | est. tokens kept | per 1B raw |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| raw | | {_fmt_int(raw['docs'])} | | | 100.00% | {_fmt_int(raw['chars'])} | {_fmt_int(raw['tokens_est'])} | {_fmt_int(PROJECTION_RAW)} |",
+        f"| raw | | {_fmt_int(raw['docs'])} | | | {'100.00%' if raw['docs'] else '-'} | {_fmt_int(raw['chars'])} | {_fmt_int(raw['tokens_est'])} | {_fmt_int(PROJECTION_RAW if raw['docs'] else None)} |",
     ]
     for s in funnel["stages"]:
         if s["status"] != "run":

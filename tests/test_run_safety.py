@@ -154,6 +154,8 @@ def test_input_of_one_zero_row_shard_finishes_with_an_empty_kept_folder(tmp_path
     assert funnel["raw"]["docs"] == 0 and funnel["conservation"]["ok"]
     assert all(s["kept"]["docs"] == 0 for s in funnel["stages"] if s["status"] == "run")
     assert "holds no documents" in (out / "report.html").read_text()
+    raw_row = next(line for line in (out / "funnel.md").read_text().splitlines() if line.startswith("| raw |"))
+    assert "1,000,000,000" not in raw_row and "100.00%" not in raw_row  # no projection from nothing
 
 
 def test_a_run_that_keeps_nothing_still_writes_a_schema_correct_kept_shard(tmp_path):
@@ -163,7 +165,7 @@ def test_a_run_that_keeps_nothing_still_writes_a_schema_correct_kept_shard(tmp_p
     done = curate("run", "--config", str(config), "--output", str(out))
     assert done.returncode == 0, done.stderr
     files = sorted((out / "kept").glob("*.parquet"))
-    assert len(files) == 1
+    assert [f.name for f in files] == ["part-00000-of-00001.parquet"]  # the only file: one of one
     kept = pq.read_table(files[0])
     assert kept.num_rows == 0
     assert {"id", "text", "lang", "lang_score", "edu_score", "mixture_source", "epoch"} <= set(kept.schema.names)
