@@ -293,10 +293,14 @@ def token_spans(text: str) -> tuple[list[str], list[tuple[int, int]]]:
 def cut_matches(text: str, starts: list[int], n: int, window: int = 200, min_piece: int = 200, max_cuts: int = 10):
     """Remove ``window`` characters around each matched n-gram (NeMo Curator's rule).
 
-    Returns (kept text or None when the document should be dropped, removed spans
-    as strings, number of cuts).  None when the cuts exceed ``max_cuts``, when no
-    piece of at least ``min_piece`` characters remains, or when the span
-    tokenizer disagrees with the batch tokenizer (then cutting would be a guess).
+    Returns (kept text or None when the document should be dropped, removed text,
+    number of cuts).  The kept text is the pieces between the cuts of at least
+    ``min_piece`` characters (whitespace stripped), joined by blank lines; the removed
+    text is everything else that is not whitespace, as the contiguous segments of the
+    document outside the kept pieces: the cut windows and the pieces too short to keep,
+    so the two together hold every word of the document.  None when the cuts exceed
+    ``max_cuts``, when no piece of at least ``min_piece`` characters remains, or when the
+    span tokenizer disagrees with the batch tokenizer (then cutting would be a guess).
     """
     tokens, spans = token_spans(text)
     arrow_tokens = tokenize([text]).to_pylist()[0]
@@ -311,11 +315,15 @@ def cut_matches(text: str, starts: list[int], n: int, window: int = 200, min_pie
             merged.append([lo, hi])
     if len(merged) > max_cuts:
         return None, [text[lo:hi] for lo, hi in merged], len(merged)
-    pieces, last = [], 0
-    for lo, hi in merged:
-        pieces.append(text[last:lo])
-        last = hi
-    pieces.append(text[last:])
-    kept = [p.strip() for p in pieces if len(p.strip()) >= min_piece]
-    removed = [text[lo:hi] for lo, hi in merged]
+    bounds = [0, *(b for lo_hi in merged for b in lo_hi), len(text)]
+    kept_spans = []  # (start, end) of each piece long enough to keep, whitespace stripped
+    for lo, hi in zip(bounds[::2], bounds[1::2]):
+        piece = text[lo:hi]
+        start = lo + len(piece) - len(piece.lstrip())
+        end = hi - (len(piece) - len(piece.rstrip()))
+        if end - start >= min_piece:
+            kept_spans.append((start, end))
+    gaps = zip([0, *(e for _, e in kept_spans)], [*(s for s, _ in kept_spans), len(text)])
+    removed = [text[lo:hi] for lo, hi in gaps if text[lo:hi].strip()]
+    kept = [text[lo:hi] for lo, hi in kept_spans]
     return ("\n\n".join(kept) if kept else None), removed, len(merged)

@@ -175,6 +175,40 @@ def build_funnel(
     }
 
 
+def table_notes(funnel: dict) -> list[str]:
+    """What the funnel table's document counts do not show, one sentence a stage: text cut out of
+    kept documents, kept documents written more than once, dropped documents routed to a folder
+    of their own instead of ``rejects/``.  Said under the table in funnel.md and report.html."""
+    notes = []
+    written = funnel.get("written_rows", {})
+    for s in funnel["stages"]:
+        if s["status"] != "run":
+            continue
+        name = s["name"]
+        cut = s.get("cut", {})
+        if cut.get("docs"):
+            where = "; the removed text is in `cuts/decontamination/`" if name == "decontamination" else ""
+            notes.append(
+                f"{name} removed {cut['chars']:,} characters from {cut['docs']:,} "
+                f"document{'s' if cut['docs'] != 1 else ''} it kept (their counts "
+                f"stay in its kept column, their characters leave it){where}."
+            )
+        repeats = s.get("repeats", {}).get("docs", 0)
+        if repeats:
+            kept = s["kept"]["docs"]
+            notes.append(
+                f"{name} wrote its {kept:,} kept documents as {kept + repeats:,} rows: {repeats:,} more copies "
+                "of documents sampled more than once (column `epoch`); the table counts each document once."
+            )
+        routed = written.get(f"routed/{name}", 0)
+        if routed:
+            notes.append(
+                f"{name}: {routed:,} of its {s['rejected']['docs']:,} dropped documents were routed to "
+                "`by_language/<lang>/` (documents in other languages), not to `rejects/`."
+            )
+    return notes
+
+
 def render_markdown(funnel: dict) -> str:
     raw = funnel["raw"]
     lines = [
@@ -200,14 +234,8 @@ def render_markdown(funnel: dict) -> str:
             f"{_fmt_int(s['rejected']['docs'])} | {_fmt_pct(s['pct_of_previous'])} | {_fmt_pct(s['pct_of_raw'])} | "
             f"{_fmt_int(s['kept']['chars'])} | {_fmt_int(s['kept']['tokens_est'])} | {_fmt_int(s['projected_per_1B_raw'])} |"
         )
-    for s in funnel["stages"]:
-        if s["status"] == "run" and s.get("repeats", {}).get("docs"):
-            kept, repeats = s["kept"]["docs"], s["repeats"]["docs"]
-            lines += [
-                "",
-                f"{s['name']} wrote its {kept:,} kept documents as {kept + repeats:,} rows: {repeats:,} more copies "
-                "of documents sampled more than once (column `epoch`); the table counts each document once.",
-            ]
+    for note in table_notes(funnel):
+        lines += ["", note]
     lines += [
         "",
         "## Dropped, by reason",

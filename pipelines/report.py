@@ -16,7 +16,7 @@ import json
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from curate.pipelines.funnel import NO_REFERENCE, stat_sections
+from curate.pipelines.funnel import NO_REFERENCE, stat_sections, table_notes
 from curate.transforms.render import bars as _bars
 from curate.transforms.render import e as _e
 from curate.transforms.render import n as _n
@@ -107,6 +107,7 @@ def render_html(funnel: dict, samples: dict) -> str:
             f"<td>{s['kept']['tokens_est']:,}</td><td>{_n(s['projected_per_1B_raw'])}</td></tr>"
         )
     out.append("</table>")
+    out += [f"<p class=muted>{_e(note).replace('`', '')}</p>" for note in table_notes(funnel)]
 
     out.append("<h2>Why documents were dropped</h2>")
     for s in run:

@@ -73,7 +73,13 @@ def test_stage_drops_planted_items_and_reports_them(tmp_path, benchmarks_dir):
     assert rej["code"]["contamination_item"] == "HumanEval/3" and rej["code"]["reason"] == "contaminated:humaneval"
     assert rej["partial"]["matched_ngrams"] >= 1
     report = json.loads((out / "contamination.json").read_text())
-    assert report["benchmarks"]["gsm8k"] == {"docs_dropped": 2, "items_found": 2, "items": {"gsm8k/6": 1, "gsm8k/8": 1}}
+    assert report["benchmarks"]["gsm8k"] == {
+        "docs_dropped": 2,
+        "docs_cut": 0,
+        "chars_cut": 0,
+        "items_found": 2,
+        "items": {"gsm8k/6": 1, "gsm8k/8": 1},
+    }
     assert report["index"]["items"] > 15000 and report["index"]["excluded_common_across_items"] > 0
     assert result.funnel["conservation"]["ok"]
 
@@ -138,10 +144,31 @@ def test_cut_policy_removes_the_span_and_keeps_the_rest(tmp_path, benchmarks_dir
     assert gsm[10][1].split("\n")[0][:60] not in kept["cut"]["text"]
     assert kept["cut"]["text"].startswith("The river valley") and kept["cut"]["text"].endswith("northern coast.")
     cuts = read_dir(out / "cuts" / "decontamination").to_pylist()
-    assert {c["id"] for c in cuts} >= {"cut", "many"} and any(gsm[10][1][:40] in c["cut_text"] for c in cuts)
+    # a dropped document is whole in the rejects; only a kept one's removed text is in cuts/
+    assert {c["id"] for c in cuts} == {"cut"} and any(gsm[10][1][:40] in c["cut_text"] for c in cuts)
     rej = read_rejects(out)["decontamination"].to_pylist()
     assert [(r["id"], r["reason"]) for r in rej] == [("many", "contaminated:gsm8k:too_many_cuts")]
     assert result.funnel["conservation"]["ok"]
+    # the cut document's item is reported as found, beside the dropped one's
+    found = json.loads((out / "contamination.json").read_text())["benchmarks"]["gsm8k"]
+    assert (found["docs_dropped"], found["docs_cut"]) == (1, 1) and found["items_found"] >= 2
+    assert found["chars_cut"] == len(rows[0]["text"]) - len(kept["cut"]["text"])
+    assert "| gsm8k | 1 | 1 |" in (out / "funnel.md").read_text()
+    said = f"decontamination removed {found['chars_cut']:,} characters from 1 document it kept"
+    assert said in (out / "funnel.md").read_text() and said in (out / "report.html").read_text()
+
+
+def test_cut_text_and_kept_text_together_hold_every_word():
+    """Pieces between cuts too short to keep are removed with the windows, and written with them."""
+    from curate.classifiers.ngram_index import cut_matches, token_spans
+
+    text = "Short lead-in words. " + "target words are right here " + "mid " + "a long piece that is kept " * 8
+    tokens, _ = token_spans(text)
+    kept, removed, n_cuts = cut_matches(text, [tokens.index("target")], 3, window=10, min_piece=40)
+    assert n_cuts == 1 and "a long piece" in kept and "Short lead-in" not in kept  # the lead-in: too short
+    assert sorted("".join((kept + "".join(removed)).split())) == sorted("".join(text.split()))
+    dropped, removed, _ = cut_matches(text, [tokens.index("target")], 3, window=10, min_piece=10_000)
+    assert dropped is None and "".join("".join(removed).split()) == "".join(text.split())
 
 
 def test_loaders_for_arc_hellaswag_mbpp_and_generic(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections import Counter
 
 import numpy as np
@@ -92,6 +93,10 @@ def test_mixed_language_routing_and_counts(tmp_path):
         "other_language:ja": 2,
     }
     assert {k: v["docs"] for k, v in stage["kept_by_language"].items()} == {"de": 2, "en": 2}
+    # the funnel's dropped column counts the routed documents: funnel.md and the report say where they went
+    said = "language: 4 of its 5 dropped documents were routed to `by_language/<lang>/`"
+    assert said in (out / "funnel.md").read_text()
+    assert html.escape(said.replace("`", ""), quote=False) in (out / "report.html").read_text()
 
 
 def test_real_documents_language_stage_matches_labels(tmp_path, real_docs_path):

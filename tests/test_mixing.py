@@ -63,9 +63,8 @@ def test_feasible_mix_hits_targets_within_one_point(tmp_path):
     assert abs(sum(v["achieved_share"] for v in mixture["sources"].values()) - 1) < 1e-3
     funnel_md = (tmp_path / "out" / "funnel.md").read_text()
     repeats = stage["repeats"]["docs"]
-    assert (
-        f"mixing wrote its {stage['kept']['docs']:,} kept documents as {kept.num_rows:,} rows: {repeats:,}" in funnel_md
-    )
+    said = f"mixing wrote its {stage['kept']['docs']:,} kept documents as {kept.num_rows:,} rows: {repeats:,}"
+    assert said in funnel_md and said in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_infeasible_target_is_reported_and_renormalized(tmp_path):

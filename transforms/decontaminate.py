@@ -15,10 +15,13 @@ Policies, per benchmark:
                 of at least ``min_piece_chars``; drop it past ``max_cuts`` cuts
                 or when nothing long enough remains.  A cut document stays in
                 ``kept/`` with ``contamination_cuts`` > 0, and the removed text
-                is written to ``cuts/decontamination/`` (id, benchmark, item,
-                cut text), so nothing is lost.
+                (the windows and the pieces too short to keep) is written to
+                ``cuts/decontamination/`` (id, benchmark, item, cut text), so
+                nothing is lost; a dropped document is whole in the rejects
+                (reason ``...:too_many_cuts`` or ``...:no_piece_left``).
 Rejects carry ``contamination_benchmark``, ``contamination_item`` and
-``matched_ngrams``; reason ``contaminated:<benchmark>``.
+``matched_ngrams``; reason ``contaminated:<benchmark>``.  The contamination
+report counts, per benchmark, documents dropped, documents cut and items found.
 """
 
 from __future__ import annotations
@@ -113,18 +116,24 @@ class MatchBenchmarks(beam.DoFn):
             _, _, window, min_piece, max_cuts = self.policies[bench]
             new_text, removed, n_cuts = cut_matches(texts[d], found[-1], index.n, window, min_piece, max_cuts)
             benches[d], items[d], counts[d] = bench, index.item_ids[item], found[item]
+            if new_text is None:  # the whole document goes to the rejects: its text is there, not in cuts/
+                keep[d] = False
+                drop_order.append(d)
+                reasons.append(f"contaminated:{bench}:" + ("too_many_cuts" if n_cuts > max_cuts else "no_piece_left"))
+                continue
             doc_id = batch.column(self.id_col)[d].as_py()
             for piece in removed:
                 yield beam.pvalue.TaggedOutput(
                     "cuts", {"id": doc_id, "benchmark": bench, "item": index.item_ids[item], "cut_text": piece}
                 )
-            if new_text is None:
-                keep[d] = False
-                drop_order.append(d)
-                reasons.append(f"contaminated:{bench}" + (":too_many_cuts" if n_cuts > max_cuts else ""))
-            else:
-                yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, CUT, ""), (1, len(texts[d]) - len(new_text))))
-                texts[d], cuts[d] = new_text, n_cuts
+            removed_chars = len(texts[d]) - len(new_text)
+            yield beam.pvalue.TaggedOutput("cut_stats", ((self.stage, CUT, ""), (1, removed_chars)))
+            # a cut document found an item as much as a dropped one: counted for the contamination report
+            yield beam.pvalue.TaggedOutput("cut_stats", (CONTAMINATION.key(self.stage, f"{bench}\t{items[d]}"), (1, 0)))
+            yield beam.pvalue.TaggedOutput(
+                "cut_stats", (CONTAMINATION.key(self.stage, bench, kind=CUT_BY), (1, removed_chars))
+            )
+            texts[d], cuts[d] = new_text, n_cuts
         if texts is not None:  # some documents were cut: replace the text column
             col = batch.schema.get_field_index(self.text_col)
             batch = batch.set_column(col, self.text_col, pa.array(texts, pa.string()))
@@ -218,7 +227,7 @@ class Decontaminate(Stage):
 class BenchmarkSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=r"^[^:\t]+$")  # reasons read contaminated:<name>[:<detail>]
     # gsm8k | humaneval | mmlu | arc | hellaswag | mbpp | generic (see classifiers/benchmark_sets.py)
     format: str = "generic"
     # File (or folder, for mmlu) on any FileSystems path; "bundled:sample_benchmark.jsonl"
@@ -273,6 +282,7 @@ class DecontaminationConfig(StageConfig):
 
 
 INDEX = "index"
+CUT_BY = "cut_by_benchmark"  # documents cut (kept, with the matched text removed) and characters removed
 
 
 class Contamination(StatKind):
@@ -287,22 +297,28 @@ class Contamination(StatKind):
         if not index_stats:
             return {}
         found: dict[str, dict[str, int]] = {}
+        cut = {group: (d, c) for (kind, group), (d, c) in sums.items() if kind == CUT_BY}
         for (kind, group), (d, _) in sorted(sums.items()):
             if kind == self.kind:
                 bench, item = group.split("\t", 1)
                 found.setdefault(bench, {})[item] = d
-        by_reason = entry["rejected_by_reason"]
-        benches = sorted(set(found) | {r.split(":", 1)[1] for r in by_reason if r.startswith("contaminated:")})
+        dropped: dict[str, int] = {}  # contaminated:<benchmark>[:too_many_cuts|:no_piece_left]
+        for reason, size in entry["rejected_by_reason"].items():
+            if reason.startswith("contaminated:"):
+                bench = reason.split(":")[1]
+                dropped[bench] = dropped.get(bench, 0) + size["docs"]
         return {
             "contamination": {
                 "index": dict(sorted(index_stats.items())),
                 "benchmarks": {
                     b: {
-                        "docs_dropped": by_reason.get(f"contaminated:{b}", {"docs": 0})["docs"],
+                        "docs_dropped": dropped.get(b, 0),
+                        "docs_cut": cut.get(b, (0, 0))[0],
+                        "chars_cut": cut.get(b, (0, 0))[1],
                         "items_found": len(found.get(b, {})),
                         "items": found.get(b, {}),
                     }
-                    for b in benches
+                    for b in sorted(set(found) | set(dropped) | set(cut))
                 },
             }
         }
@@ -322,11 +338,12 @@ class Contamination(StatKind):
             f"{idx.get('excluded_in_reference_text', 0):,} found in reference text; "
             f"{idx.get('items_too_short', 0):,} items too short to index.",
             "",
-            "| benchmark | documents dropped | benchmark items found |",
-            "|---|---:|---:|",
+            "| benchmark | documents dropped | documents cut (kept, matches removed: cuts/) | benchmark items found |",
+            "|---|---:|---:|---:|",
         ]
         return lines + [
-            f"| {bench} | {b['docs_dropped']:,} | {b['items_found']:,} |" for bench, b in c["benchmarks"].items()
+            f"| {bench} | {b['docs_dropped']:,} | {b.get('docs_cut', 0):,} | {b['items_found']:,} |"
+            for bench, b in c["benchmarks"].items()
         ]
 
     def html(self, entry, funnel, samples):
@@ -335,14 +352,20 @@ class Contamination(StatKind):
             return []
         out = [
             "<h2>Benchmark contamination</h2>",
-            "<table><tr><th>benchmark</th><th>documents dropped</th><th>items found</th></tr>",
+            "<table><tr><th>benchmark</th><th>documents dropped</th><th>documents cut</th><th>items found</th></tr>",
         ]
         for bench, b in c["benchmarks"].items():
             out.append(
-                f"<tr><td>{render.e(bench)}</td><td>{b['docs_dropped']:,}</td><td>{b['items_found']:,}</td></tr>"
+                f"<tr><td>{render.e(bench)}</td><td>{b['docs_dropped']:,}</td><td>{b.get('docs_cut', 0):,}</td>"
+                f"<td>{b['items_found']:,}</td></tr>"
             )
         if not c["benchmarks"]:
-            out.append("<tr><td colspan=3 class=muted>no benchmark item found</td></tr>")
+            out.append("<tr><td colspan=4 class=muted>no benchmark item found</td></tr>")
+        elif any(b.get("docs_cut") for b in c["benchmarks"].values()):
+            out.append(
+                "<tr><td colspan=4 class=muted>a cut document stays in kept/ with the matched text removed; "
+                "the removed text is in cuts/decontamination/</td></tr>"
+            )
         idx = c["index"]
         out.append(
             f"</table><p class=muted>Index: {idx.get('items', 0):,} items, {idx.get('ngrams', 0):,} n-grams.</p>"
