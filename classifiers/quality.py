@@ -38,6 +38,7 @@ import datetime
 import json
 import math
 import re
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -397,8 +398,21 @@ def load_model(directory: str | Path) -> QualityModel:
     try:
         with np.load(weights_path, allow_pickle=False) as npz:  # object arrays (pickles) are refused here
             arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as exc:
-        raise ModelFormatError(f"quality model {d}: weights.npz refused ({exc})") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # refused, truncated or not an .npz
+        raise ModelFormatError(f"quality model {d}: weights.npz is not a readable .npz of arrays ({exc})") from exc
+    intercept = meta.get("intercept")
+    if isinstance(intercept, bool) or not isinstance(intercept, (int, float)) or not math.isfinite(intercept):
+        # a NaN intercept would score every document NaN: every one rejected, silently
+        raise ModelFormatError(
+            f"quality model {d}: model.json key intercept must be a finite number, got {intercept!r}"
+        )
+    hashing_meta = meta.get("hashing", {})
+    if not isinstance(hashing_meta, dict) or not all(
+        isinstance(hashing_meta[k], int) and not isinstance(hashing_meta[k], bool) and hashing_meta[k] > 0
+        for k in ("n_features", "ngram_max")
+        if k in hashing_meta
+    ):
+        raise ModelFormatError(f"quality model {d}: model.json key hashing must hold positive integers")
     for name, value in arrays.items():
         if value.dtype.kind != "f" or value.ndim != 1 or not np.all(np.isfinite(value)):
             raise ModelFormatError(f"quality model {d}: array {name} must be a finite 1-d float array")
@@ -425,7 +439,7 @@ def load_model(directory: str | Path) -> QualityModel:
         model_type,
         arrays.get("coef_hand"),
         arrays.get("coef_tfidf"),
-        float(meta["intercept"]),
+        float(intercept),
         arrays.get("scaler_mean"),
         arrays.get("scaler_scale"),
         arrays.get("idf"),

@@ -151,8 +151,8 @@ def _parser() -> argparse.ArgumentParser:
         "--out my_model\n  then set stages.quality.model_dir: my_model in a config",
     )
     train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
-    train.add_argument("--text-column", default="text")
-    train.add_argument("--label-column", default="label")
+    train.add_argument("--text-column", default="text", help="column of the documents' text (string)")
+    train.add_argument("--label-column", default="label", help="column of the labels: 1/true educational, 0/false not")
     train.add_argument("--model-type", default="ensemble", choices=["ensemble", "tfidf", "features"])
     train.add_argument("--holdout", type=float, default=0.2, help="held-out fraction for the report (default 0.2)")
     train.add_argument(
@@ -167,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         "so a large group does not decide the boundary for the small ones)",
     )
     train.add_argument("--out", required=True, help="folder to write model.json, weights.npz, MODEL_CARD.md")
+    train.add_argument("--overwrite", action="store_true", help="replace what a non-empty --out folder holds")
     return parser
 
 
@@ -244,13 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     from curate.transforms.stage import ColumnClashError
 
     if args.command == "train-quality":
-        from curate.pipelines.train_quality import TrainingDataError, grouped_summary, train_and_report, train_grouped
+        from curate.pipelines.train_quality import (
+            TrainingDataError,
+            check_model_output,
+            grouped_summary,
+            train_and_report,
+            train_grouped,
+        )
 
         if not 0.0 < args.holdout < 1.0:
             return _error("--holdout must be between 0 and 1")
         if args.no_group_balance and not args.group_column:
             return _error("--no-group-balance applies to --group-column training; give a --group-column")
         try:
+            check_model_output(args.out, args.overwrite)
             if args.group_column:
                 metrics = train_grouped(
                     args.data,

@@ -1,9 +1,13 @@
 """``curate train-quality``: train an educational-quality model from labelled Parquet.
 
 Without a group column: holds out a deterministic fraction (by a hash of the
-row's text, stratified by label), trains on the rest, reports held-out ROC AUC
-and precision/recall at 0.5 and 0.8, and saves the evaluated model (JSON +
-float arrays, no pickle) with a model card.
+row's text, stratified by label), trains on the rest with the shipped default's
+recipe (markdown stripped, its C and hand-feature weight) and an isotonic
+calibration fitted on out-of-fold decision values of the training rows (5 folds
+by text hash), so the 0.5 and 0.8 cuts mean what they mean for the default;
+reports held-out ROC AUC and precision/recall at 0.5 and 0.8 of the calibrated
+scores, and saves the evaluated model (JSON + float arrays, no pickle) with a
+model card.
 
 With ``--group-column`` (a book, subject, source or genre per row): leave one
 group out -- every row is scored by a model that never saw its group -- and
@@ -19,9 +23,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
@@ -30,6 +36,19 @@ from curate.classifiers import quality
 
 class TrainingDataError(Exception):
     pass
+
+
+def check_model_output(out: str, overwrite: bool) -> None:
+    """Before any training: ``out`` must be a folder that is absent or empty, or ``overwrite``
+    given; a model written over another would leave earlier runs' records (run.json names the
+    model folder) pointing at a different model."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise TrainingDataError(f"--out {out}: is a file, not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise TrainingDataError(
+            f"--out {out}: exists and is not empty; pass --overwrite to replace the model in it, or choose a new folder"
+        )
 
 
 def load_labelled(path: str, text_column: str, label_column: str, group_column: str | None = None):
@@ -41,6 +60,9 @@ def load_labelled(path: str, text_column: str, label_column: str, group_column: 
     for col in (text_column, label_column) + ((group_column,) if group_column else ()):
         if col not in table.column_names:
             raise TrainingDataError(f"{path}: column {col!r} not found (columns: {table.column_names})")
+    text_type = table.schema.field(text_column).type
+    if not (pa.types.is_string(text_type) or pa.types.is_large_string(text_type)):
+        raise TrainingDataError(f"{path}: column {text_column!r} has type {text_type}, expected string")
     texts = table.column(text_column).to_pylist()
     raw = table.column(label_column).to_pylist()
     labels = []
@@ -50,10 +72,17 @@ def load_labelled(path: str, text_column: str, label_column: str, group_column: 
         if label in (0, 1, True, False):
             labels.append(int(label))
         else:
-            raise TrainingDataError(f"{path}: row {row}: label {label!r} is not 0/1 or true/false")
+            shown = repr(label) if len(repr(label)) <= 60 else repr(label)[:57] + "..."
+            raise TrainingDataError(f"{path}: row {row}: label {shown} in {label_column!r} is not 0/1 or true/false")
     y = np.array(labels)
     if y.min() == y.max():
         raise TrainingDataError(f"{path}: every row has label {y[0]}; need both classes")
+    counts = np.bincount(y, minlength=2)
+    if counts.min() < MIN_PER_CLASS:
+        raise TrainingDataError(
+            f"{path}: {counts[1]} positive and {counts[0]} negative rows; need at least {MIN_PER_CLASS} of each "
+            "(a model, its calibration folds and its evaluation need both classes in every part)"
+        )
     if not group_column:
         return texts, y
     groups = table.column(group_column).to_pylist()
@@ -80,6 +109,8 @@ def split_holdout(texts: list[str], labels: np.ndarray, fraction: float) -> tupl
 
 
 MAX_GROUPS = 60  # leave-one-group-out fits one model per group
+MIN_PER_CLASS = 10  # rows of each label: enough for a held-out part and 5 calibration folds with both classes
+CALIBRATION_FOLDS = 5
 # The shipped default's regularization: C and the weight of the standardized hand
 # features against the unit-norm TF-IDF row, chosen by the cross-subject folds of
 # benchmarks/quality_eval.py (see benchmarks/results/quality.md).
@@ -286,7 +317,7 @@ def train_grouped(
         ]
     )
     model.save(out, card)
-    Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    Path(out, "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=True) + "\n")
     return metrics
 
 
@@ -309,22 +340,73 @@ def grouped_summary(metrics: dict, group_column: str, out: str) -> str:
     return "\n".join(lines)
 
 
+def hash_folds(texts: list[str], labels: np.ndarray, k: int) -> np.ndarray:
+    """A fold number per row: per label, rows in order of their text hash dealt round-robin
+    (deterministic, stratified)."""
+    folds = np.zeros(len(texts), dtype=int)
+    hashes = np.array([xxhash.xxh64_intdigest(t.encode("utf-8")) for t in texts], dtype=np.uint64)
+    for label in (0, 1):
+        idx = np.flatnonzero(labels == label)
+        folds[idx[np.argsort(hashes[idx], kind="stable")]] = np.arange(len(idx)) % k
+    return folds
+
+
+def _json_safe(value):
+    """NaN (precision with nothing selected) as null: ``json.dumps`` would write NaN, which is not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def train_and_report(
-    data: str, text_column: str, label_column: str, model_type: str, out: str, holdout: float = 0.2, C: float = 4.0
+    data: str,
+    text_column: str,
+    label_column: str,
+    model_type: str,
+    out: str,
+    holdout: float = 0.2,
+    C: float = DEFAULT_C,
+    hand_weight: float = DEFAULT_HAND_WEIGHT,
+    preprocess: str = "strip_markdown",
 ) -> dict:
+    """Hold out a part, train the default's recipe on the rest with an out-of-fold isotonic
+    calibration, and report the held-out part's calibrated scores."""
     texts, labels = load_labelled(data, text_column, label_column)
     train_mask, test_mask = split_holdout(texts, labels, holdout)
-    train_texts = [t for t, m in zip(texts, train_mask) if m]
-    test_texts = [t for t, m in zip(texts, test_mask) if m]
-    model = quality.train(train_texts, labels[train_mask], model_type, C=C)
-    scores = model.score(test_texts)
-    y_test = labels[test_mask]
+    train_rows, test_rows = np.flatnonzero(train_mask), np.flatnonzero(test_mask)
+    features = quality.featurize(texts, model_type, preprocess=preprocess)
+    y_train = labels[train_rows]
+
+    def fit(rows):  # rows: positions in ``train_rows``
+        return quality.fit(
+            features.take(train_rows[rows]),
+            y_train[rows],
+            model_type,
+            C=C,
+            preprocess=preprocess,
+            hand_weight=hand_weight,
+        )
+
+    folds = hash_folds([texts[i] for i in train_rows], y_train, CALIBRATION_FOLDS)
+    decisions = np.empty(len(train_rows))
+    for fold in range(CALIBRATION_FOLDS):
+        inside = folds == fold
+        decisions[inside] = fit(np.flatnonzero(~inside)).decision([texts[i] for i in train_rows[inside]])
+    model = fit(np.arange(len(train_rows)))
+    model.calibration = fit_isotonic(decisions, y_train)
+    scores = model.score([texts[i] for i in test_rows])
+    y_test = labels[test_rows]
     metrics = {
-        "heldout_docs": int(test_mask.sum()),
-        "train_docs": int(train_mask.sum()),
+        "heldout_docs": len(test_rows),
+        "train_docs": len(train_rows),
         "roc_auc": round(quality.roc_auc(y_test, scores), 4),
         "at_0.5": quality.precision_recall_at(y_test, scores, 0.5),
         "at_0.8": quality.precision_recall_at(y_test, scores, 0.8),
+        "calibration": calibration_table(y_test, scores),
     }
     model.card.update(
         {
@@ -332,15 +414,21 @@ def train_and_report(
             "text_column": text_column,
             "label_column": label_column,
             "model_type": model_type,
+            "C": C,
+            "hand_weight": hand_weight,
+            "preprocess": preprocess,
             "holdout_fraction": holdout,
-            "metrics": metrics,
+            "metrics": _json_safe(metrics),
         }
     )
     card = "\n".join(
         [
             "# Educational-quality model",
             "",
-            f"* Type: `{model_type}`, trained {datetime.date.today().isoformat()} by `curate train-quality`.",
+            f"* Type: `{model_type}` (C={C:g}, hand-feature weight {hand_weight:g}, markdown cues stripped before "
+            f"featurizing: {preprocess == 'strip_markdown'}), trained {datetime.date.today().isoformat()} by "
+            "`curate train-quality`; scores calibrated (isotonic, fitted on out-of-fold decision values of the "
+            f"training rows, {CALIBRATION_FOLDS} folds by text hash).",
             f"* Data: `{data}` ({len(texts)} rows, {int(labels.sum())} positive); held out {holdout:.0%} "
             "by text hash, stratified by label.",
             f"* Held-out ROC AUC: {metrics['roc_auc']:.4f}",
@@ -352,5 +440,5 @@ def train_and_report(
         ]
     )
     model.save(out, card)
-    Path(out, "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    Path(out, "metrics.json").write_text(json.dumps(_json_safe(metrics), indent=2, sort_keys=True) + "\n")
     return metrics

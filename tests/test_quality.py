@@ -200,6 +200,69 @@ def test_train_quality_cli_writes_a_usable_model(tmp_path, real_docs_path):
         text=True,
     )
     assert bad.returncode == 2 and "'nope'" in bad.stderr
+    # the held-out path trains the default's recipe, calibrated, so 0.5 and 0.8 mean the same as for the default
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["calibration"]["method"] == "isotonic" and meta["preprocess"] == "strip_markdown"
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["calibration"]["ece"] < 0.2
+
+    def train(*args):
+        cmd = [CURATE, "train-quality", "--data", str(tmp_path / "labelled.parquet"), "--text-column", "body"]
+        return subprocess.run(cmd + ["--label-column", "is_edu", *args], capture_output=True, text=True)
+
+    before = (tmp_path / "model" / "weights.npz").read_bytes()
+    again = train("--out", str(tmp_path / "model"))  # a model is there: not replaced without --overwrite
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "model" / "weights.npz").read_bytes() == before
+    (tmp_path / "afile").write_text("x")
+    onto_file = train("--out", str(tmp_path / "afile"))
+    assert onto_file.returncode == 2 and "is a file" in onto_file.stderr and "Traceback" not in onto_file.stderr
+    write_parquet(tmp_path / "tiny.parquet", [{"text": EDU, "label": 1}, {"text": SPAM, "label": 0}])
+    tiny = subprocess.run(
+        [CURATE, "train-quality", "--data", str(tmp_path / "tiny.parquet"), "--out", str(tmp_path / "m4")],
+        capture_output=True,
+        text=True,
+    )
+    assert tiny.returncode == 2 and "need at least 10 of each" in tiny.stderr and "Traceback" not in tiny.stderr
+    numbers = subprocess.run(  # a text column that is not text
+        [CURATE, "train-quality", "--data", str(tmp_path / "tiny.parquet"), "--text-column", "label"]
+        + ["--out", str(tmp_path / "m5")],
+        capture_output=True,
+        text=True,
+    )
+    assert numbers.returncode == 2 and "'label' has type int64, expected string" in numbers.stderr
+    long_label = train("--label-column", "body", "--out", str(tmp_path / "m6"))
+    assert long_label.returncode == 2 and len(long_label.stderr) < 400  # the value is cut, not the whole document
+
+
+def test_damaged_model_files_are_refused_naming_the_problem(tmp_path):
+    """A truncated weights file, a non-number or NaN intercept: refused at load (a NaN intercept
+    scored every document NaN, which rejected every one)."""
+    import shutil
+
+    from curate.classifiers.quality import ModelFormatError, default_model_dir
+
+    for name, damage, needle in [
+        (
+            "truncated",
+            lambda d: (d / "weights.npz").write_bytes((d / "weights.npz").read_bytes()[:1000]),
+            "weights.npz",
+        ),
+        ("empty", lambda d: (d / "weights.npz").write_bytes(b""), "weights.npz"),
+        ("text", lambda d: _edit_meta(d, intercept="abc"), "intercept"),
+        ("nan", lambda d: _edit_meta(d, intercept=float("nan")), "intercept"),
+    ]:
+        d = tmp_path / name
+        shutil.copytree(default_model_dir(), d)
+        damage(d)
+        with pytest.raises(ModelFormatError) as err:
+            quality.load_model(d)
+        assert needle in str(err.value), (name, str(err.value))
+
+
+def _edit_meta(d, **changes):
+    meta = json.loads((d / "model.json").read_text())
+    meta.update(changes)
+    (d / "model.json").write_text(json.dumps(meta))
 
 
 def test_textbook_heuristics_parse_code_without_running_it(tmp_path):
