@@ -706,7 +706,4 @@ def _write_text(path: str, text: str):
 
 
 def read_funnel(output: str) -> dict:
-    path = FileSystems.join(output, "funnel.json")
-    if not FileSystems.exists(path):
-        raise FileNotFoundError(f"{path} not found: is {output} the output of a finished `curate run`?")
-    return _read_json(path)
+    return funnel_mod.read_run_json(output, "funnel.json")

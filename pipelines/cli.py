@@ -290,15 +290,17 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             print(regenerate(args.output))
-        except (FileNotFoundError, OSError, ValueError) as exc:
-            return _error(f"{args.output}: cannot read the run's funnel.json ({exc})")
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # RunOutputError names the file itself
+            return _error(str(exc) if isinstance(exc, ValueError) else f"{args.output}: a damaged run output ({exc!r})")
         return 0
 
     if args.command == "funnel":
         try:
             print(funnel.render_markdown(build.read_funnel(args.output)))
-        except (FileNotFoundError, ValueError) as exc:
-            return _error(str(exc))
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # RunOutputError names the file itself
+            return _error(
+                str(exc) if isinstance(exc, ValueError) else f"{args.output}: a damaged funnel.json ({exc!r})"
+            )
         return 0
 
     if args.command == "config":

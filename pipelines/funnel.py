@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
 from curate.transforms import registry
 from curate.transforms.render import fmt_int as _fmt_int
 from curate.transforms.render import fmt_pct as _fmt_pct
@@ -300,3 +303,25 @@ def stat_sections(funnel: dict, how: str, samples: dict | None = None) -> list:
 
 def dumps(funnel: dict) -> str:
     return json.dumps(funnel, indent=2, sort_keys=True) + "\n"
+
+
+class RunOutputError(ValueError):
+    """A finished run's file that is missing or damaged: the message names it."""
+
+
+def read_run_json(output: str, name: str) -> dict:
+    """``funnel.json`` or ``samples.json`` of a finished run, checked to be what a run writes
+    (``curate funnel`` and ``curate report`` read them; a half-written or foreign folder
+    gets a message naming the file, not a traceback)."""
+    path = FileSystems.join(output, name)
+    if not FileSystems.exists(path):
+        raise RunOutputError(f"{path} not found: is {output} the output of a finished `curate run`?")
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise RunOutputError(f"{path}: not readable JSON ({exc})") from exc
+    shape_ok = isinstance(data, dict) and (name != "funnel.json" or {"raw", "stages", "tokens_per_char"} <= set(data))
+    if not shape_ok:
+        raise RunOutputError(f"{path}: not a curate {name} (edited, or written by something else)")
+    return data

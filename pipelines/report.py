@@ -11,12 +11,10 @@ than passed through: a document must not be able to reorder the report's text.
 
 from __future__ import annotations
 
-import json
-
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from curate.pipelines.funnel import NO_REFERENCE, stat_sections, table_notes
+from curate.pipelines.funnel import NO_REFERENCE, read_run_json, stat_sections, table_notes
 from curate.transforms.render import bars as _bars
 from curate.transforms.render import e as _e
 from curate.transforms.render import n as _n
@@ -149,11 +147,9 @@ def write_report(directory: str, funnel: dict, samples: dict) -> None:
 
 
 def regenerate(directory: str) -> str:
-    def read(name):
-        with FileSystems.open(FileSystems.join(directory, name), compression_type=CompressionTypes.UNCOMPRESSED) as h:
-            return json.loads(h.read().decode("utf-8"))
-
-    funnel = read("funnel.json")
-    samples = read("samples.json") if FileSystems.exists(FileSystems.join(directory, "samples.json")) else {}
+    """report.html again from a finished run's funnel.json and samples.json (both required: a
+    report without its samples would drop every sample section without saying so)."""
+    funnel = read_run_json(directory, "funnel.json")
+    samples = read_run_json(directory, "samples.json")
     write_report(directory, funnel, samples)
     return FileSystems.join(directory, "report.html")

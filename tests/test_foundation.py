@@ -211,6 +211,14 @@ def test_added_column_clash_is_a_clear_error(tmp_path, real_docs_path):
     proc = _curate("run", "--input", str(real_docs_path), "--output", str(tmp_path / "out"))
     assert proc.returncode == 2 and "'lang'" in proc.stderr and "stages.language.output_column" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+    # a column with no config key to rename it: the message names the stage and reads as a sentence
+    from curate.transforms.stage import ColumnClashError, append_fields
+
+    with pytest.raises(ColumnClashError) as err:
+        append_fields(pa.schema([("edu_score", pa.float32())]), [pa.field("edu_score", pa.float32())], stage="quality")
+    assert str(err.value) == (
+        "input column 'edu_score' clashes with a column the quality stage adds; rename it in the input"
+    )
 
 
 def test_stable_order_sorts_by_id_and_text_and_breaks_ties_by_the_whole_row():

@@ -94,6 +94,36 @@ def test_curate_report_regenerates_the_page(report_dir):
     assert (report_dir / "report.html").read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        ({"samples.json": "[1,2"}, "samples.json: not readable JSON"),
+        ({"funnel.json": '"hello"'}, "funnel.json: not a curate funnel.json"),
+        ({"funnel.json": "{}"}, "funnel.json: not a curate funnel.json"),
+        ({"funnel.json": '{"raw": '}, "funnel.json: not readable JSON"),
+        ({"samples.json": None}, "samples.json not found"),
+    ],
+)
+def test_report_and_funnel_name_the_damaged_file(report_dir, tmp_path, damage, needle):
+    """A half-written or edited run output: exit 2 naming the file, never a traceback, and no
+    report silently rewritten without its samples."""
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("funnel.json", "samples.json"):
+        shutil.copy(report_dir / name, out / name)
+    for name, text in damage.items():
+        (out / name).unlink()
+        if text is not None:
+            (out / name).write_text(text)
+    commands = [["report"]] + ([["funnel"]] if "funnel.json" in damage else [])
+    for command in commands:
+        proc = subprocess.run([CURATE, *command, str(out)], capture_output=True, text=True)
+        assert proc.returncode == 2 and needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (out / "report.html").exists()
+
+
 def test_samples_are_the_smallest_ids_of_each_reason_over_all_batches_and_files(tmp_path):
     """Chosen in the pipeline from many small batches written to three reject files:
     each reason's samples are its five smallest (id, text) among all its rejects."""

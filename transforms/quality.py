@@ -80,7 +80,6 @@ class QualityThreshold(Stage):
         rescore = cut == "low"
         self.threshold, self.model_dir, self.rescore = threshold, cfg.model_dir, rescore
         self.added_fields = (pa.field(EDU_SCORE, pa.float32()),) if rescore else ()
-        self.added_fields_key = "(rename the input column edu_score)"
 
     def check(self):
         if self.rescore and (not self.model_dir or "://" not in self.model_dir):

@@ -144,7 +144,7 @@ class Stage(beam.PTransform):
         self.slot = self.slot or self.name
 
     def output_schema(self, schema: pa.Schema) -> pa.Schema:
-        return append_fields(schema, self.added_fields, self.added_fields_key)
+        return append_fields(schema, self.added_fields, self.added_fields_key, self.name)
 
     def check(self) -> None:
         """Driver-side checks (model files, indexes) run before the pipeline starts."""
@@ -156,7 +156,9 @@ class Stage(beam.PTransform):
         return shell_safe(self.name)
 
     def reject_schema(self, schema: pa.Schema) -> pa.Schema:
-        return append_fields(self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields))
+        return append_fields(
+            self.output_schema(schema), (STAGE_FIELD, REASON_FIELD, *self.reject_fields), stage=self.name
+        )
 
 
 _OPERATORS = ((">=", "_ge_"), ("<=", "_le_"), (">", "_gt_"), ("<", "_lt_"), ("=", "_eq_"))
@@ -172,12 +174,13 @@ class ColumnClashError(ValueError):
     pass
 
 
-def append_fields(schema: pa.Schema, fields, key: str = "") -> pa.Schema:
+def append_fields(schema: pa.Schema, fields, key: str = "", stage: str = "") -> pa.Schema:
     for field in fields:
         if schema.get_field_index(field.name) >= 0:
             hint = f"set {key} to another name or " if key else ""
+            adds = f"the {stage} stage adds" if stage else "the pipeline adds"
             raise ColumnClashError(
-                f"input column {field.name!r} clashes with a column the pipeline adds; {hint}rename it in the input"
+                f"input column {field.name!r} clashes with a column {adds}; {hint}rename it in the input"
             )
         schema = schema.append(field)
     return schema
