@@ -22,7 +22,7 @@ from curate.transforms.stage import CUT, REPEATS, shell_safe
 # reference count (None): it is shown measured, beside "no reference".
 REFERENCE = [
     ("raw", 1_000_000_000, ["raw"]),
-    ("after dedup", 400_000_000, ["near_dedup", "exact_dedup"]),
+    ("after dedup", 400_000_000, ["semantic_dedup", "near_dedup", "exact_dedup"]),
     ("after language filter", 200_000_000, ["language"]),
     ("quality >= 0.5", 20_000_000, ["quality_low"]),
     ("quality >= 0.8", 5_000_000, ["quality_high"]),

@@ -44,6 +44,11 @@ def test_rephrased_item_is_rejected_and_a_changed_problem_passes(tmp_path):
     )
     start, end = map(int, hit["paraphrase_span"].split(":"))
     assert "14 rye loaves" in hit["text"][start:end] and hit["paraphrase_similarity"] > 0.5
+    # counted per benchmark beside the n-gram stage's contamination table, in funnel.md and the report
+    stage = next(s for s in result.funnel["stages"] if s["name"] == "paraphrase")
+    assert stage["paraphrase"]["benchmarks"] == {"sample_benchmark": {"docs_dropped": 1, "items_found": 1}}
+    assert "| sample_benchmark | 1 | 1 |" in (tmp_path / "out" / "funnel.md").read_text()
+    assert "<h2>Paraphrased benchmark items</h2>" in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_semantic_dedup_removes_a_paraphrased_page_that_minhash_keeps(tmp_path):

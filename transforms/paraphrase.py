@@ -23,8 +23,9 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from curate.transforms import render
 from curate.transforms.decontaminate import BenchmarkSpec, resolve_path
-from curate.transforms.registry import BuildContext, StageConfig, StageSpec, register
+from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
 ITEM = pa.field("paraphrase_item", pa.string())
@@ -105,6 +106,61 @@ class ParaphraseDecontaminate(Stage):
         return StageResult(out.kept, out[REJECTED_TAG])
 
 
+class ParaphraseHits(StatKind):
+    """Per benchmark: documents dropped and distinct items found, from the stage's reasons
+    (one reason per item, ``paraphrase:<benchmark>:<item id>``), beside the n-gram stage's
+    contamination table, so the report's contamination count is not the n-gram hits alone."""
+
+    kind = "paraphrase_hits"
+    markdown_order = 51
+    html_order = 41
+
+    def funnel(self, sums, entry, tokens_per_char):
+        found: dict[str, dict[str, int]] = {}
+        for reason, size in entry["rejected_by_reason"].items():
+            if reason.startswith("paraphrase:"):
+                _, bench, item = reason.split(":", 2)
+                found.setdefault(bench, {})[item] = size["docs"]
+        benchmarks = {
+            b: {"docs_dropped": sum(items.values()), "items_found": len(items)} for b, items in sorted(found.items())
+        }
+        return {"paraphrase": {"benchmarks": benchmarks}}
+
+    def markdown(self, entry, funnel):
+        p = entry.get("paraphrase")
+        if p is None:
+            return []
+        lines = [
+            "",
+            f"## Paraphrased benchmark items ({entry['name']})",
+            "",
+            "Found by meaning after the n-gram stage; each document's span and item are in its reject row "
+            "(`paraphrase_item`, `paraphrase_similarity`, `paraphrase_span`).",
+            "",
+            "| benchmark | documents dropped | benchmark items found |",
+            "|---|---:|---:|",
+        ]
+        rows = [f"| {b} | {v['docs_dropped']:,} | {v['items_found']:,} |" for b, v in p["benchmarks"].items()]
+        return lines + (rows or ["| (none) | 0 | 0 |"])
+
+    def html(self, entry, funnel, samples):
+        p = entry.get("paraphrase")
+        if p is None:
+            return []
+        out = [
+            "<h2>Paraphrased benchmark items</h2>",
+            "<table><tr><th>benchmark</th><th>documents dropped</th><th>items found</th></tr>",
+        ]
+        for b, v in p["benchmarks"].items():
+            out.append(f"<tr><td>{render.e(b)}</td><td>{v['docs_dropped']:,}</td><td>{v['items_found']:,}</td></tr>")
+        if not p["benchmarks"]:
+            out.append("<tr><td colspan=3 class=muted>no paraphrased benchmark item found</td></tr>")
+        return out + ["</table>"]
+
+
+PARAPHRASE_HITS = ParaphraseHits()
+
+
 def build_paraphrase(cfg: ParaphraseConfig, ctx: BuildContext) -> list[Stage]:
     return [ParaphraseDecontaminate(ctx.columns, cfg)]
 
@@ -116,5 +172,6 @@ register(
         config=ParaphraseConfig,
         build=build_paraphrase,
         order=75,
+        stats=(PARAPHRASE_HITS,),
     )
 )
