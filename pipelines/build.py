@@ -139,17 +139,53 @@ def check_runner_options(cfg: Config, cli_args: list[str] | None = None) -> None
         raise ConfigError(f"Beam option on the command line: {problem}")
 
 
-def source_by_path(cfg: Config, paths: list[str]) -> dict:
-    """input.sources maps globs to source names; each shard takes the first matching glob."""
+def _source_matches(cfg: Config, paths: list[str]) -> dict[str, set[str]]:
+    """Per ``input.sources`` glob, the input files it matches: by their path as given, or as
+    the glob expands (a relative glob from the working directory)."""
     import fnmatch
 
+    matches = {}
+    for pattern in cfg.input.sources:
+        try:
+            expanded = set(expand_inputs([pattern]))
+        except InputError:  # matches no file as it expands; it may still match a path as given
+            expanded = set()
+        matches[pattern] = {p for p in paths if fnmatch.fnmatch(p, pattern) or p in expanded}
+    return matches
+
+
+def source_by_path(cfg: Config, paths: list[str]) -> dict:
+    """input.sources maps globs to source names; each shard takes the first glob matching it."""
+    matches = _source_matches(cfg, paths)
     out = {}
     for path in paths:
         for pattern, name in cfg.input.sources.items():
-            if fnmatch.fnmatch(path, pattern) or path in expand_inputs([pattern]):
+            if path in matches[pattern]:
                 out[path] = name
                 break
     return out
+
+
+def source_notes(cfg: Config, paths: list[str], schema: pa.Schema, source_of: dict) -> list[str]:
+    """What ``input.sources`` did not do, said before the run: ignored because the input has a
+    source column; globs that match no input file; input files no glob matches (null source)."""
+    if not cfg.input.sources:
+        return []
+    column = cfg.stages.mixing.source_column
+    if column in schema.names:
+        return [f"warning: input.sources is ignored: the input files have a {column!r} column of their own"]
+    notes = []
+    unused = [pattern for pattern, files in _source_matches(cfg, paths).items() if not files]
+    if unused:
+        notes.append(f"warning: input.sources: {', '.join(map(repr, unused))} match no input file")
+    unmatched = [p for p in paths if p not in source_of]
+    if unmatched:
+        shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
+        notes.append(
+            f"warning: {len(unmatched)} input file(s) match no input.sources glob ({shown}): their documents have "
+            f"a null {column!r} (mixing counts them as 'other')"
+        )
+    return notes
 
 
 def _read_json(path: str):
@@ -606,7 +642,10 @@ def run(
             log(f"[curate] skipped bad shard: {reason}")
     run_id = uuid.uuid4().hex[:12]
     staging = FileSystems.join(output, TMP_PREFIX + run_id)
-    read_schema = input_schema(cfg, source_by_path(cfg, paths), schema)  # input.sources globs listed once
+    source_of = source_by_path(cfg, paths)
+    read_schema = input_schema(cfg, source_of, schema)  # input.sources globs listed once
+    for note in source_notes(cfg, paths, schema, source_of):
+        log(f"[curate] {note}")
     stages = make_stages(cfg, columns, read_schema, staging, input_rows)
     for note in stage_notes(cfg):
         log(f"[curate] {note}")

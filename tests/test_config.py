@@ -126,3 +126,25 @@ def test_workers_without_a_mode_run_as_worker_processes_and_say_so():
     pinned = build.execution_of(cfg, ["--direct_running_mode=in_memory", "--direct_num_workers=2"], 10)
     assert (pinned["mode"], pinned["workers"]) == ("in-process", 1)
     assert "--direct_running_mode=multi_processing" not in build.pipeline_args(cfg, ["--direct_num_workers=1"], 10)
+
+
+def test_input_sources_say_what_they_did_not_do(tmp_path):
+    """A glob matching no input file does not fail the run as if --input were wrong; unmatched
+    files and an input with its own source column are warned about, naming input.sources."""
+    import pyarrow as pa
+
+    from curate.pipelines import build
+
+    a, b = tmp_path / "tut-1.parquet", tmp_path / "other.parquet"
+    for path in (a, b):
+        path.write_bytes(b"")
+    cfg = config_from_dict({"input": {"sources": {"/nowhere/*.parquet": "web", str(tmp_path / "tut-*"): "tutorial"}}})
+    paths = [str(a), str(b)]
+    source_of = build.source_by_path(cfg, paths)
+    assert source_of == {str(a): "tutorial"}
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+    notes = build.source_notes(cfg, paths, schema, source_of)
+    assert notes[0] == "warning: input.sources: '/nowhere/*.parquet' match no input file"
+    assert notes[1].startswith("warning: 1 input file(s) match no input.sources glob") and str(b) in notes[1]
+    own = build.source_notes(cfg, paths, schema.append(pa.field("source", pa.string())), source_of)
+    assert own == ["warning: input.sources is ignored: the input files have a 'source' column of their own"]
