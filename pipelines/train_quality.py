@@ -53,6 +53,10 @@ def check_model_output(out: str, overwrite: bool) -> None:
 
 def load_labelled(path: str, text_column: str, label_column: str, group_column: str | None = None):
     """(texts, labels) -- and groups as a third item when ``group_column`` is given."""
+    if not Path(path).exists():
+        raise TrainingDataError(f"--data {path}: does not exist")
+    if Path(path).is_dir():
+        raise TrainingDataError(f"--data {path}: is a folder; give one Parquet file")
     try:
         table = pq.read_table(path)
     except Exception as exc:

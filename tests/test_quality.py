@@ -230,6 +230,8 @@ def test_train_quality_cli_writes_a_usable_model(tmp_path, real_docs_path):
         text=True,
     )
     assert numbers.returncode == 2 and "'label' has type int64, expected string" in numbers.stderr
+    missing = train("--data", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "m7"))
+    assert missing.returncode == 2 and "nope.parquet: does not exist" in missing.stderr
     long_label = train("--label-column", "body", "--out", str(tmp_path / "m6"))
     assert long_label.returncode == 2 and len(long_label.stderr) < 400  # the value is cut, not the whole document
 
