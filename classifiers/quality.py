@@ -399,7 +399,9 @@ def load_model(directory: str | Path) -> QualityModel:
         with np.load(weights_path, allow_pickle=False) as npz:  # object arrays (pickles) are refused here
             arrays = {k: npz[k] for k in npz.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # refused, truncated or not an .npz
-        raise ModelFormatError(f"quality model {d}: weights.npz is not a readable .npz of arrays ({exc})") from exc
+        raise ModelFormatError(
+            f"quality model {d}: weights.npz refused: not a readable .npz of arrays ({exc})"
+        ) from exc
     intercept = meta.get("intercept")
     if isinstance(intercept, bool) or not isinstance(intercept, (int, float)) or not math.isfinite(intercept):
         # a NaN intercept would score every document NaN: every one rejected, silently
