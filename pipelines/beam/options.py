@@ -24,13 +24,14 @@ class _Refused(Exception):
     pass
 
 
-def _parser():
+def _parser(dask: bool):
     from apache_beam.options import pipeline_options as po
 
-    try:  # the DaskRunner's options register when its module is imported
-        import apache_beam.runners.dask.dask_runner  # noqa: F401
-    except ImportError:  # no dask installed: its runner cannot run either
-        pass
+    if dask:  # the DaskRunner's options register when its module is imported (dask: ~0.2 s, so only then)
+        try:
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+        except ImportError:  # no dask installed: its runner cannot run either
+            pass
 
     class Parser(po._BeamArgumentParser):
         def error(self, message):  # argparse would print usage and exit
@@ -66,7 +67,7 @@ def check(args: list[str]) -> list[str]:
 
     if not args or not tested_beam_or_skip("options"):
         return []
-    parser = _parser()
+    parser = _parser(dask=any("dask" in arg.lower() for arg in args))
     try:
         known, unknown = parser.parse_known_args(args)
     except _Refused as exc:
