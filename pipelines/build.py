@@ -139,7 +139,7 @@ def check_runner_options(cfg: Config, cli_args: list[str] | None = None) -> None
         raise ConfigError(f"Beam option on the command line: {problem}")
 
 
-def _source_matches(cfg: Config, paths: list[str]) -> dict[str, set[str]]:
+def source_matches(cfg: Config, paths: list[str]) -> dict[str, set[str]]:
     """Per ``input.sources`` glob, the input files it matches: by their path as given, or as
     the glob expands (a relative glob from the working directory)."""
     import fnmatch
@@ -154,9 +154,10 @@ def _source_matches(cfg: Config, paths: list[str]) -> dict[str, set[str]]:
     return matches
 
 
-def source_by_path(cfg: Config, paths: list[str]) -> dict:
-    """input.sources maps globs to source names; each shard takes the first glob matching it."""
-    matches = _source_matches(cfg, paths)
+def source_by_path(cfg: Config, paths: list[str], matches: dict[str, set[str]] | None = None) -> dict:
+    """input.sources maps globs to source names; each shard takes the first glob matching it
+    (``matches``: ``source_matches``' answer, when the caller has it)."""
+    matches = source_matches(cfg, paths) if matches is None else matches
     out = {}
     for path in paths:
         for pattern, name in cfg.input.sources.items():
@@ -166,7 +167,7 @@ def source_by_path(cfg: Config, paths: list[str]) -> dict:
     return out
 
 
-def source_notes(cfg: Config, paths: list[str], schema: pa.Schema, source_of: dict) -> list[str]:
+def source_notes(cfg: Config, paths: list[str], schema: pa.Schema, matches: dict[str, set[str]]) -> list[str]:
     """What ``input.sources`` did not do, said before the run: ignored because the input has a
     source column; globs that match no input file; input files no glob matches (null source)."""
     if not cfg.input.sources:
@@ -175,10 +176,11 @@ def source_notes(cfg: Config, paths: list[str], schema: pa.Schema, source_of: di
     if column in schema.names:
         return [f"warning: input.sources is ignored: the input files have a {column!r} column of their own"]
     notes = []
-    unused = [pattern for pattern, files in _source_matches(cfg, paths).items() if not files]
+    unused = [pattern for pattern, files in matches.items() if not files]
     if unused:
         notes.append(f"warning: input.sources: {', '.join(map(repr, unused))} match no input file")
-    unmatched = [p for p in paths if p not in source_of]
+    matched = set().union(*matches.values())
+    unmatched = [p for p in paths if p not in matched]
     if unmatched:
         shown = ", ".join(unmatched[:3]) + (f" and {len(unmatched) - 3} more" if len(unmatched) > 3 else "")
         notes.append(
@@ -202,13 +204,21 @@ def input_schema(cfg: Config, source_of: dict, schema: pa.Schema) -> pa.Schema:
 
 
 def build_pipeline(
-    p: beam.Pipeline, cfg: Config, paths: list[str], schema, staging: str, input_rows: int = 0, stages=None
+    p: beam.Pipeline,
+    cfg: Config,
+    paths: list[str],
+    schema,
+    staging: str,
+    input_rows: int = 0,
+    stages=None,
+    source_of: dict | None = None,
 ) -> list[tuple[str, str]]:
     """Add the whole curation graph to ``p``; returns (slot, name) of the stages run.
 
-    ``stages`` are ``make_stages``' result when the caller checked them already."""
+    ``stages`` are ``make_stages``' result and ``source_of`` ``source_by_path``'s when the
+    caller has them already."""
     columns = Columns(id=cfg.input.id_column, text=cfg.input.text_column)
-    source_of = source_by_path(cfg, paths)
+    source_of = source_by_path(cfg, paths) if source_of is None else source_of
     schema = input_schema(cfg, source_of, schema)
     batches = p | "ReadShards" >> ReadParquetShards(
         paths, schema, cfg.input.batch_size, source_of, cfg.stages.mixing.source_column
@@ -446,7 +456,7 @@ def usable_cores() -> int:
 
 
 def _direct(args: list[str]) -> bool:
-    runners = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")]
+    runners = _flag_values(args, "--runner")
     return not runners or runners[-1].rsplit(".", 1)[-1].lower() in local_runner.DIRECT_NAMES
 
 
@@ -496,7 +506,7 @@ def execution_of(cfg: Config, cli_args: list[str], input_rows: int) -> dict:
     given = beam_patches.worker_options(cfg.runner.as_args() + list(cli_args))
     args = pipeline_args(cfg, cli_args, input_rows)
     if not _direct(args):
-        runner = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")][-1]
+        runner = _flag_values(args, "--runner")[-1]
         return {"runner": runner, "mode": "the runner's", "workers": None, "reason": "--runner given"}
     mode = _flag_values(args, "--direct_running_mode")
     workers = _flag_values(args, "--direct_num_workers")
@@ -642,9 +652,10 @@ def run(
             log(f"[curate] skipped bad shard: {reason}")
     run_id = uuid.uuid4().hex[:12]
     staging = FileSystems.join(output, TMP_PREFIX + run_id)
-    source_of = source_by_path(cfg, paths)
-    read_schema = input_schema(cfg, source_of, schema)  # input.sources globs listed once
-    for note in source_notes(cfg, paths, schema, source_of):
+    matches = source_matches(cfg, paths)  # input.sources globs listed once
+    source_of = source_by_path(cfg, paths, matches)
+    read_schema = input_schema(cfg, source_of, schema)
+    for note in source_notes(cfg, paths, schema, matches):
         log(f"[curate] {note}")
     stages = make_stages(cfg, columns, read_schema, staging, input_rows)
     for note in stage_notes(cfg):
@@ -665,7 +676,7 @@ def run(
         options = PipelineOptions(beam_args)
         p = beam.Pipeline(runner=local_runner.runner_for(options), options=options)
         try:
-            ran = build_pipeline(p, cfg, paths, schema, staging, input_rows, stages=stages)
+            ran = build_pipeline(p, cfg, paths, schema, staging, input_rows, stages=stages, source_of=source_of)
         except BaseException:
             shutil.rmtree(p.local_tempdir, ignore_errors=True)  # Beam removes it only when the pipeline runs
             raise

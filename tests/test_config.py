@@ -140,11 +140,12 @@ def test_input_sources_say_what_they_did_not_do(tmp_path):
         path.write_bytes(b"")
     cfg = config_from_dict({"input": {"sources": {"/nowhere/*.parquet": "web", str(tmp_path / "tut-*"): "tutorial"}}})
     paths = [str(a), str(b)]
-    source_of = build.source_by_path(cfg, paths)
-    assert source_of == {str(a): "tutorial"}
+    matches = build.source_matches(cfg, paths)
+    source_of = build.source_by_path(cfg, paths, matches)
+    assert source_of == {str(a): "tutorial"} == build.source_by_path(cfg, paths)
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
-    notes = build.source_notes(cfg, paths, schema, source_of)
+    notes = build.source_notes(cfg, paths, schema, matches)
     assert notes[0] == "warning: input.sources: '/nowhere/*.parquet' match no input file"
     assert notes[1].startswith("warning: 1 input file(s) match no input.sources glob") and str(b) in notes[1]
-    own = build.source_notes(cfg, paths, schema.append(pa.field("source", pa.string())), source_of)
+    own = build.source_notes(cfg, paths, schema.append(pa.field("source", pa.string())), matches)
     assert own == ["warning: input.sources is ignored: the input files have a 'source' column of their own"]
