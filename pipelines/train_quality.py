@@ -101,14 +101,26 @@ def load_labelled(path: str, text_column: str, label_column: str, group_column: 
     return texts, y, groups
 
 
-def split_holdout(texts: list[str], labels: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks (train, test); per label, the rows whose text hash ranks lowest go to test."""
-    test = np.zeros(len(texts), dtype=bool)
+def hash_ranks(texts: list[str], labels: np.ndarray) -> np.ndarray:
+    """Each row's rank by the hash of its text among the rows of its label (0, 1, ...): the
+    deterministic, stratified order that holdout and folds are cut from."""
+    ranks = np.zeros(len(texts), dtype=int)
     hashes = np.array([xxhash.xxh64_intdigest(t.encode("utf-8")) for t in texts], dtype=np.uint64)
     for label in (0, 1):
         idx = np.flatnonzero(labels == label)
-        k = max(1, int(round(fraction * len(idx))))
-        test[idx[np.argsort(hashes[idx], kind="stable")[:k]]] = True
+        ranks[idx[np.argsort(hashes[idx], kind="stable")]] = np.arange(len(idx))
+    return ranks
+
+
+def split_holdout(
+    texts: list[str], labels: np.ndarray, fraction: float, ranks: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test); per label, the rows whose text hash ranks lowest go to test
+    (``ranks``: ``hash_ranks``' answer, when the caller has it)."""
+    ranks = hash_ranks(texts, labels) if ranks is None else ranks
+    per_label = np.bincount(labels, minlength=2)
+    k = np.maximum(1, np.round(fraction * per_label).astype(int))
+    test = ranks < k[labels]
     return ~test, test
 
 
@@ -344,17 +356,6 @@ def grouped_summary(metrics: dict, group_column: str, out: str) -> str:
     return "\n".join(lines)
 
 
-def hash_folds(texts: list[str], labels: np.ndarray, k: int) -> np.ndarray:
-    """A fold number per row: per label, rows in order of their text hash dealt round-robin
-    (deterministic, stratified)."""
-    folds = np.zeros(len(texts), dtype=int)
-    hashes = np.array([xxhash.xxh64_intdigest(t.encode("utf-8")) for t in texts], dtype=np.uint64)
-    for label in (0, 1):
-        idx = np.flatnonzero(labels == label)
-        folds[idx[np.argsort(hashes[idx], kind="stable")]] = np.arange(len(idx)) % k
-    return folds
-
-
 def _json_safe(value):
     """NaN (precision with nothing selected) as null: ``json.dumps`` would write NaN, which is not JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -380,26 +381,23 @@ def train_and_report(
     """Hold out a part, train the default's recipe on the rest with an out-of-fold isotonic
     calibration, and report the held-out part's calibrated scores."""
     texts, labels = load_labelled(data, text_column, label_column)
-    train_mask, test_mask = split_holdout(texts, labels, holdout)
+    ranks = hash_ranks(texts, labels)
+    train_mask, test_mask = split_holdout(texts, labels, holdout, ranks)
     train_rows, test_rows = np.flatnonzero(train_mask), np.flatnonzero(test_mask)
-    features = quality.featurize(texts, model_type, preprocess=preprocess)
-    y_train = labels[train_rows]
+    train_texts, y_train = [texts[i] for i in train_rows], labels[train_rows]
+    features = quality.featurize(train_texts, model_type, preprocess=preprocess)
 
     def fit(rows):  # rows: positions in ``train_rows``
         return quality.fit(
-            features.take(train_rows[rows]),
-            y_train[rows],
-            model_type,
-            C=C,
-            preprocess=preprocess,
-            hand_weight=hand_weight,
+            features.take(rows), y_train[rows], model_type, C=C, preprocess=preprocess, hand_weight=hand_weight
         )
 
-    folds = hash_folds([texts[i] for i in train_rows], y_train, CALIBRATION_FOLDS)
-    decisions = np.empty(len(train_rows))
-    for fold in range(CALIBRATION_FOLDS):
-        inside = folds == fold
-        decisions[inside] = fit(np.flatnonzero(~inside)).decision([texts[i] for i in train_rows[inside]])
+    def fit_predict(train, test):
+        return {"decision": fit(train).decision([train_texts[i] for i in test])}
+
+    # calibration folds: the training rows dealt round-robin in hash order, per label
+    folds = ranks[train_rows] % CALIBRATION_FOLDS
+    decisions = leave_one_group_out(y_train, folds, fit_predict)["decision"]
     model = fit(np.arange(len(train_rows)))
     model.calibration = fit_isotonic(decisions, y_train)
     scores = model.score([texts[i] for i in test_rows])
