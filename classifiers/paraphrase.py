@@ -210,29 +210,30 @@ def _gsm8k_final(answer: str) -> str:
     return answer.rsplit("####", 1)[-1].strip() if "####" in answer else ""
 
 
-def load_item_views(benchmark: str, fmt: str, path: str) -> list[Item]:
+def load_item_views(benchmark: str, fmt: str, path: str, files=None) -> list[Item]:
     """Items of a benchmark file with the views to embed.
 
     Ids are those of ``benchmark_sets.load_items`` (so a paraphrase hit and an
     n-gram hit name an item the same way).  gsm8k: question; question + final
     answer.  humaneval: prompt; prompt + canonical solution.  mmlu: question;
     question + the gold choice.  Other formats: the loader's text, one view.
+    ``files``: how to read it (``benchmark_sets.LocalFiles`` by default).
     """
     from curate.classifiers import benchmark_sets as bs
 
     items: list[Item] = []
     if fmt == "gsm8k":
-        for n, r in bs._jsonl(path):
+        for n, r in bs._jsonl(path, files):
             q = r["question"]
             items.append(Item(benchmark, fmt, f"gsm8k/{n}", [q, q + "\n" + _gsm8k_final(r["answer"])]))
     elif fmt == "humaneval":
-        for n, r in bs._jsonl(path):
+        for n, r in bs._jsonl(path, files):
             p = r["prompt"]
             items.append(Item(benchmark, fmt, r.get("task_id", f"humaneval/{n}"), [p, p + r["canonical_solution"]]))
     elif fmt == "mmlu":
-        for file in bs._files(path, (".csv",)):
+        for file in bs._files(path, (".csv",), files):
             subject = Path(file).name.removesuffix("_test.csv").removesuffix(".csv")
-            for n, row in enumerate(csv.reader(io.StringIO(bs._open_text(file))), 1):
+            for n, row in enumerate(csv.reader(io.StringIO(bs._open_text(file, files))), 1):
                 if len(row) != 6:
                     raise bs.BenchmarkFormatError(f"{file}: row {n}: MMLU rows have 6 fields")
                 q, gold = row[0], row[1 + "ABCD".index(row[5].strip())] if row[5].strip() in "ABCD" else ""
@@ -242,7 +243,7 @@ def load_item_views(benchmark: str, fmt: str, path: str) -> list[Item]:
                     views.append(lines[-1])  # a page may quote the question without the passage
                 items.append(Item(benchmark, fmt, f"mmlu/{subject}/{n}", views))
     else:
-        for item_id, text in bs.load_items(fmt, path):
+        for item_id, text in bs.load_items(fmt, path, files=files):
             items.append(Item(benchmark, fmt, item_id, [text]))
     return items
 
@@ -414,11 +415,12 @@ class ParaphraseIndex:
         return (np.log((1 + len(self.items)) / (1 + piece_df)) + 1.0).astype(np.float32)
 
     @classmethod
-    def build(cls, benchmarks: list[tuple[str, str, str]], **kwargs) -> "ParaphraseIndex":
-        """``benchmarks``: (name, format, path) as for the n-gram index."""
+    def build(cls, benchmarks: list[tuple[str, str, str]], files=None, **kwargs) -> "ParaphraseIndex":
+        """``benchmarks``: (name, format, path) as for the n-gram index; ``files``: how to
+        read them (``load_item_views``)."""
         items: list[Item] = []
         for name, fmt, path in benchmarks:
-            items.extend(load_item_views(name, fmt, path))
+            items.extend(load_item_views(name, fmt, path, files))
         return cls(items, **kwargs)
 
     @property

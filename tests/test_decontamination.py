@@ -286,3 +286,29 @@ def test_compiled_matching_equals_numpy_grams_and_search(benchmarks_dir, real_do
                     expected[int(item)] = expected.get(int(item), 0) + 1
         assert got[d] == expected, d
     assert sum(bool(g) for g in got[len(docs) :]) >= 100
+
+
+def test_classifiers_load_benchmarks_without_beam(benchmarks_dir):
+    """The classifiers layer is pure: loading every benchmark format's items and views
+    (and importing every classifiers module) must not import Beam; the stages pass
+    ``transforms.io.BeamFiles`` for remote paths."""
+    import sys
+    from pathlib import Path
+
+    import curate.classifiers as pkg
+
+    modules = sorted(p.stem for p in Path(pkg.__file__).parent.glob("*.py") if p.stem != "__init__")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module('curate.classifiers.' + m)\n"
+        "from curate.classifiers.benchmark_sets import load_items\n"
+        "from curate.classifiers.paraphrase import load_item_views\n"
+        f"d = {str(benchmarks_dir)!r}\n"
+        "n = sum(1 for _ in load_items('gsm8k', d + '/gsm8k_test.jsonl'))\n"
+        "n += sum(1 for _ in load_items('humaneval', d + '/HumanEval.jsonl.gz'))\n"
+        "n += sum(1 for _ in load_items('mmlu', d + '/mmlu_test/*_test.csv'))\n"
+        "n += len(load_item_views('mmlu', 'mmlu', d + '/mmlu_test'))\n"
+        "print(n, 'apache_beam' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 2 * 14_000 and out[1] == "False", out

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from curate.classifiers.benchmark_sets import FORMATS, BenchmarkFormatError, load_items
 from curate.classifiers.ngram_index import NgramIndex, cut_matches
 from curate.transforms import render
-from curate.transforms.io import expand_inputs
+from curate.transforms.io import BEAM_FILES, expand_inputs
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, StrList, register
 from curate.transforms.stage import CUT, REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
@@ -62,7 +62,7 @@ def resolve_path(path: str) -> str:
 
 def load_spec_items(spec: dict):
     path = resolve_path(spec["path"])
-    for item_id, text in load_items(spec["format"], path, spec.get("fields"), spec.get("id_field")):
+    for item_id, text in load_items(spec["format"], path, spec.get("fields"), spec.get("id_field"), BEAM_FILES):
         yield spec["name"], item_id, text
 
 

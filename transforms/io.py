@@ -31,6 +31,22 @@ def write_json(path: str, payload) -> None:
         handle.write(json.dumps(payload, sort_keys=True).encode("utf-8"))
 
 
+class BeamFiles:
+    """``classifiers.benchmark_sets.LocalFiles`` through Beam's FileSystems: benchmark
+    files on gs://, s3:// or any scheme the runner has, for the stages that load them
+    (the classifiers layer reads local paths only and imports no Beam)."""
+
+    def read(self, path: str) -> bytes:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            return f.read()
+
+    def match(self, pattern: str) -> list[str]:
+        return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+BEAM_FILES = BeamFiles()
+
+
 class InputError(Exception):
     """A whole-input problem (file, column, type): stop before writing output."""
 

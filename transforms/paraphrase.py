@@ -25,6 +25,7 @@ from pydantic import Field
 
 from curate.transforms import render
 from curate.transforms.decontaminate import BenchmarkSpec, resolve_path
+from curate.transforms.io import BEAM_FILES
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
 
@@ -56,7 +57,7 @@ class MatchParaphrases(beam.DoFn):
 
         specs = [(b.name, b.format, resolve_path(b.path)) for b in self.cfg.benchmarks]
         self.index = ParaphraseIndex.build(
-            specs, min_similarity=self.cfg.min_similarity, max_candidates=self.cfg.max_candidates
+            specs, files=BEAM_FILES, min_similarity=self.cfg.min_similarity, max_candidates=self.cfg.max_candidates
         )
 
     def process(self, batch: pa.RecordBatch):
@@ -92,7 +93,7 @@ class ParaphraseDecontaminate(Stage):
 
         for i, b in enumerate(self.cfg.benchmarks):
             try:
-                load_item_views(b.name, b.format, resolve_path(b.path))
+                load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES)
             except OSError as exc:
                 raise BenchmarkFormatError(
                     f"config key stages.paraphrase.benchmarks[{i}].path ({b.name}): cannot read {b.path} "
