@@ -270,9 +270,95 @@ def build_index(emb: Embedder) -> ParaphraseIndex:
     )
 
 
+FEATURE_FIELDS = ("doc", "item", "span0", "span1", *Verifier.FEATURES)
+
+
+def device_dump(out: Path) -> int:
+    """On the GPU machine (``--device OUT``): every case's candidates with all their
+    features (the token alignment down to the lowest floor tried), SemDeDup's document
+    vectors and the item views' vectors, written to OUT for ``build/semgpu/device/``.
+    Same code as the CPU path, the embedder replaced by ``semantic_gpu.TorchEmbedder``
+    (the same weights in fp16 on the GPU)."""
+    from benchmarks.semantic_gpu import TorchEmbedder
+    from curate.classifiers.embedding import text_key
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    cases, real, _ = build_cases()
+    emb = TorchEmbedder(ROOT / "build" / "semgpu" / "weights.npz")
+    index = build_index(emb)
+    cache = Embedder(cache_size=10**8)
+    for view, vec in zip((v for it in index.items for v in it.views), index.view_vectors):
+        cache._remember(text_key(view), vec)
+    cache.save_cache(out / "vectors.npz", shard=20_000)
+    report = {"index_seconds": round(time.time() - t0, 1)}
+    tables = {}
+    for s in ("dev", "test"):
+        texts = [c["text"] for c in cases[s]]
+        cands = index.candidates(texts, token_floor=math.inf)
+        # every span the alignment needs, in one batched pass, then the stage's own features
+        need = [texts[c.doc][c.span[0] : c.span[1]] for c in cands if c.similarity >= min(GATES)]
+        emb.embed_tokens(need + [v for it in index.items for v in it.views])
+        cands = index.verification_features(cands, texts, token_floor=min(GATES))
+        tables[s] = np.array(
+            [[c.doc, c.item, c.span[0], c.span[1], *c.features()] for c in cands], dtype=np.float64
+        ).reshape(-1, len(FEATURE_FIELDS))
+        report[f"{s}_candidates"] = len(cands)
+        # the alignment itself, for studying features of it: per candidate at or above the
+        # lowest floor, its best view's word pieces' best cosine and the span position it hit
+        best_cos, best_pos, offsets, rows = [], [], [0], []
+        for r, c in enumerate(cands):
+            if c.similarity < min(GATES):
+                continue
+            (_, span_vecs), *views = emb.embed_tokens([texts[c.doc][c.span[0] : c.span[1]]] + index.items[c.item].views)
+            top = None
+            for ids, vecs in views:
+                if len(ids) and len(span_vecs):
+                    sims = vecs @ span_vecs.T
+                    w = index.piece_idf[ids]
+                    score = float(sims.max(axis=1) @ w / w.sum())
+                    if top is None or score > top[0]:
+                        top = (score, sims.max(axis=1), sims.argmax(axis=1), len(span_vecs))
+            if top is None:
+                continue
+            rows.append((r, top[3]))
+            best_cos.append(top[1].astype(np.float16))
+            best_pos.append(top[2].astype(np.int16))
+            offsets.append(offsets[-1] + len(top[1]))
+        tables[f"{s}_align_rows"] = np.array(rows, np.int32).reshape(-1, 2)
+        tables[f"{s}_align_cos"] = np.concatenate(best_cos) if best_cos else np.zeros(0, np.float16)
+        tables[f"{s}_align_pos"] = np.concatenate(best_pos) if best_pos else np.zeros(0, np.int16)
+        tables[f"{s}_align_offsets"] = np.array(offsets, np.int64)
+    np.savez_compressed(out / "features.npz", fields=np.array(FEATURE_FIELDS), **tables)
+    rng = random.Random(7)
+    pairs = {s: dedup_pairs(cases[s], rng) for s in ("dev", "test")}
+    doc_texts = {f"r/{r['id']}": r["text"] for r in real}
+    for s in ("dev", "test"):
+        for a, ta, b, tb, _ in pairs[s]:
+            doc_texts[a], doc_texts[b] = ta, tb
+    vecs = sd.embed_documents(list(doc_texts.values()), emb)
+    np.savez(out / "docvecs.npz", ids=np.array(list(doc_texts)), vectors=vecs.astype(np.float16))
+    report["seconds"] = round(time.time() - t0, 1)
+    report["token_texts"] = emb.stats["token_texts"]
+    (out / "device_features.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(report, flush=True)
+    return 0
+
+
 def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
     """Per split, the stage's candidates: from the device run when its results are there
     (same code, embedder on the GPU), else computed here on the CPU."""
+    path = DEVICE / "features.npz"
+    if path.is_file():  # every feature computed there (``device_dump``)
+        z = np.load(path)
+        assert tuple(z["fields"].tolist()) == FEATURE_FIELDS, "features.npz from another feature set"
+        out = {}
+        for s in ("dev", "test"):
+            out[s] = []
+            for row in z[s]:
+                d, item, a, b = (int(x) for x in row[:4])
+                out[s].append(Candidate(d, item, (a, b), **dict(zip(Verifier.FEATURES, map(float, row[4:])))))
+        return out
     path = DEVICE / "candidates.json"
     if path.is_file():
         rows = json.loads(path.read_text())
@@ -540,8 +626,11 @@ def pair_found(removed, a, b) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--export", action="store_true", help="write the cases for semantic_gpu.py candidates")
+    ap.add_argument("--device", metavar="OUT", help="on the GPU machine: write candidates, features, vectors to OUT")
     args = ap.parse_args()
     require_shared()
+    if args.device:
+        return device_dump(Path(args.device))
     t_start = time.time()
     cases, real, hosts = build_cases()
     emb = Embedder(cache_size=10**8)

@@ -122,7 +122,7 @@ def torch_encoder(weights: dict, device: str, dtype):
     W = {k: torch.tensor(v.astype(np.float32), device=device, dtype=dtype) for k, v in weights.items()}
 
     @torch.inference_mode()
-    def encode(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def encode(ids: np.ndarray, mask: np.ndarray, pooled: bool = True) -> np.ndarray:
         ids_t = torch.tensor(ids, device=device)
         m = torch.tensor(mask, device=device, dtype=dtype)
         b, n = ids.shape
@@ -141,9 +141,10 @@ def torch_encoder(weights: dict, device: str, dtype):
             x = F.layer_norm(x + a @ g("o") + g("ob"), (DIM,), g("ln1_w"), g("ln1_b"), 1e-12)
             h = F.gelu(x @ g("i") + g("ib"))
             x = F.layer_norm(x + h @ g("f") + g("fb"), (DIM,), g("ln2_w"), g("ln2_b"), 1e-12)
-        pooled = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1e-9)
-        pooled = F.normalize(pooled.float(), dim=1)
-        return pooled.cpu().numpy()
+        if not pooled:  # the word-piece vectors (``Embedder.embed_tokens``), unit length
+            return F.normalize(x.float(), dim=2).cpu().numpy()
+        mean = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1e-9)
+        return F.normalize(mean.float(), dim=1).cpu().numpy()
 
     return encode
 
@@ -238,7 +239,8 @@ class TorchEmbedder:
         self.full_tokenizer.no_truncation()
         self.encode = torch_encoder(load_weights(weights_path), "cuda", torch.float16)
         self.batch_size = batch_size
-        self.stats = {"embedded": 0, "tokens": 0}
+        self.stats = {"embedded": 0, "tokens": 0, "token_texts": 0}
+        self._token_cache: dict[str, tuple] = {}
 
     def embed(self, texts) -> np.ndarray:
         texts = list(texts)
@@ -260,6 +262,35 @@ class TorchEmbedder:
         self.stats["embedded"] += len(texts)
         self.stats["tokens"] += int(lens.sum())
         return out.astype(np.float16).astype(np.float32)
+
+    def embed_tokens(self, texts) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``Embedder.embed_tokens`` on the GPU: per text (word-piece ids, unit vectors), [CLS]
+        and [SEP] left out, float16-rounded.  Padded batches: a padded position is masked
+        out of attention, so a text's vectors do not depend on its neighbours (up to fp16
+        rounding).  Every text is kept (item views recur across thousands of spans)."""
+        texts = list(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._token_cache))
+        if todo:
+            enc = self.tokenizer.encode_batch(todo)
+            lens = np.array([len(e.ids) for e in enc])
+            order = np.argsort(lens, kind="stable")
+            for s in range(0, len(order), self.batch_size):
+                rws = order[s : s + self.batch_size]
+                width = int(lens[rws].max())
+                ids = np.zeros((len(rws), width), np.int64)
+                mask = np.zeros((len(rws), width), np.int64)
+                for j, r in enumerate(rws):
+                    ids[j, : lens[r]] = enc[r].ids
+                    mask[j, : lens[r]] = 1
+                hidden = self.encode(ids, mask, pooled=False)
+                for j, r in enumerate(rws):
+                    n = lens[r]
+                    self._token_cache[todo[r]] = (
+                        ids[j, 1 : n - 1].copy(),
+                        hidden[j, 1 : n - 1].astype(np.float16).astype(np.float32),
+                    )
+            self.stats["token_texts"] += len(todo)
+        return [self._token_cache[t] for t in texts]
 
 
 def candidates(folder: str, out: str):
