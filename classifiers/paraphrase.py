@@ -206,6 +206,27 @@ class Item:
     views: list[str]  # texts embedded for this item; views[0] is the question alone
 
 
+VIEW_CHUNK = 512  # item views embedded together: a fixed cut, so the vectors do not depend on who embeds them
+
+
+def item_views(items: list[Item]) -> list[str]:
+    """Every view of every item, in index order (the rows of ``view_vectors``)."""
+    return [v for it in items for v in it.views]
+
+
+def view_chunks(items: list[Item]) -> list[tuple[int, list[str]]]:
+    """(first row, views) in chunks of ``VIEW_CHUNK``: the unit of work when the views are
+    embedded in parallel; ``embed_views`` embeds the same chunks, so either way gives the
+    same vectors (a batch's padding and order depend on its texts)."""
+    views = item_views(items)
+    return [(s, views[s : s + VIEW_CHUNK]) for s in range(0, len(views), VIEW_CHUNK)]
+
+
+def embed_views(items: list[Item], embedder: Embedder) -> np.ndarray:
+    chunks = [embedder.embed(views) for _, views in view_chunks(items)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
+
+
 def _gsm8k_final(answer: str) -> str:
     return answer.rsplit("####", 1)[-1].strip() if "####" in answer else ""
 
@@ -346,6 +367,7 @@ class ParaphraseIndex:
         max_candidates: int = 5,
         max_paragraph: int = 250,
         verifier: Verifier | None = None,
+        view_vectors: np.ndarray | None = None,
     ):
         from scipy import sparse
 
@@ -402,7 +424,12 @@ class ParaphraseIndex:
                 views.append(v)
                 owner.append(i)
         self.view_owner = np.array(owner, dtype=np.int64)
-        self.view_vectors = self.embedder.embed(views) if views else np.zeros((0, 384), np.float32)
+        if view_vectors is not None:  # embedded elsewhere (the stage embeds them once per run, in parallel)
+            if view_vectors.shape != (len(views), 384):
+                raise ValueError(f"view_vectors: {view_vectors.shape} for {len(views)} item views")
+            self.view_vectors = np.asarray(view_vectors, np.float32)
+        else:
+            self.view_vectors = embed_views(items, self.embedder)
 
     @functools.cached_property
     def piece_idf(self) -> np.ndarray:

@@ -71,3 +71,40 @@ def test_semantic_dedup_removes_a_paraphrased_page_that_minhash_keeps(tmp_path):
     rejects = read_rejects(tmp_path / "out")["semantic_dedup"].to_pylist()
     assert [(r["id"], r["reason"], r["duplicate_of"]) for r in rejects] == [("b", "semantic_duplicate", "a")]
     assert result.funnel["conservation"]["ok"]
+
+
+def test_item_index_built_once_in_chunks_and_worker_processes_agree(tmp_path, benchmarks_dir):
+    """The item views are embedded once per run, in fixed chunks spread over the workers,
+    and reach every worker as side inputs: a rephrased item whose views sit in the second
+    chunk is found, and two worker processes publish the same bytes as one in-process worker."""
+    import json
+
+    from curate.classifiers.paraphrase import VIEW_CHUNK
+
+    n_items = VIEW_CHUNK // 2 + 50  # two views per GSM8K item: the views fill more than one chunk
+    lines = (benchmarks_dir / "gsm8k_test.jsonl").read_text().splitlines()[:n_items]
+    bench = tmp_path / "gsm8k_part.jsonl"
+    bench.write_text("\n".join(lines) + "\n")
+    rephrased = (benchmarks_dir / "rephrased" / "rephrase_gsm8k.jsonl").read_text().splitlines()
+    line = n_items - 10  # views 2 * (line - 1) and after: past the first chunk
+    assert 2 * (line - 1) >= VIEW_CHUNK
+    rows = [
+        {"id": "contaminated", "text": HOST + json.loads(rephrased[line - 1])["text"] + TAIL},
+        {"id": "plain", "text": HOST + "This week we talked about prime numbers and their patterns." + TAIL},
+    ]
+    shard = write_parquet(tmp_path / "in.parquet", rows)
+    cfg = only_stages(
+        "paraphrase", paraphrase={"benchmarks": [{"name": "gsm8k", "format": "gsm8k", "path": str(bench)}]}
+    )
+    published = {}
+    for label, args in (
+        ("in_process", ["--direct_running_mode=in_memory", "--direct_num_workers=1"]),
+        ("two_processes", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+    ):
+        out = tmp_path / label
+        result = run_pipeline([shard], out, cfg, beam_args=args)
+        assert result.funnel["conservation"]["ok"]
+        rejected = read_rejects(out)["paraphrase"].to_pylist()
+        assert [(r["id"], r["reason"]) for r in rejected] == [("contaminated", f"paraphrase:gsm8k:gsm8k/{line}")]
+        published[label] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+    assert published["in_process"] == published["two_processes"]
