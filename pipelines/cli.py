@@ -25,6 +25,23 @@ EXIT_CODES = """exit codes:
   2  a usage or input problem found before any work: a bad option, config key, input shard, output path,
      model or benchmark file, or an output folder another run holds; the message names it"""
 
+READ_RUN_EXIT_CODES = """exit codes:
+  0  done
+  2  the folder is not the output of a finished run, or one of its JSON files is damaged; the message names it"""
+
+TRAIN_EXIT_CODES = """exit codes:
+  0  the model folder was written
+  2  a problem found before training: --data missing or not Parquet, a column missing or of the wrong type,
+     too few rows of a class, or --out a file or a non-empty folder without --overwrite; the message names it"""
+
+CONFIG_EXIT_CODES = """exit codes:
+  0  every config is valid (show: printed)
+  2  a config problem: a file, key, value, model, benchmark file or language code; the message names it"""
+
+SERVICE_EXIT_CODES = """exit codes:
+  runs until stopped (Ctrl-C, or a signal: then the signal's status)
+  2  a bad option"""
+
 RUNNERS = """runners (--runner, or runner.options in a config; see configs/*.yaml):
   (none)          the DirectRunner: one in-process worker below runner.multiprocess_min_rows input rows
                   (30,000), one worker process per core from there (run.json's 'execution' says which)
@@ -100,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         epilog="example:\n  curate job-service --port 8099 --worker-pool-port 50000 &\n"
         "  curate run --config configs/portable.yaml --environment_type=EXTERNAL "
-        "--environment_config=localhost:50000 --sdk_worker_parallelism=2",
+        "--environment_config=localhost:50000 --sdk_worker_parallelism=2\n\n" + SERVICE_EXIT_CODES,
         help="a local Beam job service (portable Job API) that runs each job on --sdk_worker_parallelism SDK workers",
     )
     service.add_argument("--port", type=int, default=8099, help="job API port (default 8099; 0 picks a free one)")
@@ -120,11 +137,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     config_sub = config.add_subparsers(dest="config_command", required=True)
     show = config_sub.add_parser(
-        "show", help="print the validated config: the defaults with each --config layered over"
+        "show",
+        formatter_class=formatter,
+        help="print the validated config: the defaults with each --config layered over",
+        epilog=CONFIG_EXIT_CODES,
     )
     show.add_argument("--config", action="append", help="YAML config layered over the defaults; repeatable")
     check = config_sub.add_parser(
         "check",
+        formatter_class=formatter,
+        epilog=CONFIG_EXIT_CODES,
         help="validate config files (each layered over the defaults) and their "
         "models, benchmark files and language codes, without running",
     )
@@ -133,14 +155,14 @@ def _parser() -> argparse.ArgumentParser:
         "funnel",
         formatter_class=formatter,
         help="print the funnel table of a finished run",
-        epilog="example:\n  curate funnel out",
+        epilog="example:\n  curate funnel out\n\n" + READ_RUN_EXIT_CODES,
     )
     funnel.add_argument("output", help="output folder of a finished run")
     report = sub.add_parser(
         "report",
         formatter_class=formatter,
         help="regenerate report.html of a finished run from its JSON",
-        epilog="example:\n  curate report out && xdg-open out/report.html",
+        epilog="example:\n  curate report out && xdg-open out/report.html\n\n" + READ_RUN_EXIT_CODES,
     )
     report.add_argument("output", help="output folder of a finished run")
     train = sub.add_parser(
@@ -148,7 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         help="train an educational-quality model from labelled Parquet",
         epilog="example:\n  curate train-quality --data labelled.parquet --group-column book "
-        "--out my_model\n  then set stages.quality.model_dir: my_model in a config",
+        "--out my_model\n  then set stages.quality.model_dir: my_model in a config\n\n" + TRAIN_EXIT_CODES,
     )
     train.add_argument("--data", required=True, help="Parquet file with a text and a 0/1 label column")
     train.add_argument("--text-column", default="text", help="column of the documents' text (string)")

@@ -297,3 +297,16 @@ def test_blank_rows_are_what_trimming_every_text_would_find():
     assert 500 < expected.sum() < 4500
     assert (blank_rows(texts) == expected).all()
     assert (blank_rows(texts.slice(100, 50)) == expected[100:150]).all()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["funnel"], ["report"], ["train-quality"], ["config", "check"], ["config", "show"], ["job-service"]],
+)
+def test_every_command_help_says_its_exit_codes(tmp_path, command):
+    """A script wrapping curate needs to know what each exit status means, for every command."""
+    out = curate(*command, "--help", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    section = out.stdout.split("exit codes:", 1)
+    assert len(section) == 2, f"curate {' '.join(command)} --help has no exit codes section"
+    assert "  2  " in section[1] and len(section[1].strip().splitlines()) >= 2
