@@ -330,12 +330,7 @@ def device_dump(out: Path) -> int:
         tables[f"{s}_align_pos"] = np.concatenate(best_pos) if best_pos else np.zeros(0, np.int16)
         tables[f"{s}_align_offsets"] = np.array(offsets, np.int64)
     np.savez_compressed(out / "features.npz", fields=np.array(FEATURE_FIELDS), **tables)
-    rng = random.Random(7)
-    pairs = {s: dedup_pairs(cases[s], rng) for s in ("dev", "test")}
-    doc_texts = {f"r/{r['id']}": r["text"] for r in real}
-    for s in ("dev", "test"):
-        for a, ta, b, tb, _ in pairs[s]:
-            doc_texts[a], doc_texts[b] = ta, tb
+    pairs, doc_texts = dedup_docs(cases, real)
     vecs = sd.embed_documents(list(doc_texts.values()), emb)
     np.savez(out / "docvecs.npz", ids=np.array(list(doc_texts)), vectors=vecs.astype(np.float16))
     report["seconds"] = round(time.time() - t0, 1)
@@ -600,6 +595,18 @@ def dedup_pairs(cases_split, rng):
     return pairs
 
 
+def dedup_docs(cases, real) -> tuple[dict, dict]:
+    """Per split the paraphrase pairs, and every document SemDeDup sees (id -> text): the
+    real documents and both sides of every pair."""
+    rng = random.Random(7)
+    pairs = {s: dedup_pairs(cases[s], rng) for s in ("dev", "test")}
+    doc_texts = {f"r/{r['id']}": r["text"] for r in real}
+    for s in ("dev", "test"):
+        for a, ta, b, tb, _ in pairs[s]:
+            doc_texts[a], doc_texts[b] = ta, tb
+    return pairs, doc_texts
+
+
 def jaccard5(a: str, b: str) -> float:
     from curate.classifiers.minhash import MinHasher
 
@@ -637,12 +644,7 @@ def main() -> int:
     cached = load_caches(emb)
     print(f"cache: {cached} vectors", flush=True)
     index = build_index(emb)
-    rng = random.Random(7)
-    pairs = {s: dedup_pairs(cases[s], rng) for s in ("dev", "test")}
-    doc_texts = {f"r/{r['id']}": r["text"] for r in real}
-    for s in ("dev", "test"):
-        for a, ta, b, tb, _ in pairs[s]:
-            doc_texts[a], doc_texts[b] = ta, tb
+    pairs, doc_texts = dedup_docs(cases, real)
     if args.export:
         folder = ROOT / "build" / "semgpu"
         (folder / "items.json").write_text(json.dumps([vars(it) for it in index.items]))

@@ -242,25 +242,29 @@ class TorchEmbedder:
         self.stats = {"embedded": 0, "tokens": 0, "token_texts": 0}
         self._token_cache: dict[str, tuple] = {}
 
-    def embed(self, texts) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros((len(texts), DIM), np.float32)
-        if not texts:
-            return out
+    def _batches(self, texts):
+        """(rows, ids, mask, lengths) of ``texts`` by length, ``batch_size`` at a time, padded."""
         enc = self.tokenizer.encode_batch(texts)
         lens = np.array([len(e.ids) for e in enc])
         order = np.argsort(lens, kind="stable")
         for s in range(0, len(order), self.batch_size):
             rws = order[s : s + self.batch_size]
-            width = int(lens[rws].max())
-            ids = np.zeros((len(rws), width), np.int64)
-            mask = np.zeros((len(rws), width), np.int64)
+            ids = np.zeros((len(rws), int(lens[rws].max())), np.int64)
+            mask = np.zeros_like(ids)
             for j, r in enumerate(rws):
                 ids[j, : lens[r]] = enc[r].ids
                 mask[j, : lens[r]] = 1
+            yield rws, ids, mask, lens[rws]
+
+    def embed(self, texts) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), DIM), np.float32)
+        if not texts:
+            return out
+        for rws, ids, mask, lens in self._batches(texts):
             out[rws] = self.encode(ids, mask)
+            self.stats["tokens"] += int(lens.sum())
         self.stats["embedded"] += len(texts)
-        self.stats["tokens"] += int(lens.sum())
         return out.astype(np.float16).astype(np.float32)
 
     def embed_tokens(self, texts) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -271,20 +275,9 @@ class TorchEmbedder:
         texts = list(texts)
         todo = list(dict.fromkeys(t for t in texts if t not in self._token_cache))
         if todo:
-            enc = self.tokenizer.encode_batch(todo)
-            lens = np.array([len(e.ids) for e in enc])
-            order = np.argsort(lens, kind="stable")
-            for s in range(0, len(order), self.batch_size):
-                rws = order[s : s + self.batch_size]
-                width = int(lens[rws].max())
-                ids = np.zeros((len(rws), width), np.int64)
-                mask = np.zeros((len(rws), width), np.int64)
-                for j, r in enumerate(rws):
-                    ids[j, : lens[r]] = enc[r].ids
-                    mask[j, : lens[r]] = 1
+            for rws, ids, mask, lens in self._batches(todo):
                 hidden = self.encode(ids, mask, pooled=False)
-                for j, r in enumerate(rws):
-                    n = lens[r]
+                for j, (r, n) in enumerate(zip(rws, lens)):
                     self._token_cache[todo[r]] = (
                         ids[j, 1 : n - 1].copy(),
                         hidden[j, 1 : n - 1].astype(np.float16).astype(np.float32),
