@@ -245,10 +245,12 @@ def load_item_views(benchmark: str, fmt: str, path: str, files=None) -> list[Ite
     items: list[Item] = []
     if fmt == "gsm8k":
         for n, r in bs._jsonl(path, files):
+            bs._need(r, ["question", "answer"], path, n, fmt)
             q = r["question"]
             items.append(Item(benchmark, fmt, f"gsm8k/{n}", [q, q + "\n" + _gsm8k_final(r["answer"])]))
     elif fmt == "humaneval":
         for n, r in bs._jsonl(path, files):
+            bs._need(r, ["prompt", "canonical_solution"], path, n, fmt)
             p = r["prompt"]
             items.append(Item(benchmark, fmt, r.get("task_id", f"humaneval/{n}"), [p, p + r["canonical_solution"]]))
     elif fmt == "mmlu":

@@ -27,7 +27,8 @@ EXIT_CODES = """exit codes:
 
 READ_RUN_EXIT_CODES = """exit codes:
   0  done
-  2  the folder is not the output of a finished run, or one of its JSON files is damaged; the message names it"""
+  2  the folder has no funnel.json (it is not a run's output), or one of its JSON files is damaged;
+     the message names it"""
 
 TRAIN_EXIT_CODES = """exit codes:
   0  the model folder was written
@@ -39,8 +40,8 @@ CONFIG_EXIT_CODES = """exit codes:
   2  a config problem: a file, key, value, model, benchmark file or language code; the message names it"""
 
 SERVICE_EXIT_CODES = """exit codes:
-  runs until stopped (Ctrl-C, or a signal: then the signal's status)
-  2  a bad option"""
+  0  stopped with Ctrl-C (another signal: that signal's status, e.g. 143 for SIGTERM)
+  2  a bad option, or the service could not start"""
 
 RUNNERS = """runners (--runner, or runner.options in a config; see configs/*.yaml):
   (none)          the DirectRunner: one in-process worker below runner.multiprocess_min_rows input rows

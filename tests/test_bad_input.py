@@ -220,6 +220,58 @@ def test_benchmark_file_in_the_wrong_format(tmp_path):
     )
 
 
+@pytest.mark.parametrize("stage", ["decontamination", "paraphrase"])
+@pytest.mark.parametrize(
+    "fmt, line, field",
+    [("gsm8k", '{"prompt": "only a prompt"}', "question"), ("humaneval", '{"task_id": "x"}', "prompt")],
+)
+def test_benchmark_item_missing_a_field_names_key_file_and_line(tmp_path, stage, fmt, line, field):
+    """Both benchmark stages refuse an item without its fields before any work (the
+    paraphrase stage's loader ended in a KeyError traceback, exit 1)."""
+    if stage == "paraphrase":
+        from curate.classifiers import embedding
+
+        if embedding.available():
+            pytest.skip(embedding.available())
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(line + "\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"stages:\n  {stage}:\n    enabled: true\n    benchmarks:\n      - name: b\n        format: {fmt}\n"
+        f"        path: {bench}\n"
+    )
+    shard = good_shard(tmp_path / "a.parquet")
+    needles = (f"stages.{stage}.benchmarks[0]", str(bench), "line 1", field)
+    assert_clear_error(curate("config", "check", str(cfg)), *needles)
+    run = curate("run", "--config", str(cfg), "--input", str(shard), "--output", str(tmp_path / "o"))
+    assert_clear_error(run, *needles, out=tmp_path / "o")
+
+
+@pytest.mark.parametrize("stage", ["decontamination", "paraphrase"])
+def test_benchmark_path_on_a_filesystem_beam_lacks(tmp_path, stage):
+    """A gs:// benchmark path without apache-beam[gcp]: Beam raises ValueError, which ended
+    in a traceback (exit 1); now the config key and the path, exit 2."""
+    if stage == "paraphrase":
+        from curate.classifiers import embedding
+
+        if embedding.available():
+            pytest.skip(embedding.available())
+    try:
+        from apache_beam.io.gcp import gcsio  # noqa: F401
+
+        pytest.skip("apache-beam[gcp] is installed: gs:// paths have a filesystem")
+    except ImportError:
+        pass
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"stages:\n  {stage}:\n    enabled: true\n    benchmarks:\n      - name: b\n        format: gsm8k\n"
+        "        path: gs://no-bucket/bench.jsonl\n"
+    )
+    assert_clear_error(
+        curate("config", "check", str(cfg)), f"stages.{stage}.benchmarks[0]", "gs://no-bucket/bench.jsonl"
+    )
+
+
 # ---- per-document problems: rejected with a reason, everything else goes on ------------------
 
 

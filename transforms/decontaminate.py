@@ -175,8 +175,9 @@ class Decontaminate(Stage):
                     pass
             except BenchmarkFormatError as exc:
                 raise BenchmarkFormatError(f"{key} ({spec['name']}): {exc}") from None
-            except OSError as exc:  # FileNotFoundError, a folder, permissions; Beam's IOError for remote paths
-                reason = exc.strerror or str(exc)
+            except (OSError, ValueError) as exc:  # a missing file, a folder, permissions; ValueError: no
+                # filesystem for the path's scheme (gs:// without apache-beam[gcp])
+                reason = getattr(exc, "strerror", None) or str(exc)
                 raise BenchmarkFormatError(f"{key} ({spec['name']}): cannot read {spec['path']} ({reason})") from None
 
     def expand(self, batches) -> StageResult:

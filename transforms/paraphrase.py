@@ -127,12 +127,14 @@ class ParaphraseDecontaminate(Stage):
         from curate.classifiers.paraphrase import load_item_views
 
         for i, b in enumerate(self.cfg.benchmarks):
+            key = f"config key stages.paraphrase.benchmarks[{i}].path ({b.name})"
             try:
                 load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES)
-            except OSError as exc:
+            except BenchmarkFormatError as exc:
+                raise BenchmarkFormatError(f"{key}: {exc}") from None
+            except (OSError, ValueError) as exc:  # ValueError: Beam has no filesystem for the path's scheme
                 raise BenchmarkFormatError(
-                    f"config key stages.paraphrase.benchmarks[{i}].path ({b.name}): cannot read {b.path} "
-                    f"({exc.strerror or exc})"
+                    f"{key}: cannot read {b.path} ({getattr(exc, 'strerror', None) or exc})"
                 ) from None
 
     def expand(self, batches) -> StageResult:
