@@ -11,7 +11,7 @@ an int8 ONNX all-MiniLM-L6-v2, no PyTorch); checked on the driver before the run
 Cost: every token is embedded about four times (paragraphs and two window
 sizes), so the stage belongs late in the chain, after the cheap stages have
 shrunk the corpus, or on a GPU.  The item index is built once per run: the
-item views (~32k for all of GSM8K + HumanEval + MMLU, tens of CPU minutes) are
+item views (~32k for all of GSM8K + HumanEval + MMLU, ~12 CPU minutes) are
 embedded in fixed chunks spread over the workers and reach every worker as side
 inputs, as the n-gram index does; each worker embedding them all in ``setup``
 multiplied that start-up by the number of workers.
@@ -142,7 +142,7 @@ class ParaphraseDecontaminate(Stage):
 
         cfg = self.cfg
         # The item index, built once per run: the views are embedded in fixed chunks spread
-        # over the workers (all of GSM8K + HumanEval + MMLU is ~32k views, tens of CPU
+        # over the workers (all of GSM8K + HumanEval + MMLU is ~32k views, ~12 CPU
         # minutes), then handed to every worker as side inputs, like the n-gram index.
         items = (
             batches.pipeline
