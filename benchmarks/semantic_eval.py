@@ -273,6 +273,18 @@ def build_index(emb: Embedder) -> ParaphraseIndex:
 FEATURE_FIELDS = ("doc", "item", "span0", "span1", *Verifier.FEATURES)
 
 
+def fingerprint(index: ParaphraseIndex, cases: dict) -> str:
+    """A hash of the items and of every case's text: features computed for other cases or
+    items (another commit's benchmark files or case builder) must not be read as these."""
+    h = xxhash.xxh64()
+    for it in index.items:
+        h.update((it.item_id + "\0").encode())
+    for s in ("dev", "test"):
+        for c in cases[s]:
+            h.update(c["text"].encode() + b"\0")
+    return h.hexdigest()
+
+
 def device_dump(out: Path) -> int:
     """On the GPU machine (``--device OUT``): every case's candidates with all their
     features (the token alignment down to the lowest floor tried), SemDeDup's document
@@ -329,7 +341,9 @@ def device_dump(out: Path) -> int:
         tables[f"{s}_align_cos"] = np.concatenate(best_cos) if best_cos else np.zeros(0, np.float16)
         tables[f"{s}_align_pos"] = np.concatenate(best_pos) if best_pos else np.zeros(0, np.int16)
         tables[f"{s}_align_offsets"] = np.array(offsets, np.int64)
-    np.savez_compressed(out / "features.npz", fields=np.array(FEATURE_FIELDS), **tables)
+    np.savez_compressed(
+        out / "features.npz", fields=np.array(FEATURE_FIELDS), fingerprint=np.array(fingerprint(index, cases)), **tables
+    )
     pairs, doc_texts = dedup_docs(cases, real)
     vecs = sd.embed_documents(list(doc_texts.values()), emb)
     np.savez(out / "docvecs.npz", ids=np.array(list(doc_texts)), vectors=vecs.astype(np.float16))
@@ -346,7 +360,11 @@ def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
     path = DEVICE / "features.npz"
     if path.is_file():  # every feature computed there (``device_dump``)
         z = np.load(path)
-        assert tuple(z["fields"].tolist()) == FEATURE_FIELDS, "features.npz from another feature set"
+        if tuple(z["fields"].tolist()) != FEATURE_FIELDS or str(z.get("fingerprint", "")) != fingerprint(index, cases):
+            raise SystemExit(
+                f"{path} was computed for other features, items or cases: run `semantic_eval.py --device OUT` "
+                "again on the GPU machine (or remove it to compute everything here)"
+            )
         out = {}
         for s in ("dev", "test"):
             out[s] = []
@@ -659,6 +677,7 @@ def main() -> int:
 
     # ---- paraphrase: tune on dev
     cand = candidate_tables(index, cases)
+    features_from = "device" if (DEVICE / "features.npz").is_file() else "cpu"
     print("candidates", {s: len(v) for s, v in cand.items()}, round(time.time() - t_start), "s", flush=True)
     verifier, cv, dev_recall = choose_verifier(index, cases["dev"], cand["dev"])
     gate = min(m["min_similarity"] for m in verifier.models.values())
@@ -728,6 +747,7 @@ def main() -> int:
         "machine": machine_facts(),
         "gate": gate,
         "eps": eps,
+        "features_from": features_from,
         "dev_recall_by_floor": dev_recall,
         "verifier": verifier.models,
         "feature_cv": cv,
@@ -812,10 +832,15 @@ def render(p: dict) -> str:
         f"(similarity floor and threshold per benchmark format below, SemDeDup eps {p['eps']}). Model: all-MiniLM-L6-v2, "
         "ONNX int8 weights. Split: a hash of each item / host / negative id; dev and test share no item and no host.",
         "",
-        "Vectors for these tables were computed by `benchmarks/semantic_gpu.py candidates` running this same code "
-        "(classifiers/paraphrase.py, semdedup.py) with the same weights in PyTorch fp16 on an H200 (cosine to the "
-        "onnxruntime-CPU vectors >= 0.99997 on real documents); without `build/semgpu/device/` the script computes "
-        "them on the CPU (hours on 2 cores). Speeds below are CPU.",
+        (
+            "The candidates and all their features (the word-piece alignment too) for these tables were computed by "
+            "`semantic_eval.py --device` running this same code (classifiers/paraphrase.py, semdedup.py) with the same "
+            "weights in PyTorch fp16 on an H200 (cosine to the onnxruntime-CPU vectors >= 0.99997 on real documents), "
+            "checked against this run's items and cases by a fingerprint; without `build/semgpu/device/` the script "
+            "computes them on the CPU (hours on 2 cores). Speeds below are CPU."
+            if p.get("features_from") == "device"
+            else "Everything below was computed on the CPU (onnxruntime). Speeds below are CPU."
+        ),
         "",
         "## Paraphrase decontamination",
         "",
