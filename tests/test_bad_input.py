@@ -248,6 +248,27 @@ def test_benchmark_item_missing_a_field_names_key_file_and_line(tmp_path, stage,
 
 
 @pytest.mark.parametrize("stage", ["decontamination", "paraphrase"])
+def test_empty_benchmark_file_is_refused(tmp_path, stage):
+    """A benchmark file with no items decontaminates nothing: a mistake (a truncated
+    download, a wrong file), refused before any work instead of a run that checks nothing."""
+    if stage == "paraphrase":
+        from curate.classifiers import embedding
+
+        if embedding.available():
+            pytest.skip(embedding.available())
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"stages:\n  {stage}:\n    enabled: true\n    benchmarks:\n      - name: b\n        format: gsm8k\n"
+        f"        path: {bench}\n"
+    )
+    assert_clear_error(
+        curate("config", "check", str(cfg)), f"stages.{stage}.benchmarks[0]", str(bench), "no benchmark items"
+    )
+
+
+@pytest.mark.parametrize("stage", ["decontamination", "paraphrase"])
 def test_benchmark_path_on_a_filesystem_beam_lacks(tmp_path, stage):
     """A gs:// benchmark path without apache-beam[gcp]: Beam raises ValueError, which ended
     in a traceback (exit 1); now the config key and the path, exit 2."""

@@ -171,8 +171,8 @@ class Decontaminate(Stage):
         for i, spec in enumerate(self.specs):
             key = f"config key stages.decontamination.benchmarks[{i}].path"
             try:
-                for _ in load_spec_items(spec):
-                    pass
+                if not sum(1 for _ in load_spec_items(spec)):
+                    raise BenchmarkFormatError(f"{spec['path']} holds no benchmark items (an empty file?)")
             except BenchmarkFormatError as exc:
                 raise BenchmarkFormatError(f"{key} ({spec['name']}): {exc}") from None
             except (OSError, ValueError) as exc:  # a missing file, a folder, permissions; ValueError: no

@@ -129,7 +129,8 @@ class ParaphraseDecontaminate(Stage):
         for i, b in enumerate(self.cfg.benchmarks):
             key = f"config key stages.paraphrase.benchmarks[{i}].path ({b.name})"
             try:
-                load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES)
+                if not load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES):
+                    raise BenchmarkFormatError(f"{b.path} holds no benchmark items (an empty file?)")
             except BenchmarkFormatError as exc:
                 raise BenchmarkFormatError(f"{key}: {exc}") from None
             except (OSError, ValueError) as exc:  # ValueError: Beam has no filesystem for the path's scheme
