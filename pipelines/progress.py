@@ -76,9 +76,16 @@ class LiveProgress:
         head = f"[curate] {elapsed:6.1f}s  read {read:,}/{self.input_rows:,}{share}  {rate:,.0f} docs/s  {eta}"
         out = [head]
         for name in self.stages:
-            seen, kept = totals.get((name, "in"), 0), self._kept(totals, name, final)
+            seen, kept = self._seen(totals, name), self._kept(totals, name, final)
             out.append(f"[curate]   {name:<20} in {seen:>12,}  kept {kept:>12}")
         return out
+
+    @staticmethod
+    def _seen(totals: dict, name: str) -> int:
+        """Documents in so far: at least those kept.  A stage's in and kept counts are flushed
+        by different steps (and processes) at different moments, so the last flushed in
+        can lag the kept; a stage never keeps more than it received."""
+        return max(totals.get((name, "in"), 0), totals.get((name, "kept"), 0))
 
     @staticmethod
     def _kept(totals: dict, name: str, final: bool) -> str:
@@ -94,9 +101,7 @@ class LiveProgress:
             self.stream.write(up + "".join(f"\x1b[2K{line}\n" for line in lines))
             self.drawn = len(lines)
         else:
-            stages = "; ".join(
-                f"{n} {totals.get((n, 'in'), 0):,} -> {self._kept(totals, n, False)}" for n in self.stages
-            )
+            stages = "; ".join(f"{n} {self._seen(totals, n):,} -> {self._kept(totals, n, False)}" for n in self.stages)
             self.stream.write(f"{lines[0]} | {stages}\n")
         self.stream.flush()
 

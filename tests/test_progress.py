@@ -94,3 +94,19 @@ def test_rate_eta_and_pending_stages_while_the_run_works():
     assert re.search(r"([\d,]+) docs/s", view.lines(done)[0]).group(1) == rate != "0"
     final = view.lines({**done, ("quality", "kept"): 0}, final=True)
     assert "done" in final[0] and final[1].split()[-1] == "400" and final[2].split()[-1] == "0"
+
+
+def test_a_stage_never_shows_more_kept_than_in():
+    """In and kept are flushed at different moments; a lagging in count must not show a
+    stage keeping more than it received (terminal view and plain lines)."""
+    import io
+
+    from curate.pipelines.progress import RAW, LiveProgress
+
+    lagging = {RAW: 900, ("quality", "in"): 300, ("quality", "kept"): 350}
+    stream = io.StringIO()
+    view = LiveProgress(None, 1000, ["quality"], stream=stream, tty=False)
+    line = view.lines(lagging)[1].split()
+    assert line[line.index("in") + 1] == "350" and line[-1] == "350"
+    view.draw(lagging)
+    assert "quality 350 -> 350" in stream.getvalue()
