@@ -222,9 +222,14 @@ def view_chunks(items: list[Item]) -> list[tuple[int, list[str]]]:
     return [(s, views[s : s + VIEW_CHUNK]) for s in range(0, len(views), VIEW_CHUNK)]
 
 
+def stack_chunks(chunks) -> np.ndarray:
+    """The view vectors from (first row, vectors) chunks, in any order."""
+    parts = [v for _, v in sorted(chunks, key=lambda c: c[0])]
+    return np.concatenate(parts) if parts else np.zeros((0, 384), np.float32)
+
+
 def embed_views(items: list[Item], embedder: Embedder) -> np.ndarray:
-    chunks = [embedder.embed(views) for _, views in view_chunks(items)]
-    return np.concatenate(chunks) if chunks else np.zeros((0, 384), np.float32)
+    return stack_chunks((first, embedder.embed(views)) for first, views in view_chunks(items))
 
 
 def _gsm8k_final(answer: str) -> str:
@@ -269,6 +274,11 @@ def load_item_views(benchmark: str, fmt: str, path: str, files=None) -> list[Ite
         for item_id, text in bs.load_items(fmt, path, files=files):
             items.append(Item(benchmark, fmt, item_id, [text]))
     return items
+
+
+def load_benchmarks(benchmarks: list[tuple[str, str, str]], files=None) -> list[Item]:
+    """The items of every (name, format, path), in that order (``load_item_views``)."""
+    return [it for name, fmt, path in benchmarks for it in load_item_views(name, fmt, path, files)]
 
 
 # ---------------------------------------------------------------------------- verifier
@@ -420,12 +430,8 @@ class ParaphraseIndex:
         self._first_view = np.array(first_view + [len(rows)], dtype=np.int64)
         self.view_mass = np.maximum(np.asarray(m.sum(axis=1)).ravel(), 1e-6).astype(np.float32)
         # view vectors: one row per (item, view)
-        views, owner = [], []
-        for i, it in enumerate(items):
-            for v in it.views:
-                views.append(v)
-                owner.append(i)
-        self.view_owner = np.array(owner, dtype=np.int64)
+        views = item_views(items)
+        self.view_owner = np.repeat(np.arange(len(items), dtype=np.int64), [len(it.views) for it in items])
         if view_vectors is not None:  # embedded elsewhere (the stage embeds them once per run, in parallel)
             if view_vectors.shape != (len(views), 384):
                 raise ValueError(f"view_vectors: {view_vectors.shape} for {len(views)} item views")
@@ -447,10 +453,7 @@ class ParaphraseIndex:
     def build(cls, benchmarks: list[tuple[str, str, str]], files=None, **kwargs) -> "ParaphraseIndex":
         """``benchmarks``: (name, format, path) as for the n-gram index; ``files``: how to
         read them (``load_item_views``)."""
-        items: list[Item] = []
-        for name, fmt, path in benchmarks:
-            items.extend(load_item_views(name, fmt, path, files))
-        return cls(items, **kwargs)
+        return cls(load_benchmarks(benchmarks, files), **kwargs)
 
     @property
     def verifier(self) -> Verifier:
@@ -572,22 +575,32 @@ class ParaphraseIndex:
             c.token_recall, c.token_recall_idf, c.token_precision = self.token_alignment(span_vecs, views)
         return cands
 
-    def token_alignment(self, span_vecs: np.ndarray, views) -> tuple[float, float, float]:
-        """(recall, idf-weighted recall, precision) of the greedy word-piece alignment of a
-        span with the item view of the highest weighted recall; zeros when either is empty."""
-        best = (0.0, 0.0, 0.0)
+    def best_aligned_view(self, span_vecs: np.ndarray, views) -> tuple[np.ndarray, np.ndarray] | None:
+        """(cosines of the view's word pieces x the span's, the view pieces' idf) for the item
+        view of the highest idf-weighted recall (each view piece's best cosine to the span);
+        None when either side is empty or no view recalls anything."""
+        best, best_recall = None, 0.0
         if not len(span_vecs):
-            return best
+            return None
         for ids, vecs in views:
             if not len(ids):
                 continue
             sims = vecs @ span_vecs.T
-            recall, precision = sims.max(axis=1), sims.max(axis=0)
             w = self.piece_idf[ids]
-            cur = (float(recall.mean()), float(recall @ w / w.sum()), float(precision.mean()))
-            if cur[1] > best[1]:
-                best = cur
+            recall = float(sims.max(axis=1) @ w / w.sum())
+            if recall > best_recall:
+                best, best_recall = (sims, w), recall
         return best
+
+    def token_alignment(self, span_vecs: np.ndarray, views) -> tuple[float, float, float]:
+        """(recall, idf-weighted recall, precision) of the greedy word-piece alignment of a
+        span with the item view of the highest weighted recall; zeros when either is empty."""
+        best = self.best_aligned_view(span_vecs, views)
+        if best is None:
+            return 0.0, 0.0, 0.0
+        sims, w = best
+        recall = sims.max(axis=1)
+        return float(recall.mean()), float(recall @ w / w.sum()), float(sims.max(axis=0).mean())
 
     # -- steps 2 and 3 -----------------------------------------------------------------
     def match_batch(self, texts) -> list[ParaphraseHit | None]:

@@ -60,6 +60,22 @@ def resolve_path(path: str) -> str:
     return path
 
 
+def check_benchmark(stage: str, i: int, name: str, path: str, count_items) -> None:
+    """Read one configured benchmark on the driver (``count_items()``: how many items it
+    holds): a bad, missing, unreachable or empty file stops the run before any output, named
+    by its config key."""
+    key = f"config key stages.{stage}.benchmarks[{i}].path ({name})"
+    try:
+        if not count_items():
+            raise BenchmarkFormatError(f"{path} holds no benchmark items (an empty file?)")
+    except BenchmarkFormatError as exc:
+        raise BenchmarkFormatError(f"{key}: {exc}") from None
+    except (OSError, ValueError) as exc:  # a missing file, a folder, permissions; ValueError: no
+        # filesystem for the path's scheme (gs:// without apache-beam[gcp])
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise BenchmarkFormatError(f"{key}: cannot read {path} ({reason})") from None
+
+
 def load_spec_items(spec: dict):
     path = resolve_path(spec["path"])
     for item_id, text in load_items(spec["format"], path, spec.get("fields"), spec.get("id_field"), BEAM_FILES):
@@ -169,16 +185,13 @@ class Decontaminate(Stage):
         """Parse every benchmark file on the driver: a bad or missing file stops the run before any output,
         naming its config key."""
         for i, spec in enumerate(self.specs):
-            key = f"config key stages.decontamination.benchmarks[{i}].path"
-            try:
-                if not sum(1 for _ in load_spec_items(spec)):
-                    raise BenchmarkFormatError(f"{spec['path']} holds no benchmark items (an empty file?)")
-            except BenchmarkFormatError as exc:
-                raise BenchmarkFormatError(f"{key} ({spec['name']}): {exc}") from None
-            except (OSError, ValueError) as exc:  # a missing file, a folder, permissions; ValueError: no
-                # filesystem for the path's scheme (gs:// without apache-beam[gcp])
-                reason = getattr(exc, "strerror", None) or str(exc)
-                raise BenchmarkFormatError(f"{key} ({spec['name']}): cannot read {spec['path']} ({reason})") from None
+            check_benchmark(
+                "decontamination",
+                i,
+                spec["name"],
+                spec["path"],
+                lambda spec=spec: sum(1 for _ in load_spec_items(spec)),
+            )
 
     def expand(self, batches) -> StageResult:
         n, max_freq, refs = self.ngram, self.max_item_frequency, self.reference_texts

@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from curate.transforms import render
-from curate.transforms.decontaminate import BenchmarkSpec, resolve_path
+from curate.transforms.decontaminate import BenchmarkSpec, check_benchmark, resolve_path
 from curate.transforms.io import BEAM_FILES
 from curate.transforms.registry import BuildContext, StageConfig, StageSpec, StatKind, register
 from curate.transforms.stage import REJECTED_TAG, Stage, StageResult, TaggedParDo, emit_split
@@ -51,9 +51,9 @@ class ParaphraseConfig(StageConfig):
 
 def load_items(cfg: ParaphraseConfig) -> list:
     """Every configured benchmark's items with their views, in config order."""
-    from curate.classifiers.paraphrase import load_item_views
+    from curate.classifiers.paraphrase import load_benchmarks
 
-    return [it for b in cfg.benchmarks for it in load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES)]
+    return load_benchmarks([(b.name, b.format, resolve_path(b.path)) for b in cfg.benchmarks], BEAM_FILES)
 
 
 class EmbedViews(beam.DoFn):
@@ -68,11 +68,6 @@ class EmbedViews(beam.DoFn):
     def process(self, chunk):
         first, views = chunk
         yield first, self.embedder.embed(views)
-
-
-def stack_vectors(chunks: list) -> np.ndarray:
-    parts = [v for _, v in sorted(chunks, key=lambda c: c[0])]
-    return np.concatenate(parts) if parts else np.zeros((0, 384), np.float32)
 
 
 class MatchParaphrases(beam.DoFn):
@@ -127,19 +122,16 @@ class ParaphraseDecontaminate(Stage):
         from curate.classifiers.paraphrase import load_item_views
 
         for i, b in enumerate(self.cfg.benchmarks):
-            key = f"config key stages.paraphrase.benchmarks[{i}].path ({b.name})"
-            try:
-                if not load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES):
-                    raise BenchmarkFormatError(f"{b.path} holds no benchmark items (an empty file?)")
-            except BenchmarkFormatError as exc:
-                raise BenchmarkFormatError(f"{key}: {exc}") from None
-            except (OSError, ValueError) as exc:  # ValueError: Beam has no filesystem for the path's scheme
-                raise BenchmarkFormatError(
-                    f"{key}: cannot read {b.path} ({getattr(exc, 'strerror', None) or exc})"
-                ) from None
+            check_benchmark(
+                "paraphrase",
+                i,
+                b.name,
+                b.path,
+                lambda b=b: len(load_item_views(b.name, b.format, resolve_path(b.path), BEAM_FILES)),
+            )
 
     def expand(self, batches) -> StageResult:
-        from curate.classifiers.paraphrase import view_chunks
+        from curate.classifiers.paraphrase import stack_chunks, view_chunks
 
         cfg = self.cfg
         # The item index, built once per run: the views are embedded in fixed chunks spread
@@ -156,7 +148,7 @@ class ParaphraseDecontaminate(Stage):
             | "SpreadChunks" >> beam.Reshuffle()
             | "EmbedViews" >> beam.ParDo(EmbedViews())
             | "AllChunks" >> beam.combiners.ToList()
-            | "StackVectors" >> beam.Map(stack_vectors)
+            | "StackVectors" >> beam.Map(stack_chunks)
         )
         out = batches | "MatchParaphrases" >> TaggedParDo(
             MatchParaphrases(self.name, self.columns.text, cfg),
