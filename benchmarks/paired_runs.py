@@ -46,7 +46,7 @@ def _digest(out: Path) -> dict[str, str]:
     }
 
 
-def _run(command: list[str], env: dict, out: Path) -> tuple[float, float, float]:
+def timed_run(command: list[str], env: dict, out: Path) -> tuple[float, float, float]:
     """(wall s, cpu s, peak RSS MB of the run's main process) of one run."""
     shutil.rmtree(out, ignore_errors=True)
     start = time.monotonic()
@@ -66,7 +66,7 @@ def paired(a: tuple[list[str], dict], b: tuple[list[str], dict], runs: int, work
     digests = {}
     for i in range(runs + 1):  # the first pair warms the page cache and numba's cache; not counted
         for side, (command, env) in (("a", a), ("b", b)):
-            seconds, cpu_s, rss_mb = _run(command, env, work / side)
+            seconds, cpu_s, rss_mb = timed_run(command, env, work / side)
             if i:
                 times[side].append(round(seconds, 2))
                 cpu[side].append(round(cpu_s, 2))

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import xxhash  # noqa: E402
 
 from benchmarks import semantic_eval as se  # noqa: E402
-from benchmarks.semantic_gpu import DIM, HEADS, LAYERS, TorchEmbedder, load_weights  # noqa: E402
+from benchmarks.semantic_gpu import DIM, HEADS, LAYERS, TorchEmbedder, by_length, load_weights, padded_batches  # noqa: E402
 
 FLOOR = min(se.GATES)  # candidates the verifier may see
 MAX_PAIR = 256  # word pieces of item + span together (the model's trained length)
@@ -118,21 +118,7 @@ def bert(weights_path, device):
 
 
 def encode_pairs(tok, pairs):
-    enc = tok.encode_batch([(a, b) for a, b, _ in pairs])
-    return [(np.array(e.ids), np.array(e.type_ids)) for e in enc]
-
-
-def batches(encoded, order, size):
-    for s in range(0, len(order), size):
-        rows = order[s : s + size]
-        width = max(len(encoded[r][0]) for r in rows)
-        ids = np.zeros((len(rows), width), np.int64)
-        typ = np.zeros_like(ids)
-        mask = np.zeros_like(ids)
-        for j, r in enumerate(rows):
-            n = len(encoded[r][0])
-            ids[j, :n], typ[j, :n], mask[j, :n] = encoded[r][0], encoded[r][1], 1
-        yield rows, ids, typ, mask
+    return tok.encode_batch([(a, b) for a, b, _ in pairs])
 
 
 def train(weights_path, tok, pairs):
@@ -150,7 +136,7 @@ def train(weights_path, tok, pairs):
     rng = np.random.default_rng(SEED)
     model.train()
     for _ in range(EPOCHS):
-        for rows, ids, typ, mask in batches(enc, rng.permutation(len(pairs)), BATCH):
+        for rows, ids, typ, mask in padded_batches(enc, rng.permutation(len(pairs)), BATCH):
             t = lambda a: torch.tensor(a, device="cuda")  # noqa: E731
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 logit = model(input_ids=t(ids), token_type_ids=t(typ), attention_mask=t(mask)).logits[:, 0]
@@ -169,10 +155,8 @@ def score(model, tok, pairs) -> np.ndarray:
     out = np.zeros(len(pairs), np.float32)
     if not pairs:
         return out
-    enc = encode_pairs(tok, pairs)
-    order = np.argsort([len(e[0]) for e in enc], kind="stable")
     with torch.inference_mode():
-        for rows, ids, typ, mask in batches(enc, order, 256):
+        for rows, ids, typ, mask in by_length(encode_pairs(tok, pairs), 256):
             t = lambda a: torch.tensor(a, device="cuda")  # noqa: E731
             out[rows] = (
                 model(input_ids=t(ids), token_type_ids=t(typ), attention_mask=t(mask))
@@ -195,7 +179,7 @@ def main(out: str) -> int:
     weights = se.ROOT / "build" / "semgpu" / "weights.npz"
     cases, _, _ = se.build_cases()
     index = se.build_index(TorchEmbedder(weights))
-    cands = se.candidate_tables(index, cases)
+    cands, _ = se.candidate_tables(index, cases)
     tok = pair_tokenizer()
     report = {}
 
@@ -286,7 +270,7 @@ def evaluate() -> int:
     emb = Embedder(cache_size=10**8)
     se.load_caches(emb)
     index = se.build_index(emb)
-    cands = se.candidate_tables(index, cases)
+    cands, _ = se.candidate_tables(index, cases)
     z = np.load(se.DEVICE / "features.npz")
     align = {}
     for s in ("dev", "test"):

@@ -31,12 +31,12 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import paired_runs
 from benchmarks.common import BENCHMARK_SETS, ROOT, machine_facts, machine_line, require_shared, write_results
 from benchmarks.corpus import write_scaled_corpus
 
@@ -47,41 +47,25 @@ STAGE_AFTER = {"semantic_dedup": "near_dedup", "paraphrase": "decontamination"}
 
 def run_chain(corpus: Path, out: Path, configs: list[str]) -> dict:
     curate = str(Path(sys.executable).parent / "curate")
-    cmd = [curate, "run", "--input", str(corpus), "--output", str(out), *ONE_WORKER]
+    cmd = [curate, "run", "--input", str(corpus), *ONE_WORKER]
     for c in configs:
         cmd += ["--config", c]
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.monotonic()
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
-            err.seek(0)
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err.read().decode()[-3000:]}")
+    wall, cpu, _ = paired_runs.timed_run(cmd, dict(os.environ), out)
     funnel = json.loads((out / "funnel.json").read_text())
     stages = {
         s["name"]: {"in": s["in"]["docs"], "kept": s["kept"]["docs"]} for s in funnel["stages"] if s["status"] == "run"
     }
-    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "stages": stages}
+    return {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2), "stages": stages}
 
 
 def index_build(step: int = 16) -> dict:
     """CPU seconds to embed every ``step``-th item view of GSM8K + HumanEval + MMLU (as the
     stage does: fixed chunks, one thread, no cache), scaled to all the views' word pieces."""
-    import subprocess as sp
-
+    from benchmarks.semantic_eval import SPECS
     from curate.classifiers.embedding import Embedder
-    from curate.classifiers.paraphrase import VIEW_CHUNK, item_views, load_item_views
+    from curate.classifiers.paraphrase import VIEW_CHUNK, item_views, load_benchmarks
 
-    items = []
-    for name, fmt, path in (
-        ("gsm8k", "gsm8k", "gsm8k_test.jsonl"),
-        ("humaneval", "humaneval", "HumanEval.jsonl.gz"),
-        ("mmlu", "mmlu", "mmlu_test"),
-    ):
-        items += load_item_views(name, fmt, str(BENCHMARK_SETS / path))
-    views = item_views(items)
+    views = item_views(load_benchmarks([(n, f, str(BENCHMARK_SETS / p)) for n, f, p in SPECS]))
     emb = Embedder(cache_size=0)
     total = int(emb.token_counts(views).sum())
     sample = views[::step]
@@ -91,7 +75,6 @@ def index_build(step: int = 16) -> dict:
     for s in range(0, len(sample), VIEW_CHUNK):
         emb.embed(sample[s : s + VIEW_CHUNK])
     cpu = time.process_time() - t0
-    commit = sp.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     return {
         "views": len(views),
         "view_tokens": total,
@@ -100,13 +83,13 @@ def index_build(step: int = 16) -> dict:
         "sample_cpu_s": round(cpu, 2),
         "tokens_per_s": round(tokens / cpu, 1),
         "projected_cpu_s": round(cpu * total / tokens),
-        "git_commit": commit,
+        "git_commit": machine_facts()["git_commit"],
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--docs", type=int, default=5000)
+    ap.add_argument("--docs", type=int, default=1000)
     ap.add_argument("--project", type=int, default=100_000)
     ap.add_argument("--index-only", action="store_true", help="re-measure the paraphrase start-up into the results")
     args = ap.parse_args()

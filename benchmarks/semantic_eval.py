@@ -57,7 +57,7 @@ import xxhash  # noqa: E402
 from benchmarks.common import BENCHMARK_SETS, REAL_DOCS, ROOT, machine_facts, require_shared, write_results  # noqa: E402
 from curate.classifiers import semdedup as sd  # noqa: E402
 from curate.classifiers.embedding import Embedder  # noqa: E402
-from curate.classifiers.paraphrase import Candidate, ParaphraseIndex, Verifier, load_item_views  # noqa: E402
+from curate.classifiers.paraphrase import Candidate, ParaphraseIndex, Verifier, item_views, load_item_views  # noqa: E402
 
 TEXTBOOKS = REAL_DOCS.parent / "textbooks.parquet"
 REPHRASED = BENCHMARK_SETS / "rephrased"
@@ -300,7 +300,7 @@ def device_dump(out: Path) -> int:
     emb = TorchEmbedder(ROOT / "build" / "semgpu" / "weights.npz")
     index = build_index(emb)
     cache = Embedder(cache_size=10**8)
-    for view, vec in zip((v for it in index.items for v in it.views), index.view_vectors):
+    for view, vec in zip(item_views(index.items), index.view_vectors):
         cache._remember(text_key(view), vec)
     cache.save_cache(out / "vectors.npz", shard=20_000)
     report = {"index_seconds": round(time.time() - t0, 1)}
@@ -310,7 +310,7 @@ def device_dump(out: Path) -> int:
         cands = index.candidates(texts, token_floor=math.inf)
         # every span the alignment needs, in one batched pass, then the stage's own features
         need = [texts[c.doc][c.span[0] : c.span[1]] for c in cands if c.similarity >= min(GATES)]
-        emb.embed_tokens(need + [v for it in index.items for v in it.views])
+        emb.embed_tokens(need + item_views(index.items))
         cands = index.verification_features(cands, texts, token_floor=min(GATES))
         tables[s] = np.array(
             [[c.doc, c.item, c.span[0], c.span[1], *c.features()] for c in cands], dtype=np.float64
@@ -323,20 +323,14 @@ def device_dump(out: Path) -> int:
             if c.similarity < min(GATES):
                 continue
             (_, span_vecs), *views = emb.embed_tokens([texts[c.doc][c.span[0] : c.span[1]]] + index.items[c.item].views)
-            top = None
-            for ids, vecs in views:
-                if len(ids) and len(span_vecs):
-                    sims = vecs @ span_vecs.T
-                    w = index.piece_idf[ids]
-                    score = float(sims.max(axis=1) @ w / w.sum())
-                    if top is None or score > top[0]:
-                        top = (score, sims.max(axis=1), sims.argmax(axis=1), len(span_vecs))
+            top = index.best_aligned_view(span_vecs, views)  # the view the stage's alignment features use
             if top is None:
                 continue
-            rows.append((r, top[3]))
-            best_cos.append(top[1].astype(np.float16))
-            best_pos.append(top[2].astype(np.int16))
-            offsets.append(offsets[-1] + len(top[1]))
+            sims = top[0]
+            rows.append((r, len(span_vecs)))
+            best_cos.append(sims.max(axis=1).astype(np.float16))
+            best_pos.append(sims.argmax(axis=1).astype(np.int16))
+            offsets.append(offsets[-1] + len(sims))
         tables[f"{s}_align_rows"] = np.array(rows, np.int32).reshape(-1, 2)
         tables[f"{s}_align_cos"] = np.concatenate(best_cos) if best_cos else np.zeros(0, np.float16)
         tables[f"{s}_align_pos"] = np.concatenate(best_pos) if best_pos else np.zeros(0, np.int16)
@@ -354,9 +348,9 @@ def device_dump(out: Path) -> int:
     return 0
 
 
-def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
-    """Per split, the stage's candidates: from the device run when its results are there
-    (same code, embedder on the GPU), else computed here on the CPU."""
+def candidate_tables(index: ParaphraseIndex, cases: dict) -> tuple[dict, str]:
+    """Per split, the stage's candidates, and where they were computed: from the device run
+    when its results are there (same code, embedder on the GPU), else here on the CPU."""
     path = DEVICE / "features.npz"
     if path.is_file():  # every feature computed there (``device_dump``)
         z = np.load(path)
@@ -371,7 +365,7 @@ def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
             for row in z[s]:
                 d, item, a, b = (int(x) for x in row[:4])
                 out[s].append(Candidate(d, item, (a, b), **dict(zip(Verifier.FEATURES, map(float, row[4:])))))
-        return out
+        return out, "device"
     path = DEVICE / "candidates.json"
     if path.is_file():
         rows = json.loads(path.read_text())
@@ -385,8 +379,8 @@ def candidate_tables(index: ParaphraseIndex, cases: dict) -> dict:
         # (the token alignment down to the lowest floor tried: the fit picks the floor)
         return {
             s: index.verification_features(out[s], [c["text"] for c in cases[s]], token_floor=min(GATES)) for s in out
-        }
-    return {s: index.candidates([c["text"] for c in cases[s]], token_floor=min(GATES)) for s in ("dev", "test")}
+        }, "device (vectors), CPU (features)"
+    return {s: index.candidates([c["text"] for c in cases[s]], token_floor=min(GATES)) for s in ("dev", "test")}, "cpu"
 
 
 def label_of(case: dict, index: ParaphraseIndex, cand) -> int:
@@ -676,8 +670,7 @@ def main() -> int:
         return 0
 
     # ---- paraphrase: tune on dev
-    cand = candidate_tables(index, cases)
-    features_from = "device" if (DEVICE / "features.npz").is_file() else "cpu"
+    cand, features_from = candidate_tables(index, cases)
     print("candidates", {s: len(v) for s, v in cand.items()}, round(time.time() - t_start), "s", flush=True)
     verifier, cv, dev_recall = choose_verifier(index, cases["dev"], cand["dev"])
     gate = min(m["min_similarity"] for m in verifier.models.values())
@@ -832,15 +825,15 @@ def render(p: dict) -> str:
         f"(similarity floor and threshold per benchmark format below, SemDeDup eps {p['eps']}). Model: all-MiniLM-L6-v2, "
         "ONNX int8 weights. Split: a hash of each item / host / negative id; dev and test share no item and no host.",
         "",
-        (
-            "The candidates and all their features (the word-piece alignment too) for these tables were computed by "
-            "`semantic_eval.py --device` running this same code (classifiers/paraphrase.py, semdedup.py) with the same "
-            "weights in PyTorch fp16 on an H200 (cosine to the onnxruntime-CPU vectors >= 0.99997 on real documents), "
-            "checked against this run's items and cases by a fingerprint; without `build/semgpu/device/` the script "
-            "computes them on the CPU (hours on 2 cores). Speeds below are CPU."
-            if p.get("features_from") == "device"
-            else "Everything below was computed on the CPU (onnxruntime). Speeds below are CPU."
-        ),
+        {
+            "device": "The candidates and all their features (the word-piece alignment too) for these tables were "
+            "computed by `semantic_eval.py --device` running this same code (classifiers/paraphrase.py, semdedup.py) "
+            "with the same weights in PyTorch fp16 on an H200 (cosine to the onnxruntime-CPU vectors >= 0.99997 on "
+            "real documents), checked against this run's items and cases by a fingerprint; without "
+            "`build/semgpu/device/` the script computes them on the CPU (hours on 2 cores). Speeds below are CPU.",
+            "device (vectors), CPU (features)": "The candidates' vectors were computed by `semantic_gpu.py candidates` "
+            "(the same weights in PyTorch fp16 on an H200); their other features here, on the CPU. Speeds below are CPU.",
+        }.get(p.get("features_from"), "Everything below was computed on the CPU (onnxruntime). Speeds below are CPU."),
         "",
         "## Paraphrase decontamination",
         "",

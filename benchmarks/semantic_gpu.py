@@ -115,6 +115,25 @@ def numpy_encode(W: dict, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return p / np.linalg.norm(p, axis=1, keepdims=True)
 
 
+def padded_batches(encodings, order, size: int):
+    """(rows, ids, type_ids, mask) of tokenizer encodings taken in ``order``, ``size`` at a
+    time, zero-padded to each batch's longest (the embedder's, and the cross-encoder's pairs)."""
+    for s in range(0, len(order), size):
+        rows = order[s : s + size]
+        ids = np.zeros((len(rows), max(len(encodings[r].ids) for r in rows)), np.int64)
+        typ, mask = np.zeros_like(ids), np.zeros_like(ids)
+        for j, r in enumerate(rows):
+            n = len(encodings[r].ids)
+            ids[j, :n], typ[j, :n], mask[j, :n] = encodings[r].ids, encodings[r].type_ids, 1
+        yield rows, ids, typ, mask
+
+
+def by_length(encodings, size: int):
+    """``padded_batches`` of the encodings, shortest first (least padding)."""
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    return padded_batches(encodings, order, size)
+
+
 def torch_encoder(weights: dict, device: str, dtype):
     import torch
     import torch.nn.functional as F
@@ -164,17 +183,7 @@ def run(folder: str, out: str):
     encode = torch_encoder(load_weights(folder / "weights.npz"), "cuda", torch.float16)
 
     def batches(texts, bs):
-        enc = tok.encode_batch(texts)
-        lens = np.array([len(e.ids) for e in enc])
-        order = np.argsort(lens, kind="stable")
-        for s in range(0, len(order), bs):
-            rws = order[s : s + bs]
-            width = int(lens[rws].max())
-            ids = np.zeros((len(rws), width), np.int64)
-            mask = np.zeros((len(rws), width), np.int64)
-            for j, r in enumerate(rws):
-                ids[j, : lens[r]] = enc[r].ids
-                mask[j, : lens[r]] = 1
+        for rws, ids, _, mask in by_length(tok.encode_batch(texts), bs):
             yield rws, ids, mask
 
     report = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0), "dtype": "float16"}
@@ -244,17 +253,8 @@ class TorchEmbedder:
 
     def _batches(self, texts):
         """(rows, ids, mask, lengths) of ``texts`` by length, ``batch_size`` at a time, padded."""
-        enc = self.tokenizer.encode_batch(texts)
-        lens = np.array([len(e.ids) for e in enc])
-        order = np.argsort(lens, kind="stable")
-        for s in range(0, len(order), self.batch_size):
-            rws = order[s : s + self.batch_size]
-            ids = np.zeros((len(rws), int(lens[rws].max())), np.int64)
-            mask = np.zeros_like(ids)
-            for j, r in enumerate(rws):
-                ids[j, : lens[r]] = enc[r].ids
-                mask[j, : lens[r]] = 1
-            yield rws, ids, mask, lens[rws]
+        for rws, ids, _, mask in by_length(self.tokenizer.encode_batch(texts), self.batch_size):
+            yield rws, ids, mask, mask.sum(axis=1)
 
     def embed(self, texts) -> np.ndarray:
         texts = list(texts)
